@@ -1,0 +1,127 @@
+"""The frozen model a validated spec resolves to. Pure data, no behaviour that
+touches the host. Templates are already resolved: every Pool carries its final
+settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PM = Literal["static", "dynamic", "ondemand"]
+
+JAIL_FEATURES = (
+    "base", "dns", "tls", "mail", "sessions", "iconv", "locale", "proc", "mysql", "shell",
+)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Everything a template can set. Durations are whole seconds."""
+
+    pm: PM = "ondemand"
+    max_children: int = 5
+    start_servers: int = 0          # dynamic only; 0 = FPM's default (min + (max-min)/2)
+    min_spare: int = 1              # dynamic only
+    max_spare: int = 3              # dynamic only
+    idle_timeout: int = 10          # ondemand only (pm.process_idle_timeout)
+    max_requests: int = 500
+    request_terminate_timeout: int = 60
+    process_control_timeout: int = 10
+    priority: int | None = None     # process.priority (-19 .. 20), None = inherit
+    listen_backlog: int = 64
+    opcache_memory_mb: int = 64
+    php_admin_values: tuple[tuple[str, str], ...] = ()
+    php_values: tuple[tuple[str, str], ...] = ()
+    # php.ini settings that only a master can take (PHP_INI_SYSTEM), given as -d flags
+    php_ini: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str          # host path
+    target: str          # path inside the jail
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class JailSpec:
+    enabled: bool = True
+    features: tuple[str, ...] = ("base",)
+    programs: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    smtp: str = "127.0.0.1:25"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    user: str            # Unix user owning the code
+    group: str           # Unix group; pools of this tenant run with it as primary group
+    home: str            # absolute path, mode 0750, owned by user:group
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    tenant: str
+    user: str            # runtime Unix user of the workers (primary group = tenant group)
+    socket: str          # absolute Unix socket path, <= 107 bytes
+    settings: PoolSettings
+    writable: tuple[str, ...] = ()   # absolute paths under the tenant home
+    jail: JailSpec = field(default_factory=JailSpec)
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str            # URL path prefix, starts and ends with "/"
+    pool: str
+
+
+@dataclass(frozen=True)
+class TLS:
+    cert: str
+    key: str
+    chain: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    server_name: str
+    aliases: tuple[str, ...] = ()
+    tenant: str | None = None
+    docroot: str | None = None       # absolute path (resolved against the tenant home)
+    php: bool = True
+    pool: str | None = None          # None when php is False
+    routes: tuple[Route, ...] = ()   # longest path first
+    tls: TLS | None = None
+    redirect: str | None = None      # "https://x/": the whole site redirects there (no docroot)
+    allow_override: tuple[str, ...] = ()   # empty = AllowOverride None
+
+
+@dataclass(frozen=True)
+class ApacheSettings:
+    http_port: int = 80
+    https_port: int = 443
+    threads_per_child: int = 25
+    max_request_workers: int = 150
+    server_limit: int = 6
+    proxy_timeout: int = 65
+
+
+@dataclass(frozen=True)
+class Model:
+    source: str                                  # spec file path, for messages
+    tenants: tuple[Tenant, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    sites: tuple[Site, ...] = ()
+    apache: ApacheSettings = field(default_factory=ApacheSettings)
+
+    def tenant(self, name: str) -> Tenant:
+        return next(t for t in self.tenants if t.name == name)
+
+    def pool(self, name: str) -> Pool:
+        return next(p for p in self.pools if p.name == name)
+
+    def pools_of(self, tenant: str) -> tuple[Pool, ...]:
+        return tuple(p for p in self.pools if p.tenant == tenant)
