@@ -1,0 +1,138 @@
+"""phphost command line. Argument parsing and output only; errors are mapped to
+exit codes in one place (main)."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from phphost import layout
+from phphost.cli.output import Progress, plan_json, print_plan
+from phphost.errors import PhphostError
+from phphost.facts.gather import gather
+from phphost.facts.state import read_state
+from phphost.host.apply import execute, recover
+from phphost.plan import actions as A
+from phphost.plan.desired import desired_state
+from phphost.plan.destroy import make_destroy_plan
+from phphost.plan.planner import make_plan
+from phphost.spec.loader import load_spec
+
+EXIT_CHANGES = 10
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="phphost", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (("plan", "show what apply would change (changes nothing)"),
+                       ("apply", "bring the host to the spec"),
+                       ("destroy", "remove what phphost created for the spec")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("spec", help="spec file (TOML)")
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "plan":
+            c.add_argument("-v", "--verbose", action="store_true", help="also list no-ops")
+        if name == "destroy":
+            c.add_argument("--purge", action="store_true",
+                           help="ALSO delete tenant homes and the users/groups phphost created")
+    st = sub.add_parser("status", help="every pool's master and FPM status")
+    st.add_argument("--json", action="store_true")
+    return p
+
+
+@contextmanager
+def _lock() -> Iterator[None]:
+    os.makedirs(layout.RUN_DIR, exist_ok=True)
+    with open(layout.LOCK_FILE, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise PhphostError(
+                f"another phphost apply/destroy holds {layout.LOCK_FILE}; wait for it to finish"
+            ) from err
+        yield
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    model = load_spec(args.spec)
+    desired = desired_state(model)
+    state = read_state()
+    plan = make_plan(desired, gather(desired, state), state)
+    if args.json:
+        print(plan_json(plan))
+    else:
+        if os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl"):
+            print("note: an earlier apply was interrupted; apply rolls it back first.")
+        print_plan(plan, verbose=args.verbose)
+    return EXIT_CHANGES if plan.has_changes() else 0
+
+
+def _report(args: argparse.Namespace, plan: A.Plan, done: list[str], undone: list[str]) -> None:
+    if args.json:
+        print(json.dumps({"changed": done, "recovered": undone,
+                          "plan": json.loads(plan_json(plan))}, indent=1))
+        return
+    if undone:
+        print(f"Rolled back {len(undone)} change(s) of an interrupted apply first.")
+    print(f"{len(done)} change(s) made." if done else "No changes: the host already matches.")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    model = load_spec(args.spec)
+    with _lock():
+        undone = recover()
+        desired = desired_state(model)
+        state = read_state()
+        plan = make_plan(desired, gather(desired, state), state)
+        if not args.json:
+            print_plan(plan)
+        done = execute(plan, model, Progress(quiet=args.json)) if plan.has_changes() else []
+        _report(args, plan, done, undone)
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    model = load_spec(args.spec)
+    with _lock():
+        undone = recover()
+        desired = desired_state(model)
+        state = read_state()
+        plan = make_destroy_plan(desired, gather(desired, state), state, args.purge)
+        done = execute(plan, model, Progress(quiet=args.json))
+        _report(args, plan, done, undone)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from phphost.cli.status import pool_statuses, print_statuses
+
+    rows = pool_statuses(read_state().pools)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print_statuses(rows)
+    return 0 if all(r["running"] for r in rows) else 1
+
+
+COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PhphostError as err:
+        print(f"phphost: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("phphost: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`phphost status`: master state from supervisord, numbers from FPM's own status
+page over each pool's socket."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from phphost import layout
+from phphost.errors import FastCGIError
+from phphost.facts.gather import read_programs
+from phphost.fastcgi.status import fpm_status
+from phphost.host.files import read_text
+
+_LISTEN = re.compile(r"^listen\s*=\s*(\S+)\s*$", re.M)
+
+
+def pool_socket(pool: str) -> str:
+    match = _LISTEN.search(read_text(layout.fpm_conf(pool)) or "")
+    return match.group(1) if match else layout.default_socket(pool)
+
+
+def pool_statuses(pools: tuple[str, ...]) -> list[dict[str, Any]]:
+    programs, _ = read_programs()
+    rows = []
+    for pool in pools:
+        prog = programs.get(layout.program_name(pool))
+        row: dict[str, Any] = {"pool": pool, "running": bool(prog and prog.state == "RUNNING"),
+                               "state": prog.state if prog else "ABSENT",
+                               "pid": prog.pid if prog else None}
+        try:
+            st = fpm_status(pool_socket(pool))
+            row.update(pm=st.process_manager, active=st.active_processes,
+                       idle=st.idle_processes, total=st.total_processes,
+                       accepted=st.accepted_conn, max_children_reached=st.max_children_reached)
+        except FastCGIError as err:
+            row.update(error=str(err), running=False)
+        rows.append(row)
+    return rows
+
+
+def print_statuses(rows: list[dict[str, Any]]) -> None:
+    head = f"{'pool':<16} {'state':<9} {'pid':>7} {'pm':<9} {'active':>6} {'idle':>5} " \
+           f"{'total':>5} {'accepted':>9}"
+    print(head)
+    for r in rows:
+        print(f"{r['pool']:<16} {r['state']:<9} {r['pid'] or '-':>7} {r.get('pm', '-'):<9} "
+              f"{r.get('active', '-'):>6} {r.get('idle', '-'):>5} {r.get('total', '-'):>5} "
+              f"{r.get('accepted', '-'):>9}")
+        if "error" in r:
+            print(f"  ! {r['error']}")

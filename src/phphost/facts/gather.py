@@ -1,0 +1,141 @@
+"""Read the host's actual state for the things a Desired (and the last State)
+names. Read-only: never changes the host."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from dataclasses import dataclass, field
+
+from phphost import layout
+from phphost.facts.parse import (
+    ProgramStatus,
+    parse_apache_modules,
+    parse_getfacl,
+    parse_supervisorctl_status,
+)
+from phphost.facts.state import State
+from phphost.host.files import read_text
+from phphost.host.runner import run
+from phphost.plan.desired import Desired
+
+
+@dataclass(frozen=True)
+class DirFact:
+    owner: str
+    group: str
+    mode: int          # permission bits incl. setgid
+
+
+@dataclass(frozen=True)
+class Facts:
+    files: dict[str, str | None] = field(default_factory=dict)
+    links: dict[str, str | None] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)       # user -> primary group name
+    groups: frozenset[str] = frozenset()
+    dirs: dict[str, DirFact | None] = field(default_factory=dict)
+    acls: dict[str, frozenset[str]] = field(default_factory=dict)
+    modules: frozenset[str] = frozenset()
+    programs: dict[str, ProgramStatus] = field(default_factory=dict)
+    supervisor_running: bool = False
+    apache_running: bool = False
+
+
+def gather(desired: Desired, state: State) -> Facts:
+    paths = {f.path for f in desired.files} | set(state.files)
+    users = {u.name for u in desired.users} | set(state.users)
+    groups = set(desired.groups) | set(state.groups)
+    dirs = {d.path: read_dir(d.path) for d in desired.dirs}
+    acls = {a.path: read_acl(a.path) for a in desired.acls if dirs.get(a.path, read_dir(a.path))}
+    programs, sup_running = read_programs()
+    return Facts(
+        files={p: read_text(p) for p in sorted(paths)},
+        links={link: read_link(link) for link, _ in desired.links} | _state_links(state),
+        users={u: g for u in sorted(users) if (g := primary_group(u)) is not None},
+        groups=frozenset(g for g in groups if group_exists(g)),
+        dirs=dirs,
+        acls=acls,
+        modules=read_modules(),
+        programs=programs,
+        supervisor_running=sup_running,
+        apache_running=apache_running(),
+    )
+
+
+def _state_links(state: State) -> dict[str, str | None]:
+    return {layout.site_link(s): read_link(layout.site_link(s)) for s in state.sites}
+
+
+def read_link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def primary_group(user: str) -> str | None:
+    try:
+        gid = pwd.getpwnam(user).pw_gid
+    except KeyError:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _name(lookup: str, ident: int) -> str:
+    try:
+        return pwd.getpwuid(ident).pw_name if lookup == "user" else grp.getgrgid(ident).gr_name
+    except KeyError:
+        return str(ident)
+
+
+def read_dir(path: str) -> DirFact | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return DirFact("?", "?", -1)
+    return DirFact(_name("user", st.st_uid), _name("group", st.st_gid), stat.S_IMODE(st.st_mode))
+
+
+def read_acl(path: str) -> frozenset[str]:
+    proc = run(["getfacl", "--omit-header", "--absolute-names", path], check=False)
+    return parse_getfacl(proc.stdout) if proc.returncode == 0 else frozenset()
+
+
+def read_modules() -> frozenset[str]:
+    try:
+        names = os.listdir(f"{layout.APACHE_DIR}/mods-enabled")
+    except FileNotFoundError:
+        return frozenset()
+    return parse_apache_modules(names)
+
+
+def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
+    """supervisord's view of its programs; ({}, False) when it is not running."""
+    if not os.path.exists(layout.SUPERVISOR_MAIN_CONF):
+        return {}, False
+    proc = run(["supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF, "status"], check=False)
+    if "refused connection" in proc.stdout or "no such file" in proc.stdout.lower():
+        return {}, False
+    return parse_supervisorctl_status(proc.stdout), True
+
+
+def apache_running() -> bool:
+    text = read_text("/run/apache2/apache2.pid")
+    if not text or not text.strip().isdigit():
+        return False
+    return os.path.exists(f"/proc/{int(text.strip())}")

@@ -1,0 +1,58 @@
+"""What phphost manages on this host: recorded at the end of every apply, read
+by plan (to find what the spec no longer has) and destroy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from phphost import layout
+from phphost.errors import FactError
+from phphost.host.files import read_text
+
+
+@dataclass(frozen=True)
+class State:
+    pools: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()      # users phphost created (pool runtime users, new tenants)
+    pool_users: tuple[str, ...] = ()  # runtime users of the pools in the last applied spec
+    groups: tuple[str, ...] = ()     # groups phphost created
+    homes: tuple[str, ...] = ()      # tenant homes of the last applied spec
+    files: tuple[str, ...] = ()      # every file phphost wrote
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {k: sorted(getattr(self, k)) for k in State.__dataclass_fields__}
+
+
+def parse_state(text: str | None, path: str = layout.STATE_FILE) -> State:
+    if not text:
+        return State()
+    try:
+        raw = json.loads(text)
+        return State(**{k: tuple(raw.get(k, ())) for k in State.__dataclass_fields__})
+    except (ValueError, TypeError) as err:
+        raise FactError(
+            f"{path}: cannot parse phphost's state file ({err}). Restore it from backup or "
+            "remove it (phphost then manages only what the spec names)"
+        ) from err
+
+
+def read_state(path: str = layout.STATE_FILE) -> State:
+    return parse_state(read_text(path), path)
+
+
+@dataclass
+class StateBuilder:
+    """Accumulates the next State while planning."""
+
+    pools: set[str] = field(default_factory=set)
+    sites: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    pool_users: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    homes: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+
+    def build(self) -> State:
+        return State(*(tuple(sorted(getattr(self, k))) for k in State.__dataclass_fields__))

@@ -1,0 +1,195 @@
+"""Execute a Plan: transactional up to and including validation, then services.
+Any failure or SIGTERM/SIGINT rolls every recorded change back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import TypeVar
+
+from phphost import layout
+from phphost.errors import HostError
+from phphost.host import files, identities, services
+from phphost.host.journal import Journal
+from phphost.host.runner import run
+from phphost.plan import actions as A
+from phphost.spec.model import Model
+
+Progress = Callable[[int, int, str], None]
+T = TypeVar("T", bound=A.Action)
+
+
+class Interrupted(HostError):
+    """A signal arrived during apply; everything was rolled back."""
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(f"apply interrupted by signal {signum}; changes were rolled back")
+
+
+def recover(journal: Journal | None = None) -> list[str]:
+    """Roll back what a killed apply left half-done. Returns what was undone."""
+    journal = journal or Journal()
+    return journal.rollback() if journal.exists() else []
+
+
+def execute(plan: A.Plan, model: Model, progress: Progress) -> list[str]:
+    journal = Journal()
+    journal.begin()
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    runner = _Runner(plan, model, journal, progress)
+    try:
+        runner.stage()
+        runner.services()
+        _save_state(plan)
+        journal.close()
+    except BaseException:
+        journal.rollback()
+        if runner.services_touched:
+            _resync(model)
+        raise
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    runner.cleanup()
+    return runner.done
+
+
+def _save_state(plan: A.Plan) -> None:
+    state = next(a for a in plan.actions if isinstance(a, A.SaveState)).state
+    files.atomic_write(layout.STATE_FILE, json.dumps(state, indent=1) + "\n", 0o600)
+
+
+def _resync(model: Model) -> None:
+    """After rolling files back past the point where services saw them."""
+    services.update_programs([layout.program_name(p.name) for p in model.pools])
+    with contextlib.suppress(HostError):
+        services.apache_reload(restart=False)
+
+
+class _Runner:
+    def __init__(self, plan: A.Plan, model: Model, journal: Journal, progress: Progress):
+        self.plan = plan
+        self.model = model
+        self.journal = journal
+        self.progress = progress
+        self.total = len(plan.changes)
+        self.done: list[str] = []
+        self.services_touched = False
+
+    def _step(self, action: A.Action) -> None:
+        self.done.append(action.describe())
+        self.progress(len(self.done), self.total, action.describe())
+
+    def _of(self, *kinds: type[A.Action]) -> list[A.Action]:
+        return [a for a in self.plan.actions if isinstance(a, kinds)]
+
+    def _all(self, kind: type[T]) -> list[T]:
+        return [a for a in self.plan.actions if isinstance(a, kind)]
+
+    def _masters(self) -> list[A.StartMaster | A.RestartMaster | A.ReloadMaster]:
+        return [a for a in self.plan.actions
+                if isinstance(a, (A.StartMaster, A.RestartMaster, A.ReloadMaster))]
+
+    def stage(self) -> None:
+        """Files, modules, identities; then the real validators. Touches no service."""
+        for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
+            self._file(a)
+            self._step(a)
+        if self._of(A.ReloadApache):
+            services.apache_configtest()
+        for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
+            self._identity(a)
+            self._step(a)
+        for m in self._masters():
+            services.fpm_test(m.pool)
+
+    def _file(self, a: A.Action) -> None:
+        if isinstance(a, A.WriteFile):
+            self.journal.record_path(a.path)
+            files.atomic_write(a.path, a.content, a.mode)
+        elif isinstance(a, A.RemoveFile):
+            self.journal.record_path(a.path)
+            files.remove(a.path)
+        elif isinstance(a, A.Symlink):
+            self.journal.record_path(a.link)
+            files.atomic_symlink(a.link, a.target)
+        elif isinstance(a, A.ApacheModule):
+            self.journal.record({"k": "module", "name": a.module, "was_enabled": not a.enable})
+            argv = ["a2enmod", "-q", a.module] if a.enable else ["a2dismod", "-q", "-f", a.module]
+            run(argv)
+
+    def _identity(self, a: A.Action) -> None:
+        j = self.journal
+        if isinstance(a, A.EnsureGroup):
+            identities.create_group(j, a.name)
+        elif isinstance(a, A.EnsureUser) and a.exists:
+            identities.set_primary_group(j, a.name, a.group)
+        elif isinstance(a, A.EnsureUser):
+            identities.create_user(j, a.name, a.group, a.home, a.system)
+        elif isinstance(a, A.EnsureDir):
+            identities.ensure_dir(j, a.path, a.owner, a.group, a.mode, a.exists)
+        elif isinstance(a, A.SetAcl):
+            identities.set_acl(a.path, a.entries, a.recursive)
+
+    def _program_changes(self) -> tuple[list[str], list[str]]:
+        changed = {a.path for a in self._all(A.WriteFile)} | {
+            a.path for a in self._all(A.RemoveFile)}
+        wanted = {p.name for p in self.model.pools}
+        ups = [layout.program_name(p) for p in wanted if layout.supervisor_conf(p) in changed]
+        gone = [layout.program_name(a.pool) for a in self._all(A.StopMaster)]
+        return sorted(ups), sorted(gone)
+
+    def services(self) -> None:
+        masters = [*self._masters(), *self._all(A.StopMaster)]
+        if not masters and not self._all(A.ReloadApache):
+            return
+        self.services_touched = True
+        ups, gone = self._program_changes()
+        if masters:
+            services.ensure_supervisord()
+            services.update_programs(ups)
+        for m in self._masters():
+            self._master(m)
+            self._step(m)
+        for r in self._all(A.ReloadApache):
+            services.apache_reload(r.restart)
+            self._step(r)
+        for st in self._all(A.StopMaster):
+            services.stop_program(layout.program_name(st.pool))
+            self._step(st)
+        if gone:
+            services.update_programs(gone)
+
+    def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
+        pool = self.model.pool(a.pool)
+        if isinstance(a, A.StartMaster):
+            services.start_program(layout.program_name(pool.name))
+            services.wait_master(pool.name, pool.socket)
+        elif isinstance(a, A.RestartMaster):
+            services.wait_master(pool.name, pool.socket)
+        else:
+            services.reload_master(pool.name, pool.socket)
+
+    def cleanup(self) -> None:
+        """After the commit point: removals that cannot be rolled back."""
+        for u in self._all(A.RemoveUser):
+            identities.remove_user(u.name)
+            self._step(u)
+        for g in self._all(A.RemoveGroup):
+            identities.remove_group(g.name)
+            self._step(g)
+        for t in self._all(A.RemoveTree):
+            _purge(t.path)
+            self._step(t)
+
+
+def _purge(path: str) -> None:
+    """--purge only: delete a tenant home. Refuses anything that is not a
+    directory below / with at least two components."""
+    if path.count("/") < 2 or path.rstrip("/") in ("", "/"):
+        raise HostError(f"refusing to purge {path!r}: not a tenant home")
+    run(["rm", "-rf", "--one-file-system", "--", path])

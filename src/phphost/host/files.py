@@ -1,0 +1,56 @@
+"""Atomic file operations: temp file beside the target, fsync, os.replace."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+def read_text(path: str) -> str | None:
+    """File content, or None when the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def atomic_write(path: str, content: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+    """Write content to path so that readers see either the old or the new file."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".phphost-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.chown(tmp, uid, gid)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def atomic_symlink(link: str, target: str) -> None:
+    tmp = f"{link}.phphost-tmp"
+    remove(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)

@@ -1,0 +1,142 @@
+"""Undo journal of an apply. Every change is recorded *before* it is made;
+rollback replays the records in reverse. A journal left behind by a killed
+apply is rolled back at the start of the next one, which then converges."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from phphost import layout
+from phphost.host import files
+from phphost.host.runner import run
+
+Entry = dict[str, Any]
+
+
+class Journal:
+    def __init__(self, directory: str = layout.JOURNAL_DIR) -> None:
+        self.dir = directory
+        self.log = os.path.join(directory, "entries.jsonl")
+        self.count = 0
+
+    def exists(self) -> bool:
+        return os.path.exists(self.log)
+
+    def begin(self) -> None:
+        os.makedirs(os.path.join(self.dir, "files"), mode=0o700, exist_ok=True)
+        open(self.log, "a").close()
+        self.count = len(self.entries())
+
+    def record(self, entry: Entry) -> None:
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.count += 1
+
+    def record_path(self, path: str) -> None:
+        """Before a file or symlink at path changes: keep what is there now."""
+        entry: Entry = {"k": "path", "path": path, "backup": None, "link": None}
+        if os.path.islink(path):
+            entry["link"] = os.readlink(path)
+        elif os.path.exists(path):
+            backup = os.path.join(self.dir, "files", str(self.count))
+            shutil.copy2(path, backup)
+            st = os.stat(path)
+            entry.update(backup=backup, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+        self.record(entry)
+
+    def entries(self) -> list[Entry]:
+        try:
+            with open(self.log, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break       # a torn last line: the change it announced never started
+        return out
+
+    def rollback(self) -> list[str]:
+        """Undo every recorded change, newest first. Returns what was undone."""
+        done = []
+        for entry in reversed(self.entries()):
+            _UNDO[entry["k"]](entry)
+            done.append(f"{entry['k']} {entry.get('path') or entry.get('name')}")
+        self.close()
+        return done
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _undo_path(e: Entry) -> None:
+    path = e["path"]
+    _remove_temp_files(path)
+    if os.path.islink(path) or os.path.exists(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            return
+        files.remove(path)
+    if e.get("link"):
+        files.atomic_symlink(path, e["link"])
+    elif e.get("backup"):
+        with open(e["backup"], encoding="utf-8") as fh:
+            files.atomic_write(path, fh.read(), e["mode"], e["uid"], e["gid"])
+
+
+def _remove_temp_files(path: str) -> None:
+    """Temp files of an atomic write that was killed half-way."""
+    directory = os.path.dirname(path)
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if name.startswith(".phphost-") or name.endswith(".phphost-tmp"):
+            files.remove(os.path.join(directory, name))
+
+
+def _undo_module(e: Entry) -> None:
+    tool = "a2enmod" if e["was_enabled"] else "a2dismod"
+    run([tool, "-q", "-f", e["name"]] if tool == "a2dismod" else [tool, "-q", e["name"]],
+        check=False)
+
+
+def _undo_group(e: Entry) -> None:
+    run(["groupdel", e["name"]], check=False)
+
+
+def _undo_user(e: Entry) -> None:
+    run(["userdel", e["name"]], check=False)
+
+
+def _undo_usergroup(e: Entry) -> None:
+    run(["usermod", "-g", e["old"], e["name"]], check=False)
+
+
+def _undo_dir(e: Entry) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(e["path"])      # only ever an empty dir we created; never recursive
+
+
+def _undo_dirmode(e: Entry) -> None:
+    try:
+        os.chown(e["path"], e["uid"], e["gid"])
+        os.chmod(e["path"], e["mode"])
+    except OSError:
+        pass
+
+
+_UNDO: dict[str, Callable[[Entry], None]] = {
+    "path": _undo_path,
+    "module": _undo_module,
+    "group": _undo_group,
+    "user": _undo_user,
+    "usergroup": _undo_usergroup,
+    "dir": _undo_dir,
+    "dirmode": _undo_dirmode,
+}

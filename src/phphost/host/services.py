@@ -1,0 +1,131 @@
+"""supervisord, FPM masters and apache2: start, reload, validate. Every master is
+addressed by its own supervisor program name or pid, never by process name."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from phphost import layout
+from phphost.errors import FastCGIError, HostError, ValidationFailed
+from phphost.facts.gather import apache_running, read_programs
+from phphost.fastcgi.status import fpm_ping, fpm_status
+from phphost.host.runner import run
+
+SUPERVISORCTL = ("supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF)
+
+
+def supervisorctl(*args: str, check: bool = True) -> str:
+    proc = run([*SUPERVISORCTL, *args], check=False)
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0 and "ERROR" in out:
+        raise HostError(f"supervisorctl {' '.join(args)} failed: {out.strip()}")
+    return out
+
+
+def ensure_supervisord() -> None:
+    if read_programs()[1]:
+        return
+    os.makedirs("/var/log/supervisor", exist_ok=True)
+    run(["supervisord", "-c", layout.SUPERVISOR_MAIN_CONF])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if read_programs()[1]:
+            return
+        time.sleep(0.2)
+    raise HostError("supervisord did not come up within 15s: see /var/log/supervisor/")
+
+
+def update_programs(names: list[str]) -> None:
+    """Make supervisord take new, changed and removed program files of these names."""
+    supervisorctl("reread", check=False)
+    if names:
+        supervisorctl("update", *names, check=False)
+
+
+def start_program(name: str) -> None:
+    out = supervisorctl("start", name, check=False)
+    if "ERROR" in out and "already started" not in out:
+        raise HostError(f"could not start {name}: {out.strip()}. See {layout.LOG_DIR}/")
+
+
+def stop_program(name: str) -> None:
+    supervisorctl("stop", name, check=False)
+
+
+def fpm_test(pool: str) -> None:
+    proc = run([layout.FPM_BINARY, "-t", "--fpm-config", layout.fpm_conf(pool)], check=False)
+    if proc.returncode != 0:
+        raise ValidationFailed(
+            f"php-fpm -t rejected {layout.fpm_conf(pool)} (pool {pool!r}):\n"
+            f"{(proc.stderr or proc.stdout).strip()}\nFix the pool's settings in the spec"
+        )
+
+
+def master_start_time(socket: str) -> int | None:
+    try:
+        return fpm_status(socket, timeout=2.0).start_time
+    except FastCGIError:
+        return None
+
+
+def reload_master(pool: str, socket: str) -> None:
+    """php-fpm -t, then SIGUSR2 to this master alone; wait until it answers anew."""
+    fpm_test(pool)
+    before = master_start_time(socket)
+    supervisorctl("signal", "USR2", layout.program_name(pool))
+    wait_master(pool, socket, not_start_time=before)
+
+
+def wait_master(pool: str, socket: str, not_start_time: int | None = None,
+                timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if fpm_ping(socket):
+                started = master_start_time(socket)
+                if not_start_time is None or (started is not None and started != not_start_time):
+                    return
+        except FastCGIError:
+            pass
+        time.sleep(0.1)
+    raise HostError(
+        f"FPM master of pool {pool!r} did not answer on {socket} within {timeout:.0f}s. "
+        f"See {layout.fpm_log(pool)} and `supervisorctl status {layout.program_name(pool)}`"
+    )
+
+
+def apache_configtest() -> None:
+    proc = run(["apache2ctl", "configtest"], check=False)
+    if proc.returncode != 0:
+        raise ValidationFailed(
+            f"apache2ctl configtest rejected the configuration:\n{proc.stderr.strip()}\n"
+            "Nothing was changed. Fix the site's settings in the spec (TLS paths, names)"
+        )
+
+
+def apache_reload(restart: bool) -> None:
+    apache_configtest()
+    if not apache_running():
+        run(["apache2ctl", "start"])
+    elif restart:
+        run(["apache2ctl", "stop"])
+        _wait_apache_stopped()
+        run(["apache2ctl", "start"])
+    else:
+        run(["apache2ctl", "graceful"])
+    _wait_apache_started()
+
+
+def _wait_apache_stopped(timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while apache_running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _wait_apache_started(timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not apache_running():
+        if time.monotonic() > deadline:
+            raise HostError("apache2 did not start: see /var/log/apache2/error.log")
+        time.sleep(0.1)

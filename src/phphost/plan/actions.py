@@ -1,0 +1,204 @@
+"""Actions are data: the planner makes them, `plan` prints them, `apply` executes
+them. Each carries the reason it is needed."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Literal
+
+Phase = Literal["files", "apache-modules", "identities", "services", "cleanup"]
+
+
+@dataclass(frozen=True)
+class Action:
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, object]:
+        return {"action": self.kind, "what": self.describe(), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class WriteFile(Action):
+    path: str = ""
+    content: str = ""
+    old: str | None = None
+    mode: int = 0o644
+
+    def describe(self) -> str:
+        verb = "create" if self.old is None else "update"
+        return f"{verb} file {self.path}"
+
+    def diff(self) -> str:
+        old = (self.old or "").splitlines(keepends=True)
+        new = self.content.splitlines(keepends=True)
+        src = "/dev/null" if self.old is None else f"a{self.path}"
+        return "".join(difflib.unified_diff(old, new, src, f"b{self.path}"))
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "path": self.path, "diff": self.diff()}
+
+
+@dataclass(frozen=True)
+class RemoveFile(Action):
+    path: str = ""
+    old: str | None = None
+
+    def describe(self) -> str:
+        return f"remove file {self.path}"
+
+
+@dataclass(frozen=True)
+class Symlink(Action):
+    link: str = ""
+    target: str = ""
+
+    def describe(self) -> str:
+        return f"link {self.link} -> {self.target}"
+
+
+@dataclass(frozen=True)
+class ApacheModule(Action):
+    module: str = ""
+    enable: bool = True
+
+    def describe(self) -> str:
+        return f"{'enable' if self.enable else 'disable'} apache module {self.module}"
+
+
+@dataclass(frozen=True)
+class EnsureGroup(Action):
+    name: str = ""
+
+    def describe(self) -> str:
+        return f"create group {self.name}"
+
+
+@dataclass(frozen=True)
+class EnsureUser(Action):
+    name: str = ""
+    group: str = ""
+    home: str = "/nonexistent"
+    system: bool = True
+    exists: bool = False     # True: only the primary group is fixed
+
+    def describe(self) -> str:
+        if self.exists:
+            return f"set primary group of user {self.name} to {self.group}"
+        return f"create user {self.name} (group {self.group}, home {self.home})"
+
+
+@dataclass(frozen=True)
+class EnsureDir(Action):
+    path: str = ""
+    owner: str = "root"
+    group: str = "root"
+    mode: int = 0o755
+    exists: bool = False
+
+    def describe(self) -> str:
+        verb = "fix" if self.exists else "create"
+        return f"{verb} directory {self.path} ({self.owner}:{self.group} {self.mode:04o})"
+
+
+@dataclass(frozen=True)
+class SetAcl(Action):
+    path: str = ""
+    entries: tuple[str, ...] = ()
+    recursive: bool = False
+
+    def describe(self) -> str:
+        rec = " recursively" if self.recursive else ""
+        return f"grant ACL {','.join(self.entries)} on {self.path}{rec}"
+
+
+@dataclass(frozen=True)
+class StartMaster(Action):
+    pool: str = ""
+
+    def describe(self) -> str:
+        return f"start FPM master of pool {self.pool}"
+
+
+@dataclass(frozen=True)
+class ReloadMaster(Action):
+    pool: str = ""
+
+    def describe(self) -> str:
+        return f"reload FPM master of pool {self.pool} (php-fpm -t, then SIGUSR2 to it alone)"
+
+
+@dataclass(frozen=True)
+class RestartMaster(Action):
+    pool: str = ""
+
+    def describe(self) -> str:
+        return f"restart FPM master of pool {self.pool} (its command line changed)"
+
+
+@dataclass(frozen=True)
+class StopMaster(Action):
+    pool: str = ""
+
+    def describe(self) -> str:
+        return f"stop FPM master of pool {self.pool}"
+
+
+@dataclass(frozen=True)
+class ReloadApache(Action):
+    restart: bool = False     # an MPM switch needs a full restart
+
+    def describe(self) -> str:
+        return "restart apache2" if self.restart else "reload apache2 gracefully (after configtest)"
+
+
+@dataclass(frozen=True)
+class RemoveUser(Action):
+    name: str = ""
+
+    def describe(self) -> str:
+        return f"remove user {self.name}"
+
+
+@dataclass(frozen=True)
+class RemoveGroup(Action):
+    name: str = ""
+
+    def describe(self) -> str:
+        return f"remove group {self.name}"
+
+
+@dataclass(frozen=True)
+class RemoveTree(Action):
+    path: str = ""
+
+    def describe(self) -> str:
+        return f"DELETE tenant data {self.path} (--purge)"
+
+
+@dataclass(frozen=True)
+class SaveState(Action):
+    state: dict[str, list[str]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return "record what phphost manages"
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    noops: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if not isinstance(a, SaveState))
+
+    def has_changes(self) -> bool:
+        return bool(self.changes)

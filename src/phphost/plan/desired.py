@@ -1,0 +1,155 @@
+"""What the host should look like for a model: files, links, identities,
+directories, ACLs, modules, masters. Pure."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from phphost import layout
+from phphost.render.apache import (
+    conflicting_modules,
+    render_apache_global,
+    render_site,
+    required_modules,
+)
+from phphost.render.fpm import render_fpm_conf
+from phphost.render.supervisor import render_supervisor_program
+from phphost.spec.model import Model
+
+WEB_ACL_TRAVERSE = f"user:{layout.WEB_USER}:--x"
+WEB_ACL_READ = (f"user:{layout.WEB_USER}:r-x", f"default:user:{layout.WEB_USER}:r-x")
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: str
+    content: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class DesiredUser:
+    name: str
+    group: str
+    home: str
+    system: bool
+
+
+@dataclass(frozen=True)
+class DesiredDir:
+    path: str
+    owner: str
+    group: str
+    mode: int
+    enforce: bool = True     # False: create when missing, never change an existing one
+
+
+@dataclass(frozen=True)
+class DesiredAcl:
+    path: str
+    entries: tuple[str, ...]
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
+class Desired:
+    files: tuple[DesiredFile, ...]
+    links: tuple[tuple[str, str], ...]
+    groups: tuple[str, ...]
+    users: tuple[DesiredUser, ...]
+    dirs: tuple[DesiredDir, ...]
+    acls: tuple[DesiredAcl, ...]
+    modules_on: tuple[str, ...]
+    modules_off: tuple[str, ...]
+    pools: tuple[str, ...]
+    sites: tuple[str, ...]
+    homes: tuple[str, ...]
+
+
+def desired_state(model: Model) -> Desired:
+    return Desired(
+        files=_files(model),
+        links=_links(model),
+        groups=tuple(sorted({t.group for t in model.tenants})),
+        users=_users(model),
+        dirs=_dirs(model),
+        acls=_acls(model),
+        modules_on=required_modules(model),
+        modules_off=conflicting_modules(),
+        pools=tuple(p.name for p in model.pools),
+        sites=tuple(s.name for s in model.sites),
+        homes=tuple(t.home for t in model.tenants),
+    )
+
+
+def _files(model: Model) -> tuple[DesiredFile, ...]:
+    files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
+    for pool in model.pools:
+        tenant = model.tenant(pool.tenant)
+        files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))
+        sup = render_supervisor_program(pool)
+        files.append(DesiredFile(layout.supervisor_conf(pool.name), sup))
+    for site in model.sites:
+        files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
+    return tuple(files)
+
+
+def _links(model: Model) -> tuple[tuple[str, str], ...]:
+    links = [(layout.APACHE_GLOBAL_LINK, "../conf-available/phphost.conf")]
+    for site in model.sites:
+        links.append((layout.site_link(site.name), f"../sites-available/phphost-{site.name}.conf"))
+    return tuple(links)
+
+
+def _users(model: Model) -> tuple[DesiredUser, ...]:
+    users = [DesiredUser(t.user, t.group, t.home, False) for t in model.tenants]
+    for pool in model.pools:
+        group = model.tenant(pool.tenant).group
+        users.append(DesiredUser(pool.user, group, "/nonexistent", True))
+    return tuple(users)
+
+
+def _between(top: str, path: str) -> list[str]:
+    """Directories strictly below top down to and including path."""
+    rel = posixpath.relpath(path, top)
+    if rel == ".":
+        return []
+    parts = rel.split("/")
+    return [posixpath.join(top, *parts[: i + 1]) for i in range(len(parts))]
+
+
+def _dirs(model: Model) -> tuple[DesiredDir, ...]:
+    dirs: dict[str, DesiredDir] = {}
+    for path, mode in ((layout.RUN_DIR, 0o755), (layout.LOG_DIR, 0o750),
+                       (layout.FPM_CONF_DIR, 0o755), (layout.STATE_DIR, 0o700)):
+        dirs[path] = DesiredDir(path, "root", "root", mode)
+    for tenant in model.tenants:
+        for parent in _between("/", posixpath.dirname(tenant.home)):
+            dirs.setdefault(parent, DesiredDir(parent, "root", "root", 0o755, enforce=False))
+        dirs[tenant.home] = DesiredDir(tenant.home, tenant.user, tenant.group, 0o750)
+    for site in model.sites:
+        if site.tenant is None or site.docroot is None:
+            continue
+        tenant = model.tenant(site.tenant)
+        for path in _between(tenant.home, site.docroot):
+            dirs.setdefault(path, DesiredDir(path, tenant.user, tenant.group, 0o750, False))
+    for pool in model.pools:
+        tenant = model.tenant(pool.tenant)
+        for path in pool.writable:
+            for parent in _between(tenant.home, posixpath.dirname(path)):
+                dirs.setdefault(parent, DesiredDir(parent, tenant.user, tenant.group, 0o750, False))
+            dirs[path] = DesiredDir(path, tenant.user, tenant.group, 0o2770)
+    return tuple(dirs.values())
+
+
+def _acls(model: Model) -> tuple[DesiredAcl, ...]:
+    acls: dict[str, DesiredAcl] = {}
+    for site in model.sites:
+        if site.tenant is None or site.docroot is None:
+            continue
+        home = model.tenant(site.tenant).home
+        for path in [home, *_between(home, site.docroot)[:-1]]:
+            acls.setdefault(path, DesiredAcl(path, (WEB_ACL_TRAVERSE,)))
+        acls[site.docroot] = DesiredAcl(site.docroot, WEB_ACL_READ, recursive=True)
+    return tuple(acls.values())

@@ -1,0 +1,57 @@
+"""destroy(desired, facts, state, purge) -> Plan. Pure. Tenant data goes only
+with purge=True."""
+
+from __future__ import annotations
+
+from phphost import layout
+from phphost.facts.gather import Facts
+from phphost.facts.state import State
+from phphost.plan import actions as A
+from phphost.plan.desired import Desired
+
+
+def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool) -> A.Plan:
+    acts: list[A.Action] = []
+    rest = _remaining(desired, state, purge)
+    shared = {layout.APACHE_GLOBAL_CONF, layout.APACHE_GLOBAL_LINK} if rest["sites"] else set()
+    for path in sorted({f.path for f in desired.files} - shared):
+        if facts.files.get(path) is not None:
+            acts.append(A.RemoveFile("phphost wrote it for this spec", path, facts.files[path]))
+    for link, _ in desired.links:
+        if link not in shared and facts.links.get(link) is not None:
+            acts.append(A.RemoveFile("disable it the Debian way", link))
+    if facts.apache_running and acts:
+        acts.append(A.ReloadApache("its sites are gone"))
+    acts += [A.StopMaster("pool is destroyed", p) for p in desired.pools
+             if layout.program_name(p) in facts.programs]
+    created = set(state.users)
+    acts += [A.RemoveUser("pool runtime user phphost created", u.name) for u in desired.users
+             if u.system and u.name in created and u.name in facts.users]
+    if purge:
+        acts += _purge_actions(desired, facts, state)
+    acts.append(A.SaveState("forget what was destroyed", rest))
+    return A.Plan(tuple(acts))
+
+
+def _purge_actions(desired: Desired, facts: Facts, state: State) -> list[A.Action]:
+    acts: list[A.Action] = [A.RemoveTree("--purge", home) for home in desired.homes
+                            if facts.dirs.get(home) is not None]
+    acts += [A.RemoveUser("tenant user phphost created (--purge)", u.name) for u in desired.users
+             if not u.system and u.name in state.users and u.name in facts.users]
+    acts += [A.RemoveGroup("tenant group phphost created (--purge)", g) for g in desired.groups
+             if g in state.groups and g in facts.groups]
+    return acts
+
+
+def _remaining(desired: Desired, state: State, purge: bool) -> dict[str, list[str]]:
+    gone_users = {u.name for u in desired.users if u.system or purge}
+    rest = State(
+        pools=tuple(p for p in state.pools if p not in desired.pools),
+        sites=tuple(s for s in state.sites if s not in desired.sites),
+        users=tuple(u for u in state.users if u not in gone_users),
+        pool_users=tuple(u for u in state.pool_users if u not in gone_users),
+        groups=tuple(g for g in state.groups if not purge or g not in desired.groups),
+        homes=tuple(h for h in state.homes if h not in desired.homes),
+        files=tuple(f for f in state.files if f not in {d.path for d in desired.files}),
+    )
+    return rest.to_json()

@@ -1,0 +1,154 @@
+"""plan(desired, facts, state) -> ordered actions, each with its reason. Pure."""
+
+from __future__ import annotations
+
+from phphost import layout
+from phphost.errors import PlanError
+from phphost.facts.gather import Facts
+from phphost.facts.state import State, StateBuilder
+from phphost.plan import actions as A
+from phphost.plan.desired import Desired
+
+
+def make_plan(desired: Desired, facts: Facts, state: State) -> A.Plan:
+    _check_foreign_users(desired, facts, state)
+    noops: list[str] = []
+    acts: list[A.Action] = []
+    acts += _file_actions(desired, facts, state, noops)
+    acts += _module_actions(desired, facts)
+    acts += _identity_actions(desired, facts, noops)
+    acts += _master_actions(desired, facts, state, acts)
+    acts += _apache_actions(desired, facts, acts)
+    acts += _removed_users(desired, state, facts)
+    acts.append(A.SaveState("record what phphost manages", _next_state(desired, facts, state)))
+    return A.Plan(tuple(acts), tuple(noops))
+
+
+def _check_foreign_users(desired: Desired, facts: Facts, state: State) -> None:
+    """A pool's runtime user must be phphost's own: adopting e.g. www-data would
+    hand a tenant's PHP the web server's identity."""
+    for user in desired.users:
+        if user.system and user.name in facts.users and user.name not in state.users:
+            raise PlanError(
+                f"pool runtime user {user.name!r} already exists and was not created by phphost. "
+                "Choose another `user` for that pool in the spec, or remove the existing user"
+            )
+
+
+def _file_actions(desired: Desired, facts: Facts, state: State, noops: list[str]) -> list[A.Action]:
+    acts: list[A.Action] = []
+    wanted = {f.path for f in desired.files}
+    for f in desired.files:
+        old = facts.files.get(f.path)
+        if old == f.content:
+            noops.append(f"{f.path}: content already as rendered")
+            continue
+        reason = "not present" if old is None else "content differs from the spec's rendering"
+        acts.append(A.WriteFile(reason, f.path, f.content, old, f.mode))
+    for path in sorted(set(state.files) - wanted):
+        if facts.files.get(path) is not None:
+            acts.append(A.RemoveFile("no longer in the spec", path, facts.files.get(path)))
+    for link, target in desired.links:
+        if facts.links.get(link) != target:
+            acts.append(A.Symlink("enable it the Debian way", link, target))
+    gone_sites = set(state.sites) - set(desired.sites)
+    for site in sorted(gone_sites):
+        if facts.links.get(layout.site_link(site)) is not None:
+            acts.append(A.RemoveFile("site no longer in the spec", layout.site_link(site)))
+    return acts
+
+
+def _module_actions(desired: Desired, facts: Facts) -> list[A.Action]:
+    acts: list[A.Action] = []
+    for mod in desired.modules_off:
+        if mod in facts.modules:
+            acts.append(A.ApacheModule("conflicts with event MPM + FPM (DESIGN.md)", mod, False))
+    for mod in desired.modules_on:
+        if mod not in facts.modules:
+            acts.append(A.ApacheModule("needed by the rendered config", mod, True))
+    return acts
+
+
+def _identity_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[A.Action]:
+    acts: list[A.Action] = []
+    for group in desired.groups:
+        if group not in facts.groups:
+            acts.append(A.EnsureGroup("tenant group missing", group))
+    for user in desired.users:
+        have = facts.users.get(user.name)
+        if have is None:
+            acts.append(A.EnsureUser("user missing", user.name, user.group, user.home, user.system))
+        elif have != user.group:
+            acts.append(A.EnsureUser(f"primary group is {have}", user.name, user.group,
+                                     user.home, user.system, exists=True))
+    for d in desired.dirs:
+        fact = facts.dirs.get(d.path)
+        if fact is None:
+            acts.append(A.EnsureDir("missing", d.path, d.owner, d.group, d.mode))
+        elif d.enforce and (fact.owner, fact.group, fact.mode) != (d.owner, d.group, d.mode):
+            why = f"is {fact.owner}:{fact.group} {fact.mode:04o}"
+            acts.append(A.EnsureDir(why, d.path, d.owner, d.group, d.mode, exists=True))
+        else:
+            noops.append(f"{d.path}: directory already as required")
+    for acl in desired.acls:
+        if not set(acl.entries) <= facts.acls.get(acl.path, frozenset()):
+            acts.append(A.SetAcl("apache reads docroots only through ACLs", acl.path,
+                                 acl.entries, acl.recursive))
+    return acts
+
+
+def _written(acts: list[A.Action], path: str) -> bool:
+    return any(isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path == path for a in acts)
+
+
+def _master_actions(desired: Desired, facts: Facts, state: State,
+                    acts: list[A.Action]) -> list[A.Action]:
+    out: list[A.Action] = []
+    for pool in desired.pools:
+        prog = facts.programs.get(layout.program_name(pool))
+        running = prog is not None and prog.state in ("RUNNING", "STARTING")
+        if not running:
+            out.append(A.StartMaster("master not running", pool))
+        elif _written(acts, layout.supervisor_conf(pool)):
+            out.append(A.RestartMaster("master command line changed", pool))
+        elif _written(acts, layout.fpm_conf(pool)):
+            out.append(A.ReloadMaster("pool config changed", pool))
+    for pool in sorted(set(state.pools) - set(desired.pools)):
+        out.append(A.StopMaster("pool no longer in the spec", pool))
+    return out
+
+
+def _apache_actions(desired: Desired, facts: Facts, acts: list[A.Action]) -> list[A.Action]:
+    mpm_switch = any(isinstance(a, A.ApacheModule) and a.module.startswith("mpm_") for a in acts)
+    touched = any(isinstance(a, (A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule))
+                  and (not hasattr(a, "path") or a.path.startswith(layout.APACHE_DIR))
+                  for a in acts)
+    if not facts.apache_running:
+        return [A.ReloadApache("apache2 is not running", restart=True)]
+    if mpm_switch:
+        return [A.ReloadApache("the MPM changes: a graceful reload cannot switch it", True)]
+    if touched:
+        return [A.ReloadApache("apache configuration changed")]
+    return []
+
+
+def _removed_users(desired: Desired, state: State, facts: Facts) -> list[A.Action]:
+    """Pool runtime users of pools that left the spec. Tenant users stay (they own data)."""
+    wanted = {u.name for u in desired.users}
+    gone = (set(state.pool_users) & set(state.users)) - wanted
+    return [A.RemoveUser("its pool left the spec", u) for u in sorted(gone) if u in facts.users]
+
+
+def _next_state(desired: Desired, facts: Facts, state: State) -> dict[str, list[str]]:
+    nxt = StateBuilder()
+    nxt.pools.update(desired.pools)
+    nxt.sites.update(desired.sites)
+    nxt.homes.update(desired.homes)
+    nxt.files.update(f.path for f in desired.files)
+    wanted_users = {u.name for u in desired.users}
+    nxt.users.update(u for u in state.users if u in wanted_users)
+    nxt.users.update(u for u in wanted_users if u not in facts.users)
+    nxt.pool_users.update(u.name for u in desired.users if u.system)
+    nxt.groups.update(g for g in state.groups if g in desired.groups)
+    nxt.groups.update(g for g in desired.groups if g not in facts.groups)
+    return nxt.build().to_json()

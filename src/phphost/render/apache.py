@@ -1,0 +1,276 @@
+"""Apache 2.4 config: the global conf (conf-available/phphost.conf) and one file per
+site (sites-available/phphost-SITE.conf). Pure.
+
+Hard rules (DESIGN.md, Apache): PHP runs only through
+`<FilesMatch "\\.php$">` + `<If "-f %{REQUEST_FILENAME}">` + `SetHandler "proxy:unix:..."`,
+nothing is ever wrapped in <IfModule> (a missing module must fail closed, never serve
+source), no AddHandler, no connection reuse to FPM, AllowOverride None by default."""
+
+from __future__ import annotations
+
+from phphost import layout
+from phphost.render.common import HEADER, check_value
+from phphost.spec.model import TLS, Model, Pool, Site
+from phphost.spec.validate import is_inside
+
+BASE_MODULES = (
+    "mpm_event", "proxy", "proxy_fcgi", "setenvif", "alias", "dir", "mime",
+    "authz_core", "authz_host", "headers",
+)
+CONFLICTING_MODULES = ("php8.2", "mpm_prefork", "mpm_worker")
+
+# Files that must never run or be served: PHP-like files where PHP is off or in
+# writable (upload) dirs, any letter case.
+PHP_LIKE = r"(?i)\.(php\d?|phtml|phar|phps)$"
+# On PHP sites only lowercase ".php" runs; other PHP-like names (x.phtml, x.php7, x.PHP)
+# would otherwise be sent as source text.
+PHP_LIKE_NOT_RUN = r"\.(?i:php\d?|phtml|phar|phps)(?<!\.php)$"
+# Host-wide: .ht* and .user.ini files, and backup or editor copies of PHP files
+# (x.php~, x.php.bak, .x.php.swp, #x.php#), which would be sent as source text.
+PRIVATE_FILES = (
+    r"(^\.ht|^\.user\.ini$"
+    r"|\.(php\d?|phtml|phar|inc)(~|\.(bak|old|orig|save|sav|swp|swo|tmp|dist|copy))$"
+    r"|^#.*#$)"
+)
+OVERRIDE_CATEGORIES = ("AuthConfig", "Indexes", "Limit")
+_INDENT = "    "
+
+
+def required_modules(model: Model) -> tuple[str, ...]:
+    """Modules a2enmod must enable (sorted)."""
+    tls = any(site.tls is not None for site in model.sites)
+    return tuple(sorted((*BASE_MODULES, "ssl") if tls else BASE_MODULES))
+
+
+def conflicting_modules() -> tuple[str, ...]:
+    """Modules a2dismod must disable: mod_php and the other MPMs."""
+    return CONFLICTING_MODULES
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _q(value: str, what: str, forbidden: str = "") -> str:
+    """`value` as a double-quoted Apache argument; ValueError when it cannot be one."""
+    check_value(value, what, forbidden='"\\' + forbidden)
+    if "${" in value:
+        raise ValueError(f"{what}: {value!r} contains '${{', which Apache would expand "
+                         "as a variable")
+    return f'"{value}"'
+
+
+def _path(value: str, what: str) -> str:
+    """A quoted path for DocumentRoot or <Directory> (where * ? [ are wildcards)."""
+    return _q(value, what, forbidden="*?[]")
+
+
+def _block(open_tag: str, body: list[str], close_tag: str) -> list[str]:
+    return [open_tag, *(_INDENT + line for line in body), close_tag]
+
+
+def _deny(pattern: str) -> list[str]:
+    return _block(f'<FilesMatch "{pattern}">', ["Require all denied"], "</FilesMatch>")
+
+
+def regex_literal(text: str) -> str:
+    """`text` as a PCRE literal that is also safe inside an ap_expr `m#...#` regex
+    (which has no escape for its delimiter) in a double-quoted Apache argument."""
+    out: list[str] = []
+    for ch in text:
+        if ch.isascii() and (ch.isalnum() or ch in "_/-"):
+            out.append(ch)
+        elif ch == ".":
+            out.append(r"\.")
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in ch.encode())
+    return "".join(out)
+
+
+# --- global -------------------------------------------------------------------------------
+
+# URL paths that would reach a pool's status or ping page (prefix match)
+FPM_PAGES = "^(" + "|".join(regex_literal(p) for p in (layout.STATUS_PATH, layout.PING_PATH)) + ")"
+
+
+def render_apache_global(model: Model) -> str:
+    a = model.apache
+    lines = [
+        f"# {HEADER}",
+        "",
+        "ProxyRequests Off",
+        f"ProxyTimeout {a.proxy_timeout}",
+        "# httpoxy: a client's Proxy header must never become HTTP_PROXY for PHP",
+        "RequestHeader unset Proxy early",
+        "",
+        "# every in-flight PHP request holds one of these threads, also while queued at FPM",
+        f"ServerLimit {a.server_limit}",
+        f"ThreadsPerChild {a.threads_per_child}",
+        f"MaxRequestWorkers {a.max_request_workers}",
+        "",
+    ]
+    listen = _listen_lines(model)
+    if listen:
+        lines += [*listen, ""]
+    lines += [
+        "# FPM status and ping pages are for phphost over the socket only",
+        *_block(f'<LocationMatch "{FPM_PAGES}">', ["Require all denied"], "</LocationMatch>"),
+        "",
+        "# .ht* and .user.ini files, backup and editor copies of PHP files",
+        *_deny(PRIVATE_FILES),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _listen_lines(model: Model) -> list[str]:
+    """Listen for ports Debian's ports.conf does not already open (80, 443)."""
+    a = model.apache
+    wanted = [(a.http_port, "")]
+    if any(site.tls is not None for site in model.sites):
+        wanted.append((a.https_port, " https"))
+    lines: list[str] = []
+    for port, proto in wanted:
+        line = f"Listen {port}{proto}"
+        if port not in (80, 443) and line not in lines:
+            lines.append(line)
+    return lines
+
+
+# --- sites --------------------------------------------------------------------------------
+
+
+def render_site(site: Site, model: Model) -> str:
+    a = model.apache
+    if site.redirect is not None:
+        # straight to the target from both ports: one hop, no detour over https
+        away = [f"Redirect permanent / {_q(site.redirect, f'site {site.name}: redirect')}"]
+        vhosts = [_vhost(a.http_port, site, away, None)]
+        if site.tls is not None:
+            vhosts.append(_vhost(a.https_port, site, away, site.tls))
+    elif site.tls is not None:
+        port = "" if a.https_port == 443 else f":{a.https_port}"
+        to_https = _q(f"https://{site.server_name}{port}/", f"site {site.name}: server_name")
+        vhosts = [
+            _vhost(a.http_port, site, [f"Redirect permanent / {to_https}"], None),
+            _vhost(a.https_port, site, _content_lines(site, model), site.tls),
+        ]
+    else:
+        vhosts = [_vhost(a.http_port, site, _content_lines(site, model), None)]
+    lines = [f"# {HEADER}"]
+    for vhost in vhosts:
+        lines += ["", *vhost]
+    return "\n".join(lines) + "\n"
+
+
+def _vhost(port: int, site: Site, content: list[str], tls: TLS | None) -> list[str]:
+    body = [f"ServerName {check_value(site.server_name, 'server_name', ' ')}"]
+    if site.aliases:
+        aliases = [check_value(x, "aliases", " ") for x in sorted(site.aliases)]
+        body.append(f"ServerAlias {' '.join(aliases)}")
+    if tls is not None:
+        body += _tls_lines(site, tls)
+    body += content
+    body += _log_lines(site)
+    return _block(f"<VirtualHost *:{port}>", body, "</VirtualHost>")
+
+
+def _tls_lines(site: Site, tls: TLS) -> list[str]:
+    where = f"site {site.name}: tls"
+    lines = [
+        "SSLEngine on",
+        f"SSLCertificateFile {_q(tls.cert, f'{where}.cert')}",
+        f"SSLCertificateKeyFile {_q(tls.key, f'{where}.key')}",
+    ]
+    if tls.chain is not None:
+        lines.append(f"SSLCertificateChainFile {_q(tls.chain, f'{where}.chain')}")
+    return lines
+
+
+def _log_lines(site: Site) -> list[str]:
+    base = "${APACHE_LOG_DIR}/phphost-" + site.name
+    return [f"ErrorLog {base}-error.log", f"CustomLog {base}-access.log combined"]
+
+
+def _content_lines(site: Site, model: Model) -> list[str]:
+    if site.docroot is None:
+        raise ValueError(f"site {site.name}: no docroot and no redirect")
+    docroot = _path(site.docroot, f"site {site.name}: docroot")
+    lines = [
+        f"DocumentRoot {docroot}",
+        *_block(f"<Directory {docroot}>", _docroot_lines(site), "</Directory>"),
+        "DirectoryIndex index.php index.html" if site.php else "DirectoryIndex index.html",
+    ]
+    if not site.php:
+        return [*lines, *_deny(PHP_LIKE)]
+    for writable in _writable_in_docroot(site, model):
+        lines += _block(f"<Directory {_path(writable, f'site {site.name}: writable dir')}>",
+                        ["AllowOverride None", "AllowOverrideList None", *_deny(PHP_LIKE)],
+                        "</Directory>")
+    lines += _handler_lines(site, model)
+    lines += _deny(PHP_LIKE_NOT_RUN)
+    lines += _jail_env_lines(site, model)
+    return lines
+
+
+def _docroot_lines(site: Site) -> list[str]:
+    lines = ["Options -Indexes +SymLinksIfOwnerMatch"]
+    categories = sorted(x for x in site.allow_override if x in OVERRIDE_CATEGORIES)
+    directives = sorted(x for x in site.allow_override if x not in OVERRIDE_CATEGORIES)
+    lines.append(f"AllowOverride {' '.join(categories) if categories else 'None'}")
+    if directives:
+        for directive in directives:
+            if not directive.isascii() or not directive.isalnum():
+                raise ValueError(f"site {site.name}: allow_override {directive!r} is not "
+                                 "a directive name")
+        lines.append(f"AllowOverrideList {' '.join(directives)}")
+    if site.php:
+        lines.append("CGIPassAuth On")    # apps see Authorization (PHP_AUTH_USER etc.)
+    lines.append("Require all granted")
+    return lines
+
+
+def _site_pools(site: Site, model: Model) -> list[Pool]:
+    names = {route.pool for route in site.routes}
+    if site.pool is not None:
+        names.add(site.pool)
+    return [model.pool(name) for name in sorted(names)]
+
+
+def _writable_in_docroot(site: Site, model: Model) -> list[str]:
+    docroot = site.docroot or ""
+    return sorted({path for pool in _site_pools(site, model) for path in pool.writable
+                   if is_inside(path, docroot)})
+
+
+def _handler_lines(site: Site, model: Model) -> list[str]:
+    """Routes first (longest path first), then the site's own pool."""
+    if site.pool is None or site.docroot is None:
+        raise ValueError(f"site {site.name}: PHP is on but the site has no pool or docroot")
+    exists = "-f %{REQUEST_FILENAME}"
+    body: list[str] = []
+    keyword = "If"
+    for route in sorted(site.routes, key=lambda r: (-len(r.path), r.path)):
+        prefix = regex_literal(site.docroot.rstrip("/") + route.path)
+        condition = f"{exists} && %{{REQUEST_FILENAME}} =~ m#^{prefix}#"
+        body += _branch(keyword, condition, model.pool(route.pool))
+        keyword = "ElseIf"
+    body += _branch(keyword, exists, model.pool(site.pool))
+    return _block('<FilesMatch "\\.php$">', body, "</FilesMatch>")
+
+
+def _branch(keyword: str, condition: str, pool: Pool) -> list[str]:
+    # '|' ends the socket path in mod_proxy's "unix:PATH|URL" syntax
+    socket = check_value(pool.socket, f"pool {pool.name}: socket", forbidden="| ")
+    handler = _q(f"proxy:unix:{socket}|fcgi://{pool.name}/", f"pool {pool.name}: socket")
+    return _block(f'<{keyword} "{condition}">', [f"SetHandler {handler}"], f"</{keyword}>")
+
+
+def _jail_env_lines(site: Site, model: Model) -> list[str]:
+    """ProxyFCGISetEnvIf lines that rewrite SCRIPT_FILENAME / DOCUMENT_ROOT for pools
+    of this site that run chrooted.
+
+    Empty for now: a jailed pool sees the tenant home bind-mounted at the same path
+    under its jail root, so SCRIPT_FILENAME needs no rewriting. If jails ever place
+    the home elsewhere, emit `ProxyFCGISetEnvIf "true" SCRIPT_FILENAME "..."` here
+    (otherwise FPM answers "Primary script unknown")."""
+    del site, model
+    return []

@@ -1,0 +1,151 @@
+"""PHP-FPM master config and argv of one pool: one master per pool, so every pool
+has its own [global] section, pid file, error log and opcache segment. Pure."""
+
+from __future__ import annotations
+
+from phphost import layout
+from phphost.render.common import HEADER, check_value
+from phphost.spec.model import Pool, PoolSettings, Tenant
+
+# Jails live here, one directory per pool (jails themselves come later).
+JAIL_ROOT = "/var/lib/phphost/jails"
+
+UNSHARE = "/usr/bin/unshare"
+_INI_SPECIAL = ";\""
+
+# php_admin_value defaults; the spec's php_admin_values override them key by key.
+# (php_value cannot: both are PHP_INI_SYSTEM settings, which only php_admin_value sets.)
+ADMIN_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("allow_url_include", "off"),
+    ("expose_php", "off"),
+)
+
+
+# -d flags of every master; the pool's php_ini overrides them key by key.
+def _opcache_defaults(settings: PoolSettings) -> tuple[tuple[str, str], ...]:
+    return (
+        ("opcache.enable", "1"),
+        ("opcache.memory_consumption", str(settings.opcache_memory_mb)),
+        # hashes only the inode of "/" (ext4: always 2), so it does not separate jails
+        # on different filesystems; set anyway, with validate_permission and restrict_api
+        ("opcache.validate_root", "1"),
+        ("opcache.validate_permission", "1"),
+        ("opcache.restrict_api", "/phphost-no-opcache-api/"),
+    )
+
+
+def jail_root(pool: str) -> str:
+    return f"{JAIL_ROOT}/{pool}"
+
+
+def render_fpm_conf(pool: Pool, tenant: Tenant) -> str:
+    """The whole config file of the pool's own FPM master."""
+    if pool.tenant != tenant.name:
+        raise ValueError(f"pool {pool.name!r} belongs to tenant {pool.tenant!r}, "
+                         f"not {tenant.name!r}")
+    if pool.name.lower() == "global":
+        raise ValueError("a pool cannot be named 'global': FPM reads [global] as its "
+                         "master section")
+    lines = [
+        f"; {HEADER}",
+        "",
+        "[global]",
+        *_global_lines(pool),
+        "",
+        f"[{pool.name}]",
+        *_identity_lines(pool, tenant),
+        *_pm_lines(pool.settings),
+        *_worker_lines(pool),
+        *_ini_lines(pool.settings),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _kv(key: str, value: str) -> str:
+    # ';' starts a comment and '"' a quoted string in FPM's ini syntax
+    return f"{key} = {check_value(value, key, forbidden=_INI_SPECIAL)}"
+
+
+def _global_lines(pool: Pool) -> list[str]:
+    return [
+        _kv("pid", layout.pid_file(pool.name)),
+        _kv("error_log", layout.fpm_log(pool.name)),
+        _kv("daemonize", "no"),
+        # above zero, or a reload (SIGUSR2) kills in-flight requests
+        _kv("process_control_timeout", f"{pool.settings.process_control_timeout}s"),
+    ]
+
+
+def _identity_lines(pool: Pool, tenant: Tenant) -> list[str]:
+    return [
+        _kv("user", pool.user),
+        _kv("group", tenant.group),
+        _kv("listen", pool.socket),
+        _kv("listen.owner", "root"),
+        _kv("listen.group", layout.WEB_GROUP),
+        _kv("listen.mode", "0660"),
+        _kv("listen.backlog", str(pool.settings.listen_backlog)),
+    ]
+
+
+def _pm_lines(s: PoolSettings) -> list[str]:
+    lines = [_kv("pm", s.pm), _kv("pm.max_children", str(s.max_children))]
+    if s.pm == "dynamic":
+        if s.start_servers > 0:
+            lines.append(_kv("pm.start_servers", str(s.start_servers)))
+        lines.append(_kv("pm.min_spare_servers", str(s.min_spare)))
+        lines.append(_kv("pm.max_spare_servers", str(s.max_spare)))
+    elif s.pm == "ondemand":
+        lines.append(_kv("pm.process_idle_timeout", f"{s.idle_timeout}s"))
+    lines.append(_kv("pm.max_requests", str(s.max_requests)))
+    return lines
+
+
+def _worker_lines(pool: Pool) -> list[str]:
+    s = pool.settings
+    lines = [
+        _kv("pm.status_path", layout.STATUS_PATH),
+        _kv("ping.path", layout.PING_PATH),
+        _kv("request_terminate_timeout", f"{s.request_terminate_timeout}s"),
+    ]
+    if s.priority is not None:
+        lines.append(_kv("process.priority", str(s.priority)))
+    lines += [
+        _kv("catch_workers_output", "yes"),
+        _kv("decorate_workers_output", "no"),
+        _kv("clear_env", "yes"),
+        _kv("security.limit_extensions", ".php"),
+    ]
+    if pool.jail.enabled:
+        lines.append(_kv("chroot", jail_root(pool.name)))
+    lines.append(_kv("chdir", "/"))
+    return lines
+
+
+def _ini_lines(s: PoolSettings) -> list[str]:
+    admin = dict(ADMIN_DEFAULTS)
+    admin.update(s.php_admin_values)
+    lines = [_kv(f"php_admin_value[{_ini_key(k)}]", v) for k, v in sorted(admin.items())]
+    values = dict(s.php_values)
+    lines += [_kv(f"php_value[{_ini_key(k)}]", v) for k, v in sorted(values.items())]
+    return lines
+
+
+def _ini_key(key: str) -> str:
+    if not key or not all(c.isascii() and (c.isalnum() or c in "._") for c in key):
+        raise ValueError(f"{key!r} is not a php.ini setting name")
+    return key
+
+
+def render_fpm_argv(pool: Pool) -> list[str]:
+    """argv of the pool's master: a private mount namespace (jail mounts never show
+    on the host), FPM in the foreground on its own config, php.ini flags last."""
+    flags = dict(_opcache_defaults(pool.settings))
+    flags.update(pool.settings.php_ini)
+    argv = [
+        UNSHARE, "--mount", "--propagation", "private", "--",
+        layout.FPM_BINARY, "--nodaemonize", "--fpm-config", layout.fpm_conf(pool.name),
+    ]
+    for key, value in flags.items():
+        argv += ["-d", f"{_ini_key(key)}={value}"]
+    return argv

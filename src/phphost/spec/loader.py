@@ -1,0 +1,232 @@
+"""Load a phphost spec (TOML), validate it fully, resolve templates, and return
+the frozen `Model`. Every problem raises `SpecError(file, key, problem, remedy)`
+with the dotted key path (e.g. ``pools.matomo.max_children``). Checks run in a
+fixed order (apache, templates, tenants, pools, sites; names sorted) and stop at
+the first error.
+
+Schema
+======
+
+Unknown keys are rejected at every level. Names of templates, tenants, pools and
+sites match ``^[a-z][a-z0-9_-]{0,30}$``; Unix user and group names match
+``^[a-z_][a-z0-9_-]{0,31}$`` and may not be system accounts (root, www-data, ...).
+Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
+
+``[apache]`` (optional)
+    ``http_port`` (80), ``https_port`` (443): 1..65535, different.
+    ``threads_per_child`` (25), ``max_request_workers`` (150), ``server_limit`` (6),
+    ``proxy_timeout`` (65, seconds): integers >= 1, with
+    ``max_request_workers <= server_limit * threads_per_child``.
+
+``[templates.NAME]``: a named set of pool settings
+    ``inherits = "OTHER"``: optional; chains allowed, cycles rejected.
+    Setting keys (also allowed directly on a pool, where they override the template):
+
+    ========================== ========================================== =========
+    key                        value                                      default
+    ========================== ========================================== =========
+    pm                         "static" | "dynamic" | "ondemand"          ondemand
+    max_children               integer >= 1                               5
+    start_servers              dynamic: integer >= 0 (0 = FPM default)    0
+    min_spare                  dynamic: integer >= 1                      1
+    max_spare                  dynamic: integer >= 1                      3
+    idle_timeout               ondemand: duration >= 1s                   10
+    max_requests               integer >= 0                               500
+    request_terminate_timeout  duration >= 0                              60
+    process_control_timeout    duration >= 1s (0 kills requests on reload) 10
+    priority                   integer -19..20                            unset
+    listen_backlog             integer >= 1                               64
+    opcache_memory_mb          integer 8..4096                            64
+    php_admin_values           table: ini name -> string/number/boolean   {}
+    php_values                 table: ini name -> string/number/boolean   {}
+    php_ini                    table: master-level ini (-d flags)         {}
+    ========================== ========================================== =========
+
+    ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
+    or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
+    along the chain (the pool wins); every other setting is replaced whole.
+
+``[tenants.NAME]``: an owner of code
+    ``home``: required; absolute, normalised, not ``/``, not under a system
+    directory (/etc, /usr, /bin, /sbin, /lib*, /boot, /proc, /sys, /dev, /run,
+    /var/run, /var/lib, /var/log/phphost, /root); no home inside another.
+    ``user`` (default NAME), ``group`` (default user). Users and groups are unique
+    across tenants.
+
+``[pools.NAME]``: one PHP-FPM master and pool
+    ``tenant``: required. ``template``: optional. ``user``: runtime user,
+    default ``php-NAME``; unique, and never a tenant's user or group.
+    ``socket``: absolute, at most 107 bytes, unique; default
+    ``/run/phphost/NAME.sock``.
+    ``writable = ["data"]``: paths relative to the tenant home (or absolute inside
+    it), no ``..``, not the home itself; resolved to absolute paths.
+    ``jail = { enabled = true, features = ["dns", "tls"], programs = ["/usr/bin/x"],
+    mounts = [{ source = "/srv/shared", target = "/opt/shared", writable = false }],
+    smtp = "127.0.0.1:25" }``: features from ``model.JAIL_FEATURES`` ("base" is
+    always included); programs and mount paths absolute; a mount source may not
+    overlap another tenant's home.
+    Any setting key (see templates). Keys that apply only to another pm
+    (``start_servers``/``min_spare``/``max_spare`` for dynamic, ``idle_timeout``
+    for ondemand) are rejected when set on the pool itself. After resolution:
+    dynamic needs ``min_spare <= max_spare <= max_children`` and
+    ``start_servers`` 0 or within ``[min_spare, max_spare]``.
+
+``[sites.NAME]``: one Apache vhost
+    ``server_name``: required host name; ``aliases``: list of host names. Both are
+    stored lowercased and are unique across all sites.
+    ``tenant``, ``docroot`` (relative to the tenant home or absolute inside it):
+    required unless ``redirect``.
+    ``php``: default true (false with ``redirect``). ``pool``: required when php is
+    true, forbidden when false; a pool of the same tenant.
+    ``routes = { "/chords/" = "pool" }``: URL prefix (starts and ends with ``/``,
+    chars ``[A-Za-z0-9._~/-]``, not ``/``) -> pool of the same tenant; needs php.
+    Stored longest path first.
+    ``tls = { cert = "/abs", key = "/abs", chain = "/abs" }``: existence not checked.
+    ``redirect = "https://example.org/"``: the whole site redirects; then tenant,
+    docroot, pool, routes and allow_override must be absent and php false.
+    ``allow_override``: categories AuthConfig, Indexes, Limit and single directives
+    ErrorDocument, Redirect, RedirectMatch, RedirectPermanent, RedirectTemp,
+    DirectoryIndex, Header, ExpiresActive, ExpiresByType, ExpiresDefault,
+    AddDefaultCharset, Require, AuthType, AuthName, AuthUserFile, AuthGroupFile
+    (case-insensitive, stored in this spelling). FileInfo, Options, All and
+    handler/env/rewrite/proxy/php_* directives are rejected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+
+from phphost import layout
+from phphost.errors import SpecError
+from phphost.spec.model import ApacheSettings, Model, Tenant
+from phphost.spec.pools import parse_pools
+from phphost.spec.settings import parse_templates
+from phphost.spec.sites import parse_sites
+from phphost.spec.validate import (
+    At,
+    Table,
+    abs_path,
+    check_keys,
+    integer,
+    is_inside,
+    name,
+    required,
+    table,
+    unix_name,
+)
+
+TOP_KEYS = ("apache", "templates", "tenants", "pools", "sites")
+APACHE_KEYS = ("http_port", "https_port", "threads_per_child", "max_request_workers",
+               "server_limit", "proxy_timeout")
+TENANT_KEYS = ("home", "user", "group")
+FORBIDDEN_HOME_ROOTS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/proc", "/sys", "/dev",
+                        "/run", "/var/run", "/var/lib", layout.LOG_DIR, "/root")
+_WHY_OWN = {"user": "the user owns the tenant's code",
+            "group": "pools read their tenant's code through this group"}
+
+
+def load_spec(path: str) -> Model:
+    """Read and validate the spec file at `path`."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise SpecError(path, "", f"cannot read the spec: {err.strerror or err}",
+                        "check the path and its permissions") from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(path, "", f"the spec is not UTF-8 text ({err.reason})",
+                        "save it as UTF-8") from err
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, source: str) -> Model:
+    """Validate spec text; `source` names it in messages and in Model.source."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(source, "", f"invalid TOML: {err}",
+                        "fix the syntax at the position shown") from err
+    top = At(source)
+    check_keys(top, raw, TOP_KEYS)
+    sections = {key: table(top.sub(key), raw.get(key, {})) for key in TOP_KEYS}
+    apache = _apache(top.sub("apache"), sections["apache"])
+    templates = parse_templates(top.sub("templates"), sections["templates"])
+    tenants = _tenants(top.sub("tenants"), sections["tenants"])
+    pools = parse_pools(top.sub("pools"), sections["pools"], tenants, templates)
+    sites = parse_sites(top.sub("sites"), sections["sites"], tenants, pools)
+    return Model(
+        source=source,
+        tenants=tuple(tenants[n] for n in sorted(tenants)),
+        pools=tuple(pools[n] for n in sorted(pools)),
+        sites=tuple(sites[n] for n in sorted(sites)),
+        apache=apache,
+    )
+
+
+def _apache(at: At, tbl: Table) -> ApacheSettings:
+    check_keys(at, tbl, APACHE_KEYS)
+    values = {key: integer(at.sub(key), tbl[key], 1, 65535 if key.endswith("_port") else None)
+              for key in APACHE_KEYS if key in tbl}
+    apache = ApacheSettings(**values)
+    if apache.http_port == apache.https_port:
+        at.sub("https_port").fail(f"https_port equals http_port ({apache.http_port})",
+                                  "use two different ports")
+    capacity = apache.server_limit * apache.threads_per_child
+    if apache.max_request_workers > capacity:
+        at.sub("max_request_workers").fail(
+            f"max_request_workers = {apache.max_request_workers} exceeds server_limit * "
+            f"threads_per_child = {apache.server_limit} * {apache.threads_per_child} = "
+            f"{capacity}",
+            "lower max_request_workers or raise server_limit or threads_per_child")
+    return apache
+
+
+def _tenants(at: At, raw: Table) -> dict[str, Tenant]:
+    tenants = {tname: _tenant(at.sub(tname), tname, raw[tname]) for tname in sorted(raw)}
+    _check_tenants_apart(at, tenants)
+    return tenants
+
+
+def _tenant(at: At, tname: str, value: object) -> Tenant:
+    name(at, tname, "tenant")
+    tbl = table(at, value)
+    check_keys(at, tbl, TENANT_KEYS)
+    home = _home(at.sub("home"), required(at, tbl, "home", f'"/srv/www/{tname}"'))
+    user = unix_name(at.sub("user"), tbl.get("user", tname), "Unix user name")
+    group = unix_name(at.sub("group"), tbl.get("group", user), "Unix group name")
+    return Tenant(name=tname, user=user, group=group, home=home)
+
+
+def _home(at: At, value: object) -> str:
+    home = abs_path(at, value)
+    if home == "/":
+        at.fail("a tenant home cannot be '/'", 'use a dedicated directory like "/srv/www/NAME"')
+    first = home.split("/")[1]
+    system = next((root for root in FORBIDDEN_HOME_ROOTS if is_inside(home, root)),
+                  f"/{first}" if first.startswith("lib") else None)
+    if system is not None:
+        at.fail(f"home {home!r} is inside the system directory {system}",
+                'put tenant homes under a directory of their own, like "/srv/www/NAME"')
+    return home
+
+
+def _check_tenants_apart(at: At, tenants: Mapping[str, Tenant]) -> None:
+    """Distinct users, groups, and homes that do not contain one another."""
+    seen: list[Tenant] = []
+    for tname, tenant in tenants.items():
+        for other in seen:
+            for key in ("user", "group"):
+                if getattr(tenant, key) == getattr(other, key):
+                    at.sub(tname).sub(key).fail(
+                        f"{key} {getattr(tenant, key)!r} is also the {key} of tenant "
+                        f"{other.name!r}",
+                        f"give every tenant its own {key}: {_WHY_OWN[key]}")
+            if is_inside(tenant.home, other.home) or is_inside(other.home, tenant.home):
+                at.sub(tname).sub("home").fail(
+                    f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
+                    f"{other.name!r}",
+                    "give every tenant a separate directory; no home inside another")
+        seen.append(tenant)

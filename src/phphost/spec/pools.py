@@ -1,0 +1,206 @@
+"""[pools.NAME] for the spec loader: identity, socket, writable paths, jail and
+resolved settings of each pool, plus the checks across pools. Pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from phphost import layout
+from phphost.spec.model import JAIL_FEATURES, JailSpec, Mount, Pool, Tenant
+from phphost.spec.settings import (
+    SETTING_KEYS,
+    Layer,
+    Template,
+    chain,
+    check_pm,
+    parse_settings,
+    resolve,
+    template_ref,
+)
+from phphost.spec.validate import (
+    At,
+    Table,
+    abs_path,
+    array,
+    boolean,
+    check_keys,
+    dedupe,
+    is_inside,
+    name,
+    path_in_home,
+    reference,
+    required,
+    string,
+    string_list,
+    table,
+    unix_name,
+)
+
+POOL_KEYS = ("tenant", "template", "user", "socket", "writable", "jail", *SETTING_KEYS)
+JAIL_KEYS = ("enabled", "features", "programs", "mounts", "smtp")
+MOUNT_KEYS = ("source", "target", "writable")
+_SMTP_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+
+
+def parse_pools(
+    at: At, raw: Table, tenants: Mapping[str, Tenant], templates: Mapping[str, Template]
+) -> dict[str, Pool]:
+    pools = {pname: _pool(at.sub(pname), pname, raw[pname], tenants, templates)
+             for pname in sorted(raw)}
+    _check_unique(at, pools, tenants)
+    return pools
+
+
+def _pool(
+    at: At, pname: str, value: object,
+    tenants: Mapping[str, Tenant], templates: Mapping[str, Template],
+) -> Pool:
+    name(at, pname, "pool")
+    tbl = table(at, value)
+    check_keys(at, tbl, POOL_KEYS)
+    tenant = reference(at.sub("tenant"), required(at, tbl, "tenant", '"TENANT"'), tenants,
+                       "tenant")
+    template = template_ref(at.sub("template"), tbl["template"], templates) \
+        if "template" in tbl else None
+    own = parse_settings(at, tbl)
+    resolved = resolve([*chain(template, templates), Layer("the pool", own)])
+    check_pm(at, resolved, own)
+    home = tenants[tenant].home
+    return Pool(
+        name=pname,
+        tenant=tenant,
+        user=_runtime_user(at.sub("user"), tbl.get("user"), pname),
+        socket=_socket(at.sub("socket"), tbl.get("socket"), pname),
+        settings=resolved.settings,
+        writable=_writable(at.sub("writable"), tbl.get("writable", []), home),
+        jail=_jail(at.sub("jail"), tbl["jail"], tenants, tenant) if "jail" in tbl else JailSpec(),
+    )
+
+
+def _runtime_user(at: At, value: object, pname: str) -> str:
+    if value is not None:
+        return unix_name(at, value, "runtime user name")
+    default = f"php-{pname}"
+    if len(default) > 32:
+        at.fail(f"the default runtime user {default!r} is longer than 32 characters",
+                'set user = "..." to a shorter name for this pool')
+    return unix_name(at, default, "runtime user name")
+
+
+def _socket(at: At, value: object, pname: str) -> str:
+    path = layout.default_socket(pname) if value is None else abs_path(at, value)
+    size = len(path.encode())
+    if size > layout.UNIX_SOCKET_MAX:
+        at.fail(f"socket path {path!r} is {size} bytes long; FPM silently truncates Unix "
+                f"socket paths longer than {layout.UNIX_SOCKET_MAX} bytes",
+                f"use a path of at most {layout.UNIX_SOCKET_MAX} bytes, e.g. under "
+                f"{layout.RUN_DIR}")
+    return path
+
+
+def _writable(at: At, value: object, home: str) -> tuple[str, ...]:
+    paths: list[str] = []
+    for i, raw in enumerate(string_list(at, value)):
+        path = path_in_home(at.sub(i), raw, home, "writable path")
+        if path == home:
+            at.sub(i).fail(f"writable path {raw!r} is the tenant home {home} itself",
+                           "name a subdirectory such as \"data\": PHP must not be able to "
+                           "rewrite the tenant's code")
+        paths.append(path)
+    return dedupe(paths)
+
+
+def _jail(at: At, value: object, tenants: Mapping[str, Tenant], tenant: str) -> JailSpec:
+    tbl = table(at, value)
+    check_keys(at, tbl, JAIL_KEYS)
+    default = JailSpec()
+    return JailSpec(
+        enabled=boolean(at.sub("enabled"), tbl["enabled"]) if "enabled" in tbl
+        else default.enabled,
+        features=_features(at.sub("features"), tbl.get("features", [])),
+        programs=_programs(at.sub("programs"), tbl.get("programs", [])),
+        mounts=_mounts(at.sub("mounts"), tbl.get("mounts", []), tenants, tenant),
+        smtp=_smtp(at.sub("smtp"), tbl["smtp"]) if "smtp" in tbl else default.smtp,
+    )
+
+
+def _programs(at: At, value: object) -> tuple[str, ...]:
+    return dedupe(abs_path(at.sub(i), item) for i, item in enumerate(array(at, value)))
+
+
+def _features(at: At, value: object) -> tuple[str, ...]:
+    features = string_list(at, value)
+    for i, feature in enumerate(features):
+        if feature not in JAIL_FEATURES:
+            at.sub(i).fail(f"unknown jail feature {feature!r}",
+                           f"use one of: {', '.join(JAIL_FEATURES)}")
+    return dedupe(features if "base" in features else ["base", *features])
+
+
+def _mounts(
+    at: At, value: object, tenants: Mapping[str, Tenant], tenant: str
+) -> tuple[Mount, ...]:
+    mounts: list[Mount] = []
+    for i, item in enumerate(array(at, value)):
+        where = at.sub(i)
+        tbl = table(where, item)
+        check_keys(where, tbl, MOUNT_KEYS)
+        mount = Mount(
+            source=abs_path(where.sub("source"), required(where, tbl, "source", '"/srv/..."')),
+            target=abs_path(where.sub("target"), required(where, tbl, "target", '"/usr/..."')),
+            writable=boolean(where.sub("writable"), tbl["writable"]) if "writable" in tbl
+            else False,
+        )
+        _check_mount(where, mount, mounts, tenants, tenant)
+        mounts.append(mount)
+    return tuple(mounts)
+
+
+def _check_mount(
+    at: At, mount: Mount, earlier: list[Mount], tenants: Mapping[str, Tenant], tenant: str
+) -> None:
+    for key in ("source", "target"):
+        if getattr(mount, key) == "/":
+            at.sub(key).fail(f"mount {key} is '/'", "mount a specific directory, not the root")
+    if any(m.target == mount.target for m in earlier):
+        at.sub("target").fail(f"two mounts share the target {mount.target!r}",
+                              "give each mount its own target inside the jail")
+    for other in sorted(tenants):
+        home = tenants[other].home
+        if other != tenant and (is_inside(mount.source, home) or is_inside(home, mount.source)):
+            at.sub("source").fail(
+                f"mount source {mount.source!r} overlaps the home {home} of tenant {other!r}",
+                "a jail may only mount its own tenant's files or shared, tenant-neutral paths")
+
+
+def _smtp(at: At, value: object) -> str:
+    text = string(at, value)
+    match = _SMTP_RE.match(text)
+    if not match or not 1 <= int(match[2]) <= 65535:
+        at.fail(f"{text!r} is not a host:port address", 'write it like "127.0.0.1:25"')
+    return text
+
+
+def _check_unique(at: At, pools: Mapping[str, Pool], tenants: Mapping[str, Tenant]) -> None:
+    sockets: dict[str, str] = {}
+    users: dict[str, str] = {}
+    owners = {**{t.group: f"group of tenant {t.name!r}" for t in tenants.values()},
+              **{t.user: f"user of tenant {t.name!r}" for t in tenants.values()}}
+    for pname, pool in pools.items():
+        if pool.socket in sockets:
+            at.sub(pname).sub("socket").fail(
+                f"socket {pool.socket!r} is also used by pool {sockets[pool.socket]!r}",
+                "give every pool its own socket")
+        if pool.user in users:
+            at.sub(pname).sub("user").fail(
+                f"runtime user {pool.user!r} is also used by pool {users[pool.user]!r}",
+                "give every pool its own runtime user: pools sharing a user can read "
+                "and signal each other")
+        if pool.user in owners:
+            at.sub(pname).sub("user").fail(
+                f"runtime user {pool.user!r} is the {owners[pool.user]}",
+                "use a dedicated runtime user: PHP workers must not own or share an "
+                "identity with tenant code")
+        sockets[pool.socket] = pname
+        users[pool.user] = pname

@@ -1,0 +1,98 @@
+"""Helpers for integration tests: run phphost, HTTP over loopback, masters'
+pids, spec variants, snapshots of config trees."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from phphost import layout
+from phphost.facts.gather import read_programs
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+PHPHOST = str(Path(sys.executable).parent / "phphost")
+CONFIG_TREES = ("/etc/apache2", "/etc/phphost", "/etc/supervisor", "/etc/passwd", "/etc/group")
+
+
+def phphost(*args: str, check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([PHPHOST, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"phphost {' '.join(args)} -> {proc.returncode}\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def get(host: str, path: str = "/", port: int = 80,
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8", "replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def master_pids() -> dict[str, int | None]:
+    programs, _ = read_programs()
+    return {name: st.pid for name, st in programs.items() if name.startswith("phphost-")}
+
+
+def set_pool_key(text: str, section: str, key: str, value: str) -> str:
+    """Set `key = value` in the TOML table [section], replacing an existing line."""
+    lines = text.splitlines()
+    start = lines.index(f"[{section}]")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    body = [ln for ln in lines[start + 1:end] if not re.match(rf"{re.escape(key)}\s*=", ln)]
+    return "\n".join([*lines[: start + 1], f"{key} = {value}", *body, *lines[end:]]) + "\n"
+
+
+def write_spec(directory: Path, name: str, text: str) -> str:
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
+def snapshot() -> dict[str, str]:
+    """Path -> (mode, owner, content hash or link target) for the config trees."""
+    out: dict[str, str] = {}
+    for top in CONFIG_TREES:
+        paths = [top] if os.path.isfile(top) else [
+            os.path.join(d, n) for d, dirs, files in os.walk(top) for n in dirs + files]
+        for p in paths:
+            st = os.lstat(p)
+            if os.path.islink(p):
+                what = "->" + os.readlink(p)
+            elif os.path.isfile(p):
+                what = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            else:
+                what = "dir"
+            out[p] = f"{st.st_mode:o} {st.st_uid}:{st.st_gid} {what}"
+    return out
+
+
+def wait_for(check: object, timeout: float = 10.0, interval: float = 0.1) -> float:
+    """Poll check() until truthy; return seconds taken. Raises on timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if check():  # type: ignore[operator]
+                return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def program(pool: str) -> str:
+    return layout.program_name(pool)

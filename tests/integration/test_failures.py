@@ -1,0 +1,92 @@
+"""Bad input and interrupted applies leave the host as it was, and serving."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from phphost.spec.model import Model
+from tests.integration import hostkit
+from tests.integration.conftest import DEMO
+from tests.integration.hostkit import get, phphost
+
+BROKEN = {
+    "unknown key": ("[tenants.x]\nhome = \"/srv/x\"\ncolour = \"red\"\n", "tenants.x.colour"),
+    "dangling pool": ("[tenants.x]\nhome = \"/srv/x\"\n[sites.s]\nserver_name = \"s.test\"\n"
+                      "tenant = \"x\"\ndocroot = \"htdocs\"\npool = \"nope\"\n", "sites.s.pool"),
+    "bad pm numbers": ("[tenants.x]\nhome = \"/srv/x\"\n[pools.p]\ntenant = \"x\"\n"
+                       "pm = \"dynamic\"\nmax_children = 2\nmin_spare = 3\nmax_spare = 4\n",
+                       "pools.p"),
+    "template cycle": ("[templates.a]\ninherits = \"b\"\n[templates.b]\ninherits = \"a\"\n",
+                       "templates."),
+    "long socket": ("[tenants.x]\nhome = \"/srv/x\"\n[pools.p]\ntenant = \"x\"\n"
+                    f"socket = \"/run/{'s' * 120}.sock\"\n", "pools.p.socket"),
+    "not toml": ("[tenants.x\n", ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_spec_is_refused_and_changes_nothing(demo: Model, spec_dir: Path,
+                                                    name: str) -> None:
+    text, key = BROKEN[name]
+    spec = hostkit.write_spec(spec_dir, "broken.toml", text)
+    before = hostkit.snapshot()
+    for command in ("plan", "apply"):
+        proc = phphost(command, spec, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert spec in proc.stderr and key in proc.stderr, proc.stderr
+    assert hostkit.snapshot() == before
+
+
+def test_config_apache_rejects_is_rolled_back(demo: Model, spec_dir: Path,
+                                              demo_text: str) -> None:
+    """A site whose TLS certificate is not a certificate: Apache's configtest fails."""
+    garbage = spec_dir / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    site = next(s for s in demo.sites if s.php)
+    text = demo_text + (f"\n[sites.badtls]\nserver_name = \"badtls.demo.test\"\n"
+                        f"tenant = \"{site.tenant}\"\ndocroot = \"{site.docroot}\"\n"
+                        f"pool = \"{site.pool}\"\n"
+                        f"tls = {{ cert = \"{garbage}\", key = \"{garbage}\" }}\n")
+    spec = hostkit.write_spec(spec_dir, "badtls.toml", text)
+    before = hostkit.snapshot()
+    proc = phphost("apply", spec, check=False)
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert "configtest" in proc.stderr
+    assert hostkit.snapshot() == before
+    assert get(site.server_name, "/index.php")[0] == 200
+
+
+def sites_answer(model: Model) -> list[str]:
+    bad = []
+    for site in model.sites:
+        status, _, _ = get(site.server_name, "/")
+        if status not in (200, 301):
+            bad.append(f"{site.name}: {status}")
+    return bad
+
+
+def test_apply_killed_at_random_points_leaves_host_serving(demo: Model, spec_dir: Path,
+                                                           demo_text: str) -> None:
+    rng = random.Random(20261123)  # noqa: S311 (kill points, not secrets)
+    pools = [p.name for p in demo.pools]
+    for run in range(12):
+        pool = pools[run % len(pools)]
+        text = hostkit.set_pool_key(demo_text, f"pools.{pool}", "max_requests", str(300 + run))
+        spec = hostkit.write_spec(spec_dir, f"kill{run}.toml", text)
+        proc = subprocess.Popen([hostkit.PHPHOST, "apply", spec], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert sites_answer(demo) == [], f"run {run}: sites down after SIGKILL"
+    first = phphost("apply", str(DEMO))
+    assert first.returncode == 0
+    second = phphost("apply", str(DEMO))
+    assert "No changes" in second.stdout
+    assert sites_answer(demo) == []

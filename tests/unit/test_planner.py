@@ -1,0 +1,152 @@
+"""Planning from recorded facts: pure, no host access."""
+
+from __future__ import annotations
+
+import pytest
+
+from phphost import layout
+from phphost.errors import PlanError
+from phphost.facts.gather import DirFact, Facts
+from phphost.facts.parse import ProgramStatus
+from phphost.facts.state import State
+from phphost.plan import actions as A
+from phphost.plan.desired import Desired, DesiredAcl, DesiredDir, DesiredFile, DesiredUser
+from phphost.plan.destroy import make_destroy_plan
+from phphost.plan.planner import make_plan
+
+FPM = layout.fpm_conf("app")
+SUP = layout.supervisor_conf("app")
+SITE = layout.site_conf("web")
+
+
+def desired() -> Desired:
+    return Desired(
+        files=(DesiredFile(FPM, "fpm\n", 0o640), DesiredFile(SUP, "sup\n"),
+               DesiredFile(SITE, "site\n"), DesiredFile(layout.APACHE_GLOBAL_CONF, "g\n")),
+        links=((layout.site_link("web"), "../sites-available/phphost-web.conf"),),
+        groups=("acme",),
+        users=(DesiredUser("acme", "acme", "/srv/acme", False),
+               DesiredUser("php-app", "acme", "/nonexistent", True)),
+        dirs=(DesiredDir("/srv/acme", "acme", "acme", 0o750),),
+        acls=(DesiredAcl("/srv/acme", ("user:www-data:--x",)),),
+        modules_on=("mpm_event", "proxy_fcgi"),
+        modules_off=("mpm_prefork",),
+        pools=("app",),
+        sites=("web",),
+        homes=("/srv/acme",),
+    )
+
+
+def converged(**over: object) -> Facts:
+    d = desired()
+    base = dict(
+        files={f.path: f.content for f in d.files},
+        links=dict(d.links),
+        users={"acme": "acme", "php-app": "acme"},
+        groups=frozenset({"acme"}),
+        dirs={"/srv/acme": DirFact("acme", "acme", 0o750)},
+        acls={"/srv/acme": frozenset({"user:www-data:--x"})},
+        modules=frozenset({"mpm_event", "proxy_fcgi"}),
+        programs={"phphost-app": ProgramStatus("phphost-app", "RUNNING", 42)},
+        supervisor_running=True,
+        apache_running=True,
+    )
+    base.update(over)
+    return Facts(**base)  # type: ignore[arg-type]
+
+
+STATE = State(pools=("app",), sites=("web",), users=("php-app",), pool_users=("php-app",))
+
+
+def kinds(plan: A.Plan) -> list[str]:
+    return [a.kind for a in plan.changes]
+
+
+def test_converged_host_has_no_changes() -> None:
+    plan = make_plan(desired(), converged(), STATE)
+    assert not plan.has_changes()
+    assert plan.noops
+
+
+def test_fresh_host_creates_everything_and_starts() -> None:
+    plan = make_plan(desired(), Facts(), State())
+    k = kinds(plan)
+    assert k.count("WriteFile") == 4
+    assert "EnsureGroup" in k and k.count("EnsureUser") == 2
+    assert "StartMaster" in k
+    assert plan.changes[-1] == A.ReloadApache("apache2 is not running", restart=True)
+
+
+def test_pool_conf_change_reloads_only_that_master() -> None:
+    files = {**converged().files, FPM: "old\n"}
+    plan = make_plan(desired(), converged(files=files), STATE)
+    assert kinds(plan) == ["WriteFile", "ReloadMaster"]
+    write = plan.changes[0]
+    assert isinstance(write, A.WriteFile) and "-old" in write.diff() and "+fpm" in write.diff()
+
+
+def test_command_line_change_restarts_master() -> None:
+    files = {**converged().files, SUP: "old\n"}
+    assert kinds(make_plan(desired(), converged(files=files), STATE)) == [
+        "WriteFile", "RestartMaster"]
+
+
+def test_site_change_reloads_apache_not_masters() -> None:
+    files = {**converged().files, SITE: "old\n"}
+    assert kinds(make_plan(desired(), converged(files=files), STATE)) == [
+        "WriteFile", "ReloadApache"]
+
+
+def test_prefork_is_switched_off_with_full_restart() -> None:
+    plan = make_plan(desired(), converged(modules=frozenset({"mpm_prefork", "proxy_fcgi"})),
+                     STATE)
+    assert kinds(plan) == ["ApacheModule", "ApacheModule", "ReloadApache"]
+    assert plan.changes[-1] == A.ReloadApache(
+        "the MPM changes: a graceful reload cannot switch it", True)
+
+
+def test_wrong_home_mode_is_fixed() -> None:
+    plan = make_plan(desired(), converged(dirs={"/srv/acme": DirFact("acme", "acme", 0o755)}),
+                     STATE)
+    assert kinds(plan) == ["EnsureDir"]
+    assert "0755" in plan.changes[0].reason
+
+
+def test_missing_acl_is_granted() -> None:
+    plan = make_plan(desired(), converged(acls={}), STATE)
+    assert kinds(plan) == ["SetAcl"]
+
+
+def test_removed_pool_is_stopped_and_its_user_removed() -> None:
+    state = State(pools=("app", "old"), sites=("web",), users=("php-app", "php-old"),
+                  pool_users=("php-app", "php-old"),
+                  files=(layout.fpm_conf("old"), layout.supervisor_conf("old")))
+    facts = converged(files={**converged().files, layout.fpm_conf("old"): "x",
+                             layout.supervisor_conf("old"): "y"},
+                      users={"acme": "acme", "php-app": "acme", "php-old": "acme"})
+    plan = make_plan(desired(), facts, state)
+    assert kinds(plan) == ["RemoveFile", "RemoveFile", "StopMaster", "RemoveUser"]
+
+
+def test_tenant_users_are_never_removed_by_apply() -> None:
+    state = State(users=("acme", "gone-tenant", "php-app"), pool_users=("php-app",))
+    facts = converged(users={"acme": "acme", "php-app": "acme", "gone-tenant": "x"})
+    assert "RemoveUser" not in kinds(make_plan(desired(), facts, state))
+
+
+def test_foreign_pool_user_is_refused() -> None:
+    with pytest.raises(PlanError, match="php-app"):
+        make_plan(desired(), converged(), State(pools=("app",)))
+
+
+def test_destroy_keeps_tenant_data_without_purge() -> None:
+    plan = make_destroy_plan(desired(), converged(), STATE, purge=False)
+    k = kinds(plan)
+    assert "RemoveTree" not in k and "StopMaster" in k and "RemoveUser" in k
+    assert all(a.name != "acme" for a in plan.changes if isinstance(a, A.RemoveUser))
+
+
+def test_destroy_purge_removes_home() -> None:
+    state = State(pools=("app",), users=("php-app", "acme"), groups=("acme",))
+    plan = make_destroy_plan(desired(), converged(), state, purge=True)
+    assert A.RemoveTree("--purge", "/srv/acme") in plan.changes
