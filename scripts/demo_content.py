@@ -21,8 +21,16 @@ echo "site=%(site)s user=" . $u['name'] . " path=%(path)s\\n";
 """
 
 
+def makedirs(path: str, uid: int, gid: int) -> None:
+    if os.path.isdir(path):
+        return
+    makedirs(os.path.dirname(path), uid, gid)
+    os.mkdir(path, 0o750)
+    os.chown(path, uid, gid)
+
+
 def put(path: str, content: str, uid: int, gid: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    makedirs(os.path.dirname(path), uid, gid)
     if os.path.exists(path):
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)

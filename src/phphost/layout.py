@@ -20,6 +20,7 @@ APACHE_GLOBAL_CONF = f"{APACHE_DIR}/conf-available/phphost.conf"
 APACHE_GLOBAL_LINK = f"{APACHE_DIR}/conf-enabled/phphost.conf"
 
 FPM_BINARY = "/usr/sbin/php-fpm8.2"
+LAUNCHER = "/usr/local/lib/phphost/launch"     # src/phphost/launcher.py, installed by apply
 WEB_USER = "www-data"
 WEB_GROUP = "www-data"
 

@@ -364,10 +364,9 @@ def test_fpm_rejects_wrong_tenant_and_injection() -> None:
 
 def test_fpm_argv() -> None:
     argv = render_fpm_argv(MODEL.pool("acme"))
-    assert argv[:9] == ["/usr/bin/unshare", "--mount", "--propagation", "private", "--",
-                        layout.FPM_BINARY, "--nodaemonize", "--fpm-config",
-                        layout.fpm_conf("acme")]
-    flags = argv[9:]
+    assert argv[:6] == [layout.LAUNCHER, "--", layout.FPM_BINARY, "--nodaemonize",
+                        "--fpm-config", layout.fpm_conf("acme")]
+    flags = argv[6:]
     assert flags[0::2] == ["-d"] * (len(flags) // 2)
     pairs = [f.split("=", 1) for f in flags[1::2]]
     keys = [k for k, _ in pairs]
@@ -375,7 +374,7 @@ def test_fpm_argv() -> None:
     assert dict(pairs)["opcache.memory_consumption"] == "96"      # php_ini wins
     assert dict(pairs)["opcache.jit"] == "tracing"
     assert dict(pairs)["opcache.validate_root"] == "1"
-    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[10::2])
+    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[7::2])
     assert blog["opcache.memory_consumption"] == "64"
 
 

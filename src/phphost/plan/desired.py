@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from importlib import resources
 
 from phphost import layout
 from phphost.render.apache import (
@@ -83,8 +84,15 @@ def desired_state(model: Model) -> Desired:
     )
 
 
+def launcher_source() -> str:
+    """The master launcher, installed as a standalone script (stdlib only)."""
+    return (resources.files("phphost") / "launcher.py").read_text(encoding="utf-8")
+
+
 def _files(model: Model) -> tuple[DesiredFile, ...]:
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
+    if model.pools:
+        files.append(DesiredFile(layout.LAUNCHER, launcher_source(), 0o755))
     for pool in model.pools:
         tenant = model.tenant(pool.tenant)
         files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))

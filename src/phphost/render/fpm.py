@@ -10,7 +10,6 @@ from phphost.spec.model import Pool, PoolSettings, Tenant
 # Jails live here, one directory per pool (jails themselves come later).
 JAIL_ROOT = "/var/lib/phphost/jails"
 
-UNSHARE = "/usr/bin/unshare"
 _INI_SPECIAL = ";\""
 
 # php_admin_value defaults; the spec's php_admin_values override them key by key.
@@ -138,12 +137,13 @@ def _ini_key(key: str) -> str:
 
 
 def render_fpm_argv(pool: Pool) -> list[str]:
-    """argv of the pool's master: a private mount namespace (jail mounts never show
-    on the host), FPM in the foreground on its own config, php.ini flags last."""
+    """argv of the pool's master: phphost's launcher (private mount and PID
+    namespaces, see phphost/launcher.py), then FPM in the foreground on its own
+    config, php.ini flags last."""
     flags = dict(_opcache_defaults(pool.settings))
     flags.update(pool.settings.php_ini)
     argv = [
-        UNSHARE, "--mount", "--propagation", "private", "--",
+        layout.LAUNCHER, "--",
         layout.FPM_BINARY, "--nodaemonize", "--fpm-config", layout.fpm_conf(pool.name),
     ]
     for key, value in flags.items():
