@@ -51,7 +51,7 @@ def master_pids() -> dict[str, int | None]:
 def set_pool_key(text: str, section: str, key: str, value: str) -> str:
     """Set `key = value` in the TOML table [section], replacing an existing line."""
     lines = text.splitlines()
-    start = lines.index(f"[{section}]")
+    start = next(i for i, ln in enumerate(lines) if ln.split("#")[0].strip() == f"[{section}]")
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
     body = [ln for ln in lines[start + 1:end] if not re.match(rf"{re.escape(key)}\s*=", ln)]
     return "\n".join([*lines[: start + 1], f"{key} = {value}", *body, *lines[end:]]) + "\n"
@@ -96,3 +96,9 @@ def wait_for(check: object, timeout: float = 10.0, interval: float = 0.1) -> flo
 
 def program(pool: str) -> str:
     return layout.program_name(pool)
+
+
+def uid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid

@@ -43,23 +43,39 @@ def test_broken_spec_is_refused_and_changes_nothing(demo: Model, spec_dir: Path,
     assert hostkit.snapshot() == before
 
 
-def test_config_apache_rejects_is_rolled_back(demo: Model, spec_dir: Path,
-                                              demo_text: str) -> None:
-    """A site whose TLS certificate is not a certificate: Apache's configtest fails."""
-    garbage = spec_dir / "garbage.pem"
-    garbage.write_text("not a certificate\n")
+def tls_site(demo_text: str, demo: Model, cert: str, key: str) -> str:
     site = next(s for s in demo.sites if s.php)
-    text = demo_text + (f"\n[sites.badtls]\nserver_name = \"badtls.demo.test\"\n"
+    return demo_text + (f"\n[sites.badtls]\nserver_name = \"badtls.demo.test\"\n"
                         f"tenant = \"{site.tenant}\"\ndocroot = \"{site.docroot}\"\n"
                         f"pool = \"{site.pool}\"\n"
-                        f"tls = {{ cert = \"{garbage}\", key = \"{garbage}\" }}\n")
-    spec = hostkit.write_spec(spec_dir, "badtls.toml", text)
+                        f"tls = {{ cert = \"{cert}\", key = \"{key}\" }}\n")
+
+
+def assert_refused(spec: str, words: str, demo: Model) -> None:
     before = hostkit.snapshot()
     proc = phphost("apply", spec, check=False)
     assert proc.returncode == 6, proc.stdout + proc.stderr
-    assert "configtest" in proc.stderr
+    assert words in proc.stderr, proc.stderr
     assert hostkit.snapshot() == before
-    assert get(site.server_name, "/index.php")[0] == 200
+    assert sites_answer(demo) == []
+
+
+def test_config_apache_rejects_is_rolled_back(demo: Model, spec_dir: Path,
+                                              demo_text: str) -> None:
+    """A TLS certificate path that does not exist: apache2ctl configtest fails."""
+    missing = str(spec_dir / "missing.pem")
+    spec = hostkit.write_spec(spec_dir, "badtls.toml", tls_site(demo_text, demo, missing, missing))
+    assert_refused(spec, "configtest", demo)
+
+
+def test_tls_file_apache_cannot_load_is_refused(demo: Model, spec_dir: Path,
+                                                demo_text: str) -> None:
+    """Not a certificate: configtest passes, but a reload would kill apache2."""
+    garbage = spec_dir / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    spec = hostkit.write_spec(spec_dir, "garbage.toml",
+                              tls_site(demo_text, demo, str(garbage), str(garbage)))
+    assert_refused(spec, "sites.badtls.tls.cert", demo)
 
 
 def sites_answer(model: Model) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from phphost import layout
 from phphost.errors import FastCGIError
-from phphost.facts.gather import read_programs
+from phphost.facts.gather import fpm_master_pid, read_programs
 from phphost.fastcgi.status import fpm_status
 from phphost.host.files import read_text
 
@@ -27,7 +27,9 @@ def pool_statuses(pools: tuple[str, ...]) -> list[dict[str, Any]]:
         prog = programs.get(layout.program_name(pool))
         row: dict[str, Any] = {"pool": pool, "running": bool(prog and prog.state == "RUNNING"),
                                "state": prog.state if prog else "ABSENT",
-                               "pid": prog.pid if prog else None}
+                               "pid": prog.pid if prog else None,
+                               "master_pid": fpm_master_pid(prog.pid) if prog and prog.pid
+                               else None}
         try:
             st = fpm_status(pool_socket(pool))
             row.update(pm=st.process_manager, active=st.active_processes,
@@ -40,11 +42,11 @@ def pool_statuses(pools: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def print_statuses(rows: list[dict[str, Any]]) -> None:
-    head = f"{'pool':<16} {'state':<9} {'pid':>7} {'pm':<9} {'active':>6} {'idle':>5} " \
+    head = f"{'pool':<16} {'state':<9} {'master':>7} {'pm':<9} {'active':>6} {'idle':>5} " \
            f"{'total':>5} {'accepted':>9}"
     print(head)
     for r in rows:
-        print(f"{r['pool']:<16} {r['state']:<9} {r['pid'] or '-':>7} {r.get('pm', '-'):<9} "
+        print(f"{r['pool']:<16} {r['state']:<9} {r['master_pid'] or '-':>7} {r.get('pm', '-'):<9} "
               f"{r.get('active', '-'):>6} {r.get('idle', '-'):>5} {r.get('total', '-'):>5} "
               f"{r.get('accepted', '-'):>9}")
         if "error" in r:

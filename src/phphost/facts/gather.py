@@ -134,6 +134,13 @@ def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
     return parse_supervisorctl_status(proc.stdout), True
 
 
+def fpm_master_pid(launcher_pid: int) -> int | None:
+    """Host pid of the FPM master a launcher started (its only child)."""
+    text = read_text(f"/proc/{launcher_pid}/task/{launcher_pid}/children")
+    pids = (text or "").split()
+    return int(pids[0]) if pids else None
+
+
 def apache_running() -> bool:
     text = read_text("/run/apache2/apache2.pid")
     if not text or not text.strip().isdigit():

@@ -15,6 +15,7 @@ from phphost.errors import HostError
 from phphost.host import files, identities, services
 from phphost.host.journal import Journal
 from phphost.host.runner import run
+from phphost.host.tls import check_tls
 from phphost.plan import actions as A
 from phphost.spec.model import Model
 
@@ -101,6 +102,7 @@ class _Runner:
             self._step(a)
         if self._of(A.ReloadApache):
             services.apache_configtest()
+            check_tls(self.model)
         for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
             self._identity(a)
             self._step(a)

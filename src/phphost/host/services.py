@@ -115,6 +115,17 @@ def apache_reload(restart: bool) -> None:
     else:
         run(["apache2ctl", "graceful"])
     _wait_apache_started()
+    _check_apache_survives()
+
+
+def _check_apache_survives(seconds: float = 1.0) -> None:
+    """A (graceful) restart that fails after configtest (say, a key apache2 cannot
+    load) makes apache2 exit a moment later: watch for that."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not apache_running():
+            raise HostError("apache2 exited after reloading: see /var/log/apache2/error.log")
+        time.sleep(0.1)
 
 
 def _wait_apache_stopped(timeout: float = 15.0) -> None:
