@@ -3,6 +3,7 @@ machine. They reconfigure the host; only one run at a time."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -29,8 +30,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     reason="needs root and scripts/setup-demo (apache2, php-fpm, .venv)"))
 
 
+HOST_LOCK = "/run/lock/phphost-integration.lock"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_lock() -> Iterator[None]:
+    """One integration run at a time on this machine (they reconfigure the host)."""
+    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
+    with open(HOST_LOCK, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
-def demo() -> Iterator[Model]:
+def demo(host_lock: None) -> Iterator[Model]:
     """The demo host, applied and filled with its sample content."""
     hostkit.phphost("apply", str(DEMO))
     subprocess.run([hostkit.PYTHON, str(ROOT / "scripts" / "demo_content.py"), str(DEMO),
