@@ -150,3 +150,15 @@ def test_destroy_purge_removes_home() -> None:
     state = State(pools=("app",), users=("php-app", "acme"), groups=("acme",))
     plan = make_destroy_plan(desired(), converged(), state, purge=True)
     assert A.RemoveTree("--purge", "/srv/acme") in plan.changes
+
+
+def test_created_users_stay_recorded_when_another_spec_is_applied() -> None:
+    """A tenant user phphost created is still phphost's after a spec without it."""
+    other = Desired(files=(), links=(), groups=(), users=(), dirs=(), acls=(), modules_on=(),
+                    modules_off=(), pools=(), sites=(), homes=())
+    state = State(users=("acme", "php-app"), pool_users=("php-app",), groups=("acme",))
+    facts = converged()
+    plan = make_plan(other, facts, state)
+    saved = next(a for a in plan.actions if isinstance(a, A.SaveState)).state
+    assert saved["users"] == ["acme"] and saved["groups"] == ["acme"]
+    assert A.RemoveUser("its pool left the spec", "php-app") in plan.changes

@@ -30,10 +30,19 @@ def set_primary_group(journal: Journal, name: str, group: str) -> None:
 
 
 def remove_user(name: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
     run(["userdel", name])
 
 
 def remove_group(name: str) -> None:
+    """Also a no-op when userdel already removed the user's own group."""
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return
     run(["groupdel", name])
 
 

@@ -132,7 +132,7 @@ def _apache_actions(desired: Desired, facts: Facts, acts: list[A.Action]) -> lis
     return []
 
 
-def _removed_users(desired: Desired, state: State, facts: Facts) -> list[A.Action]:
+def _removed_users(desired: Desired, state: State, facts: Facts) -> list[A.RemoveUser]:
     """Pool runtime users of pools that left the spec. Tenant users stay (they own data)."""
     wanted = {u.name for u in desired.users}
     gone = (set(state.pool_users) & set(state.users)) - wanted
@@ -146,9 +146,10 @@ def _next_state(desired: Desired, facts: Facts, state: State) -> dict[str, list[
     nxt.homes.update(desired.homes)
     nxt.files.update(f.path for f in desired.files)
     wanted_users = {u.name for u in desired.users}
-    nxt.users.update(u for u in state.users if u in wanted_users)
+    gone_pool_users = {a.name for a in _removed_users(desired, state, facts)}
+    nxt.users.update(u for u in state.users if u in facts.users and u not in gone_pool_users)
     nxt.users.update(u for u in wanted_users if u not in facts.users)
     nxt.pool_users.update(u.name for u in desired.users if u.system)
-    nxt.groups.update(g for g in state.groups if g in desired.groups)
+    nxt.groups.update(g for g in state.groups if g in facts.groups)
     nxt.groups.update(g for g in desired.groups if g not in facts.groups)
     return nxt.build().to_json()
