@@ -20,7 +20,7 @@ APACHE_GLOBAL_CONF = f"{APACHE_DIR}/conf-available/phphost.conf"
 APACHE_GLOBAL_LINK = f"{APACHE_DIR}/conf-enabled/phphost.conf"
 
 FPM_BINARY = "/usr/sbin/php-fpm8.2"
-LAUNCHER = "/usr/local/lib/phphost/launch"     # src/phphost/launcher.py, installed by apply
+LAUNCHER = "/usr/local/lib/phphost/launch"     # src/phphost/jail/launch.py, installed by apply
 WEB_USER = "www-data"
 WEB_GROUP = "www-data"
 
@@ -35,6 +35,11 @@ def fpm_conf(pool: str) -> str:
 
 def default_socket(pool: str) -> str:
     return f"{RUN_DIR}/{pool}.sock"
+
+
+def mounts_file(pool: str) -> str:
+    """The jail mounts the pool's launcher makes (JSON)."""
+    return f"{FPM_CONF_DIR}/{pool}.mounts.json"
 
 
 def pid_file(pool: str) -> str:

@@ -364,9 +364,11 @@ def test_fpm_rejects_wrong_tenant_and_injection() -> None:
 
 def test_fpm_argv() -> None:
     argv = render_fpm_argv(MODEL.pool("acme"))
-    assert argv[:6] == [layout.LAUNCHER, "--", layout.FPM_BINARY, "--nodaemonize",
-                        "--fpm-config", layout.fpm_conf("acme")]
-    flags = argv[6:]
+    launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--jail", "/",
+                "--mount", "proc:/proc:ro", "--"]
+    assert argv[:13] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
+                         "--fpm-config", layout.fpm_conf("acme")]
+    flags = argv[13:]
     assert flags[0::2] == ["-d"] * (len(flags) // 2)
     pairs = [f.split("=", 1) for f in flags[1::2]]
     keys = [k for k, _ in pairs]
@@ -374,7 +376,7 @@ def test_fpm_argv() -> None:
     assert dict(pairs)["opcache.memory_consumption"] == "96"      # php_ini wins
     assert dict(pairs)["opcache.jit"] == "tracing"
     assert dict(pairs)["opcache.validate_root"] == "1"
-    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[7::2])
+    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[14::2])
     assert blog["opcache.memory_consumption"] == "64"
 
 
@@ -526,3 +528,9 @@ def test_redirect_site_with_tls_redirects_from_both_ports() -> None:
     assert text.count('Redirect permanent / "https://www.acme.example/"') == 2
     assert "<VirtualHost *:443>" in text and "SSLEngine on" in text
     assert "DocumentRoot" not in text
+
+
+def test_jailed_master_gets_its_mounts_file() -> None:
+    argv = render_fpm_argv(MODEL.pool("blog"))
+    assert argv[:9] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--jail",
+                        jail_root("blog"), "--mounts", layout.mounts_file("blog"), "--"]

@@ -162,3 +162,12 @@ def test_created_users_stay_recorded_when_another_spec_is_applied() -> None:
     saved = next(a for a in plan.actions if isinstance(a, A.SaveState)).state
     assert saved["users"] == ["acme"] and saved["groups"] == ["acme"]
     assert A.RemoveUser("its pool left the spec", "php-app") in plan.changes
+
+
+def test_socket_setting_change_restarts_instead_of_reload() -> None:
+    old = "listen = /run/phphost/app.sock\nlisten.mode = 0666\n"
+    d = desired()
+    new_fpm = DesiredFile(FPM, "listen = /run/phphost/app.sock\nlisten.mode = 0660\n", 0o640)
+    d = Desired(**{**d.__dict__, "files": (new_fpm, *d.files[1:])})
+    facts = converged(files={**converged().files, FPM: old})
+    assert kinds(make_plan(d, facts, STATE)) == ["WriteFile", "RestartMaster"]

@@ -12,9 +12,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from phphost import layout
+from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.output import Progress, plan_json, print_plan
+from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError
 from phphost.facts.gather import gather
+from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import read_state
 from phphost.host.apply import execute, recover
 from phphost.plan import actions as A
@@ -22,6 +25,7 @@ from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan
 from phphost.plan.planner import make_plan
 from phphost.spec.loader import load_spec
+from phphost.spec.model import Model
 
 EXIT_CHANGES = 10
 
@@ -42,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="ALSO delete tenant homes and the users/groups phphost created")
     st = sub.add_parser("status", help="every pool's master and FPM status")
     st.add_argument("--json", action="store_true")
+    add_audit_parser(sub)
+    add_verify_parser(sub)
     return p
 
 
@@ -58,11 +64,16 @@ def _lock() -> Iterator[None]:
         yield
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    model = load_spec(args.spec)
-    desired = desired_state(model)
+def _plan(model: Model) -> A.Plan:
+    """Read the host (including each jailed pool's manifest) and plan."""
+    jails = gather_jails(model)
+    desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
     state = read_state()
-    plan = make_plan(desired, gather(desired, state), state)
+    return make_plan(desired, gather(desired, state), state, jails)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = _plan(load_spec(args.spec))
     if args.json:
         print(plan_json(plan))
     else:
@@ -86,9 +97,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        desired = desired_state(model)
-        state = read_state()
-        plan = make_plan(desired, gather(desired, state), state)
+        plan = _plan(model)
         if not args.json:
             print_plan(plan)
         done = execute(plan, model, Progress(quiet=args.json)) if plan.has_changes() else []
@@ -100,7 +109,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        desired = desired_state(model)
+        desired = desired_state(model, {p: manifest_for(model, model.pool(p))
+                                        for p in (x.name for x in model.pools if x.jail.enabled)})
         state = read_state()
         plan = make_destroy_plan(desired, gather(desired, state), state, args.purge)
         done = execute(plan, model, Progress(quiet=args.json))
@@ -119,7 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(r["running"] for r in rows) else 1
 
 
-COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status}
+COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
+            "audit": cmd_audit, "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

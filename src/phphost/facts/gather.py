@@ -19,6 +19,7 @@ from phphost.facts.parse import (
 from phphost.facts.state import State
 from phphost.host.files import read_text
 from phphost.host.runner import run
+from phphost.jail.build import JAILS_DIR
 from phphost.plan.desired import Desired
 
 
@@ -41,6 +42,7 @@ class Facts:
     programs: dict[str, ProgramStatus] = field(default_factory=dict)
     supervisor_running: bool = False
     apache_running: bool = False
+    jails: frozenset[str] = frozenset()    # pools with a jail directory on disk
 
 
 def gather(desired: Desired, state: State) -> Facts:
@@ -61,7 +63,15 @@ def gather(desired: Desired, state: State) -> Facts:
         programs=programs,
         supervisor_running=sup_running,
         apache_running=apache_running(),
+        jails=read_jail_dirs(),
     )
+
+
+def read_jail_dirs() -> frozenset[str]:
+    try:
+        return frozenset(n for n in os.listdir(JAILS_DIR) if os.path.isdir(f"{JAILS_DIR}/{n}"))
+    except FileNotFoundError:
+        return frozenset()
 
 
 def _state_links(state: State) -> dict[str, str | None]:

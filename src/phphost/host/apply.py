@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from phphost import layout
 from phphost.errors import HostError
-from phphost.host import files, identities, services
+from phphost.host import files, identities, jails, services
 from phphost.host.journal import Journal
 from phphost.host.runner import run
 from phphost.host.tls import check_tls
@@ -106,6 +106,9 @@ class _Runner:
         for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
             self._identity(a)
             self._step(a)
+        for j in self._all(A.BuildJail):
+            jails.build(self.model, j.pool)
+            self._step(j)
         for m in self._masters():
             services.fpm_test(m.pool)
 
@@ -172,12 +175,19 @@ class _Runner:
             services.start_program(layout.program_name(pool.name))
             services.wait_master(pool.name, pool.socket)
         elif isinstance(a, A.RestartMaster):
+            if layout.program_name(pool.name) not in self._program_changes()[0]:
+                services.restart_program(layout.program_name(pool.name))
             services.wait_master(pool.name, pool.socket)
         else:
             services.reload_master(pool.name, pool.socket)
 
     def cleanup(self) -> None:
         """After the commit point: removals that cannot be rolled back."""
+        for r in self._all(A.RemoveJail):
+            jails.remove(r.pool)
+            self._step(r)
+        if self._of(A.BuildJail, A.RemoveJail):
+            jails.collect_garbage()
         for u in self._all(A.RemoveUser):
             identities.remove_user(u.name)
             self._step(u)

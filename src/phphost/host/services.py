@@ -49,6 +49,12 @@ def start_program(name: str) -> None:
         raise HostError(f"could not start {name}: {out.strip()}. See {layout.LOG_DIR}/")
 
 
+def restart_program(name: str) -> None:
+    out = supervisorctl("restart", name, check=False)
+    if "ERROR" in out:
+        raise HostError(f"could not restart {name}: {out.strip()}. See {layout.LOG_DIR}/")
+
+
 def stop_program(name: str) -> None:
     supervisorctl("stop", name, check=False)
 

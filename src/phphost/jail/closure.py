@@ -123,6 +123,7 @@ def resolve_chain(path: str, readlink: Callable[[str], str | None]) -> Chain:
     if not path.startswith("/"):
         raise ValueError(f"{path!r} is not absolute")
     links: list[tuple[str, str]] = []
+    followed = 0
     done = "/"
     todo = [p for p in path.split("/") if p]
     todo.reverse()
@@ -140,7 +141,8 @@ def resolve_chain(path: str, readlink: Callable[[str], str | None]) -> Chain:
             continue
         if (cand, target) not in links:
             links.append((cand, target))
-        if len(links) > MAX_SYMLINKS:
+        followed += 1
+        if followed > MAX_SYMLINKS:
             raise PlanError(f"{path}: more than {MAX_SYMLINKS} symlinks (a loop?)")
         if target.startswith("/"):
             done = "/"

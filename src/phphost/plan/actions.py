@@ -120,6 +120,26 @@ class SetAcl(Action):
 
 
 @dataclass(frozen=True)
+class BuildJail(Action):
+    pool: str = ""
+    changes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"build jail of pool {self.pool} ({len(self.changes)} change(s))"
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "pool": self.pool, "changes": list(self.changes)}
+
+
+@dataclass(frozen=True)
+class RemoveJail(Action):
+    pool: str = ""
+
+    def describe(self) -> str:
+        return f"remove jail of pool {self.pool} (its mounts exist only in its master)"
+
+
+@dataclass(frozen=True)
 class StartMaster(Action):
     pool: str = ""
 

@@ -4,10 +4,13 @@ directories, ACLs, modules, masters. Pure."""
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
 from phphost import layout
+from phphost.jail.manifest import Manifest
+from phphost.jail.mounts import render_mounts_json
 from phphost.render.apache import (
     conflicting_modules,
     render_apache_global,
@@ -66,11 +69,13 @@ class Desired:
     pools: tuple[str, ...]
     sites: tuple[str, ...]
     homes: tuple[str, ...]
+    jailed: tuple[str, ...] = ()
 
 
-def desired_state(model: Model) -> Desired:
+def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None) -> Desired:
+    """jails: the manifest of every jailed pool (facts.jails), for its mounts file."""
     return Desired(
-        files=_files(model),
+        files=_files(model, jails or {}),
         links=_links(model),
         groups=tuple(sorted({t.group for t in model.tenants})),
         users=_users(model),
@@ -81,15 +86,23 @@ def desired_state(model: Model) -> Desired:
         pools=tuple(p.name for p in model.pools),
         sites=tuple(s.name for s in model.sites),
         homes=tuple(t.home for t in model.tenants),
+        jailed=tuple(p.name for p in model.pools if p.jail.enabled),
     )
 
 
 def launcher_source() -> str:
-    """The master launcher, installed as a standalone script (stdlib only)."""
-    return (resources.files("phphost") / "launcher.py").read_text(encoding="utf-8")
+    """The master launcher (jail/launch.py: stdlib only), installed as a script run
+    by Debian's python3 in isolated mode."""
+    code = (resources.files("phphost.jail") / "launch.py").read_text(encoding="utf-8")
+    return "#!/usr/bin/python3 -I\n" + code
 
 
-def _files(model: Model) -> tuple[DesiredFile, ...]:
+def _mount_files(jails: Mapping[str, Manifest]) -> list[DesiredFile]:
+    return [DesiredFile(layout.mounts_file(pool), render_mounts_json(manifest), 0o600)
+            for pool, manifest in sorted(jails.items())]
+
+
+def _files(model: Model, jails: Mapping[str, Manifest]) -> tuple[DesiredFile, ...]:
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
     if model.pools:
         files.append(DesiredFile(layout.LAUNCHER, launcher_source(), 0o755))
@@ -100,7 +113,7 @@ def _files(model: Model) -> tuple[DesiredFile, ...]:
         files.append(DesiredFile(layout.supervisor_conf(pool.name), sup))
     for site in model.sites:
         files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
-    return tuple(files)
+    return tuple(files + _mount_files(jails))
 
 
 def _links(model: Model) -> tuple[tuple[str, str], ...]:

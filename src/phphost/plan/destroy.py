@@ -24,6 +24,7 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
         acts.append(A.ReloadApache("its sites are gone"))
     acts += [A.StopMaster("pool is destroyed", p) for p in desired.pools
              if layout.program_name(p) in facts.programs]
+    acts += [A.RemoveJail("pool is destroyed", p) for p in desired.pools if p in facts.jails]
     created = set(state.users)
     acts += [A.RemoveUser("pool runtime user phphost created", u.name) for u in desired.users
              if u.system and u.name in created and u.name in facts.users]

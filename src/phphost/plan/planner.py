@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from phphost import layout
 from phphost.errors import PlanError
 from phphost.facts.gather import Facts
+from phphost.facts.jails import JailState
 from phphost.facts.state import State, StateBuilder
 from phphost.plan import actions as A
 from phphost.plan.desired import Desired
 
 
-def make_plan(desired: Desired, facts: Facts, state: State) -> A.Plan:
+def make_plan(desired: Desired, facts: Facts, state: State,
+              jails: Mapping[str, JailState] | None = None) -> A.Plan:
     _check_foreign_users(desired, facts, state)
     noops: list[str] = []
     acts: list[A.Action] = []
     acts += _file_actions(desired, facts, state, noops)
     acts += _module_actions(desired, facts)
     acts += _identity_actions(desired, facts, noops)
+    acts += _jail_actions(desired, facts, jails or {}, noops)
     acts += _master_actions(desired, facts, state, acts)
     acts += _apache_actions(desired, facts, acts)
     acts += _removed_users(desired, state, facts)
@@ -97,8 +102,34 @@ def _identity_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[
     return acts
 
 
+def _jail_actions(desired: Desired, facts: Facts, jails: Mapping[str, JailState],
+                  noops: list[str]) -> list[A.Action]:
+    acts: list[A.Action] = []
+    for pool in desired.jailed:
+        jail = jails.get(pool)
+        changes = tuple(str(c) for c in jail.changes) if jail else ("not built yet",)
+        if changes:
+            acts.append(A.BuildJail("jail differs from its manifest", pool, changes))
+        else:
+            noops.append(f"jail of pool {pool}: as its manifest says")
+    for pool in sorted(set(facts.jails) - set(desired.jailed)):
+        acts.append(A.RemoveJail("pool no longer jailed or gone", pool))
+    return acts
+
+
 def _written(acts: list[A.Action], path: str) -> bool:
     return any(isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path == path for a in acts)
+
+
+def _listen_lines(text: str | None) -> list[str]:
+    return [ln for ln in (text or "").splitlines() if ln.startswith("listen")]
+
+
+def _socket_changed(acts: list[A.Action], path: str) -> bool:
+    """A SIGUSR2 reload re-uses the listening socket: owner, mode and backlog
+    changes only take effect when the master restarts."""
+    return any(isinstance(a, A.WriteFile) and a.path == path and a.old is not None
+               and _listen_lines(a.old) != _listen_lines(a.content) for a in acts)
 
 
 def _master_actions(desired: Desired, facts: Facts, state: State,
@@ -111,6 +142,11 @@ def _master_actions(desired: Desired, facts: Facts, state: State,
             out.append(A.StartMaster("master not running", pool))
         elif _written(acts, layout.supervisor_conf(pool)):
             out.append(A.RestartMaster("master command line changed", pool))
+        elif _written(acts, layout.mounts_file(pool)):
+            out.append(A.RestartMaster("jail mounts changed: only a new master sees them", pool))
+        elif _socket_changed(acts, layout.fpm_conf(pool)):
+            out.append(A.RestartMaster("socket settings changed: FPM keeps its socket on reload",
+                                       pool))
         elif _written(acts, layout.fpm_conf(pool)):
             out.append(A.ReloadMaster("pool config changed", pool))
     for pool in sorted(set(state.pools) - set(desired.pools)):

@@ -111,6 +111,9 @@ def render_apache_global(model: Model) -> str:
     listen = _listen_lines(model)
     if listen:
         lines += [*listen, ""]
+    bounds = _pool_bound_lines(model)
+    if bounds:
+        lines += [*bounds, ""]
     lines += [
         "# FPM status and ping pages are for phphost over the socket only",
         *_block(f'<LocationMatch "{FPM_PAGES}">', ["Require all denied"], "</LocationMatch>"),
@@ -119,6 +122,25 @@ def render_apache_global(model: Model) -> str:
         *_deny(PRIVATE_FILES),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _pool_bound_lines(model: Model) -> list[str]:
+    """One explicit worker per pool that bounds, in each Apache process, the requests
+    in flight to the pool to its max_children; the next one gets a 503 after 1 ms.
+    A full FPM backlog does not refuse anything: mod_proxy connect()s to a Unix socket
+    blocking, so without this bound one saturated pool pins every worker thread
+    (docs/sizing.md). No reuse (disablereuse), retry=0 (no 60 s lockout)."""
+    lines: list[str] = []
+    if model.pools:
+        lines.append("# per pool and Apache process: at most max_children requests in flight, "
+                     "then a fast 503")
+    for pool in sorted(model.pools, key=lambda p: p.name):
+        socket = check_value(pool.socket, f"pool {pool.name}: socket", forbidden="| ")
+        worker = _q(f"unix:{socket}|fcgi://{pool.name}/", f"pool {pool.name}: socket")
+        limit = min(pool.settings.max_children, model.apache.threads_per_child)
+        lines += _block(f"<Proxy {worker}>",
+                        [f"ProxySet max={limit} acquire=1 retry=0 disablereuse=On"], "</Proxy>")
+    return lines
 
 
 def _listen_lines(model: Model) -> list[str]:

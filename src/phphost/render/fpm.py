@@ -8,7 +8,18 @@ from phphost.render.common import HEADER, check_value
 from phphost.spec.model import Pool, PoolSettings, Tenant
 
 # Jails live here, one directory per pool (jails themselves come later).
-JAIL_ROOT = "/var/lib/phphost/jails"
+JAIL_ROOT = "/var/lib/phphost/jails"   # = phphost.jail.build.JAILS_DIR
+
+# php_admin_value defaults that jail features bring (paths are inside the jail).
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+FEATURE_INI: dict[str, tuple[tuple[str, str], ...]] = {
+    "mail": (("sendmail_path", "/usr/sbin/sendmail -t -i"),),
+    # Debian turns PHP's own session GC off and cleans /var/lib/php/sessions from a
+    # cron job that never sees a jail: let PHP collect its own garbage.
+    "sessions": (("session.save_path", "/var/lib/php/sessions"),
+                 ("session.gc_probability", "1"), ("session.gc_divisor", "100")),
+    "tls": (("openssl.cafile", CA_BUNDLE), ("curl.cainfo", CA_BUNDLE)),
+}
 
 _INI_SPECIAL = ";\""
 
@@ -55,7 +66,7 @@ def render_fpm_conf(pool: Pool, tenant: Tenant) -> str:
         *_identity_lines(pool, tenant),
         *_pm_lines(pool.settings),
         *_worker_lines(pool),
-        *_ini_lines(pool.settings),
+        *_ini_lines(pool),
     ]
     return "\n".join(lines) + "\n"
 
@@ -121,8 +132,16 @@ def _worker_lines(pool: Pool) -> list[str]:
     return lines
 
 
-def _ini_lines(s: PoolSettings) -> list[str]:
+def _feature_ini(pool: Pool) -> dict[str, str]:
+    if not pool.jail.enabled:
+        return {}
+    return {k: v for f in pool.jail.features for k, v in FEATURE_INI.get(f, ())}
+
+
+def _ini_lines(pool: Pool) -> list[str]:
+    s = pool.settings
     admin = dict(ADMIN_DEFAULTS)
+    admin.update(_feature_ini(pool))
     admin.update(s.php_admin_values)
     lines = [_kv(f"php_admin_value[{_ini_key(k)}]", v) for k, v in sorted(admin.items())]
     values = dict(s.php_values)
@@ -136,14 +155,22 @@ def _ini_key(key: str) -> str:
     return key
 
 
+def launcher_args(pool: Pool) -> list[str]:
+    """phphost's launcher (phphost/jail/launch.py): private PID and mount namespaces;
+    a jailed pool gets its jail's mounts, an unjailed one a /proc of its own."""
+    args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns"]
+    if pool.jail.enabled:
+        return [*args, "--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
+    return [*args, "--jail", "/", "--mount", "proc:/proc:ro"]
+
+
 def render_fpm_argv(pool: Pool) -> list[str]:
-    """argv of the pool's master: phphost's launcher (private mount and PID
-    namespaces, see phphost/launcher.py), then FPM in the foreground on its own
+    """argv of the pool's master: the launcher, then FPM in the foreground on its own
     config, php.ini flags last."""
     flags = dict(_opcache_defaults(pool.settings))
     flags.update(pool.settings.php_ini)
     argv = [
-        layout.LAUNCHER, "--",
+        *launcher_args(pool), "--",
         layout.FPM_BINARY, "--nodaemonize", "--fpm-config", layout.fpm_conf(pool.name),
     ]
     for key, value in flags.items():

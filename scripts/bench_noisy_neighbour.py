@@ -1,0 +1,281 @@
+"""Noisy-neighbour benchmark: flood one tenant's site with slow PHP requests and
+measure another tenant's cheap PHP page, sequentially, before and during the flood.
+
+It places two small PHP files (a sleeping one in the flooded site's docroot, a cheap
+one in the measured site's docroot, each owned by its tenant, the way a tenant would
+upload them), runs the load over 127.0.0.1 only, removes the files and prints the
+figures. Bounded: `--connections` flood clients for `--seconds`, one request in
+flight per client, a `--think` pause between a client's requests.
+
+It changes no configuration, but it loads the host: run it under the host lock,
+
+    flock /run/lock/phphost-integration.lock \\
+        .venv/bin/python scripts/bench_noisy_neighbour.py examples/demo.toml
+
+usage: bench_noisy_neighbour.py SPEC [--flood SITE] [--victim SITE] [--json] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import grp
+import json
+import os
+import pwd
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from phphost.spec.loader import load_spec
+from phphost.spec.model import Model
+
+SLEEP_SCRIPT = "phphost-nn-sleep.php"
+CHEAP_SCRIPT = "phphost-nn-cheap.php"
+SLEEP_PHP = "<?php usleep((int)(%f * 1000000)); echo \"slept\\n\";\n"
+CHEAP_PHP = "<?php echo \"cheap \", getmypid(), \"\\n\";\n"
+
+
+@dataclass(frozen=True)
+class Sample:
+    status: int           # HTTP status; 0 = connection error or timeout
+    seconds: float
+    start: float = 0.0    # monotonic time the request started
+
+
+@dataclass(frozen=True)
+class Target:
+    site: str
+    host: str             # Host header
+    path: str             # URL path of the placed script
+    file: str             # its path on disk
+    user: str
+    group: str
+
+
+@dataclass
+class Config:
+    connections: int = 300
+    seconds: float = 12.0          # flood duration, the victim is measured meanwhile
+    ramp: float = 2.5              # flood time before the victim is measured
+    sleep: float = 2.0             # seconds the flooded script sleeps
+    think: float = 0.2             # a flood client's pause between its requests
+    baseline: int = 200            # unloaded victim requests
+    timeout: float = 30.0
+    port: int = 80
+
+
+@dataclass
+class Report:
+    config: dict[str, float]
+    flood_site: str
+    victim_site: str
+    baseline: dict[str, float] = field(default_factory=dict)
+    loaded: dict[str, float] = field(default_factory=dict)
+    victim_errors: int = 0
+    flood_statuses: dict[str, int] = field(default_factory=dict)
+    flood_503: dict[str, float] = field(default_factory=dict)
+    flood_200: dict[str, float] = field(default_factory=dict)
+    flood_rate: float = 0.0        # flood requests per second
+    busy_workers_max: int = 0      # Apache BusyWorkers seen during the flood
+
+
+# --- HTTP over loopback ---------------------------------------------------------------
+
+
+def request(host: str, path: str, port: int, timeout: float) -> Sample:
+    """One GET over a fresh connection; status 0 on a connection error or timeout."""
+    start = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            head = _read_all(sock)
+        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    except (OSError, ValueError, IndexError):
+        status = 0
+    return Sample(status, time.monotonic() - start, start)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def busy_workers(port: int) -> int:
+    """Apache's BusyWorkers from mod_status (Debian allows it from localhost); -1 if not."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /server-status?auto HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Connection: close\r\n\r\n")
+            text = _read_all(sock).decode("latin-1")
+    except OSError:
+        return -1
+    for line in text.splitlines():
+        if line.startswith("BusyWorkers:"):
+            return int(line.split(":", 1)[1])
+    return -1
+
+
+# --- figures --------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of values; 0.0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def summary(samples: list[Sample]) -> dict[str, float]:
+    secs = [s.seconds for s in samples]
+    return {"count": len(secs), "p50_ms": round(percentile(secs, 50) * 1000, 1),
+            "p99_ms": round(percentile(secs, 99) * 1000, 1),
+            "max_ms": round(max(secs, default=0.0) * 1000, 1)}
+
+
+# --- placing the scripts --------------------------------------------------------------
+
+
+def target(model: Model, name: str, script: str) -> Target:
+    site = next((s for s in model.sites if s.name == name), None)
+    if site is None or not site.php or site.docroot is None or site.tenant is None:
+        raise SystemExit(f"site {name!r} is not a PHP site of the spec")
+    tenant = model.tenant(site.tenant)
+    return Target(site.name, site.server_name, f"/{script}", f"{site.docroot}/{script}",
+                  tenant.user, tenant.group)
+
+
+@contextlib.contextmanager
+def placed(t: Target, content: str) -> Iterator[None]:
+    """The file in place, owned by the site's tenant (mode 0640), for the duration."""
+    fd = os.open(t.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        os.chown(t.file, pwd.getpwnam(t.user).pw_uid, grp.getgrnam(t.group).gr_gid)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(t.file)
+
+
+# --- load -----------------------------------------------------------------------------
+
+
+def flood_client(t: Target, cfg: Config, deadline: float, out: list[Sample]) -> None:
+    while time.monotonic() < deadline:
+        out.append(request(t.host, t.path, cfg.port, cfg.timeout))
+        time.sleep(cfg.think)
+
+
+def sequential(t: Target, cfg: Config, count: int = 0, until: float = 0.0) -> list[Sample]:
+    """Victim requests one after another: `count` of them, or until `until`."""
+    out: list[Sample] = []
+    while (count and len(out) < count) or (until and time.monotonic() < until):
+        out.append(request(t.host, t.path, cfg.port, cfg.timeout))
+    return out
+
+
+def watch_busy(cfg: Config, stop: threading.Event, seen: list[int]) -> None:
+    while not stop.wait(0.25):
+        seen.append(busy_workers(cfg.port))
+
+
+def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample], list[Sample],
+                                                                    int]:
+    """Flood `flood` while measuring `victim`; -> (flood samples, victim samples, busy max)."""
+    deadline = time.monotonic() + cfg.seconds
+    results: list[list[Sample]] = [[] for _ in range(cfg.connections)]
+    stop, busy = threading.Event(), [0]
+    watcher = threading.Thread(target=watch_busy, args=(cfg, stop, busy), daemon=True)
+    with ThreadPoolExecutor(max_workers=cfg.connections) as pool:
+        for out in results:
+            pool.submit(flood_client, flood, cfg, deadline, out)
+        watcher.start()
+        time.sleep(cfg.ramp)
+        measured = sequential(victim, cfg, until=deadline)
+    stop.set()
+    watcher.join()
+    return [s for out in results for s in out], measured, max(busy)
+
+
+def run(model: Model, flood_site: str, victim_site: str, cfg: Config) -> Report:
+    flood = target(model, flood_site, SLEEP_SCRIPT)
+    victim = target(model, victim_site, CHEAP_SCRIPT)
+    with placed(flood, SLEEP_PHP % cfg.sleep), placed(victim, CHEAP_PHP):
+        sequential(victim, cfg, count=20)                    # warm up opcache and children
+        request(flood.host, flood.path, cfg.port, cfg.timeout)
+        baseline = sequential(victim, cfg, count=cfg.baseline)
+        flood_samples, loaded, busy = run_flood(flood, victim, cfg)
+    return report(cfg, flood, victim, baseline, loaded, flood_samples, busy)
+
+
+def report(cfg: Config, flood: Target, victim: Target, baseline: list[Sample],
+           loaded: list[Sample], flood_samples: list[Sample], busy: int) -> Report:
+    statuses = Counter(s.status for s in flood_samples)
+    return Report(
+        config={k: float(v) for k, v in asdict(cfg).items()},
+        flood_site=flood.site, victim_site=victim.site,
+        baseline=summary(baseline), loaded=summary(loaded),
+        victim_errors=sum(1 for s in baseline + loaded if s.status != 200),
+        flood_statuses={str(k): v for k, v in sorted(statuses.items())},
+        flood_503=summary([s for s in flood_samples if s.status == 503]),
+        flood_200=summary([s for s in flood_samples if s.status == 200]),
+        flood_rate=round(len(flood_samples) / cfg.seconds, 1),
+        busy_workers_max=busy,
+    )
+
+
+def print_report(r: Report) -> None:
+    b, ld = r.baseline, r.loaded
+    print(f"victim {r.victim_site}: unloaded p50 {b['p50_ms']} ms  p99 {b['p99_ms']} ms  "
+          f"max {b['max_ms']} ms  ({int(b['count'])} requests)")
+    print(f"victim {r.victim_site}: loaded   p50 {ld['p50_ms']} ms  p99 {ld['p99_ms']} ms  "
+          f"max {ld['max_ms']} ms  ({int(ld['count'])} requests), errors {r.victim_errors}")
+    print(f"flood {r.flood_site}: {int(r.config['connections'])} clients, "
+          f"{r.flood_rate} req/s, statuses {r.flood_statuses}")
+    print(f"flood {r.flood_site}: 503 p50 {r.flood_503['p50_ms']} ms  "
+          f"p99 {r.flood_503['p99_ms']} ms; 200 p50 {r.flood_200['p50_ms']} ms  "
+          f"max {r.flood_200['max_ms']} ms")
+    print(f"apache BusyWorkers max during the flood: {r.busy_workers_max}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("spec")
+    p.add_argument("--flood", default="files", help="site to flood (default: files)")
+    p.add_argument("--victim", default="blog", help="site to measure (default: blog)")
+    p.add_argument("--json", action="store_true")
+    defaults = Config()
+    for name in ("connections", "seconds", "ramp", "sleep", "think", "baseline", "timeout",
+                 "port"):
+        kind = type(getattr(defaults, name))
+        p.add_argument(f"--{name}", type=kind, default=getattr(defaults, name))
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    cfg = Config(connections=min(args.connections, 1000), seconds=min(args.seconds, 45.0),
+                 ramp=args.ramp, sleep=args.sleep, think=args.think,
+                 baseline=args.baseline, timeout=args.timeout, port=args.port)
+    result = run(load_spec(args.spec), args.flood, args.victim, cfg)
+    if args.json:
+        print(json.dumps(asdict(result), indent=1))
+    else:
+        print_report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,293 @@
+"""What the audit rules look at, read from the host. Read-only: stat, file reads,
+bounded directory walks and a few `-v`/`-M` commands; never a change, never traffic."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import grp
+import itertools
+import os
+import posixpath
+import pwd
+import re
+import stat
+from dataclasses import dataclass, field
+from datetime import date
+
+from phphost import layout
+from phphost.audit import apacheconf, fpmconf
+from phphost.audit.apacheconf import Directive
+from phphost.audit.fpmconf import FpmPool
+from phphost.errors import HostError
+from phphost.facts.gather import read_programs
+from phphost.facts.parse import ProgramStatus
+from phphost.host.files import read_text
+from phphost.host.runner import run
+from phphost.plan.desired import desired_state
+from phphost.render.fpm import JAIL_ROOT
+from phphost.spec.model import Model
+
+APACHE_ROOT_CONF = f"{layout.APACHE_DIR}/apache2.conf"
+DEBIAN_FPM_GLOB = "/etc/php/*/fpm"
+MAX_TREE_ENTRIES = 200_000      # per tenant home
+MAX_JAIL_ENTRIES = 50_000       # per jail
+MAX_LISTED = 200                # offending paths kept per kind
+_MASTER_TITLE = re.compile(r"php-fpm: master process \((.+)\)")
+
+
+@dataclass(frozen=True)
+class PathStat:
+    path: str
+    kind: str = "missing"       # socket, dir, file, link, other, missing
+    uid: int = -1
+    gid: int = -1
+    owner: str = ""
+    group: str = ""
+    mode: int = 0               # permission bits with setuid/setgid/sticky
+
+
+@dataclass(frozen=True)
+class FpmMaster:
+    config: str
+    managed: bool               # one of phphost's masters
+    running: bool
+    ini: dict[str, str] = field(default_factory=dict)   # opcache.* it runs with
+
+
+@dataclass(frozen=True)
+class TreeScan:
+    tenant: str
+    home: PathStat
+    world_writable: tuple[str, ...] = ()
+    world_readable: tuple[str, ...] = ()
+    group_writable: tuple[str, ...] = ()
+    entries: int = 0
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class JailScan:
+    root: str
+    chain: tuple[PathStat, ...] = ()    # "/" down to the jail root
+    setid: tuple[str, ...] = ()         # setuid/setgid files inside
+    open_dirs: tuple[str, ...] = ()     # group- or world-writable dirs inside
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class AuditFacts:
+    fpm_pools: tuple[FpmPool, ...] = ()
+    masters: tuple[FpmMaster, ...] = ()
+    paths: dict[str, PathStat] = field(default_factory=dict)    # sockets and their dirs
+    trees: tuple[TreeScan, ...] = ()
+    jails: tuple[JailScan, ...] = ()
+    apache: tuple[Directive, ...] = ()
+    apache_modules: frozenset[str] = frozenset()     # "proxy_fcgi_module", ...
+    apache_version: str = ""                         # "Apache/2.4.71 (Debian)"
+    php_versions: dict[str, str] = field(default_factory=dict)   # binary -> "PHP 8.2.x ..."
+    programs: dict[str, ProgramStatus] = field(default_factory=dict)
+    supervisor_running: bool = False
+    files: dict[str, str | None] = field(default_factory=dict)  # phphost's files
+    today: date = field(default_factory=date.today)
+
+
+def gather(model: Model) -> AuditFacts:
+    pools, masters = read_fpm()
+    programs, sup_running = read_programs()
+    return AuditFacts(
+        fpm_pools=tuple(pools), masters=tuple(masters),
+        paths=read_socket_paths(pools, model),
+        trees=tuple(scan_tree(t.name, t.home) for t in model.tenants),
+        jails=tuple(scan_jail(root) for root in jail_roots(model)),
+        apache=tuple(apacheconf.load(APACHE_ROOT_CONF, read_text, glob.glob, layout.APACHE_DIR)),
+        apache_modules=read_apache_modules(),
+        apache_version=first_line(["apache2", "-v"]),
+        php_versions={b: first_line([b, "-v"]) for b in sorted(glob.glob("/usr/sbin/php-fpm*"))},
+        programs=programs, supervisor_running=sup_running,
+        files={f.path: read_text(f.path) for f in desired_state(model).files},
+    )
+
+
+# --- stat ---------------------------------------------------------------------------------
+
+
+def _name(kind: str, ident: int) -> str:
+    try:
+        return pwd.getpwuid(ident).pw_name if kind == "user" else grp.getgrgid(ident).gr_name
+    except KeyError:
+        return str(ident)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"),
+                       (stat.S_ISLNK, "link")):
+        if test(mode):
+            return name
+    return "other"
+
+
+def path_stat(path: str) -> PathStat:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return PathStat(path)
+    return PathStat(path, _kind(st.st_mode), st.st_uid, st.st_gid, _name("user", st.st_uid),
+                    _name("group", st.st_gid), stat.S_IMODE(st.st_mode))
+
+
+def parents(path: str) -> list[str]:
+    """'/', '/a', '/a/b' for '/a/b'."""
+    parts = [p for p in path.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def read_socket_paths(pools: list[FpmPool], model: Model) -> dict[str, PathStat]:
+    sockets = {p.socket for p in model.pools}
+    sockets |= {lst.path for p in pools if (lst := fpmconf.listen_of(p.get("listen"))).path}
+    paths = sockets | {posixpath.dirname(s) for s in sockets}
+    return {p: path_stat(p) for p in sorted(paths)}
+
+
+# --- FPM ----------------------------------------------------------------------------------
+
+
+def read_fpm() -> tuple[list[FpmPool], list[FpmMaster]]:
+    """Pools and masters: phphost's (one master per file) and the distribution's
+    (/etc/php/V/fpm/php-fpm.conf with its pool.d)."""
+    running = running_masters()
+    pools: list[FpmPool] = []
+    masters: list[FpmMaster] = []
+    supervised = supervised_flags()
+    for conf in sorted(glob.glob(f"{layout.FPM_CONF_DIR}/*.conf")):
+        pools += fpmconf.parse_fpm(conf, read_text(conf) or "", conf)
+        masters.append(FpmMaster(conf, True, conf in running, supervised.get(conf, {})))
+    for base in sorted(glob.glob(DEBIAN_FPM_GLOB)):
+        master = f"{base}/php-fpm.conf"
+        for conf in [master, *sorted(glob.glob(f"{base}/pool.d/*.conf"))]:
+            pools += fpmconf.parse_fpm(conf, read_text(conf) or "", master)
+        masters.append(FpmMaster(master, False, master in running, debian_opcache(base)))
+    return pools, masters
+
+
+def supervised_flags() -> dict[str, dict[str, str]]:
+    """FPM config -> -d flags of the supervisord program that runs it."""
+    out: dict[str, dict[str, str]] = {}
+    for conf in sorted(glob.glob(f"{layout.SUPERVISOR_CONF_DIR}/*.conf")):
+        command = fpmconf.supervisor_command(read_text(conf) or "")
+        argv = command.split()
+        for flag, arg in itertools.pairwise(argv):
+            if flag in ("--fpm-config", "-y"):
+                out[arg] = fpmconf.d_flags(command)
+    return out
+
+
+def debian_opcache(base: str) -> dict[str, str]:
+    """opcache.* from the distribution master's php.ini and conf.d."""
+    ini: dict[str, str] = {}
+    for path in [f"{base}/php.ini", *sorted(glob.glob(f"{base}/conf.d/*.ini"))]:
+        ini.update(fpmconf.ini_values(read_text(path) or "", "opcache."))
+    return ini
+
+
+def running_masters() -> set[str]:
+    """Config files of running FPM masters, from their process titles."""
+    found: set[str] = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                title = fh.read(4096).replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        match = _MASTER_TITLE.search(title)
+        if match:
+            found.add(match.group(1))
+    return found
+
+
+# --- trees --------------------------------------------------------------------------------
+
+
+def _walk(top: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]:
+    """(path, lstat) of everything below top, depth first, at most limit entries."""
+    out: list[tuple[str, os.stat_result]] = []
+    stack = [top]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            out.append((entry.path, st))
+            if len(out) >= limit:
+                return out, True
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+    return out, False
+
+
+def scan_tree(tenant: str, home: str, limit: int = MAX_TREE_ENTRIES) -> TreeScan:
+    entries, truncated = _walk(home, limit)
+    ww: list[str] = []
+    wr: list[str] = []
+    gw: list[str] = []
+    for path, st in entries:
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        for bit, bucket in ((stat.S_IWOTH, ww), (stat.S_IROTH, wr), (stat.S_IWGRP, gw)):
+            if st.st_mode & bit and len(bucket) < MAX_LISTED:
+                bucket.append(path)
+    return TreeScan(tenant, path_stat(home), tuple(ww), tuple(wr), tuple(gw), len(entries),
+                    truncated)
+
+
+def jail_roots(model: Model) -> list[str]:
+    roots = {f"{JAIL_ROOT}/{p.name}" for p in model.pools if p.jail.enabled}
+    with contextlib.suppress(OSError):
+        roots |= {f"{JAIL_ROOT}/{n}" for n in os.listdir(JAIL_ROOT)}
+    return sorted(roots)
+
+
+def scan_jail(root: str, limit: int = MAX_JAIL_ENTRIES) -> JailScan:
+    entries, truncated = _walk(root, limit)
+    setid = [p for p, st in entries if stat.S_ISREG(st.st_mode)
+             and st.st_mode & (stat.S_ISUID | stat.S_ISGID)]
+    open_dirs = [p for p, st in entries if stat.S_ISDIR(st.st_mode) and (
+        st.st_mode & stat.S_IWGRP or (st.st_mode & stat.S_IWOTH
+                                      and not st.st_mode & stat.S_ISVTX))]
+    chain = tuple(path_stat(p) for p in parents(root))
+    return JailScan(root, chain, tuple(setid[:MAX_LISTED]), tuple(open_dirs[:MAX_LISTED]),
+                    truncated)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def first_line(argv: list[str]) -> str:
+    """First line a version command prints ('' when it cannot run)."""
+    try:
+        proc = run(argv, check=False, timeout=30)
+    except HostError:
+        return ""
+    text = proc.stdout.strip() or proc.stderr.strip()
+    return text.splitlines()[0] if proc.returncode == 0 and text else ""
+
+
+def read_apache_modules() -> frozenset[str]:
+    """Loaded modules from `apache2ctl -M` (' proxy_module (shared)')."""
+    try:
+        proc = run(["apache2ctl", "-M"], check=False, timeout=60)
+    except HostError:
+        return frozenset()
+    return parse_modules(proc.stdout)
+
+
+def parse_modules(text: str) -> frozenset[str]:
+    return frozenset(m.group(1) for m in re.finditer(r"^\s+(\w+_module) \(", text, re.M))

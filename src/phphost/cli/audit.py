@@ -1,0 +1,78 @@
+"""`phphost audit SPEC`: static rules over the spec and the host's facts (no traffic,
+no changes). Output only; the rules live in phphost.audit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections import Counter
+from typing import Any, TextIO
+
+from phphost.audit.facts import gather
+from phphost.audit.findings import SEVERITIES, Finding, Severity, above
+from phphost.audit.rules import RULES, describe, run_rules
+from phphost.spec.loader import load_spec
+
+# exit status when a finding is above --fail-above (1..7 are phphost's errors, 10 plan's
+# "changes pending")
+EXIT_FINDINGS = 11
+
+
+def add_audit_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("audit", help="check the spec and this host against "
+                                            "phphost's security and sizing rules")
+    p.add_argument("spec", nargs="?", help="spec file (TOML)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--rule", action="append", default=[], metavar="ID",
+                   help="run only this rule (repeatable)")
+    p.add_argument("--fail-above", choices=SEVERITIES, default="info",
+                   help="exit non-zero when a finding is more severe (default: info)")
+    p.add_argument("--list", action="store_true", help="list the rules and exit")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if args.list:
+        for rule_id, text in describe():
+            print(f"{rule_id}  {text}")
+        return 0
+    if not args.spec:
+        print("phphost audit: a spec file is required", file=sys.stderr)
+        return 2
+    unknown = [r for r in args.rule if r not in RULES]
+    if unknown:
+        print(f"phphost audit: unknown rule(s) {', '.join(unknown)}; see --list",
+              file=sys.stderr)
+        return 2
+    model = load_spec(args.spec)
+    findings = run_rules(model, gather(model), tuple(args.rule))
+    threshold: Severity = args.fail_above
+    if args.json:
+        print(json.dumps(audit_json(findings, threshold), indent=1))
+    else:
+        print_findings(findings, threshold)
+    return EXIT_FINDINGS if above(findings, threshold) else 0
+
+
+def audit_json(findings: list[Finding], threshold: Severity) -> dict[str, Any]:
+    counts = Counter(f.severity for f in findings)
+    return {"findings": [f.to_json() for f in findings],
+            "counts": {s: counts.get(s, 0) for s in SEVERITIES},
+            "fail_above": threshold, "failed": bool(above(findings, threshold))}
+
+
+def print_findings(findings: list[Finding], threshold: Severity,
+                   out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    for f in findings:
+        out.write(f"{f.rule} {f.severity.upper():<8} {f.where}\n")
+        out.write(textwrap.fill(f.problem, 96, initial_indent="    ",
+                                subsequent_indent="    ") + "\n")
+        out.write(textwrap.fill(f"remedy: {f.remedy}", 96, initial_indent="    ",
+                                subsequent_indent="      ") + "\n")
+    counts = Counter(f.severity for f in findings)
+    shown = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if counts[s])
+    verdict = "FAIL" if above(findings, threshold) else "ok"
+    out.write(f"{len(findings)} finding(s){': ' + shown if shown else ''}; "
+              f"{verdict} (fails above {threshold})\n")

@@ -1,0 +1,49 @@
+"""Jail facts for planning: each jailed pool's manifest (from the host's files,
+ldd, passwd), what building it would change, and the safety invariants.
+Read-only."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from phphost.jail.build import Change, default_root, diff_jail, gather_facts
+from phphost.jail.hostview import RealHostView
+from phphost.jail.invariants import check_invariants, neighbours_of
+from phphost.jail.manifest import Manifest, build_manifest
+from phphost.jail.ondisk import scan_jail
+from phphost.jail.store import STORE_DIR, Store
+from phphost.spec.model import Model, Pool
+
+
+@dataclass(frozen=True)
+class JailState:
+    pool: str
+    root: str
+    manifest: Manifest
+    changes: tuple[Change, ...]
+
+
+def manifest_for(model: Model, pool: Pool, host: RealHostView | None = None) -> Manifest:
+    return build_manifest(pool, model.tenant(pool.tenant), host or RealHostView())
+
+
+def _store_index() -> dict[tuple[int, int], str]:
+    return Store(STORE_DIR).index() if os.path.isdir(STORE_DIR) else {}
+
+
+def jail_state(model: Model, pool: Pool, host: RealHostView, index: dict[tuple[int, int], str],
+               ) -> JailState:
+    """PlanError when the jail on disk (or its parents) breaks an invariant."""
+    root = default_root(pool.name)
+    manifest = manifest_for(model, pool, host)
+    facts = gather_facts(root)
+    check_invariants(manifest, facts, neighbours_of(model, pool.name, default_root))
+    on_disk = scan_jail(root, index) if os.path.isdir(root) else {}
+    return JailState(pool.name, root, manifest, tuple(diff_jail(manifest, on_disk)))
+
+
+def gather_jails(model: Model) -> dict[str, JailState]:
+    host = RealHostView()
+    index = _store_index()
+    return {p.name: jail_state(model, p, host, index) for p in model.pools if p.jail.enabled}

@@ -1,0 +1,294 @@
+"""Jail features: what PHP (and the programs it runs) opens after chroot.
+
+Extensions and the libraries PHP itself links are loaded before FPM's workers chroot,
+so they stay out of the jail. What is opened later goes in: zoneinfo, passwd/group,
+NSS modules and resolver files, CA bundle, gconv, locales, /bin/sh, the mailer.
+Pure: host facts come through the HostView.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+from collections.abc import Callable
+
+from phphost.errors import PlanError
+from phphost.jail import mailer
+from phphost.jail.closure import Closure, HostView, first_existing, parse_ldd, resolve_chain
+from phphost.jail.manifest import (
+    ALLOWED_DEVICES,
+    DEVICE_MODE,
+    POOL_DIR_MODE,
+    Entry,
+    Manifest,
+    ManifestBuilder,
+    generated,
+    is_inside,
+)
+from phphost.spec.model import JAIL_FEATURES, Pool, Tenant
+
+ZONEINFO = "/usr/share/zoneinfo"
+LOCALE_DIR = "/usr/lib/locale"
+SESSION_DIR = "/var/lib/php/sessions"
+MYSQL_RUN_DIR = "/run/mysqld"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+OPENSSL_CNF = "/etc/ssl/openssl.cnf"
+# OpenSSL's compiled-in OPENSSLDIR on Debian: X509_get_default_cert_file() etc.
+OPENSSLDIR_LINKS = ("/usr/lib/ssl/cert.pem", "/usr/lib/ssl/openssl.cnf")
+SHELL = "/bin/dash"
+BIN_SH = "/bin/sh"
+NSS_FILES = ("libnss_files.so.2",)
+NSS_DNS = ("libnss_dns.so.2", "libnss_files.so.2", "libresolv.so.2")
+DNS_FILES = ("/etc/resolv.conf", "/etc/hosts")
+DNS_OPTIONAL = ("/etc/host.conf",)
+
+
+class Context:
+    def __init__(self, pool: Pool, tenant: Tenant, host: HostView,
+                 sendmail: str | None = None) -> None:
+        self.pool = pool
+        self.sendmail = sendmail or mailer.SENDMAIL_BINARY
+        self.tenant = tenant
+        self.host = host
+        self.out = ManifestBuilder(pool.name, host)
+        self.features = pool.jail.features
+        self.same_path_mounts = _same_path_mounts(pool, tenant)
+        self._libdir: str | None = None
+
+    def closure(self) -> Closure:
+        return Closure(self.host, skip=self.provided_by_mount)
+
+    def provided_by_mount(self, real: str) -> bool:
+        """A host path inside a mount whose target is its own path is seen through
+        the mount: it must not be copied into the jail."""
+        return any(is_inside(real, top) for top in self.same_path_mounts)
+
+    def add_paths(self, why: str, *paths: str) -> None:
+        closure = self.closure()
+        for path in paths:
+            closure.add_path(path)
+        self.out.put_closure(closure, why)
+
+    def add_programs(self, why: str, *paths: str) -> Closure:
+        closure = self.closure()
+        for path in paths:
+            closure.add_program(path)
+        self.out.put_closure(closure, why)
+        return closure
+
+    def add_tree(self, why: str, top: str) -> None:
+        closure = self.closure()
+        closure.add_tree(top)
+        self.out.put_closure(closure, why)
+
+    def libdir(self) -> str:
+        """Where this host's libc lives (e.g. /lib/x86_64-linux-gnu): late-loaded
+        libraries (NSS modules, libresolv) sit beside it."""
+        if self._libdir is None:
+            shell = resolve_chain(SHELL, self.host.readlink).real
+            libs = parse_ldd(self.host.ldd(shell), shell)
+            libc = next((p for p in libs if posixpath.basename(p).startswith("libc.so")), None)
+            if libc is None:
+                raise PlanError(f"cannot find libc in `ldd {shell}`; is this a glibc host?")
+            self._libdir = posixpath.dirname(libc)
+        return self._libdir
+
+    def add_libs(self, why: str, names: tuple[str, ...]) -> None:
+        self.add_programs(why, *(posixpath.join(self.libdir(), n) for n in names))
+
+    def bin_sh_dir(self, why: str) -> str:
+        """The real directory /bin/sh lives in (/usr/bin on a merged-/usr host)."""
+        self.add_paths(why, posixpath.dirname(BIN_SH))
+        return resolve_chain(posixpath.dirname(BIN_SH), self.host.readlink).real
+
+
+def _same_path_mounts(pool: Pool, tenant: Tenant) -> list[str]:
+    tops = [tenant.home, *pool.writable]
+    tops += [m.source for m in pool.jail.mounts if m.source == m.target]
+    if "mysql" in pool.jail.features:
+        tops.append(MYSQL_RUN_DIR)
+    return tops
+
+
+# ---------------------------------------------------------------- features
+
+
+def feature_base(ctx: Context) -> None:
+    ctx.out.put(Entry("/", "dir", why="base"))
+    ctx.out.put(Entry("/tmp", "dir", None, POOL_DIR_MODE, owner="pool", why="base"))
+    for path, devnum in ALLOWED_DEVICES.items():
+        ctx.out.put(Entry(path, "device", devnum, DEVICE_MODE, why="base"))
+    ctx.add_tree("base", ZONEINFO)
+    if ctx.host.kind("/etc/localtime") is not None:
+        ctx.add_paths("base", "/etc/localtime")
+    ctx.add_libs("base", NSS_FILES)
+    ctx.out.put(generated("/etc/passwd", _passwd(ctx), "base"))
+    ctx.out.put(generated("/etc/group", _group(ctx), "base"))
+    hosts = "files dns" if "dns" in ctx.features else "files"
+    ctx.out.put(generated("/etc/nsswitch.conf",
+                          f"passwd: files\ngroup: files\nhosts: {hosts}\n", "base"))
+
+
+def _passwd(ctx: Context) -> str | None:
+    pool_line = ctx.host.passwd_entry(ctx.pool.user)
+    if pool_line is None:
+        return None
+    root = ctx.host.passwd_entry("root") or "root:x:0:0:root:/root:/usr/sbin/nologin"
+    return f"{root}\n{pool_line}\n"
+
+
+def _group(ctx: Context) -> str:
+    lines = []
+    for name in ("root", ctx.tenant.group):
+        line = ctx.host.group_entry(name)
+        if line is not None:
+            # without members: the list would name users of other pools and tenants
+            lines.append(":".join(line.split(":")[:3]) + ":")
+    return "".join(f"{line}\n" for line in dict.fromkeys(lines))
+
+
+def feature_dns(ctx: Context) -> None:
+    ctx.add_paths("dns", *DNS_FILES)
+    optional = [p for p in DNS_OPTIONAL if ctx.host.kind(p) is not None]
+    if optional:
+        ctx.add_paths("dns", *optional)
+    ctx.add_libs("dns", NSS_DNS)
+
+
+def feature_tls(ctx: Context) -> None:
+    ctx.add_paths("tls", CA_BUNDLE, OPENSSL_CNF)
+    links = [p for p in OPENSSLDIR_LINKS if first_existing(ctx.host, [p])]
+    if links:
+        ctx.add_paths("tls", *links)
+
+
+def feature_mail(ctx: Context) -> None:
+    host_part = mailer.split_server(ctx.pool.jail.smtp)[0]
+    if not _is_ip(host_part) and "dns" not in ctx.features:
+        raise PlanError(f"pool {ctx.pool.name!r}: jail.smtp names the host {host_part!r}, "
+                        "which needs name resolution in the jail; add the 'dns' feature or "
+                        "give an IP address such as 127.0.0.1:25")
+    binary_path = ctx.sendmail
+    if ctx.host.kind(binary_path) is None:
+        raise PlanError(f"pool {ctx.pool.name!r} uses the 'mail' feature but "
+                        f"{binary_path} is missing; build it: "
+                        f"{' '.join(mailer.build_argv(binary_path))}")
+    closure = ctx.closure()
+    real = closure.add_path(binary_path)
+    closure.add_program(binary_path)
+    closure.needs.pop(real, None)  # placed at the standard path instead
+    ctx.out.put_closure(closure, "mail")
+    binary = Entry(mailer.JAIL_SENDMAIL, "file", real, 0o555, why="mail",
+                   digest=ctx.host.digest(real))
+    ctx.out.put(binary)
+    hostname = ctx.host.hostname()
+    conf = mailer.render_sendmail_conf(ctx.pool.jail.smtp, f"{ctx.pool.user}@{hostname}",
+                                       hostname)
+    ctx.out.put(generated(mailer.JAIL_CONF, conf, "mail"))
+    if "shell" not in ctx.features:
+        # PHP's mail() runs sendmail_path through `/bin/sh -c`. Without the shell
+        # feature /bin/sh is the mailer itself, which runs only the mailer.
+        sh = posixpath.join(ctx.bin_sh_dir("mail"), "sh")
+        ctx.out.put(Entry(sh, "file", real, 0o555,
+                          why="mail (mail-only /bin/sh)", digest=binary.digest))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def feature_sessions(ctx: Context) -> None:
+    ctx.out.put(Entry(SESSION_DIR, "dir", None, POOL_DIR_MODE, owner="pool", why="sessions"))
+
+
+def feature_iconv(ctx: Context) -> None:
+    libdir = ctx.libdir()
+    top = first_existing(ctx.host, [posixpath.join(libdir, "gconv"), "/usr/lib64/gconv",
+                                    "/usr/lib/gconv"])
+    if top is None:
+        raise PlanError(f"pool {ctx.pool.name!r}: feature 'iconv' needs glibc's gconv "
+                        f"modules ({libdir}/gconv), which this host lacks; install libc6")
+    ctx.add_tree("iconv", top)
+
+
+def feature_locale(ctx: Context) -> None:
+    if ctx.host.kind(LOCALE_DIR) is None:
+        raise PlanError(f"pool {ctx.pool.name!r}: feature 'locale' needs {LOCALE_DIR} "
+                        "(C.utf8, locale-archive); install the locales package")
+    ctx.add_tree("locale", LOCALE_DIR)
+
+
+def feature_proc(ctx: Context) -> None:
+    ctx.out.put(Entry("/proc", "mount", "proc", 0o555, why="proc", fstype="proc"))
+
+
+def feature_mysql(ctx: Context) -> None:
+    # the directory, not the socket: mysqld re-creates its socket on every restart
+    ctx.out.put(Entry(MYSQL_RUN_DIR, "mount", MYSQL_RUN_DIR, why="mysql"))
+
+
+def feature_shell(ctx: Context) -> None:
+    ctx.add_programs("shell", SHELL)
+    sh = posixpath.join(ctx.bin_sh_dir("shell"), "sh")
+    ctx.out.put(Entry(sh, "symlink", posixpath.basename(SHELL), 0o777, why="shell"))
+
+
+FEATURES: dict[str, Callable[[Context], None]] = {
+    "base": feature_base,
+    "dns": feature_dns,
+    "tls": feature_tls,
+    "mail": feature_mail,
+    "sessions": feature_sessions,
+    "iconv": feature_iconv,
+    "locale": feature_locale,
+    "proc": feature_proc,
+    "mysql": feature_mysql,
+    "shell": feature_shell,
+}
+if set(FEATURES) != set(JAIL_FEATURES):  # keeps the model and this module in step
+    raise ImportError(f"jail features {sorted(FEATURES)} != model {sorted(JAIL_FEATURES)}")
+
+
+# ---------------------------------------------------------------- mounts and programs
+
+
+def add_mounts(ctx: Context) -> None:
+    """The tenant home read-only at its own path (so SCRIPT_FILENAME needs no rewrite),
+    the pool's writable paths read-write over it, then the spec's mounts."""
+    ctx.out.put(Entry(ctx.tenant.home, "mount", ctx.tenant.home, why="home"))
+    for path in ctx.pool.writable:
+        ctx.out.put(Entry(path, "mount", path, why="writable", writable=True))
+    for mount in ctx.pool.jail.mounts:
+        ctx.out.put(Entry(mount.target, "mount", mount.source, why="mount",
+                          writable=mount.writable))
+
+
+def add_programs(ctx: Context) -> None:
+    for program in ctx.pool.jail.programs:
+        ctx.add_programs(f"program {program}", program)
+
+
+def build(pool: Pool, tenant: Tenant, host: HostView, sendmail: str | None = None) -> Manifest:
+    if pool.tenant != tenant.name:
+        raise ValueError(f"pool {pool.name!r} belongs to tenant {pool.tenant!r}")
+    ctx = Context(pool, tenant, host, sendmail)
+    add_mounts(ctx)
+    features = ("base", *(f for f in pool.jail.features if f != "base"))
+    for feature in features:
+        FEATURES[feature](ctx)
+    add_programs(ctx)
+    uid, gid = _ids(host.passwd_entry(pool.user))
+    return ctx.out.finish(uid, gid)
+
+
+def _ids(line: str | None) -> tuple[int | None, int | None]:
+    if line is None:
+        return None, None
+    fields = line.split(":")
+    if len(fields) < 4 or not fields[2].isdigit() or not fields[3].isdigit():
+        raise PlanError(f"cannot read uid/gid from passwd line {line!r}")
+    return int(fields[2]), int(fields[3])

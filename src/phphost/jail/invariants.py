@@ -1,0 +1,158 @@
+"""Safety invariants of a jail, checked over its manifest and facts of the jail on
+disk. Pure: `gather_facts` (jail.build) reads the facts.
+
+- the jail root and every parent are root's and not group/world-writable (else a
+  user could rename a directory and swap the jail under FPM's chroot);
+- nothing setuid or setgid; no device nodes but null, zero, random and urandom;
+- nothing owned by or writable for anyone but root, except the pool's own dirs;
+- nothing from another tenant's home or another pool's jail: mount sources and
+  copied files are checked against both (and no jail inside a tenant home).
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from phphost.errors import PlanError
+from phphost.jail.manifest import ALLOWED_DEVICES, Manifest, is_inside
+from phphost.jail.ondisk import DiskEntry, PathStat
+from phphost.spec.model import Model
+
+
+@dataclass(frozen=True)
+class JailFacts:
+    root: str                                   # the jail root, symlinks resolved
+    parents: tuple[PathStat, ...]               # root first, then each parent up to /
+    entries: Mapping[str, DiskEntry] = field(default_factory=dict)  # scan_jail output
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """What must never show up inside this pool's jail."""
+
+    tenant_homes: Mapping[str, str] = field(default_factory=dict)   # other tenants
+    jail_roots: Mapping[str, str] = field(default_factory=dict)     # other pools
+
+
+@dataclass(frozen=True)
+class Violation:
+    pool: str
+    path: str
+    problem: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"pool {self.pool!r}: {self.path}: {self.problem}. {self.remedy}"
+
+
+def neighbours_of(model: Model, pool: str, jail_root: Callable[[str], str]) -> Neighbours:
+    """Pure: the other tenants' homes and the other pools' jail roots."""
+    own = model.pool(pool)
+    return Neighbours(
+        tenant_homes={t.name: t.home for t in model.tenants if t.name != own.tenant},
+        jail_roots={p.name: jail_root(p.name) for p in model.pools if p.name != pool},
+    )
+
+
+def find_violations(manifest: Manifest, facts: JailFacts,
+                    neighbours: Neighbours) -> list[Violation]:
+    """Pure: every broken invariant, in a stable order."""
+    found = _parents(manifest.pool, facts.parents)
+    found += _on_disk(manifest, facts.entries)
+    found += _sources(manifest, facts.root, neighbours)
+    return found
+
+
+def check_invariants(manifest: Manifest, facts: JailFacts, neighbours: Neighbours) -> None:
+    """PlanError listing every violation, when there is one."""
+    found = find_violations(manifest, facts, neighbours)
+    if found:
+        lines = "\n".join(f"  - {v}" for v in found)
+        raise PlanError(f"jail of pool {manifest.pool!r} at {facts.root} is unsafe "
+                        f"({len(found)} problem{'s' if len(found) > 1 else ''}):\n{lines}")
+
+
+def _parents(pool: str, parents: tuple[PathStat, ...]) -> list[Violation]:
+    out = []
+    for p in parents:
+        if p.uid != 0:
+            out.append(Violation(pool, p.path, f"owned by uid {p.uid}",
+                                 f"chown root:root {p.path}: the jail root and its parents "
+                                 "must be root's, or their owner can swap the jail"))
+        if p.mode & 0o022:
+            out.append(Violation(pool, p.path, f"group/world-writable (mode {p.mode:04o})",
+                                 f"chmod go-w {p.path}: whoever can write it can rename the "
+                                 "jail away and put another tree in its place"))
+    return out
+
+
+def _on_disk(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> list[Violation]:
+    out = []
+    pool_dirs = set(manifest.pool_dirs)
+    for path, e in sorted(entries.items()):
+        if e.kind not in ("dir", "symlink") and e.mode & (stat.S_ISUID | stat.S_ISGID):
+            out.append(Violation(manifest.pool, path, f"setuid/setgid (mode {e.mode:04o})",
+                                 "remove it and rebuild the jail: nothing in a jail may "
+                                 "change identity when run"))
+        if e.kind == "device":
+            out += _device(manifest.pool, path, e)
+        elif e.kind != "symlink" and path not in pool_dirs:
+            out += _writable(manifest, path, e)
+    return out
+
+
+def _device(pool: str, path: str, e: DiskEntry) -> list[Violation]:
+    allowed = ALLOWED_DEVICES.get(path)
+    if allowed is not None and e.char and e.rdev == allowed:
+        return []
+    what = f"{'character' if e.char else 'block'} device {e.rdev}"
+    return [Violation(pool, path, f"unexpected {what}",
+                      f"remove it (rm {path} inside the jail); a jail holds only "
+                      f"{', '.join(sorted(ALLOWED_DEVICES))}")]
+
+
+def _writable(manifest: Manifest, path: str, e: DiskEntry) -> list[Violation]:
+    if e.uid != 0:
+        return [Violation(manifest.pool, path, f"owned by uid {e.uid}",
+                          "rebuild the jail: only the pool's own /tmp and session "
+                          "directory may belong to it")]
+    if e.mode & 0o022:
+        return [Violation(manifest.pool, path, f"group/world-writable (mode {e.mode:04o})",
+                          "rebuild the jail: system files in a jail are read-only")]
+    return []
+
+
+def _sources(manifest: Manifest, root: str, neighbours: Neighbours) -> list[Violation]:
+    out = []
+    for tenant, home in sorted(neighbours.tenant_homes.items()):
+        if is_inside(root, home):
+            out.append(Violation(manifest.pool, root, f"the jail lies in the home of tenant "
+                                 f"{tenant!r}", "keep jails under /var/lib/phphost/jails"))
+    for e in manifest.entries:
+        source = e.host_path if e.kind == "file" or (e.kind == "mount" and e.fstype == "bind") \
+            else None
+        if source is not None:
+            out += _foreign(manifest.pool, e.path, source, root, neighbours)
+    return out
+
+
+def _foreign(pool: str, path: str, source: str, root: str,
+             neighbours: Neighbours) -> list[Violation]:
+    def overlaps(a: str, b: str) -> bool:
+        return is_inside(a, b) or is_inside(b, a)
+
+    out = []
+    for tenant, home in sorted(neighbours.tenant_homes.items()):
+        if overlaps(source, home):
+            out.append(Violation(pool, path, f"comes from {source}, which overlaps the home "
+                                 f"{home} of tenant {tenant!r}",
+                                 "a jail may only see its own tenant's files; drop this mount"))
+    jails = {**neighbours.jail_roots, pool: root}
+    for other, other_root in sorted(jails.items()):
+        if overlaps(source, other_root):
+            whose = "this jail itself" if other == pool else f"the jail of pool {other!r}"
+            out.append(Violation(pool, path, f"comes from {source}, which overlaps {whose} "
+                                 f"({other_root})", "never mount jails into jails; drop it"))
+    return out

@@ -1,0 +1,113 @@
+"""Content-addressed store of the read-only files jails share.
+
+Each object is one root-owned, read-only file named by the sha256 of its content
+(".x" appended when executable). Jails hard-link to it, so zoneinfo, libc or the CA
+bundle take disk space once however many pools there are. The store must be on the
+jails' filesystem (hard links cannot cross filesystems).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+
+from phphost.errors import HostError
+
+STORE_DIR = "/var/lib/phphost/jail-store"
+
+
+def object_name(digest: str, mode: int) -> str:
+    """Pure: the store name of content `digest` with permission bits `mode`."""
+    return f"{digest}.x" if mode & 0o111 else digest
+
+
+class Store:
+    def __init__(self, path: str = STORE_DIR) -> None:
+        self.path = path
+
+    def ensure(self, same_fs_as: str) -> None:
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        if os.stat(self.path).st_dev != os.stat(same_fs_as).st_dev:
+            raise HostError(
+                f"jail store {self.path} and jails under {same_fs_as} are on different "
+                "filesystems; hard links need one: put both under the same mount")
+
+    def index(self) -> dict[tuple[int, int], str]:
+        """(st_dev, st_ino) -> object name, for recognising links on disk."""
+        found: dict[tuple[int, int], str] = {}
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.path) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and not entry.name.startswith("."):
+                    found[(st.st_dev, st.st_ino)] = entry.name
+        return found
+
+    def object_path(self, digest: str, mode: int) -> str:
+        return os.path.join(self.path, object_name(digest, mode))
+
+    def put(self, digest: str, mode: int, *, source: str | None = None,
+            content: bytes | None = None) -> str:
+        """Path of the object for this content, written when missing or damaged."""
+        path = self.object_path(digest, mode)
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(path)
+            if (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_gid == 0
+                    and stat.S_IMODE(st.st_mode) == mode):
+                return path
+        tmp = os.path.join(self.path, f".tmp-{os.getpid()}-{digest[:16]}")
+        try:
+            got = self._write(tmp, mode, source, content)
+            if got != digest:
+                raise HostError(f"{source or 'generated content'} changed while phphost "
+                                "copied it into the jail store; run again")
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return path
+
+    @staticmethod
+    def _write(tmp: str, mode: int, source: str | None, content: bytes | None) -> str:
+        h = hashlib.sha256()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            if content is not None:
+                h.update(content)
+                out.write(content)
+            elif source is not None:
+                with open(source, "rb") as src:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        h.update(block)
+                        out.write(block)
+            else:
+                raise ValueError("put needs a source or content")
+            out.flush()
+            os.fsync(out.fileno())
+            os.fchown(out.fileno(), 0, 0)
+            os.fchmod(out.fileno(), mode)
+        return h.hexdigest()
+
+    def gc(self) -> list[str]:
+        """Remove objects no jail links to any more (link count 1). Run it after all
+        jails are built, under the apply lock."""
+        removed = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.path) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+        return sorted(removed)
+
+    def usage(self) -> tuple[int, int]:
+        """(objects, bytes allocated)."""
+        count = size = 0
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.path) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                count += 1
+                size += st.st_blocks * 512
+        return count, size

@@ -1,0 +1,88 @@
+"""Files an attacking tenant places in its own tree (docroot, writable dirs), created
+as the tenant's Unix user so that ownership and the kernel's link protections are
+real, and removed again after the run.
+
+Every path created here carries `verify-<run id>` in one of its components, and
+cleanup refuses to remove anything that does not: a bug can never delete tenant data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from phphost.spec.model import Tenant
+from phphost.verify.errors import VerifyError
+
+TIMEOUT = 30.0
+
+
+class Scratch:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._paths: list[str] = []
+
+    @property
+    def mark(self) -> str:
+        return f"verify-{self.run_id}"
+
+    def name(self, stem: str) -> str:
+        """A file name of this run."""
+        return f"{self.mark}-{stem}"
+
+    def ours(self, path: str) -> bool:
+        return any(self.mark in part for part in path.split("/"))
+
+    def _as_tenant(self, tenant: Tenant, argv: Sequence[str],
+                   stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(list(argv), input=stdin, capture_output=True, check=False,
+                              timeout=TIMEOUT, user=tenant.user, group=tenant.group,
+                              extra_groups=[], umask=0o027)
+
+    def _made(self, tenant: Tenant, argv: Sequence[str], path: str,
+              stdin: bytes | None = None) -> str:
+        if not self.ours(path):
+            raise VerifyError(f"verify would create {path}, which is not named {self.mark}*")
+        self._paths.append(path)
+        proc = self._as_tenant(tenant, argv, stdin)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise VerifyError(f"as tenant {tenant.name}: {' '.join(argv)} failed: {err}")
+        return path
+
+    def mkdir(self, tenant: Tenant, path: str) -> str:
+        return self._made(tenant, ["mkdir", "-m", "0750", "--", path], path)
+
+    def write(self, tenant: Tenant, path: str, content: bytes) -> str:
+        return self._made(tenant, ["tee", "--", path], path, stdin=content)
+
+    def symlink(self, tenant: Tenant, target: str, path: str) -> str:
+        return self._made(tenant, ["ln", "-s", "--", target, path], path)
+
+    def hardlink(self, tenant: Tenant, target: str, path: str) -> str:
+        """Try to hard-link `target` as the tenant: '' when made, else the error."""
+        self.track(path)
+        proc = self._as_tenant(tenant, ["ln", "--", target, path])
+        return "" if proc.returncode == 0 else proc.stderr.decode(errors="replace").strip()
+
+    def track(self, path: str) -> None:
+        """Remove `path` at cleanup if it exists (something an attack may have created)."""
+        if not self.ours(path):
+            raise VerifyError(f"verify would track {path}, which is not named {self.mark}*")
+        self._paths.append(path)
+
+    def cleanup(self) -> list[str]:
+        """Remove everything created, newest first; returns what could not be removed."""
+        problems: list[str] = []
+        for path in reversed(self._paths):
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                elif os.path.lexists(path):
+                    os.unlink(path)
+            except OSError as err:
+                problems.append(f"{path}: {err.strerror or err}")
+        self._paths.clear()
+        return problems

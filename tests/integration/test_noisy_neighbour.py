@@ -1,0 +1,87 @@
+"""One saturated tenant does not take the others down (docs/sizing.md).
+
+Tenant ncs's site `files` gets 300 concurrent clients asking for a PHP script that
+sleeps 2 s (pool `files`: 6 children); meanwhile tenant blog's cheap PHP page is
+fetched sequentially. Blog sees no errors and keeps its latency; files' excess gets
+fast 503s from Apache's per-pool bound instead of queueing without limit. Bounded:
+300 clients, 12 s of flood, well under a minute in all."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from phphost.fastcgi.status import fpm_status
+from phphost.spec.model import Model
+from tests.integration.conftest import ROOT
+
+FLOOD, VICTIM = "files", "blog"
+SLEEP = 2.0
+
+
+def load_bench() -> ModuleType:
+    path = ROOT / "scripts" / "bench_noisy_neighbour.py"
+    spec = importlib.util.spec_from_file_location("bench_noisy_neighbour", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def report(demo: Model) -> Any:
+    bench = load_bench()
+    cfg = bench.Config(connections=300, seconds=12.0, ramp=2.5, sleep=SLEEP, think=0.2,
+                       baseline=200, timeout=20.0, port=demo.apache.http_port)
+    start = time.monotonic()
+    result = bench.run(demo, FLOOD, VICTIM, cfg)
+    assert time.monotonic() - start < 50
+    return result
+
+
+def test_victim_sees_no_errors(report: Any) -> None:
+    assert report.victim_errors == 0
+
+
+def test_victim_latency_stays_close_to_unloaded(report: Any) -> None:
+    base, loaded = report.baseline, report.loaded
+    assert loaded["count"] > 100, "the victim was barely measured"
+    allowed = max(3 * base["p99_ms"], base["p99_ms"] + 50)
+    assert loaded["p99_ms"] <= allowed, (base, loaded)
+
+
+def test_flood_beyond_capacity_gets_fast_503s(report: Any) -> None:
+    statuses = report.flood_statuses
+    assert set(statuses) <= {"200", "503"}, statuses      # no timeouts, no 502/504
+    assert statuses.get("503", 0) > 1000
+    assert report.flood_503["p99_ms"] < 250
+
+
+def test_flooded_pool_still_serves_with_a_bounded_queue(report: Any, demo: Model) -> None:
+    children = demo.pool(FLOOD).settings.max_children
+    processes = demo.apache.max_request_workers // demo.apache.threads_per_child
+    served = report.flood_statuses.get("200", 0)
+    assert served >= children * (12.0 / SLEEP) * 0.6, served
+    # at most max_children per Apache process in flight: the queue is `processes` deep
+    assert report.flood_200["max_ms"] <= (processes + 1) * SLEEP * 1000 + 1000
+
+
+def test_threads_left_for_everyone_else(report: Any, demo: Model) -> None:
+    busy = report.busy_workers_max
+    assert 0 < busy < demo.apache.max_request_workers // 2, busy
+
+
+def test_no_connection_kept_to_the_pool_afterwards(report: Any, demo: Model) -> None:
+    """Only the status request itself is active once the flood is over (no reuse)."""
+    del report
+    sock = demo.pool(FLOOD).socket
+    deadline = time.monotonic() + SLEEP + 3
+    while fpm_status(sock).active_processes > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fpm_status(sock).active_processes == 1

@@ -1,0 +1,276 @@
+"""A throwaway chrooted php-fpm8.2 master started through the jail launcher, with PHP
+run over FastCGI inside the jail. Root only; the master is stopped by its pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from phphost import layout
+from phphost.fastcgi.status import run_php
+from phphost.jail import mailer
+from phphost.jail.build import build_jail, gather_facts, remove_jail
+from phphost.jail.hostview import RealHostView
+from phphost.jail.invariants import Neighbours, check_invariants
+from phphost.jail.launch import launcher_argv
+from phphost.jail.manifest import Manifest, build_manifest
+from phphost.jail.mounts import render_mounts_json
+from phphost.spec.model import JailSpec, Mount, Pool, PoolSettings, Tenant
+from tests.jail.helpers import Account, mountinfo, process, wait_for
+from tests.unit.test_jail_sendmail import Sink
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(layout.FPM_BINARY) or shutil.which("gcc") is None,
+    reason=f"needs {layout.FPM_BINARY} and gcc")
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOST = RealHostView()
+
+PROBE = r"""<?php
+date_default_timezone_set('Europe/Paris');
+$out = [
+  'tz' => date('T e', 0),
+  'localhost' => gethostbyname('localhost'),
+  'user' => posix_getpwuid(posix_getuid())['name'] ?? null,
+  'iconv' => iconv('UTF-8', 'ISO-8859-1', "caf\u{e9}") === "caf\xe9",
+  'ca' => is_readable('/etc/ssl/certs/ca-certificates.crt'),
+  'shell' => shell_exec('echo shell-ok 2>&1'),
+  'write_code' => @file_put_contents(__FILE__ . '.x', 'x') !== false,
+  'write_data' => @file_put_contents(__DIR__ . '/data/x', 'x') !== false,
+  'write_etc' => @file_put_contents('/etc/x', 'x') !== false,
+  'session' => session_start() && is_file(session_save_path() . '/sess_' . session_id()),
+  'mail' => mail('alice@example.org', 'hi', "body\n", 'From: Real Name <wiki@example.org>'),
+  'sock' => ($c = @stream_socket_client('unix:///run/probe/probe.sock'))
+      ? stream_get_contents($c) : null,
+];
+echo json_encode($out);
+"""
+
+
+@dataclass
+class Master:
+    proc: subprocess.Popen[bytes]
+    socket: str
+    home: str
+    sink: Sink
+    server: SocketServer
+
+    def php(self, script: str = "probe.php") -> dict[str, object]:
+        resp = run_php(self.socket, f"{self.home}/{script}", timeout=30)
+        status, _headers, body = resp.http()
+        assert status == 200, (status, body, resp.stderr)
+        data = json.loads(body)
+        assert isinstance(data, dict)
+        return data
+
+
+class SocketServer:
+    """A unix socket in a directory bound into the jail read-only (as /run/mysqld)."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = f"{directory}/probe.sock"
+        self.generation = 0
+        self.sock: socket.socket | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            os.unlink(self.path)
+        self.generation += 1
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o666)  # noqa: S103 - any pool may connect, as to mysqld
+        self.sock.listen(4)
+        threading.Thread(target=self._serve, args=(self.sock, self.generation),
+                         daemon=True).start()
+
+    @staticmethod
+    def _serve(sock: socket.socket, generation: int) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(f"hello {generation}".encode())
+
+
+def write(path: str, text: str, mode: int = 0o640) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, mode)
+
+
+def fpm_conf(scratch: str, account: Account, jail: str, name: str) -> str:
+    conf = f"{scratch}/{name}.conf"
+    write(conf, "\n".join([
+        "[global]", f"pid = {scratch}/{name}.pid", f"error_log = {scratch}/{name}.log",
+        "daemonize = no", "process_control_timeout = 5s", "",
+        f"[{name}]", f"user = {account.user}", f"group = {account.group}",
+        f"listen = {scratch}/{name}.sock", "listen.mode = 0600",
+        "pm = static", "pm.max_children = 1",
+        f"chroot = {jail}", "chdir = /", "catch_workers_output = yes", "clear_env = yes",
+        f"php_admin_value[sendmail_path] = {mailer.SENDMAIL_PATH}",
+        "php_admin_value[session.save_path] = /var/lib/php/sessions",
+        "php_admin_flag[display_errors] = off", "php_admin_flag[log_errors] = on",
+    ]) + "\n", 0o600)
+    return conf
+
+
+@pytest.fixture(scope="module")
+def sendmail_binary() -> Iterator[str]:
+    """The mailer compiled into a scratch dir (the real one lives in /usr/local/lib)."""
+    d = tempfile.mkdtemp(prefix="phphost-sendmail-")
+    path = f"{d}/phphost-sendmail"
+    subprocess.run(mailer.build_argv(path), check=True)
+    yield path
+    shutil.rmtree(d)
+
+
+def prepare(scratch: str, account: Account, features: tuple[str, ...], smtp: str,
+            binary: str) -> tuple[Manifest, str, str, SocketServer]:
+    home = f"{scratch}/srv/t"
+    os.makedirs(f"{home}/data")
+    os.chmod(f"{scratch}/srv", 0o755)  # noqa: S103 - a plain directory
+    for path, mode in ((home, 0o750), (f"{home}/data", 0o770)):
+        os.chown(path, 0, account.gid)
+        os.chmod(path, mode)
+    write(f"{home}/probe.php", PROBE)
+    os.chown(f"{home}/probe.php", 0, account.gid)
+    sockdir = f"{scratch}/sockdir"
+    os.makedirs(sockdir)
+    server = SocketServer(sockdir)
+    tenant = Tenant("t", "root", account.group, home)
+    pool = Pool("pjt", "t", account.user, f"{scratch}/pjt.sock", PoolSettings(),
+                writable=(f"{home}/data",),
+                jail=JailSpec(True, features, (), (Mount(sockdir, "/run/probe"),), smtp))
+    manifest = build_manifest(pool, tenant, HOST, sendmail=binary)
+    jail = f"{scratch}/jails/pjt"
+    build_jail(manifest, jail, f"{scratch}/store")
+    check_invariants(manifest, gather_facts(jail), Neighbours())
+    mounts = f"{scratch}/pjt.mounts.json"
+    write(mounts, render_mounts_json(manifest), 0o600)
+    return manifest, jail, mounts, server
+
+
+@pytest.fixture
+def master(request: pytest.FixtureRequest, scratch: str, account: Account,
+           sendmail_binary: str) -> Iterator[Master]:
+    features: tuple[str, ...] = request.param
+    sink = Sink()
+    threading.Thread(target=sink.serve_forever, args=(0.05,), daemon=True).start()
+    smtp = f"127.0.0.1:{sink.server_address[1]}"
+    _, jail, mounts, server = prepare(scratch, account, features, smtp, sendmail_binary)
+    fpm = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config",
+           fpm_conf(scratch, account, jail, "pjt"), "-d", "opcache.enable=0"]
+    argv = launcher_argv(sys.executable, "pjt", jail, mounts, fpm)
+    sock = f"{scratch}/pjt.sock"
+    try:
+        with process(argv, cwd=REPO, stderr=subprocess.PIPE) as proc:
+            wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, 20, "FPM socket")
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            yield Master(proc, sock, f"{scratch}/srv/t", sink, server)
+            os.kill(proc.pid, signal.SIGQUIT)
+            proc.wait(timeout=20)
+        remove_jail(jail)
+    finally:
+        sink.shutdown()
+        sink.server_close()
+        if server.sock is not None:
+            server.sock.close()
+
+
+FULL = ("base", "dns", "tls", "iconv", "shell", "sessions", "mail")
+
+
+@pytest.mark.parametrize("master", [FULL], indirect=True)
+def test_php_in_the_jail(master: Master, account: Account) -> None:
+    got = master.php()
+    assert got["tz"] == "CET Europe/Paris"                  # zoneinfo read after chroot
+    assert got["localhost"] == "127.0.0.1"                  # nsswitch + hosts + libnss
+    assert got["user"] == account.user                      # the jail's own passwd
+    assert got["iconv"] is True and got["ca"] is True
+    assert got["shell"] == "shell-ok\n"
+    assert got["write_data"] is True
+    assert got["write_code"] is False and got["write_etc"] is False
+    assert got["session"] is True
+    assert got["mail"] is True
+    s = master.sink.sessions[-1]
+    assert s.rcpt == ["<alice@example.org>"]
+    assert b"From: Real Name <wiki@example.org>\r\n" in s.data
+    assert got["sock"] == "hello 1"
+
+
+@pytest.mark.parametrize("master", [FULL], indirect=True)
+def test_master_pid_namespace_and_socket_dir(master: Master, scratch: str) -> None:
+    pid = master.proc.pid
+    assert os.readlink(f"/proc/{pid}/exe") == layout.FPM_BINARY   # the supervised pid
+    theirs, ours = mountinfo(pid), mountinfo()
+    jail = f"{scratch}/jails/pjt"
+    for target in (f"{jail}{scratch}/srv/t", f"{jail}{scratch}/srv/t/data",
+                   f"{jail}/run/probe"):
+        assert f" {target} " in theirs and target not in ours
+    # the socket's directory is bound, not the socket: a restarted server is reached
+    master.server.restart()
+    assert master.php()["sock"] == "hello 2"
+
+
+@pytest.mark.parametrize("master", [("base", "mail")], indirect=True)
+def test_mail_without_shell(master: Master) -> None:
+    got = master.php()
+    assert got["mail"] is True                              # via the mail-only /bin/sh
+    assert master.sink.sessions[-1].rcpt == ["<alice@example.org>"]
+    assert got["shell"] is None                             # exec refused by the mail-only sh
+    assert got["session"] is False                          # no sessions feature
+    assert got["localhost"] == "localhost"                  # no dns feature: unresolved
+    assert got["iconv"] is False                            # no gconv modules in this jail
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="utf-8") as fh:
+        return [int(x) for x in fh.read().split()]
+
+
+@pytest.mark.parametrize("features", [("base",)])
+def test_pid_ns_mode_killed_master_takes_its_workers(
+        scratch: str, account: Account, sendmail_binary: str, features: tuple[str, ...]) -> None:
+    """--pid-ns, run as a standalone file by the system python: the master is PID 1 of
+    its own PID namespace, so SIGKILL to it ends every worker; the launcher exits."""
+    _, jail, mounts, server = prepare(scratch, account, features, "127.0.0.1:25",
+                                      sendmail_binary)
+    conf = fpm_conf(scratch, account, jail, "pjt")
+    fpm = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", conf]
+    launch_py = os.path.join(REPO, "src", "phphost", "jail", "launch.py")
+    argv = ["/usr/bin/python3", "-I", launch_py, "--pool", "pjt", "--jail", jail, "--pid-ns",
+            "--mounts", mounts, "--", *fpm]
+    try:
+        with process(argv, stderr=subprocess.PIPE) as proc:
+            wait_for(lambda: os.path.exists(f"{scratch}/pjt.sock") or proc.poll() is not None,
+                     20, "FPM socket")
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            (master,) = _children(proc.pid)
+            with open(f"/proc/{master}/status", encoding="utf-8") as fh:
+                nspid = next(x for x in fh if x.startswith("NSpid:")).split()
+            assert nspid[-1] == "1"                         # init of its PID namespace
+            workers = _children(master)
+            assert workers
+            os.kill(master, signal.SIGKILL)
+            assert proc.wait(timeout=20) == 128 + signal.SIGKILL
+            wait_for(lambda: not any(os.path.exists(f"/proc/{w}") for w in workers), 10,
+                     "workers to go")
+        remove_jail(jail)
+    finally:
+        if server.sock is not None:
+            server.sock.close()

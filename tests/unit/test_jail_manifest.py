@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import pytest
+
+from phphost.errors import PlanError
+from phphost.jail import mailer
+from phphost.jail.manifest import Entry, Manifest, build_manifest
+from phphost.spec.model import Mount
+from tests.unit.test_jail_fakes import ELF, LDD_DASH, LIB, TENANT, debian_host, pool
+
+
+def manifest(**kw: object) -> Manifest:
+    return build_manifest(pool(**kw), TENANT, debian_host())  # type: ignore[arg-type]
+
+
+def entry(m: Manifest, path: str) -> Entry:
+    found = m.get(path)
+    assert found is not None, f"{path} not in manifest"
+    return found
+
+
+def text(m: Manifest, path: str) -> str:
+    content = entry(m, path).content
+    assert content is not None
+    return content.decode()
+
+
+def test_base() -> None:
+    m = manifest()
+    assert (m.uid, m.gid) == (990, 1001)
+    assert text(m, "/etc/passwd") == ("root:x:0:0:root:/root:/bin/bash\n"
+                                      "php-blog:x:990:1001::/nonexistent:/usr/sbin/nologin\n")
+    # no member lists: they would name other tenants' and pools' users
+    assert text(m, "/etc/group") == "root:x:0:\nncs:x:1001:\n"
+    assert text(m, "/etc/nsswitch.conf").endswith("hosts: files\n")
+    tmp = entry(m, "/tmp")
+    assert (tmp.kind, tmp.owner, tmp.mode) == ("dir", "pool", 0o700)
+    assert {e.path: e.device for e in m.entries if e.kind == "device"} == {
+        "/dev/null": (1, 3), "/dev/zero": (1, 5), "/dev/random": (1, 8), "/dev/urandom": (1, 9)}
+    assert entry(m, "/usr/share/zoneinfo/Europe/Paris").kind == "file"
+    assert entry(m, "/etc/localtime").source == "/usr/share/zoneinfo/Etc/UTC"
+    assert entry(m, f"{LIB}/libnss_files.so.2").why == "base"
+    assert "/usr/bin/dash" not in m.by_path() and "/usr/bin/sh" not in m.by_path()
+
+
+def test_files_are_read_only_and_root_owned() -> None:
+    m = manifest(features=("dns", "tls", "shell"))
+    for e in m.entries:
+        if e.kind == "file":
+            assert e.owner == "root" and e.mode in (0o444, 0o555) and e.digest, e.path
+    assert entry(m, "/usr/bin/dash").mode == 0o555
+    assert entry(m, "/etc/resolv.conf").mode == 0o444
+
+
+def test_pending_when_pool_user_does_not_exist_yet() -> None:
+    h = debian_host()
+    del h.passwd["php-blog"]
+    m = build_manifest(pool(), TENANT, h)
+    assert m.uid is None and m.pending == ("/etc/passwd",)
+    with pytest.raises(PlanError, match="create users"):
+        m.owner_ids("pool")
+
+
+def test_dns() -> None:
+    m = manifest(features=("dns",))
+    for path in ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf",
+                 f"{LIB}/libnss_dns.so.2", f"{LIB}/libresolv.so.2"):
+        assert entry(m, path).kind == "file"
+    assert text(m, "/etc/nsswitch.conf").endswith("hosts: files dns\n")
+    assert entry(m, f"{LIB}/libnss_files.so.2").why == "base, dns"
+
+
+def test_tls_keeps_openssldir_links() -> None:
+    m = manifest(features=("tls",))
+    assert entry(m, "/etc/ssl/certs/ca-certificates.crt").kind == "file"
+    assert entry(m, "/usr/lib/ssl/cert.pem").source == "/etc/ssl/certs/ca-certificates.crt"
+    assert entry(m, "/usr/lib/ssl/openssl.cnf").kind == "symlink"
+
+
+def test_shell_is_dash_with_its_closure() -> None:
+    m = manifest(features=("shell",))
+    assert entry(m, "/bin").source == "usr/bin"
+    assert entry(m, "/usr/bin/sh").source == "dash"
+    assert entry(m, "/usr/bin/dash").why == "shell"
+    assert entry(m, "/lib64").source == "usr/lib64"
+    assert entry(m, f"{LIB}/ld-linux-x86-64.so.2").kind == "file"
+
+
+def test_mail_without_shell_gets_the_mail_only_sh() -> None:
+    m = manifest(features=("mail",))
+    binary = entry(m, mailer.JAIL_SENDMAIL)
+    sh = entry(m, "/usr/bin/sh")
+    assert (sh.kind, sh.source, sh.digest) == ("file", mailer.SENDMAIL_BINARY, binary.digest)
+    assert "mail-only" in sh.why
+    assert mailer.SENDMAIL_BINARY not in m.by_path()
+    assert text(m, mailer.JAIL_CONF).splitlines()[1:] == [
+        "server 127.0.0.1:25", "sender php-blog@web1.example.org", "helo web1.example.org"]
+    assert "/usr/bin/dash" not in m.by_path()
+
+
+def test_mail_with_shell_uses_dash() -> None:
+    m = manifest(features=("mail", "shell"))
+    assert entry(m, "/usr/bin/sh").kind == "symlink"
+    assert entry(m, mailer.JAIL_SENDMAIL).kind == "file"
+
+
+def test_mail_to_a_host_name_needs_dns() -> None:
+    with pytest.raises(PlanError, match="add the 'dns' feature"):
+        manifest(features=("mail",), smtp="smtp.example.org:587")
+    assert manifest(features=("mail", "dns"), smtp="smtp.example.org:587").get("/etc/hosts")
+    assert manifest(features=("mail",), smtp="[::1]:25").get(mailer.JAIL_SENDMAIL)
+
+
+def test_mail_without_the_built_mailer_says_how_to_build_it() -> None:
+    h = debian_host()
+    del h.files[mailer.SENDMAIL_BINARY]
+    with pytest.raises(PlanError, match=r"build it: gcc .* -o /usr/local/lib/phphost/"):
+        build_manifest(pool(features=("mail",)), TENANT, h)
+
+
+def test_sessions_iconv_locale() -> None:
+    m = manifest(features=("sessions", "iconv", "locale"))
+    s = entry(m, "/var/lib/php/sessions")
+    assert (s.owner, s.mode) == ("pool", 0o700)
+    assert entry(m, f"{LIB}/gconv/gconv-modules.d/gconv-modules-extra.conf").why == "iconv"
+    assert entry(m, "/usr/lib/locale/C.utf8/LC_CTYPE").why == "locale"
+
+
+def test_mounts() -> None:
+    m = manifest(features=("proc", "mysql"),
+                 mounts=(Mount("/srv/shared/fonts", "/usr/share/fonts/extra"),
+                         Mount("/srv/cache/blog", "/var/cache/blog", writable=True)))
+    got = [(e.path, e.source, e.writable, e.fstype, e.why) for e in m.mounts]
+    assert got == [
+        ("/proc", "proc", False, "proc", "proc"),
+        ("/run/mysqld", "/run/mysqld", False, "bind", "mysql"),
+        ("/srv/www/ncs", "/srv/www/ncs", False, "bind", "home"),
+        ("/var/cache/blog", "/srv/cache/blog", True, "bind", "mount"),
+        ("/srv/www/ncs/data", "/srv/www/ncs/data", True, "bind", "writable"),
+        ("/usr/share/fonts/extra", "/srv/shared/fonts", False, "bind", "mount"),
+    ]
+    assert entry(m, "/srv/www").kind == "dir"
+
+
+def test_program_in_the_tenant_home_is_seen_through_the_mount() -> None:
+    h = debian_host()
+    h.add_exec("/srv/www/ncs/wiki/texvc", ELF + b"texvc", LDD_DASH)
+    m = build_manifest(pool(programs=("/srv/www/ncs/wiki/texvc",)), TENANT, h)
+    assert "/srv/www/ncs/wiki/texvc" not in m.by_path()
+    assert entry(m, f"{LIB}/libc.so.6").why == "base, program /srv/www/ncs/wiki/texvc"
+
+
+@pytest.mark.parametrize(("target", "error"), [
+    ("/tmp/shared", "a directory the pool writes"),
+    ("/usr/share", "would be hidden by the mount"),
+    ("/usr/share/zoneinfo", "is wanted as a ro mount"),
+    ("/lib/extra", "beneath /lib, which is a symlink"),
+    ("/etc/passwd", "is wanted as"),
+])
+def test_colliding_mount_targets(target: str, error: str) -> None:
+    with pytest.raises(PlanError, match=error):
+        manifest(mounts=(Mount("/srv/shared", target),))
+
+
+def test_manifest_is_sorted_and_parents_exist() -> None:
+    m = manifest(features=("dns", "tls", "shell", "sessions"))
+    paths = [e.path for e in m.entries]
+    assert paths == sorted(paths)
+    by_path = m.by_path()
+    for path in paths[1:]:
+        parent = path.rsplit("/", 1)[0] or "/"
+        assert by_path[parent].kind in ("dir", "mount"), path
