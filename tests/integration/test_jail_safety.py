@@ -105,18 +105,18 @@ def test_tampered_jails_are_refused(demo: Model, demo_text: str, spec_dir: Path,
     root = Path(default_root(pool.name))
     setuid = root / "etc" / "evil"
     setuid.write_text("x")
-    os.chmod(setuid, 0o4755)
+    os.chmod(setuid, 0o4755)  # noqa: S103 (the planted fault under test)
     refused(spec, "setuid")
     setuid.unlink()
     device = root / "dev" / "sda"
     os.mknod(device, 0o600 | stat.S_IFBLK, os.makedev(8, 0))
     refused(spec, "unexpected block device")
     device.unlink()
-    os.chmod(root.parent, 0o775)
+    os.chmod(root.parent, 0o775)  # noqa: S103 (the planted fault under test)
     try:
         refused(spec, "group/world-writable")
     finally:
-        os.chmod(root.parent, 0o755)
+        os.chmod(root.parent, 0o755)  # noqa: S103 (restores the default)
     assert phphost("plan", spec, check=False).returncode == 0
 
 
