@@ -82,7 +82,7 @@ class Report:
     flood_503: dict[str, float] = field(default_factory=dict)
     flood_200: dict[str, float] = field(default_factory=dict)
     flood_rate: float = 0.0        # flood requests per second
-    busy_workers_max: int = 0      # Apache BusyWorkers seen during the flood
+    busy_workers_max: int = -1     # Apache BusyWorkers seen during the flood (-1: no answer)
 
 
 # --- HTTP over loopback ---------------------------------------------------------------
@@ -196,7 +196,7 @@ def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample],
     """Flood `flood` while measuring `victim`; -> (flood samples, victim samples, busy max)."""
     deadline = time.monotonic() + cfg.seconds
     results: list[list[Sample]] = [[] for _ in range(cfg.connections)]
-    stop, busy = threading.Event(), [0]
+    stop, busy = threading.Event(), [-1]
     watcher = threading.Thread(target=watch_busy, args=(cfg, stop, busy), daemon=True)
     with ThreadPoolExecutor(max_workers=cfg.connections) as pool:
         for out in results:
@@ -247,7 +247,9 @@ def print_report(r: Report) -> None:
     print(f"flood {r.flood_site}: 503 p50 {r.flood_503['p50_ms']} ms  "
           f"p99 {r.flood_503['p99_ms']} ms; 200 p50 {r.flood_200['p50_ms']} ms  "
           f"max {r.flood_200['max_ms']} ms")
-    print(f"apache BusyWorkers max during the flood: {r.busy_workers_max}")
+    busy = r.busy_workers_max
+    print("apache BusyWorkers max during the flood: "
+          + (str(busy) if busy >= 0 else "no answer (/server-status got no thread)"))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,12 +20,7 @@ from tests.integration import hostkit
 DEMO = hostkit.ROOT / "examples" / "demo.toml"
 
 # attack -> why it gets through on the intact demo host (see docs/verify.md, "Findings")
-KNOWN_HOLES = {
-    "processes.list": "launcher: a PID namespace per master but the host's /proc is mounted",
-    "processes.cmdline": "same: the host's /proc shows every pool's command lines",
-    "apache.include-source": "x.inc is served as text (only .inc backups are denied)",
-    "apache.server-status": "Debian's mod_status (Require local) answers tenants' PHP",
-}
+KNOWN_HOLES: dict[str, str] = {}   # none left: the four verify found are fixed
 
 
 def verify(*only: str) -> tuple[int, dict[str, Any]]:
@@ -78,7 +73,6 @@ def test_only_the_known_holes_get_through(intact: tuple[int, dict[str, Any]]) ->
     assert status == (EXIT_BREACHED if data["breached"] else EXIT_OK)
 
 
-@pytest.mark.xfail(strict=True, reason="known holes, see KNOWN_HOLES: " + ", ".join(KNOWN_HOLES))
 def test_intact_host_blocks_every_cell(intact: tuple[int, dict[str, Any]]) -> None:
     status, data = intact
     assert {c["verdict"] for c in data["cells"]} <= {"blocked", "n/a"}

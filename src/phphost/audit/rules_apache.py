@@ -54,15 +54,13 @@ def _hazards(d: Directive) -> list[str]:
 
 
 def _effective(candidates: list[Directive]) -> Directive | None:
-    """The <Directory> section httpd applies last: most path components, then last read."""
-    best: tuple[int, int] | None = None
-    chosen = None
-    for order, d in enumerate(candidates):
-        section = d.section("directory")
-        depth = len([p for p in (section.arg if section else "/").split("/") if p])
-        if best is None or (depth, order) >= best:
-            best, chosen = (depth, order), d
-    return chosen
+    """The <Directory> section httpd applies last: most path components, then a vhost's
+    over the main server's, then the last read."""
+    def key(item: tuple[int, Directive]) -> tuple[int, bool, int]:
+        order, d = item
+        return len([p for p in _dir(d).split("/") if p]), d.vhost is not None, order
+
+    return max(enumerate(candidates), key=key)[1] if candidates else None
 
 
 def _override_directives(directives: list[Directive], name: str) -> list[Directive]:
@@ -95,10 +93,11 @@ def _override_finding(d: Directive, roots: list[str]) -> Finding:
     what = " ".join(_hazards(d))
     severe = any(h.lower() in ("all", "fileinfo") for h in _hazards(d)) or \
         d.name == "allowoverridelist"
+    shown = {"allowoverride": "AllowOverride", "allowoverridelist": "AllowOverrideList"}
     return Finding("PHA008", "high" if severe else "medium", d.where,
-                   f"{d.name.replace('allowoverride', 'AllowOverride').replace('list', 'List')} "
-                   f"{what} reaches tenant docroot(s) {', '.join(sorted(set(roots)))}: a "
-                   ".htaccess can set handlers, environment (PHP_VALUE) or proxy targets",
+                   f"{shown[d.name]} {what} reaches tenant docroot(s) "
+                   f"{', '.join(sorted(set(roots)))}: a .htaccess can set handlers, "
+                   "environment (PHP_VALUE) or proxy targets",
                    "AllowOverride None, or only AuthConfig/Indexes/Limit plus an "
                    "AllowOverrideList without SetHandler, SetEnv*, Rewrite*, ProxyFCGI* "
                    "(spec: sites.NAME.allow_override)")
@@ -221,9 +220,9 @@ def _reaches(d: Directive, url: str) -> bool:
         return bool(d.args) and ac.regex_search(d.args[0], url.lstrip("/") if d.name ==
                                                 "rewriterule" and d.section("directory")
                                                 else url)
+    if any(s.kind in ("if", "elseif") and "-f" in s.arg for s in d.context):
+        return False        # only existing files: the status path is not one
     for section in reversed(d.context):
-        if section.kind in ("if", "elseif") and "-f" in section.arg:
-            return False
         if section.kind in ("files", "filesmatch"):
             return _matches(section, posixpath.basename(url))
         if section.kind == "location":

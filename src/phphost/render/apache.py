@@ -30,6 +30,7 @@ PHP_LIKE_NOT_RUN = r"\.(?i:php\d?|phtml|phar|phps)(?<!\.php)$"
 PRIVATE_FILES = (
     r"(^\.ht|^\.user\.ini$"
     r"|\.(php\d?|phtml|phar|inc)(~|\.(bak|old|orig|save|sav|swp|swo|tmp|dist|copy))$"
+    r"|\.inc$"
     r"|^#.*#$)"
 )
 OVERRIDE_CATEGORIES = ("AuthConfig", "Indexes", "Limit")
@@ -89,6 +90,9 @@ def regex_literal(text: str) -> str:
 # --- global -------------------------------------------------------------------------------
 
 # URL paths that would reach a pool's status or ping page (prefix match)
+# Apache's own status pages list every vhost's requests (query strings included);
+# Debian allows them to `Require local`, which every pool is.
+APACHE_PAGES = "^/(server-status|server-info|balancer-manager)"
 FPM_PAGES = "^(" + "|".join(regex_literal(p) for p in (layout.STATUS_PATH, layout.PING_PATH)) + ")"
 
 
@@ -117,8 +121,10 @@ def render_apache_global(model: Model) -> str:
     lines += [
         "# FPM status and ping pages are for phphost over the socket only",
         *_block(f'<LocationMatch "{FPM_PAGES}">', ["Require all denied"], "</LocationMatch>"),
+        "# Apache's status pages show all tenants' requests; local PHP would reach them",
+        *_block(f'<LocationMatch "{APACHE_PAGES}">', ["Require all denied"], "</LocationMatch>"),
         "",
-        "# .ht* and .user.ini files, backup and editor copies of PHP files",
+        "# .ht* and .user.ini files, .inc includes, backup and editor copies of PHP files",
         *_deny(PRIVATE_FILES),
     ]
     return "\n".join(lines) + "\n"

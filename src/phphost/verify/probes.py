@@ -5,6 +5,8 @@ pool's own socket with the FastCGI client.
 Layout per run: PROBE_ROOT/<run id>/<pool>/<snippet> with the pool directory
 root:<tenant group> 0750 and files 0640, all removed at the end of the run.
 (/var/lib/phphost itself is root 0700, so pools cannot reach anything below it.)
+
+`phphost check` places and runs its own probe through the same class (`source`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from phphost.errors import FastCGIError
-from phphost.fastcgi.status import run_php
+from phphost.fastcgi.client import fcgi_request
+from phphost.fastcgi.status import php_params
 from phphost.render.fpm import jail_root
 from phphost.spec.model import Model, Pool
 from phphost.verify.errors import VerifyError
@@ -91,9 +95,11 @@ def _write(path: str, text: str, gid: int) -> None:
 class Probes:
     """Places snippets per pool on first use and runs them; cleanup() removes them."""
 
-    def __init__(self, model: Model, run_id: str) -> None:
+    def __init__(self, model: Model, run_id: str,
+                 source: Callable[[str], str] = snippet) -> None:
         self.model = model
         self.run_id = run_id
+        self.source = source        # probe name -> its PHP text (phphost check has its own)
         self._placed: set[tuple[str, str]] = set()
         self._dirs: dict[str, ProbeDir] = {}
         self._roots: list[str] = []     # parents this run created (removed when empty)
@@ -122,17 +128,24 @@ class Probes:
         """The probe's path as the pool sees it (placed on first use)."""
         where = self.dir(pool)
         if (pool.name, name) not in self._placed:
-            _write(os.path.join(where.host, name), snippet(name), self._gid(pool))
+            _write(os.path.join(where.host, name), self.source(name), self._gid(pool))
             self._placed.add((pool.name, name))
         return os.path.join(where.inside, name)
 
     def run(self, pool: Pool, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run probe `name` in `pool` and return its JSON answer."""
+        return self.request(pool, name, args)[2]
+
+    def request(self, pool: Pool, name: str, args: dict[str, Any] | None = None,
+                params: Mapping[str, str] | None = None,
+                ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        """Run probe `name` in `pool` with extra CGI `params` (e.g. HTTP_COOKIE):
+        (HTTP status, response headers, its JSON answer)."""
         path = self.script(pool, name)
+        cgi = php_params(path, encode_args(args or {}), self.dir(pool).inside)
         try:
-            resp = run_php(pool.socket, path, encode_args(args or {}), timeout=TIMEOUT,
-                           document_root=self.dir(pool).inside)
-            status, _headers, body = resp.http()
+            resp = fcgi_request(pool.socket, {**cgi, **(params or {})}, timeout=TIMEOUT)
+            status, headers, body = resp.http()
         except FastCGIError as err:
             raise VerifyError(f"probe {name} in pool {pool.name}: {err}") from err
         try:
@@ -142,7 +155,7 @@ class Probes:
         if status != 200 or not isinstance(data, dict):
             why = (body or resp.stderr)[:300].decode(errors="replace")
             raise VerifyError(f"probe {name} in pool {pool.name} failed (status {status}): {why}")
-        return data
+        return status, headers, data
 
     def cleanup(self) -> list[str]:
         problems: list[str] = []
