@@ -24,6 +24,7 @@ import json
 import os
 import pwd
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -109,12 +110,31 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+STATUS_PATH = "/phphost-bench-scoreboard"
+STATUS_CONF = "/etc/apache2/conf-enabled/zz-phphost-bench-scoreboard.conf"
+
+
+@contextlib.contextmanager
+def scoreboard() -> Iterator[None]:
+    """phphost denies /server-status (it lists every tenant's requests); for the
+    measurement only, expose the scoreboard on a path of the bench's own."""
+    with open(STATUS_CONF, "w", encoding="utf-8") as fh:
+        fh.write(f'<Location "{STATUS_PATH}">\n    SetHandler server-status\n'
+                 "    Require local\n</Location>\n")
+    subprocess.run(["apache2ctl", "graceful"], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        os.unlink(STATUS_CONF)
+        subprocess.run(["apache2ctl", "graceful"], check=True, capture_output=True)
+
+
 def busy_workers(port: int) -> int:
-    """Apache's BusyWorkers from mod_status (Debian allows it from localhost); -1 if not."""
+    """Apache's BusyWorkers from mod_status (see scoreboard()); -1 if not."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /server-status?auto HTTP/1.1\r\nHost: localhost\r\n"
-                         b"Connection: close\r\n\r\n")
+            sock.sendall(f"GET {STATUS_PATH}?auto HTTP/1.1\r\nHost: localhost\r\n"
+                         "Connection: close\r\n\r\n".encode())
             text = _read_all(sock).decode("latin-1")
     except OSError:
         return -1
@@ -212,7 +232,7 @@ def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample],
 def run(model: Model, flood_site: str, victim_site: str, cfg: Config) -> Report:
     flood = target(model, flood_site, SLEEP_SCRIPT)
     victim = target(model, victim_site, CHEAP_SCRIPT)
-    with placed(flood, SLEEP_PHP % cfg.sleep), placed(victim, CHEAP_PHP):
+    with placed(flood, SLEEP_PHP % cfg.sleep), placed(victim, CHEAP_PHP), scoreboard():
         sequential(victim, cfg, count=20)                    # warm up opcache and children
         request(flood.host, flood.path, cfg.port, cfg.timeout)
         baseline = sequential(victim, cfg, count=cfg.baseline)

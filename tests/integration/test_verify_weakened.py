@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from phphost import layout
+from phphost.render.fpm import launcher_args
 from phphost.host import services
 from phphost.spec.model import Model
 from tests.integration import hostkit
@@ -98,7 +99,8 @@ def test_processes_signal_breached_when_pools_share_a_user_and_pid_namespace(
     it can signal search's workers."""
     with weakened(demo):
         edit(layout.fpm_conf("blog"), "user = php-blog", "user = php-search")
-        edit(layout.supervisor_conf("blog"), f"command={layout.LAUNCHER} -- ", "command=")
+        launcher = " ".join(launcher_args(demo.pool("blog")))
+        edit(layout.supervisor_conf("blog"), f"command={launcher} -- ", "command=")
         services.update_programs([layout.program_name("blog")])
         services.wait_master("blog", demo.pool("blog").socket)
         status, data = verify("processes.signal")
