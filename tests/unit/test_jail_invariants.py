@@ -108,3 +108,14 @@ def test_neighbours_of_model() -> None:
     model = Model("spec.toml", tenants=(TENANT, OTHER), pools=(pool(), shop))
     n = neighbours_of(model, "blog", lambda p: f"/j/{p}")
     assert n == Neighbours({"other": "/srv/www/other"}, {"shop": "/j/shop"})
+
+
+def test_a_dropped_pool_dir_does_not_block_the_rebuild_that_removes_it() -> None:
+    """The 'sessions' feature dropped: the pool's old session dir is still on disk
+    (owned by the pool) until the build removes it; other owners still count."""
+    old_sessions = {"/var/lib/php/sessions": DiskEntry("dir", 0o700, 990, 1001)}
+    assert problems(entries=old_sessions) == []
+    foreign = {"/var/lib/php/sessions": DiskEntry("dir", 0o700, 991, 1001)}
+    assert any("owned by uid 991" in p for p in problems(entries=foreign))
+    stray_file = {"/var/lib/php/x": DiskEntry("file", 0o600, 990, 1001)}
+    assert any("owned by uid 990" in p for p in problems(entries=stray_file))

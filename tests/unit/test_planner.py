@@ -171,3 +171,22 @@ def test_socket_setting_change_restarts_instead_of_reload() -> None:
     d = Desired(**{**d.__dict__, "files": (new_fpm, *d.files[1:])})
     facts = converged(files={**converged().files, FPM: old})
     assert kinds(make_plan(d, facts, STATE)) == ["WriteFile", "RestartMaster"]
+
+
+def test_jail_change_reloads_that_master() -> None:
+    """Running workers keep gconv modules and locales they loaded from the old jail:
+    after a build (a feature dropped, say) the master is reloaded."""
+    from dataclasses import replace
+
+    from phphost.facts.jails import JailState
+    from phphost.jail.build import Change
+    from phphost.jail.manifest import Manifest
+
+    want = replace(desired(), jailed=("app",))
+    state = JailState("app", "/var/lib/phphost/jails/app", Manifest("app", 990, 990, ()),
+                      (Change("remove", "/usr/lib/locale", "dir"),))
+    plan = make_plan(want, converged(jails=frozenset({"app"})), STATE, {"app": state})
+    assert kinds(plan) == ["BuildJail", "ReloadMaster"]
+    same = replace(state, changes=())
+    assert not make_plan(want, converged(jails=frozenset({"app"})), STATE,
+                         {"app": same}).has_changes()

@@ -57,11 +57,15 @@ CHECKS = BASE_CHECKS + FEATURE_CHECKS
 
 @dataclass(frozen=True)
 class Outcome:
-    """What exercising one feature showed: it worked or not, and what was seen."""
+    """What exercising one feature showed. `worked`: the feature is there (for an
+    undeclared one: PRESENT). `wrong`: it is there but does not do what it must (a
+    declared one then FAILs). `skip`: a declared feature could not be exercised on
+    this host (why)."""
 
     worked: bool
     detail: str
-    skip: str = ""          # non-empty: the feature could not be exercised here (why)
+    skip: str = ""
+    wrong: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,16 +116,22 @@ class Report:
 
 def verdict_of(declared: bool | None, outcome: Outcome) -> Verdict:
     """Pure: the table above."""
+    if declared is False:
+        return Verdict.PRESENT if outcome.worked else Verdict.ABSENT
     if outcome.skip:
         return Verdict.SKIPPED
-    if declared is None or declared:
-        return Verdict.OK if outcome.worked else Verdict.FAIL
-    return Verdict.PRESENT if outcome.worked else Verdict.ABSENT
+    return Verdict.OK if outcome.worked and not outcome.wrong else Verdict.FAIL
 
 
 def row_of(feature: str, declared: bool | None, outcome: Outcome) -> Row:
-    detail = outcome.skip or outcome.detail
-    return Row(feature, declared, verdict_of(declared, outcome), detail)
+    verdict = verdict_of(declared, outcome)
+    if verdict is Verdict.SKIPPED:
+        detail = outcome.skip
+    elif verdict is Verdict.FAIL:
+        detail = outcome.wrong or outcome.detail
+    else:
+        detail = outcome.detail
+    return Row(feature, declared, verdict, detail)
 
 
 def exit_status(report: Report) -> int:

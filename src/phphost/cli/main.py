@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from phphost import layout
 from phphost.cli.audit import add_audit_parser, cmd_audit
+from phphost.cli.check import add_check_parser, cmd_check
 from phphost.cli.jail import add_jail_parser, cmd_jail
 from phphost.cli.output import Progress, plan_json, print_plan
 from phphost.cli.verify import add_verify_parser, cmd_verify
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     add_audit_parser(sub)
     add_verify_parser(sub)
+    add_check_parser(sub)
     add_jail_parser(sub)
     return p
 
@@ -132,7 +134,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
-            "audit": cmd_audit, "verify": cmd_verify,
+            "audit": cmd_audit, "verify": cmd_verify, "check": cmd_check,
             "jail": cmd_jail}
 
 

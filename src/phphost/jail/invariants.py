@@ -90,7 +90,7 @@ def _parents(pool: str, parents: tuple[PathStat, ...]) -> list[Violation]:
 
 def _on_disk(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> list[Violation]:
     out = []
-    pool_dirs = set(manifest.pool_dirs)
+    pool_dirs = set(manifest.pool_dirs) | _dropped_pool_dirs(manifest, entries)
     for path, e in sorted(entries.items()):
         if e.kind not in ("dir", "symlink") and e.mode & (stat.S_ISUID | stat.S_ISGID):
             out.append(Violation(manifest.pool, path, f"setuid/setgid (mode {e.mode:04o})",
@@ -101,6 +101,16 @@ def _on_disk(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> list[Viola
         elif e.kind != "symlink" and path not in pool_dirs:
             out += _writable(manifest, path, e)
     return out
+
+
+def _dropped_pool_dirs(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> set[str]:
+    """Directories this pool owned under an earlier manifest (a session dir after the
+    'sessions' feature is dropped): the pool owned them all along, and the build
+    removes them, so they are no reason to refuse it."""
+    wanted = manifest.by_path()
+    return {path for path, e in entries.items()
+            if e.kind == "dir" and path not in wanted and manifest.uid is not None
+            and e.uid == manifest.uid}
 
 
 def _device(pool: str, path: str, e: DiskEntry) -> list[Violation]:

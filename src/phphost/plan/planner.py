@@ -149,6 +149,10 @@ def _master_actions(desired: Desired, facts: Facts, state: State,
                                        pool))
         elif _written(acts, layout.fpm_conf(pool)):
             out.append(A.ReloadMaster("pool config changed", pool))
+        elif any(isinstance(a, A.BuildJail) and a.pool == pool for a in acts):
+            # running workers keep what they loaded from the old jail (gconv modules,
+            # locales): a dropped feature would go on working in them
+            out.append(A.ReloadMaster("jail changed: new workers see only the new jail", pool))
     for pool in sorted(set(state.pools) - set(desired.pools)):
         out.append(A.StopMaster("pool no longer in the spec", pool))
     return out

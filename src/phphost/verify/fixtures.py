@@ -91,7 +91,9 @@ class Fixtures:
             sid = re.sub(r"[^A-Za-z0-9-]", "-", self.scratch.name(f"sess-{pool.name}"))
             out = self.probes.run(pool, "session.php", {"token": token, "id": sid})
             canary = None
-            if out.get("handler") == "files":
+            # no id: session_start() failed (a jailed pool without the sessions
+            # feature has no session dir), so there is nothing of it to attack
+            if out.get("handler") == "files" and out.get("id"):
                 # JAIL HOOK: a jailed pool reports paths inside its jail; attackers
                 # (and cleanup) need the host's view of them
                 top = jail_root(pool.name) if pool.jail.enabled else ""

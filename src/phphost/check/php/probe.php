@@ -4,6 +4,7 @@
 // is one JSON object of facts. Python (phphost.check.judge) decides what they mean.
 error_reporting(E_ALL);
 ini_set('display_errors', '0');
+ini_set('html_errors', '0');       // error_get_last() in plain text
 header('Content-Type: application/json');
 
 function check_args(): array
@@ -62,10 +63,16 @@ function check_zoneinfo(array $a): array
 function check_dns(array $a): array
 {
     $name = (string)$a['name'];
-    $list = @gethostbynamel($name);
+    $list = @gethostbynamel($name);     // the system resolver: NSS, resolv.conf
+    $error = check_error();
+    // the DNS protocol directly (libc's resolver, loaded before the chroot): without
+    // resolv.conf it asks 127.0.0.1:53, so this says nothing about the jail's files
+    $raw = function_exists('dns_get_record') ? @dns_get_record($name, DNS_A) : false;
+    check_error();
     return ['name' => $name, 'addresses' => $list === false ? null : $list,
-            'error' => check_error(), 'resolv_conf' => is_readable('/etc/resolv.conf'),
-            'hosts' => is_readable('/etc/hosts')];
+            'error' => $error, 'resolv_conf' => is_readable('/etc/resolv.conf'),
+            'hosts' => is_readable('/etc/hosts'),
+            'raw' => is_array($raw) ? array_column($raw, 'ip') : null];
 }
 
 function check_tls(array $a): array
@@ -118,7 +125,7 @@ function check_mail(array $a): array
 function check_session(array $a): array
 {
     $out = ['handler' => (string)ini_get('session.save_handler'),
-            'save_path' => session_save_path()];
+            'save_path' => session_save_path(), 'name' => session_name()];
     $started = @session_start();
     $out['started'] = $started;
     $out['id'] = $started ? session_id() : null;
