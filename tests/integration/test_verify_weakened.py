@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from phphost import layout
-from phphost.render.fpm import launcher_args
 from phphost.host import services
+from phphost.render.fpm import launcher_args
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.test_verify import DEMO, breached, verdicts, verify
