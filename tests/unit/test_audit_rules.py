@@ -348,7 +348,7 @@ def without_bounds() -> AuditFacts:
 def test_pha013_unbounded_pools_can_pin_every_thread() -> None:
     found = run("PHA013", without_bounds())
     high = [f for f in found if f.severity == "high"]
-    assert {f.where for f in high} == {"tenants.blog", "tenants.docs", "tenants.ncs"}
+    assert {f.where for f in high} == {f"tenants.{t.name}" for t in MODEL.tenants}
     assert "no Apache-side bound" in high[0].problem
 
 

@@ -332,7 +332,7 @@ home = "/srv/t/a"
 home = "/srv/t/b"
 [pools.a1]
 tenant = "a"
-jail = { features = ["dns"] }
+jail = { enabled = false, features = ["dns"] }
 [pools.b1]
 tenant = "b"
 jail = { enabled = true, features = ["mail", "shell"], smtp = "127.0.0.1:2525" }

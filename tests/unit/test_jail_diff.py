@@ -16,7 +16,7 @@ def manifest(features: tuple[str, ...] = ("base",)) -> Manifest:
 def as_disk(m: Manifest) -> dict[str, DiskEntry]:
     """What scan_jail would report after a successful build of m."""
     out = {}
-    for e in m.entries:
+    for e in m.on_disk().values():
         uid, gid = m.owner_ids(e.owner)
         if e.kind in ("dir", "mount"):
             out[e.path] = DiskEntry("dir", e.mode, uid, gid)
@@ -32,7 +32,7 @@ def as_disk(m: Manifest) -> dict[str, DiskEntry]:
 def test_fresh_jail_creates_everything_parents_first() -> None:
     m = manifest()
     changes = diff_jail(m, {})
-    assert len(changes) == len(m.entries)
+    assert len(changes) == len(m.on_disk()) == len(m.entries) - 1   # data: in the home mount
     assert {c.action for c in changes} == {"create"}
     assert changes[0].path == "/"
     assert str(next(c for c in changes if c.path == "/dev/null")) == \
@@ -102,3 +102,15 @@ def test_mountinfo() -> None:
     assert mounts_under("/var/lib/phphost/jails/blog", MOUNTINFO) == (
         "/var/lib/phphost/jails/blog/srv/a b",)
     assert mounts_under("/var/lib/phphost/jails/shop", MOUNTINFO) == ()
+
+
+def test_nested_mount_targets_are_not_built_on_disk() -> None:
+    """A writable dir inside the home mount is reached through the home mount: the
+    jail directory holds no path for it, so diff stays empty once built."""
+    from phphost.jail.manifest import build_manifest
+    from tests.unit.test_jail_fakes import TENANT, debian_host, pool
+
+    m = build_manifest(pool(writable=("/srv/www/ncs/htdocs/uploads",)), TENANT, debian_host())
+    assert "/srv/www/ncs/htdocs/uploads" in m.by_path()
+    assert "/srv/www/ncs/htdocs/uploads" not in m.on_disk()
+    assert "/srv/www/ncs" in m.on_disk()

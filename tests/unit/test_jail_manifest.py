@@ -170,3 +170,12 @@ def test_manifest_is_sorted_and_parents_exist() -> None:
     for path in paths[1:]:
         parent = path.rsplit("/", 1)[0] or "/"
         assert by_path[parent].kind in ("dir", "mount"), path
+
+
+def test_writable_dir_deep_in_the_home_is_mounted_over_the_home_mount() -> None:
+    """`writable = ["htdocs/uploads"]` on a jailed pool: no parent dirs inside the
+    home mount (the mount provides them), and no "hidden by the mount" refusal."""
+    m = manifest(writable=("/srv/www/ncs/htdocs/uploads",))
+    mounts = {e.path for e in m.mounts}
+    assert {"/srv/www/ncs", "/srv/www/ncs/htdocs/uploads"} <= mounts
+    assert m.get("/srv/www/ncs/htdocs") is None

@@ -163,7 +163,7 @@ def test_demo_example_loads() -> None:
     assert {p.settings.pm for p in model.pools} == {"static", "dynamic", "ondemand"}
     assert all(t.home.startswith("/srv/phphost-demo/") for t in model.tenants)
     assert all(s.server_name.endswith(".demo.test") for s in model.sites)
-    assert all(p.settings.max_children <= 6 and not p.jail.enabled for p in model.pools)
+    assert all(p.settings.max_children <= 6 and p.jail.enabled for p in model.pools)
     assert any(not s.php for s in model.sites)
     assert any(r.path == "/chords/" for s in model.sites for r in s.routes)
 

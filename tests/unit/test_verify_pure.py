@@ -35,6 +35,7 @@ home = "/srv/t/c"
 [pools.a1]
 tenant = "a"
 writable = ["data", "htdocs/up"]
+jail = { enabled = false }
 [pools.a2]
 tenant = "a"
 [pools.b1]

@@ -92,7 +92,7 @@ def diff_jail(manifest: Manifest, on_disk: Mapping[str, DiskEntry]) -> list[Chan
     """Pure: what building `manifest` over `on_disk` (scan_jail output) changes.
     Removals first (the topmost path of each removed tree), then creations and
     updates parents first. An empty list means the jail is up to date."""
-    want = manifest.by_path()
+    want = manifest.on_disk()
     gone: list[str] = []
     changes: list[Change] = []
     for path, entry in sorted(want.items()):
@@ -164,7 +164,7 @@ def build_jail(manifest: Manifest, root: str, store_dir: str = STORE_DIR) -> lis
     on_disk = scan_jail(root, store.index())
     changes = diff_jail(manifest, on_disk)
     _refuse_under_mount_targets(manifest, changes, root)
-    want = manifest.by_path()
+    want = manifest.on_disk()
     with DirFds(root) as dirs:
         for change in changes:
             if change.action == "remove" or change.detail.startswith("was a "):

@@ -81,6 +81,13 @@ class Manifest:
     def by_path(self) -> dict[str, Entry]:
         return {e.path: e for e in self.entries}
 
+    def on_disk(self) -> dict[str, Entry]:
+        """What the jail directory holds on the host: everything but the mounts that
+        lie inside another mount (their targets come with the outer mount)."""
+        tops = [e.path for e in self.entries if e.kind == "mount"]
+        return {e.path: e for e in self.entries
+                if not any(e.path != t and is_inside(e.path, t) for t in tops)}
+
     @property
     def mounts(self) -> tuple[Entry, ...]:
         """Mount entries, parents before children (the order to mount them in)."""
@@ -162,10 +169,14 @@ class ManifestBuilder:
         return Manifest(self.pool, uid, gid, entries)
 
     def _add_parents(self) -> None:
+        """Directories above every entry, except those a mount provides: a writable
+        dir deep in the tenant home is mounted over the home's own mount."""
+        mounts = [p for p, e in self.entries.items() if e.kind == "mount"]
         for path in list(self.entries):
             parent = posixpath.dirname(path)
             while parent not in self.entries:
-                self.entries[parent] = Entry(parent, "dir", None, DIR_MODE, why="parent")
+                if not any(is_inside(parent, m) for m in mounts):
+                    self.entries[parent] = Entry(parent, "dir", None, DIR_MODE, why="parent")
                 if parent == "/":
                     break
                 parent = posixpath.dirname(parent)
@@ -173,7 +184,8 @@ class ManifestBuilder:
     def _check_shape(self) -> None:
         for entry in self.entries.values():
             for parent in _ancestors(entry.path):
-                self._check_parent(entry, self.entries[parent])
+                if parent in self.entries:      # else a mount provides it
+                    self._check_parent(entry, self.entries[parent])
 
     def _check_parent(self, entry: Entry, parent: Entry) -> None:
         where = f"pool {self.pool!r}: jail path {entry.path} (from {entry.why})"

@@ -12,6 +12,7 @@ JAIL_ROOT = "/var/lib/phphost/jails"   # = phphost.jail.build.JAILS_DIR
 
 # php_admin_value defaults that jail features bring (paths are inside the jail).
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 FEATURE_INI: dict[str, tuple[tuple[str, str], ...]] = {
     "mail": (("sendmail_path", "/usr/sbin/sendmail -t -i"),),
     # Debian turns PHP's own session GC off and cleans /var/lib/php/sessions from a
@@ -19,6 +20,8 @@ FEATURE_INI: dict[str, tuple[tuple[str, str], ...]] = {
     "sessions": (("session.save_path", "/var/lib/php/sessions"),
                  ("session.gc_probability", "1"), ("session.gc_divisor", "100")),
     "tls": (("openssl.cafile", CA_BUNDLE), ("curl.cainfo", CA_BUNDLE)),
+    # Debian's PHP looks in /var/run/mysqld; the jail binds /run/mysqld only
+    "mysql": (("mysqli.default_socket", MYSQL_SOCKET), ("pdo_mysql.default_socket", MYSQL_SOCKET)),
 }
 
 _INI_SPECIAL = ";\""

@@ -62,8 +62,9 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     it), no ``..``, not the home itself; resolved to absolute paths.
     ``jail = { enabled = true, features = ["dns", "tls"], programs = ["/usr/bin/x"],
     mounts = [{ source = "/srv/shared", target = "/opt/shared", writable = false }],
-    smtp = "127.0.0.1:25" }``: features from ``model.JAIL_FEATURES`` ("base" is
-    always included); programs and mount paths absolute; a mount source may not
+    smtp = "127.0.0.1:25" }``: the pool runs chrooted in its jail unless
+    ``enabled = false``; features from ``model.JAIL_FEATURES`` ("base" is always
+    included); programs and mount paths absolute; a mount source may not
     overlap another tenant's home.
     Any setting key (see templates). Keys that apply only to another pm
     (``start_servers``/``min_spare``/``max_spare`` for dynamic, ``idle_timeout``

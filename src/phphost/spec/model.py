@@ -45,7 +45,7 @@ class Mount:
 
 @dataclass(frozen=True)
 class JailSpec:
-    enabled: bool = False     # jail building is a separate issue; until then pools run unjailed
+    enabled: bool = True      # every pool is chrooted unless the spec opts out
     features: tuple[str, ...] = ("base",)
     programs: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
