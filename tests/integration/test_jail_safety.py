@@ -23,8 +23,10 @@ SHARED = Path("/srv/phphost-shared-test")      # a host dir bound into a jail
 
 def jailed(text: str, model: Model, features: str = '["dns", "tls", "sessions", "iconv"]',
            extra: dict[str, str] | None = None) -> str:
+    """Every pool jailed with these features (plus mysql where the demo needs it)."""
     for pool in model.pools:
-        jail = f"{{ enabled = true, features = {features}{(extra or {}).get(pool.name, '')} }}"
+        own = features[:-1] + ', "mysql"]' if "mysql" in pool.jail.features else features
+        jail = f"{{ enabled = true, features = {own}{(extra or {}).get(pool.name, '')} }}"
         text = hostkit.set_pool_key(text, f"pools.{pool.name}", "jail", jail)
     return text
 
@@ -79,7 +81,10 @@ def test_jailed_demo_serves_and_rebuilds_leave_data_alone(
             remove_jail(default_root(pool.name))
         assert intact(marks), "removing a live jail reached into mounted data"
         # 3. jails off: apply removes them
-        phphost("apply", str(DEMO))
+        off = demo_text
+        for pool in demo.pools:
+            off = hostkit.set_pool_key(off, f"pools.{pool.name}", "jail", "{ enabled = false }")
+        phphost("apply", hostkit.write_spec(spec_dir, "off.toml", off))
         assert not any(os.path.exists(default_root(p.name)) for p in demo.pools)
         assert intact(marks)
     finally:
