@@ -98,6 +98,11 @@ def env(host_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
     dropped = {(p, f) for p, fs in DROPPED.items() for f in fs}
     users = [f"php-{p}" for p in FULL]
     with contextlib.ExitStack() as stack:
+        # On the way out (last in, first out): the host's resolver and trust store are
+        # restored, then the demo host is applied again (so its jails copy the real
+        # files), and only then MariaDB stops (if this test started it).
+        have_db = stack.enter_context(localservers.mariadb(users))
+        stack.callback(hostkit.phphost, "apply", str(DEMO))
         dns = None
         options = []
         if localservers.port_free(53, socket.SOCK_DGRAM):
@@ -112,7 +117,6 @@ def env(host_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
         https = localservers.HttpsServer(pki)
         stack.callback(https.close)
         stack.enter_context(localservers.trusted_ca(pki.ca))
-        have_db = stack.enter_context(localservers.mariadb(users))
         if not have_db:
             if any("mysql" in p.jail.features for p in load_spec(str(DEMO)).pools
                    if p.name not in FULL):
@@ -126,8 +130,6 @@ def env(host_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
         e = Env(hostkit.write_spec(d, "full.toml", spec_text(full, smtp)),
                 hostkit.write_spec(d, "variant.toml", spec_text(variant, smtp)),
                 options, dns, dropped, full)
-        # runs first on the way out: the demo host again, while MariaDB still runs
-        stack.callback(hostkit.phphost, "apply", str(DEMO))
         yield e
 
 
