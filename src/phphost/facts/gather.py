@@ -50,7 +50,8 @@ def gather(desired: Desired, state: State) -> Facts:
     users = {u.name for u in desired.users} | set(state.users)
     groups = set(desired.groups) | set(state.groups)
     dirs = {d.path: read_dir(d.path) for d in desired.dirs}
-    acls = {a.path: read_acl(a.path) for a in desired.acls if dirs.get(a.path, read_dir(a.path))}
+    acls = {a.path: read_acl(a.path) for a in desired.acls
+            if (dirs[a.path] if a.path in dirs else read_dir(a.path)) is not None}
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
