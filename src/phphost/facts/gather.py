@@ -6,14 +6,12 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import stat
 from dataclasses import dataclass, field
 
-from phphost import layout
+from phphost import layout, safefs
 from phphost.facts.parse import (
     ProgramStatus,
     parse_apache_modules,
-    parse_getfacl,
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
@@ -43,15 +41,17 @@ class Facts:
     supervisor_running: bool = False
     apache_running: bool = False
     jails: frozenset[str] = frozenset()    # pools with a jail directory on disk
+    unsafe: dict[str, str] = field(default_factory=dict)   # path -> why phphost won't touch it
 
 
 def gather(desired: Desired, state: State) -> Facts:
     paths = {f.path for f in desired.files} | set(state.files)
     users = {u.name for u in desired.users} | set(state.users)
     groups = set(desired.groups) | set(state.groups)
-    dirs = {d.path: read_dir(d.path) for d in desired.dirs}
+    unsafe: dict[str, str] = {}
+    dirs = {d.path: read_dir(d.path, unsafe) for d in desired.dirs}
     acls = {a.path: read_acl(a.path) for a in desired.acls
-            if (dirs[a.path] if a.path in dirs else read_dir(a.path)) is not None}
+            if (dirs[a.path] if a.path in dirs else read_dir(a.path, unsafe)) is not None}
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
@@ -65,6 +65,7 @@ def gather(desired: Desired, state: State) -> Facts:
         supervisor_running=sup_running,
         apache_running=apache_running(),
         jails=read_jail_dirs(),
+        unsafe=unsafe,
     )
 
 
@@ -112,19 +113,28 @@ def _name(lookup: str, ident: int) -> str:
         return str(ident)
 
 
-def read_dir(path: str) -> DirFact | None:
+def read_dir(path: str, unsafe: dict[str, str] | None = None) -> DirFact | None:
+    """Owner and mode of a directory reached without following any untrusted
+    symlink. A symlink or a non-directory there (or above it, in a tenant's tree) is
+    recorded in `unsafe` (path -> problem) and reported as DirFact("?", "?", -1)."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISDIR(st.st_mode):
+        st = safefs.dir_state(path)
+    except safefs.UnsafePath as e:
+        if unsafe is not None:
+            unsafe[path] = e.problem
         return DirFact("?", "?", -1)
-    return DirFact(_name("user", st.st_uid), _name("group", st.st_gid), stat.S_IMODE(st.st_mode))
+    if st is None:
+        return None
+    return DirFact(_name("user", st.uid), _name("group", st.gid), st.mode)
 
 
 def read_acl(path: str) -> frozenset[str]:
-    proc = run(["getfacl", "--omit-header", "--absolute-names", path], check=False)
-    return parse_getfacl(proc.stdout) if proc.returncode == 0 else frozenset()
+    """Named ACL entries of the directory at path, read from its descriptor."""
+    try:
+        with safefs.opened_dir(path) as fd:
+            return safefs.named_entries(fd)
+    except (OSError, safefs.UnsafePath):
+        return frozenset()
 
 
 def read_modules() -> frozenset[str]:

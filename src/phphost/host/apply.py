@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-from phphost import layout
+from phphost import layout, safefs
 from phphost.errors import HostError
 from phphost.host import files, identities, jails, services
 from phphost.host.journal import Journal
@@ -97,15 +97,16 @@ class _Runner:
 
     def stage(self) -> None:
         """Files, modules, identities; then the real validators. Touches no service."""
+        # identities first: files land in directories that EnsureDir creates
+        for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
+            self._identity(a)
+            self._step(a)
         for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
             self._file(a)
             self._step(a)
         if self._of(A.ReloadApache):
             services.apache_configtest()
             check_tls(self.model)
-        for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
-            self._identity(a)
-            self._step(a)
         for j in self._all(A.BuildJail):
             jails.build(self.model, j.pool)
             self._step(j)
@@ -136,9 +137,9 @@ class _Runner:
         elif isinstance(a, A.EnsureUser):
             identities.create_user(j, a.name, a.group, a.home, a.system)
         elif isinstance(a, A.EnsureDir):
-            identities.ensure_dir(j, a.path, a.owner, a.group, a.mode, a.exists)
+            identities.ensure_dir(j, a.path, a.owner, a.group, a.mode)
         elif isinstance(a, A.SetAcl):
-            identities.set_acl(a.path, a.entries, a.recursive)
+            identities.set_acl(j, a.path, a.entries, a.recursive)
 
     def _program_changes(self) -> tuple[list[str], list[str]]:
         changed = {a.path for a in self._all(A.WriteFile)} | {
@@ -201,7 +202,11 @@ class _Runner:
 
 def _purge(path: str) -> None:
     """--purge only: delete a tenant home. Refuses anything that is not a
-    directory below / with at least two components."""
+    directory below / with at least two components, and walks by descriptor: a
+    symlink at the home is refused, symlinks inside are unlinked, never followed."""
     if path.count("/") < 2 or path.rstrip("/") in ("", "/"):
         raise HostError(f"refusing to purge {path!r}: not a tenant home")
-    run(["rm", "-rf", "--one-file-system", "--", path])
+    try:
+        safefs.remove_tree(path)
+    except (OSError, safefs.UnsafePath) as e:
+        raise HostError(f"purging {path} failed: {e}") from e

@@ -6,6 +6,8 @@ import contextlib
 import os
 import tempfile
 
+from phphost import safefs
+
 
 def read_text(path: str) -> str | None:
     """File content, or None when the file does not exist."""
@@ -20,6 +22,7 @@ def atomic_write(path: str, content: str, mode: int = 0o644, uid: int = 0, gid: 
     """Write content to path so that readers see either the old or the new file."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
+    safefs.require_trusted_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=".phphost-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -50,6 +53,7 @@ def remove(path: str) -> None:
 
 
 def atomic_symlink(link: str, target: str) -> None:
+    safefs.require_trusted_dir(os.path.dirname(link))
     tmp = f"{link}.phphost-tmp"
     remove(tmp)
     os.symlink(target, tmp)

@@ -3,10 +3,14 @@ journal before it changes anything."""
 
 from __future__ import annotations
 
+import base64
 import grp
 import os
 import pwd
+import stat
+from collections.abc import Iterator
 
+from phphost import safefs
 from phphost.host.journal import Journal
 from phphost.host.runner import run
 
@@ -46,24 +50,62 @@ def remove_group(name: str) -> None:
     run(["groupdel", name])
 
 
-def ensure_dir(journal: Journal, path: str, owner: str, group: str, mode: int,
-               exists: bool) -> None:
+def ensure_dir(journal: Journal, path: str, owner: str, group: str, mode: int) -> None:
+    """Create (mkdirat) or fix the directory at path through descriptors: a symlink
+    or a non-directory there, or an untrusted symlink above it, is refused."""
     uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
-    if exists:
-        st = os.stat(path)
-        journal.record({"k": "dirmode", "path": path, "uid": st.st_uid, "gid": st.st_gid,
-                        "mode": st.st_mode & 0o7777})
-    else:
+    old = safefs.dir_state(path)
+    if old is None:
         journal.record({"k": "dir", "path": path})
-        os.mkdir(path, 0o700)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
+        if not safefs.make_dir(path):
+            old = safefs.dir_state(path)
+    if old is not None:
+        journal.record({"k": "dirmode", "path": path, "uid": old.uid, "gid": old.gid,
+                        "mode": old.mode})
+    safefs.set_owner_mode(path, uid, gid, mode)
 
 
-def set_acl(path: str, entries: tuple[str, ...], recursive: bool) -> None:
-    """Grant ACL entries. Recursive grants use X (execute on directories only)."""
+def set_acl(journal: Journal, path: str, entries: tuple[str, ...], recursive: bool) -> None:
+    """Grant ACL entries on path (and, when recursive, on every directory and regular
+    file below it) through descriptors, after journaling the ACLs that change."""
+    before = _acl_snapshot(path, entries, recursive)
+    journal.record({"k": "acl", "path": path, "items": before})
+    for _rel, fd in _targets(path, recursive):
+        safefs.grant(fd, entries)
+
+
+def _targets(path: str, recursive: bool) -> Iterator[tuple[str, int]]:
     if recursive:
-        spec = ",".join(e.replace("r-x", "rX") for e in entries)
-        run(["setfacl", "-R", "-m", spec, path])
-    else:
-        run(["setfacl", "-m", ",".join(entries), path])
+        yield from safefs.walk_tree(path)
+        return
+    with safefs.opened_dir(path) as fd:
+        yield ".", fd
+
+
+def _acl_snapshot(path: str, entries: tuple[str, ...], recursive: bool) -> list[list[str | None]]:
+    """[relative path, access xattr, default xattr] (base64, None when absent) of
+    every target whose ACL the grant will change."""
+    out: list[list[str | None]] = []
+    for rel, fd in _targets(path, recursive):
+        access, default = safefs.acl_blobs(fd)
+        if not _has(fd, entries):
+            out.append([rel, _b64(access), _b64(default)])
+    return out
+
+
+def _has(fd: int, entries: tuple[str, ...]) -> bool:
+    have = safefs.named_entries(fd)
+    return all(e in have or _file_form(e) in have for e in entries
+               if not (e.startswith("default:") and not _is_dir(fd)))
+
+
+def _file_form(entry: str) -> str:
+    return entry[:-1] + "-" if entry.endswith("r-x") else entry
+
+
+def _is_dir(fd: int) -> bool:
+    return stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
+def _b64(blob: bytes | None) -> str | None:
+    return None if blob is None else base64.b64encode(blob).decode("ascii")

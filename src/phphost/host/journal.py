@@ -4,6 +4,7 @@ apply is rolled back at the start of the next one, which then converges."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -11,7 +12,8 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from phphost import layout
+from phphost import layout, safefs
+from phphost.errors import PhphostError
 from phphost.host import files
 from phphost.host.runner import run
 
@@ -119,16 +121,30 @@ def _undo_usergroup(e: Entry) -> None:
 
 
 def _undo_dir(e: Entry) -> None:
-    with contextlib.suppress(OSError):
-        os.rmdir(e["path"])      # only ever an empty dir we created; never recursive
+    safefs.remove_empty_dir(e["path"])   # only ever an empty dir we created; never recursive
 
 
 def _undo_dirmode(e: Entry) -> None:
-    try:
-        os.chown(e["path"], e["uid"], e["gid"])
-        os.chmod(e["path"], e["mode"])
-    except OSError:
-        pass
+    with contextlib.suppress(OSError, PhphostError):
+        safefs.set_owner_mode(e["path"], e["uid"], e["gid"], e["mode"])
+
+
+def _undo_acl(e: Entry) -> None:
+    """Put back the ACL xattrs recorded before a grant, walking from the granted
+    directory by descriptor: a path swapped for a symlink since is skipped."""
+    for rel, access, default in e["items"]:
+        with contextlib.suppress(OSError, PhphostError):
+            fd = safefs.open_below(e["path"], rel)
+            if fd is None:
+                continue
+            try:
+                safefs.restore_acl(fd, _unb64(access), _unb64(default))
+            finally:
+                os.close(fd)
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
 
 
 _UNDO: dict[str, Callable[[Entry], None]] = {
@@ -139,4 +155,5 @@ _UNDO: dict[str, Callable[[Entry], None]] = {
     "usergroup": _undo_usergroup,
     "dir": _undo_dir,
     "dirmode": _undo_dirmode,
+    "acl": _undo_acl,
 }

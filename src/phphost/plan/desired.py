@@ -142,7 +142,7 @@ def _between(top: str, path: str) -> list[str]:
 
 def _dirs(model: Model) -> tuple[DesiredDir, ...]:
     dirs: dict[str, DesiredDir] = {}
-    for path, mode in ((layout.RUN_DIR, 0o755), (layout.LOG_DIR, 0o750),
+    for path, mode in ((layout.RUN_DIR, 0o755), (layout.LOG_DIR, 0o750), (layout.ETC, 0o755),
                        (layout.FPM_CONF_DIR, 0o755), (layout.STATE_DIR, 0o700)):
         dirs[path] = DesiredDir(path, "root", "root", mode)
     for tenant in model.tenants:

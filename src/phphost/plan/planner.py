@@ -16,6 +16,7 @@ from phphost.plan.desired import Desired
 def make_plan(desired: Desired, facts: Facts, state: State,
               jails: Mapping[str, JailState] | None = None) -> A.Plan:
     _check_foreign_users(desired, facts, state)
+    _check_unsafe_paths(facts)
     noops: list[str] = []
     acts: list[A.Action] = []
     acts += _file_actions(desired, facts, state, noops)
@@ -38,6 +39,19 @@ def _check_foreign_users(desired: Desired, facts: Facts, state: State) -> None:
                 f"pool runtime user {user.name!r} already exists and was not created by phphost. "
                 "Choose another `user` for that pool in the spec, or remove the existing user"
             )
+
+
+def _check_unsafe_paths(facts: Facts) -> None:
+    """A managed directory that a tenant swapped for a symlink (or a file, FIFO,
+    device) is never touched: the whole plan is refused, naming every such path."""
+    if not facts.unsafe:
+        return
+    lines = [f"  {path}: {problem}" for path, problem in sorted(facts.unsafe.items())]
+    raise PlanError(
+        "phphost will not act through these paths (a tenant can swap them):\n"
+        + "\n".join(lines)
+        + "\nRemove or rename each as its owner (phphost never follows a tenant's symlink), "
+        "or fix the spec if the path is wrong, then run phphost again")
 
 
 def _file_actions(desired: Desired, facts: Facts, state: State, noops: list[str]) -> list[A.Action]:

@@ -40,7 +40,7 @@ _INDENT = "    "
 def required_modules(model: Model) -> tuple[str, ...]:
     """Modules a2enmod must enable (sorted)."""
     tls = any(site.tls is not None for site in model.sites)
-    return tuple(sorted((*BASE_MODULES, "ssl") if tls else BASE_MODULES))
+    return tuple(sorted((*BASE_MODULES, "socache_shmcb", "ssl") if tls else BASE_MODULES))
 
 
 def conflicting_modules() -> tuple[str, ...]:

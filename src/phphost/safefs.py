@@ -1,0 +1,490 @@
+"""File operations that never follow a path a tenant or a pool can swap.
+
+phphost runs as root and acts on directories that tenants own (homes, docroots,
+writable dirs). Every such side effect goes through file descriptors: the path is
+walked from `/` one component at a time with O_NOFOLLOW, and the change is made on
+the descriptor (fchown, fchmod, fsetxattr) or relative to the parent's descriptor
+(mkdirat, unlinkat). A symlink is followed only while every directory so far is
+root-owned and writable by nobody else, and only when root owns the link too, so
+/var/run -> /run works but a tenant's `htdocs -> /etc` is refused with
+UnsafePath, which names the path and what to do.
+
+Standard library only; nothing here knows about specs or plans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from phphost.errors import PlanError
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+MAX_LINKS = 40
+
+
+class UnsafePath(PlanError):
+    """A path phphost manages is a symlink, a hard link to a foreign file or a
+    non-directory where a directory belongs. Nothing was changed through it."""
+
+    def __init__(self, path: str, problem: str, remedy: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        fix = remedy or (f"remove or rename {path} as its owner (phphost never follows "
+                         "a tenant's symlink), then run phphost again")
+        super().__init__(f"{path}: {problem}. {fix}")
+
+
+def trusted(st: os.stat_result) -> bool:
+    """Owned by root and writable by nobody else: no tenant can change its entries."""
+    return st.st_uid == 0 and not st.st_mode & 0o022
+
+
+def _components(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise UnsafePath(path, "is not an absolute path", "name absolute paths only")
+    return [p for p in os.path.normpath(path).split("/") if p]
+
+
+class _Walk:
+    """One walk down a path: the fd of the current directory and whether everything
+    up to it is trusted."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.fd = os.open("/", DIR_FLAGS)
+        self.trusted = True
+        self.links = 0
+        self.where = ""
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def restart(self) -> None:
+        os.close(self.fd)
+        self.fd = os.open("/", DIR_FLAGS)
+        self.trusted = True
+        self.where = ""
+
+    def step(self, name: str) -> None:
+        """Descend into directory `name` (following only trusted symlinks)."""
+        if name == "..":
+            self._enter(name)
+            return
+        st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            self._follow(name, st)
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(self.shown, f"{self.where}/{name} is not a directory")
+        self._enter(name)
+
+    def _enter(self, name: str) -> None:
+        try:
+            new = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(self.shown, f"{self.where}/{name} changed while phphost "
+                                 "walked it (now a symlink or not a directory)") from e
+            raise
+        os.close(self.fd)
+        self.fd = new
+        self.trusted = self.trusted and trusted(os.fstat(new))
+        self.where = os.path.normpath(f"{self.where}/{name}")
+
+    def _follow(self, name: str, st: os.stat_result) -> None:
+        here = f"{self.where}/{name}"
+        if not (self.trusted and st.st_uid == 0):
+            raise UnsafePath(self.shown, f"{here} is a symlink in a directory another "
+                             "user can write")
+        self.links += 1
+        if self.links > MAX_LINKS:
+            raise UnsafePath(self.shown, "has too many levels of symlinks")
+        target = os.readlink(name, dir_fd=self.fd)
+        if target.startswith("/"):
+            self.restart()
+        for part in [p for p in target.split("/") if p and p != "."]:
+            self.step(part)
+
+
+@contextlib.contextmanager
+def parent(path: str) -> Iterator[tuple[int, str, bool]]:
+    """(fd of the parent directory, last component, parent trusted) for path."""
+    parts = _components(path)
+    if not parts:
+        raise UnsafePath(path, "is the root directory", "name a directory below /")
+    walk = _Walk(path)
+    try:
+        for part in parts[:-1]:
+            walk.step(part)
+        yield walk.fd, parts[-1], walk.trusted
+    finally:
+        walk.close()
+
+
+def open_dir(path: str) -> int:
+    """A descriptor of the directory at path (symlinks refused as above). The last
+    component is never followed, even in a trusted place."""
+    with parent(path) as (pfd, name, _trusted):
+        return _open_dir_at(pfd, name, path)
+
+
+def _open_dir_at(pfd: int, name: str, shown: str) -> int:
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=pfd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else f"not a directory ({_kind(st)})"
+            raise UnsafePath(shown, f"is {kind} where phphost expects a directory") from e
+        raise
+
+
+def _kind(st: os.stat_result) -> str:
+    mode = st.st_mode
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink")):
+        if test(mode):
+            return name
+    return "something else"
+
+
+@contextlib.contextmanager
+def opened_dir(path: str) -> Iterator[int]:
+    fd = open_dir(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def lstat(path: str) -> os.stat_result | None:
+    """lstat of path reached without following any untrusted symlink; None when it
+    (or a parent) does not exist."""
+    try:
+        with parent(path) as (pfd, name, _trusted):
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def describe(st: os.stat_result) -> str:
+    return _kind(st) if not stat.S_ISDIR(st.st_mode) else "a directory"
+
+
+# --- directories -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DirState:
+    uid: int
+    gid: int
+    mode: int
+
+
+def dir_state(path: str) -> DirState | None:
+    """Owner and mode of the directory at path; None when missing; UnsafePath when
+    it is not a real directory."""
+    try:
+        fd = open_dir(path)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return DirState(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+
+
+def make_dir(path: str) -> bool:
+    """mkdirat the last component (mode 0700) unless it exists. True when made."""
+    with parent(path) as (pfd, name, _trusted):
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            os.close(_open_dir_at(pfd, name, path))   # refuses a symlink or a file
+            return False
+        return True
+
+
+def set_owner_mode(path: str, uid: int, gid: int, mode: int) -> None:
+    """fchown + fchmod on the directory itself, never through a symlink."""
+    with opened_dir(path) as fd:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+
+
+def remove_empty_dir(path: str) -> None:
+    """unlinkat(AT_REMOVEDIR): removes only an empty directory, never a link target."""
+    with contextlib.suppress(FileNotFoundError, OSError), parent(path) as (pfd, name, _t):
+        os.rmdir(name, dir_fd=pfd)
+
+
+def remove_tree(path: str) -> None:
+    """Delete the directory tree at path. The walk is fd-based (shutil's rmtree with
+    dir_fd: symlinks inside are unlinked, never followed); a symlink at path itself is
+    refused."""
+    if not shutil.rmtree.avoids_symlink_attacks:
+        raise UnsafePath(path, "cannot be removed safely on this platform", "remove it by hand")
+    try:
+        with parent(path) as (pfd, name, _trusted):
+            os.close(_open_dir_at(pfd, name, path))
+            shutil.rmtree(name, dir_fd=pfd)
+    except FileNotFoundError:
+        return
+
+
+# --- POSIX ACLs through xattrs on descriptors --------------------------------
+
+ACCESS = "system.posix_acl_access"
+DEFAULT = "system.posix_acl_default"
+_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_UNDEFINED = 0xFFFFFFFF
+_TAGS = {"user": _USER, "group": _GROUP}
+
+AclEntry = tuple[int, int, int]      # tag, perm bits (rwx = 4 2 1), id
+
+
+def decode_acl(blob: bytes) -> list[AclEntry]:
+    """Pure: the kernel's xattr ACL format (a u32 version, then u16 tag, u16 perm,
+    u32 id per entry, little-endian)."""
+    if len(blob) < 4 or (len(blob) - 4) % 8 or struct.unpack_from("<I", blob)[0] != _VERSION:
+        raise ValueError("not a POSIX ACL xattr")
+    return [struct.unpack_from("<HHI", blob, off) for off in range(4, len(blob), 8)]
+
+
+def encode_acl(entries: list[AclEntry]) -> bytes:
+    """Pure: entries sorted as the kernel wants them (by tag, then id)."""
+    out = [struct.pack("<I", _VERSION)]
+    out += [struct.pack("<HHI", *e) for e in sorted(entries, key=lambda e: (e[0], e[2]))]
+    return b"".join(out)
+
+
+def _base_from_mode(mode: int) -> list[AclEntry]:
+    return [(_USER_OBJ, (mode >> 6) & 7, _UNDEFINED), (_GROUP_OBJ, (mode >> 3) & 7, _UNDEFINED),
+            (_OTHER, mode & 7, _UNDEFINED)]
+
+
+def merge_acl(current: list[AclEntry], named: dict[tuple[int, int], int]) -> list[AclEntry]:
+    """Pure: current entries with named (tag, id) -> perm set, and the mask
+    recomputed as the union of the group class (as setfacl does)."""
+    keep = {(t, i): p for t, p, i in current if t != _MASK}
+    keep.update(named)
+    out = [(t, p, i) for (t, i), p in keep.items()]
+    if any(t in (_USER, _GROUP) for t, _p, _i in out):
+        mask = 0
+        for t, p, _i in out:
+            if t in (_USER, _GROUP, _GROUP_OBJ):
+                mask |= p
+        out.append((_MASK, mask, _UNDEFINED))
+    return out
+
+
+def _read_xattr(fd: int, name: str) -> bytes | None:
+    try:
+        return os.getxattr(fd, name)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+            return None
+        raise
+
+
+def acl_blobs(fd: int) -> tuple[bytes | None, bytes | None]:
+    """The access and (for a directory) default ACL xattrs of fd, None where absent."""
+    is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    return _read_xattr(fd, ACCESS), _read_xattr(fd, DEFAULT) if is_dir else None
+
+
+def restore_acl(fd: int, access: bytes | None, default: bytes | None) -> None:
+    """Put back the xattrs acl_blobs read (None removes)."""
+    is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    for name, blob in ((ACCESS, access), *(((DEFAULT, default),) if is_dir else ())):
+        if blob is None:
+            with contextlib.suppress(OSError):
+                os.removexattr(fd, name)
+        else:
+            os.setxattr(fd, name, blob)
+
+
+def parse_entry(text: str) -> tuple[bool, int, int, int]:
+    """'[default:]user|group:NAME-or-ID:rwx' -> (default, tag, id, perm bits)."""
+    import grp
+    import pwd
+    fields = text.split(":")
+    default = fields[0] == "default"
+    if default:
+        fields = fields[1:]
+    if len(fields) != 3 or fields[0] not in _TAGS or len(fields[2]) != 3:
+        raise ValueError(f"ACL entry {text!r} is not [default:]user|group:NAME:rwx")
+    kind, who, perms = fields
+    if who.isdigit():
+        ident = int(who)
+    else:
+        ident = pwd.getpwnam(who).pw_uid if kind == "user" else grp.getgrnam(who).gr_gid
+    bits = sum(b for ch, want, b in zip(perms, "rwx", (4, 2, 1), strict=True) if ch == want)
+    return default, _TAGS[kind], ident, bits
+
+
+def grant(fd: int, entries: tuple[str, ...], *, files_rx: bool = False) -> None:
+    """Add named entries to the access ACL (and, on a directory, the default ACL)
+    of fd. On a regular file `default:` entries are ignored and r-x becomes r-- unless
+    the file is executable by someone (setfacl's X)."""
+    st = os.fstat(fd)
+    is_dir = stat.S_ISDIR(st.st_mode)
+    access: dict[tuple[int, int], int] = {}
+    default: dict[tuple[int, int], int] = {}
+    for text in entries:
+        is_default, tag, ident, bits = parse_entry(text)
+        if not is_dir and not files_rx and not st.st_mode & 0o111:
+            bits &= ~1
+        (default if is_default else access)[(tag, ident)] = bits
+    if access:
+        blob = _read_xattr(fd, ACCESS)
+        cur = decode_acl(blob) if blob else _base_from_mode(st.st_mode)
+        os.setxattr(fd, ACCESS, encode_acl(merge_acl(cur, access)))
+    if default and is_dir:
+        blob = _read_xattr(fd, DEFAULT)
+        base = _read_xattr(fd, ACCESS)
+        cur = decode_acl(blob) if blob else [
+            e for e in (decode_acl(base) if base else _base_from_mode(st.st_mode))
+            if e[0] in (_USER_OBJ, _GROUP_OBJ, _OTHER)]
+        os.setxattr(fd, DEFAULT, encode_acl(merge_acl(cur, default)))
+
+
+def named_entries(fd: int) -> frozenset[str]:
+    """Named entries of fd's ACLs as getfacl prints them: 'user:www-data:r-x',
+    'default:user:www-data:r-x' (names where the id has one)."""
+    import grp
+    import pwd
+    out: set[str] = set()
+    access, default = acl_blobs(fd)
+    for prefix, blob in (("", access), ("default:", default)):
+        for tag, perm, ident in decode_acl(blob) if blob else []:
+            if tag not in (_USER, _GROUP):
+                continue
+            try:
+                who = (pwd.getpwuid(ident).pw_name if tag == _USER
+                       else grp.getgrgid(ident).gr_name)
+            except KeyError:
+                who = str(ident)
+            kind = "user" if tag == _USER else "group"
+            bits = "".join(c if perm & b else "-" for c, b in zip("rwx", (4, 2, 1), strict=True))
+            out.add(f"{prefix}{kind}:{who}:{bits}")
+    return frozenset(out)
+
+
+def open_at(dirfd: int, name: str, shown: str) -> int | None:
+    """A read-only descriptor of a regular file or directory `name` in dirfd, never
+    through a symlink; None for symlinks, FIFOs, devices and sockets (they are
+    skipped, never opened)."""
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return None
+    flags = DIR_FLAGS if stat.S_ISDIR(st.st_mode) else FILE_FLAGS
+    try:
+        fd = os.open(name, flags, dir_fd=dirfd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePath(shown, "changed while phphost walked it") from e
+        raise
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise UnsafePath(shown, "changed while phphost walked it")
+    return fd
+
+
+# --- trees -------------------------------------------------------------------
+
+def _owners(top: os.stat_result) -> set[int]:
+    """Who may own a hard-linked file in a tenant's tree: the tree's owner and the
+    users whose primary group is its group (the tenant's pool users)."""
+    import pwd
+    return {top.st_uid} | {p.pw_uid for p in pwd.getpwall() if p.pw_gid == top.st_gid} - {0}
+
+
+def walk_tree(path: str) -> Iterator[tuple[str, int]]:
+    """(relative path, descriptor) of every directory and regular file below and
+    including path, walked by descriptor without following symlinks (symlinks, FIFOs,
+    devices and sockets are skipped). A regular file with other hard links whose
+    owner is not the tree's is refused: changing it would change a file elsewhere."""
+    top = open_dir(path)
+    try:
+        owners = _owners(os.fstat(top))
+        yield ".", top
+        for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top,
+                                                          follow_symlinks=False):
+            for name in [*dirnames, *filenames]:
+                rel = os.path.normpath(f"{dirpath}/{name}")
+                fd = open_at(dfd, name, f"{path}/{rel}")
+                if fd is None:
+                    continue
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_uid not in owners:
+                        raise UnsafePath(f"{path}/{rel}", "is a hard link to a file another "
+                                         "user owns", "remove that link as the tenant, "
+                                         "then run phphost again")
+                    yield rel, fd
+                finally:
+                    os.close(fd)
+    finally:
+        os.close(top)
+
+
+def open_below(path: str, rel: str) -> int | None:
+    """Descriptor of rel inside the directory path, walked without following
+    symlinks; None when it is gone or no longer a file or directory."""
+    parts = [p for p in rel.split("/") if p and p != "."]
+    if ".." in parts:
+        raise UnsafePath(f"{path}/{rel}", "leaves its tree", "this is a bug in phphost")
+    try:
+        fd = open_dir(path)
+    except FileNotFoundError:
+        return None
+    try:
+        for part in parts:
+            nxt = open_at(fd, part, f"{path}/{rel}")
+            os.close(fd)
+            if nxt is None:
+                return None
+            fd = nxt
+    except (FileNotFoundError, NotADirectoryError, UnsafePath):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_file(path: str, limit: int = 1 << 20) -> bytes:
+    """Content of the regular file at path, opened without following any untrusted
+    symlink (nor a symlink as the last component); at most `limit` bytes."""
+    with parent(path) as (pfd, name, _trusted):
+        fd = open_at(pfd, name, path)
+    if fd is None:
+        st = lstat(path)
+        raise UnsafePath(path, f"is {describe(st) if st else 'missing'}, not a regular file")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePath(path, "is a directory, not a regular file")
+        data = os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnsafePath(path, f"is larger than {limit} bytes", "point the spec at the right file")
+    return data
+
+
+def require_trusted_dir(directory: str) -> None:
+    """Root writes its own files only in directories no other user can change."""
+    with opened_dir(directory) as fd:
+        if not trusted(os.fstat(fd)):
+            raise UnsafePath(directory, "is not a root-owned directory that only root can "
+                             "write", "phphost keeps its own files out of other users' reach")
