@@ -223,7 +223,7 @@ def set_owner_mode(path: str, uid: int, gid: int, mode: int) -> None:
 
 def remove_empty_dir(path: str) -> None:
     """unlinkat(AT_REMOVEDIR): removes only an empty directory, never a link target."""
-    with contextlib.suppress(FileNotFoundError, OSError), parent(path) as (pfd, name, _t):
+    with contextlib.suppress(OSError, UnsafePath), parent(path) as (pfd, name, _t):
         os.rmdir(name, dir_fd=pfd)
 
 

@@ -71,8 +71,12 @@ class Journal:
         """Undo every recorded change, newest first. Returns what was undone."""
         done = []
         for entry in reversed(self.entries()):
-            _UNDO[entry["k"]](entry)
-            done.append(f"{entry['k']} {entry.get('path') or entry.get('name')}")
+            what = f"{entry['k']} {entry.get('path') or entry.get('name')}"
+            try:
+                _UNDO[entry["k"]](entry)
+            except (OSError, PhphostError) as err:   # one refusal must not stop the rest
+                what += f" (not undone: {err})"
+            done.append(what)
         self.close()
         return done
 

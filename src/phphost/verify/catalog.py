@@ -11,6 +11,7 @@ from phphost.verify import (
     attacks_fpm,
     attacks_jail,
     attacks_procs,
+    attacks_root,
 )
 from phphost.verify.attack import Attack
 
@@ -20,6 +21,7 @@ ALL: tuple[Attack, ...] = (
     *attacks_fpm.ATTACKS,
     *attacks_apache.ATTACKS,
     *attacks_jail.ATTACKS,
+    *attacks_root.ATTACKS,
 )
 FAMILIES = tuple(dict.fromkeys(a.family for a in ALL))
 

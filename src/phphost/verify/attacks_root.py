@@ -1,0 +1,215 @@
+"""Root: a tenant (or its pool) plants symlinks where phphost, as root, creates,
+chowns, chmods, grants ACLs, reads TLS files, rolls back and purges, and then root
+does exactly that with phphost's own code. The attack checks what root touched:
+root-only sentinel files and a directory outside every tenant's tree must keep
+their owner, mode, ACLs and content.
+
+The root-side operations run on scratch paths of this run only (a directory named
+verify-<run id>-... in the tenant's docroot or writable dir), never on the tenant's
+real dirs, so the live sites keep serving."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from phphost import layout, safefs
+from phphost.errors import PhphostError
+from phphost.facts.gather import read_dir
+from phphost.host import identities
+from phphost.host.journal import Journal
+from phphost.plan.desired import WEB_ACL_READ, WEB_ACL_TRAVERSE
+from phphost.spec.model import Tenant
+from phphost.verify.attack import Attack
+from phphost.verify.context import Ctx
+from phphost.verify.fixtures import code_dir, data_dirs
+from phphost.verify.fsops import op, run_ops
+from phphost.verify.result import Result, judged, not_applicable
+
+FAMILY = "root"
+# what an undone journal would set if it followed a link: every bit a tenant wants
+_OPEN_ACL = base64.b64encode(safefs.encode_acl([(0x01, 7, 0xFFFFFFFF), (0x04, 7, 0xFFFFFFFF),
+                                                (0x20, 7, 0xFFFFFFFF)])).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Sentinels:
+    """Root-only things outside every tenant tree, in a 0700 dir of this run."""
+
+    base: str
+    file: str
+    dir: str
+
+    def paths(self) -> list[str]:
+        return [self.file, self.dir, os.path.join(self.dir, "inside")]
+
+    def snapshot(self) -> dict[str, str]:
+        return {p: _fingerprint(p) for p in self.paths()}
+
+
+def _fingerprint(path: str) -> str:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "gone"
+    xattrs = sorted(os.listxattr(path, follow_symlinks=False))
+    what = "dir:" + ",".join(sorted(os.listdir(path))) if stat.S_ISDIR(st.st_mode) else (
+        hashlib.sha256(open(path, "rb").read()).hexdigest())   # noqa: SIM115 - root's own file
+    return f"{st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o} {xattrs} {what}"
+
+
+@contextlib.contextmanager
+def sentinels(mark: str) -> Iterator[Sentinels]:
+    os.makedirs(layout.RUN_DIR, exist_ok=True)
+    base = tempfile.mkdtemp(prefix=f"{mark}-root-", dir=layout.RUN_DIR)
+    s = Sentinels(base, os.path.join(base, "secret"), os.path.join(base, "dir"))
+    try:
+        with open(os.open(s.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+            fh.write(f"root only {mark}\n")
+        os.mkdir(s.dir, 0o700)
+        with open(os.open(os.path.join(s.dir, "inside"), os.O_WRONLY | os.O_CREAT, 0o600),
+                  "w") as fh:
+            fh.write("root only\n")
+        yield s
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Planted:
+    """A scratch directory with links to the sentinels in it."""
+
+    top: str              # the directory root's recursive grant starts at
+    link_file: str        # -> the sentinel file
+    link_dir: str         # -> the sentinel dir
+
+
+RootOp = tuple[str, Callable[[], None]]
+
+
+def _journal_undo(where: Planted, base: str) -> None:
+    """A rollback whose journal names the planted paths (as a killed apply's would)."""
+    j = Journal(os.path.join(base, "journal"))
+    j.begin()
+    j.record({"k": "dir", "path": os.path.join(where.link_dir, "inside")})
+    j.record({"k": "dirmode", "path": where.link_dir, "uid": 0, "gid": 0, "mode": 0o4777})
+    j.record({"k": "acl", "path": where.top, "items": [
+        [os.path.basename(where.link_file), _OPEN_ACL, None],
+        [f"{os.path.basename(where.link_dir)}/inside", _OPEN_ACL, None]]})
+    j.rollback()
+
+
+def root_ops(tenant: Tenant, where: Planted, base: str) -> list[RootOp]:
+    """What apply, plan, rollback, the TLS check and destroy --purge do, aimed at
+    the planted paths."""
+    def journal() -> Journal:
+        j = Journal(os.path.join(base, "scratch-journal"))
+        j.begin()
+        return j
+
+    def facts() -> None:
+        unsafe: dict[str, str] = {}
+        read_dir(where.link_dir, unsafe)
+        if where.link_dir not in unsafe:
+            raise AssertionError("plan did not refuse the swapped dir")
+
+    return [
+        ("plan reads the swapped dir", facts),
+        ("apply fixes a writable dir that is a link",
+         lambda: identities.ensure_dir(journal(), where.link_dir, tenant.user, tenant.group,
+                                       0o2770)),
+        ("apply creates a dir below a link",
+         lambda: identities.ensure_dir(journal(), os.path.join(where.link_dir, "sub"),
+                                       tenant.user, tenant.group, 0o2770)),
+        ("apply grants the docroot ACL recursively",
+         lambda: identities.set_acl(journal(), where.top, WEB_ACL_READ, True)),
+        ("apply grants traverse on a swapped dir",
+         lambda: identities.set_acl(journal(), where.link_dir, (WEB_ACL_TRAVERSE,), False)),
+        ("rollback of a journal naming the links", lambda: _journal_undo(where, base)),
+        ("the TLS check reads a key that is a link",
+         lambda: _ignore(safefs.read_file(where.link_file))),
+        ("destroy --purge of a home that is a link", lambda: safefs.remove_tree(where.link_dir)),
+    ]
+
+
+def _ignore(_value: object) -> None:
+    return None
+
+
+def judge_ops(ops: list[RootOp], sent: Sentinels) -> tuple[list[str], list[str]]:
+    """(breaches, what happened): each op runs, then the sentinels are compared."""
+    before = sent.snapshot()
+    breaches: list[str] = []
+    seen: list[str] = []
+    for name, call in ops:
+        try:
+            call()
+            seen.append(f"{name}: done")
+        except (PhphostError, OSError, AssertionError) as err:
+            seen.append(f"{name}: refused ({_short(err)})")
+        now = sent.snapshot()
+        for path, fp in now.items():
+            if fp != before[path]:
+                breaches.append(f"{name}: root changed {path} ({before[path]} -> {fp})")
+        before = now
+    return breaches, seen
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:120]
+
+
+def _plant_as_tenant(ctx: Ctx, directory: str, sent: Sentinels) -> Planted:
+    name = ctx.name(f"root-{ctx.site.name}")
+    top = ctx.run.scratch.mkdir(ctx.tenant, os.path.join(directory, name))
+    link_file = ctx.run.scratch.symlink(ctx.tenant, sent.file, os.path.join(top, "key.pem"))
+    link_dir = ctx.run.scratch.symlink(ctx.tenant, sent.dir, os.path.join(top, "uploads"))
+    return Planted(top, link_file, link_dir)
+
+
+def tenant_links(ctx: Ctx) -> Result:
+    """The tenant plants links in its docroot; root then does its work there."""
+    with sentinels(ctx.run.scratch.mark) as sent:
+        planted = _plant_as_tenant(ctx, code_dir(ctx.model, ctx.tenant), sent)
+        breaches, seen = judge_ops(root_ops(ctx.tenant, planted, sent.base), sent)
+    return judged(breaches, f"tenant {ctx.tenant.name} links {planted.top}/key.pem and "
+                  "/uploads to root-only files; root then does its work there",
+                  "; ".join(seen))
+
+
+def pool_links(ctx: Ctx) -> Result:
+    """The pool's PHP plants links in its writable dir; root then does its work there."""
+    dirs = [d for d in data_dirs(ctx.model, ctx.tenant) if d in ctx.pool.writable]
+    if not dirs:
+        return not_applicable(f"pool {ctx.pool.name} has no writable dirs")
+    with sentinels(ctx.run.scratch.mark) as sent:
+        top = os.path.join(dirs[0], ctx.name(f"root-{ctx.pool.name}"))
+        planted = Planted(top, os.path.join(top, "key.pem"), os.path.join(top, "uploads"))
+        ctx.run.scratch.mkdir(ctx.tenant, top)
+        os.chmod(top, 0o2770)  # noqa: S103 - the pool (group) plants into it, as in a data dir
+        for path in (planted.link_file, planted.link_dir):
+            ctx.run.scratch.track(path)
+        results = run_ops(ctx.run.probes, ctx.pool, [
+            op("symlink", planted.link_file, target=sent.file),
+            op("symlink", planted.link_dir, target=sent.dir)])
+        if not all(r["ok"] for r in results):
+            return not_applicable(f"pool {ctx.pool.name} could not plant links: {results!r}")
+        breaches, seen = judge_ops(root_ops(ctx.tenant, planted, sent.base), sent)
+    return judged(breaches, f"PHP in pool {ctx.pool.name} links {top}/key.pem and /uploads "
+                  "to root-only files; root then does its work there", "; ".join(seen))
+
+
+ATTACKS = (
+    Attack("root.tenant-links", FAMILY, "symlinks a tenant plants in its docroot do not "
+           "steer root's chown/chmod/ACL/rollback/TLS read/purge", "site", tenant_links),
+    Attack("root.pool-links", FAMILY, "symlinks a pool plants in its writable dir do not "
+           "steer root's chown/chmod/ACL/rollback/TLS read/purge", "pool", pool_links),
+)
