@@ -484,7 +484,10 @@ def read_file(path: str, limit: int = 1 << 20) -> bytes:
 
 def require_trusted_dir(directory: str) -> None:
     """Root writes its own files only in directories no other user can change."""
-    with opened_dir(directory) as fd:
-        if not trusted(os.fstat(fd)):
+    with parent(directory) as (pfd, name, chain_trusted):
+        fd = _open_dir_at(pfd, name, directory)
+        ok = chain_trusted and trusted(os.fstat(fd))
+        os.close(fd)
+        if not ok:
             raise UnsafePath(directory, "is not a root-owned directory that only root can "
                              "write", "phphost keeps its own files out of other users' reach")

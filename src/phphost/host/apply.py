@@ -11,8 +11,8 @@ from types import FrameType
 from typing import TypeVar
 
 from phphost import layout, safefs
-from phphost.errors import HostError
-from phphost.host import files, identities, jails, services
+from phphost.errors import HostError, PhphostError
+from phphost.host import files, identities, jails, services, staging
 from phphost.host.journal import Journal
 from phphost.host.runner import run
 from phphost.host.tls import check_tls
@@ -47,16 +47,28 @@ def execute(plan: A.Plan, model: Model, progress: Progress) -> list[str]:
         runner.services()
         _save_state(plan)
         journal.close()
+    except PhphostError:
+        _roll_back(journal, runner, model)
+        raise
+    except Exception as err:
+        _roll_back(journal, runner, model)
+        what = runner.current.describe() if runner.current else "preparing the changes"
+        raise HostError(f"{what} failed unexpectedly ({type(err).__name__}: {err}); every "
+                        "change of this apply was rolled back. Please report this") from err
     except BaseException:
-        journal.rollback()
-        if runner.services_touched:
-            _resync(model)
+        _roll_back(journal, runner, model)
         raise
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
     runner.cleanup()
     return runner.done
+
+
+def _roll_back(journal: Journal, runner: _Runner, model: Model) -> None:
+    journal.rollback()
+    if runner.services_touched:
+        _resync(model)
 
 
 def _save_state(plan: A.Plan) -> None:
@@ -80,6 +92,7 @@ class _Runner:
         self.total = len(plan.changes)
         self.done: list[str] = []
         self.services_touched = False
+        self.current: A.Action | None = None
 
     def _step(self, action: A.Action) -> None:
         self.done.append(action.describe())
@@ -96,22 +109,35 @@ class _Runner:
                 if isinstance(a, (A.StartMaster, A.RestartMaster, A.ReloadMaster))]
 
     def stage(self) -> None:
-        """Files, modules, identities; then the real validators. Touches no service."""
-        # identities first: files land in directories that EnsureDir creates
+        """Everything before services, in an order where nothing unvalidated goes live:
+        Apache's config and the TLS files are validated on a staged copy first; then
+        identities and jails (FPM's own test needs the users, log dir and chroot they
+        make); then every pool config the plan writes passes php-fpm -t beside the live
+        one; only then are live files written. Touches no service."""
+        staging.validate_apache(self.plan.actions)
+        if self._of(A.ReloadApache):
+            check_tls(self.model)
         for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
+            self.current = a
             self._identity(a)
             self._step(a)
+        for j in self._all(A.BuildJail):
+            self.current = j
+            if not jails.exists(j.pool):
+                self.journal.record({"k": "jail", "name": j.pool})
+            jails.build(self.model, j.pool)
+            self._step(j)
+        staging.validate_fpm(self.plan.actions)
         for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
+            self.current = a
             self._file(a)
             self._step(a)
         if self._of(A.ReloadApache):
             services.apache_configtest()
-            check_tls(self.model)
-        for j in self._all(A.BuildJail):
-            jails.build(self.model, j.pool)
-            self._step(j)
+        staged = {a.path for a in staging.fpm_conf_writes(self.plan.actions)}
         for m in self._masters():
-            services.fpm_test(m.pool)
+            if layout.fpm_conf(m.pool) not in staged:
+                services.fpm_test(m.pool)
 
     def _file(self, a: A.Action) -> None:
         if isinstance(a, A.WriteFile):
@@ -124,7 +150,7 @@ class _Runner:
             self.journal.record_path(a.link)
             files.atomic_symlink(a.link, a.target)
         elif isinstance(a, A.ApacheModule):
-            self.journal.record({"k": "module", "name": a.module, "was_enabled": not a.enable})
+            self.journal.record_modules()
             argv = ["a2enmod", "-q", a.module] if a.enable else ["a2dismod", "-q", "-f", a.module]
             run(argv)
 
@@ -159,6 +185,7 @@ class _Runner:
             services.ensure_supervisord()
             services.update_programs(ups)
         for m in self._masters():
+            self.current = m
             self._master(m)
             self._step(m)
         for r in self._all(A.ReloadApache):

@@ -1,6 +1,7 @@
 """Build and remove jails on the host. Jail builds are in place and idempotent;
-they are not journaled: a failed apply leaves a jail that the next apply brings
-to its manifest. A jail's mounts exist only inside its master's namespace, so
+a rebuild is not journaled (a failed apply leaves a jail that the next apply
+brings to its manifest); a jail that did not exist before is, and rollback
+removes it. A jail's mounts exist only inside its master's namespace, so
 removing a jail never reaches tenant data."""
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ def build(model: Model, pool: str) -> None:
     invariants, and build."""
     state = jail_state(model, model.pool(pool), RealHostView(), {})
     build_jail(state.manifest, state.root)
+
+
+def exists(pool: str) -> bool:
+    return os.path.isdir(default_root(pool))
 
 
 def remove(pool: str) -> None:

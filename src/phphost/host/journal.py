@@ -14,7 +14,7 @@ from typing import Any
 
 from phphost import layout, safefs
 from phphost.errors import PhphostError
-from phphost.host import files
+from phphost.host import files, jails
 from phphost.host.runner import run
 
 Entry = dict[str, Any]
@@ -52,6 +52,14 @@ class Journal:
             st = os.stat(path)
             entry.update(backup=backup, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
         self.record(entry)
+
+    def record_modules(self, confdir: str = layout.APACHE_DIR) -> None:
+        """Before a2enmod/a2dismod: every link in mods-enabled (a2enmod also enables
+        what a module depends on, e.g. ssl brings socache_shmcb)."""
+        enabled = os.path.join(confdir, "mods-enabled")
+        links = {n: os.readlink(os.path.join(enabled, n)) for n in sorted(os.listdir(enabled))
+                 if os.path.islink(os.path.join(enabled, n))}
+        self.record({"k": "modset", "path": enabled, "links": links})
 
     def entries(self) -> list[Entry]:
         try:
@@ -112,6 +120,23 @@ def _undo_module(e: Entry) -> None:
         check=False)
 
 
+def _undo_modset(e: Entry) -> None:
+    """Make mods-enabled exactly the recorded set of links again."""
+    enabled, want = e["path"], e["links"]
+    for name in os.listdir(enabled):
+        path = os.path.join(enabled, name)
+        if os.path.islink(path) and want.get(name) != os.readlink(path):
+            os.unlink(path)
+    for name, target in want.items():
+        if not os.path.lexists(os.path.join(enabled, name)):
+            os.symlink(target, os.path.join(enabled, name))
+
+
+def _undo_jail(e: Entry) -> None:
+    """A jail this apply built from nothing (no master ever ran in it)."""
+    jails.remove(e["name"])
+
+
 def _undo_group(e: Entry) -> None:
     run(["groupdel", e["name"]], check=False)
 
@@ -154,6 +179,8 @@ def _unb64(text: str | None) -> bytes | None:
 _UNDO: dict[str, Callable[[Entry], None]] = {
     "path": _undo_path,
     "module": _undo_module,
+    "modset": _undo_modset,
+    "jail": _undo_jail,
     "group": _undo_group,
     "user": _undo_user,
     "usergroup": _undo_usergroup,

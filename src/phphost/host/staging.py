@@ -1,0 +1,136 @@
+"""Validate a plan's configuration before any of it goes live.
+
+The Apache tree is copied into a staging directory, the plan's file writes, removals,
+links and module changes are made there, and `apache2ctl -t` runs against the copy
+(Debian's apache2ctl takes APACHE_CONFDIR and passes `-d` to apache2). Each FPM pool
+config the plan writes is written to a temporary file and `php-fpm -t` runs on that. Only when
+everything passes does apply touch a live file, so a graceful reload from elsewhere
+(logrotate's postrotate, an admin) can never load a configuration nobody validated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+
+from phphost import layout
+from phphost.errors import ValidationFailed
+from phphost.host.runner import run
+from phphost.plan import actions as A
+
+_DEPENDS = re.compile(r"^#\s*Depends:\s*(.*)$", re.MULTILINE)
+
+
+def module_closure(available: str, module: str, seen: set[str] | None = None) -> list[str]:
+    """The module and what its .load file's `# Depends:` line names, recursively
+    (what a2enmod enables with it), dependencies first."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return []
+    seen.add(module)
+    try:
+        with open(os.path.join(available, f"{module}.load"), encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return [module]
+    deps = [d for m in _DEPENDS.findall(text) for d in m.replace(",", " ").split()]
+    out: list[str] = []
+    for dep in deps:
+        out += module_closure(available, dep, seen)
+    return [*out, module]
+
+
+def _link_module(confdir: str, module: str, enable: bool) -> None:
+    enabled, available = f"{confdir}/mods-enabled", f"{confdir}/mods-available"
+    names = module_closure(available, module) if enable else [module]
+    for name in names:
+        for ext in ("load", "conf"):
+            link = f"{enabled}/{name}.{ext}"
+            if enable and os.path.exists(f"{available}/{name}.{ext}") \
+                    and not os.path.lexists(link):
+                os.symlink(f"../mods-available/{name}.{ext}", link)
+            elif not enable and os.path.lexists(link):
+                os.unlink(link)
+
+
+def _staged(confdir: str, path: str) -> str:
+    return confdir + path[len(layout.APACHE_DIR):]
+
+
+def _stage_apache(confdir: str, actions: Sequence[A.Action]) -> None:
+    shutil.copytree(layout.APACHE_DIR, confdir, symlinks=True)
+    for a in actions:
+        if isinstance(a, A.WriteFile) and a.path.startswith(layout.APACHE_DIR + "/"):
+            with open(_staged(confdir, a.path), "w", encoding="utf-8") as fh:
+                fh.write(a.content)
+        elif isinstance(a, A.RemoveFile) and a.path.startswith(layout.APACHE_DIR + "/"):
+            if os.path.lexists(_staged(confdir, a.path)):
+                os.unlink(_staged(confdir, a.path))
+        elif isinstance(a, A.Symlink) and a.link.startswith(layout.APACHE_DIR + "/"):
+            link = _staged(confdir, a.link)
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(a.target, link)
+        elif isinstance(a, A.ApacheModule):
+            _link_module(confdir, a.module, a.enable)
+
+
+def _apache_test(confdir: str) -> None:
+    env = {**os.environ, "APACHE_CONFDIR": confdir}
+    proc = run(["apache2ctl", "-t"], check=False, env=env)
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip().replace(confdir, layout.APACHE_DIR)
+        raise ValidationFailed(
+            f"apache2ctl configtest rejected the configuration the plan would write:\n{err}\n"
+            "Nothing was changed. Fix the site's settings in the spec (TLS paths, names)")
+
+
+def _fpm_test(directory: str, action: A.WriteFile) -> None:
+    staged = os.path.join(directory, os.path.basename(action.path))
+    with open(staged, "w", encoding="utf-8") as fh:
+        fh.write(action.content)
+    proc = run([layout.FPM_BINARY, "-t", "--fpm-config", staged], check=False)
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip().replace(staged, action.path)
+        raise ValidationFailed(
+            f"php-fpm -t rejected {action.path}:\n{err}\n"
+            "Nothing was changed. Fix the pool's settings in the spec")
+
+
+def fpm_conf_writes(actions: Sequence[A.Action]) -> list[A.WriteFile]:
+    return [a for a in actions if isinstance(a, A.WriteFile)
+            and a.path.startswith(layout.FPM_CONF_DIR + "/") and a.path.endswith(".conf")]
+
+
+def _touches_apache(actions: Sequence[A.Action]) -> bool:
+    return any(
+        isinstance(a, A.ApacheModule)
+        or (isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path.startswith(layout.APACHE_DIR))
+        or (isinstance(a, A.Symlink) and a.link.startswith(layout.APACHE_DIR))
+        for a in actions)
+
+
+def validate_apache(actions: Sequence[A.Action]) -> None:
+    """Raise ValidationFailed when apache2 would reject the tree the plan makes.
+    Changes nothing outside a temporary directory."""
+    if not _touches_apache(actions):
+        return
+    os.makedirs(layout.RUN_DIR, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp:
+        _stage_apache(os.path.join(tmp, "apache2"), actions)
+        _apache_test(os.path.join(tmp, "apache2"))
+
+
+def validate_fpm(actions: Sequence[A.Action]) -> None:
+    """Raise ValidationFailed when php-fpm -t rejects a pool config the plan writes,
+    tested beside the live one (FPM checks users, the log dir and the chroot exist:
+    run this after identities and jails)."""
+    fpm = fpm_conf_writes(actions)
+    if not fpm:
+        return
+    with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp:
+        for a in fpm:
+            _fpm_test(tmp, a)
