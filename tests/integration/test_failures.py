@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from phphost import layout
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.conftest import DEMO
@@ -87,20 +88,39 @@ def sites_answer(model: Model) -> list[str]:
     return bad
 
 
+def _kill_mid_apply(spec: str, rng: random.Random) -> bool:
+    """Start an apply, SIGKILL it a random moment after its journal appeared; True
+    when the kill left the journal (it landed mid-apply)."""
+    journal = Path(layout.JOURNAL_DIR) / "entries.jsonl"
+    proc = subprocess.Popen([hostkit.PHPHOST, "apply", spec], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not journal.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.8))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return journal.exists()
+
+
 def test_apply_killed_at_random_points_leaves_host_serving(demo: Model, spec_dir: Path,
                                                            demo_text: str) -> None:
+    """12 applies SIGKILLed mid-way: every site answers after each kill, most kills
+    left a journal, and the next apply rolled that journal back before converging."""
     rng = random.Random(20261123)  # noqa: S311 (kill points, not secrets)
     pools = [p.name for p in demo.pools]
+    left = 0
     for run in range(12):
         pool = pools[run % len(pools)]
         text = hostkit.set_pool_key(demo_text, f"pools.{pool}", "max_requests", str(300 + run))
         spec = hostkit.write_spec(spec_dir, f"kill{run}.toml", text)
-        proc = subprocess.Popen([hostkit.PHPHOST, "apply", spec], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 1.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        landed = _kill_mid_apply(spec, rng)
         assert sites_answer(demo) == [], f"run {run}: sites down after SIGKILL"
+        if landed:
+            left += 1
+            again = phphost("apply", spec)
+            assert "Rolled back" in again.stdout, again.stdout
+    assert left >= 8, f"only {left} of 12 kills landed mid-apply"
     first = phphost("apply", str(DEMO))
     assert first.returncode == 0
     second = phphost("apply", str(DEMO))

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
@@ -24,6 +23,7 @@ import pytest
 
 from phphost import layout, safefs
 from phphost.spec.model import Model
+from phphost.verify.attacks_root import fingerprint
 from phphost.verify.catalog import select
 from phphost.verify.result import Verdict
 from phphost.verify.runner import run_attacks
@@ -37,18 +37,7 @@ SENSITIVE = ["/etc/shadow", "/etc/passwd", "/etc/group", "/etc/sudoers", "/etc/s
 
 
 def _fingerprint(path: str) -> str:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return "gone"
-    xattrs = sorted(os.listxattr(path, follow_symlinks=False))
-    if stat.S_ISREG(st.st_mode):
-        what = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    elif stat.S_ISDIR(st.st_mode):
-        what = "dir"
-    else:
-        what = "other"
-    return f"{st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):o} {xattrs} {what}"
+    return fingerprint(path, list_dirs=False)
 
 
 @pytest.fixture()

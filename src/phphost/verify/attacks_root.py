@@ -51,17 +51,24 @@ class Sentinels:
         return [self.file, self.dir, os.path.join(self.dir, "inside")]
 
     def snapshot(self) -> dict[str, str]:
-        return {p: _fingerprint(p) for p in self.paths()}
+        return {p: fingerprint(p) for p in self.paths()}
 
 
-def _fingerprint(path: str) -> str:
+def fingerprint(path: str, list_dirs: bool = True) -> str:
+    """Owner, mode, xattr names and content hash (or a directory's entries) of path,
+    never following a symlink; "gone" when missing."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return "gone"
     xattrs = sorted(os.listxattr(path, follow_symlinks=False))
-    what = "dir:" + ",".join(sorted(os.listdir(path))) if stat.S_ISDIR(st.st_mode) else (
-        hashlib.sha256(open(path, "rb").read()).hexdigest())   # noqa: SIM115 - root's own file
+    if stat.S_ISREG(st.st_mode):
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+            what = hashlib.sha256(fh.read()).hexdigest()
+    elif stat.S_ISDIR(st.st_mode):
+        what = "dir:" + ",".join(sorted(os.listdir(path))) if list_dirs else "dir"
+    else:
+        what = "other"
     return f"{st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o} {xattrs} {what}"
 
 
