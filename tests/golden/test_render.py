@@ -247,8 +247,34 @@ def test_allow_override() -> None:
     assert "AllowOverride AuthConfig Limit\n" in blog
     assert "AllowOverrideList ErrorDocument Redirect\n" in blog
     for name in ("site-acme.conf", "site-files.conf", "site-blog-static.conf"):
-        assert "AllowOverride None\n" in RENDERED[name]
-        assert "AllowOverrideList" not in RENDERED[name].split("</Directory>")[0]
+        section = _docroot_section(RENDERED[name])
+        assert "AllowOverride None\n" in section
+        assert "AllowOverrideList" not in section
+
+
+def _docroot_section(text: str) -> str:
+    """The body of the <Directory> section of the (first) DocumentRoot."""
+    root = re.search(r'DocumentRoot (".*?")', text)
+    assert root is not None
+    return text.split(f"<Directory {root.group(1)}>\n", 1)[1].split("</Directory>")[0]
+
+
+def test_no_symlink_is_followed_above_a_docroot() -> None:
+    """Apache checks a symlinked path component with the Options of its parent dir
+    (Debian's <Directory /> has FollowSymLinks): every dir from / to the docroot's
+    parent forbids following, the docroot keeps the owner-match rule inside."""
+    for name in ("site-acme.conf", "site-files.conf", "site-blog.conf"):
+        text = RENDERED[name]
+        root = re.search(r'DocumentRoot "(.*?)"', text)
+        assert root is not None
+        parts = root.group(1).strip("/").split("/")
+        above = ["/"] + ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
+        for directory in above:
+            body = text.split(f'<Directory "{directory}">\n', 1)[1].split("</Directory>")[0]
+            assert "Options -FollowSymLinks -SymLinksIfOwnerMatch\n" in body, (name, directory)
+            assert "AllowOverride None\n" in body
+        assert "Options -Indexes +SymLinksIfOwnerMatch\n" in _docroot_section(text)
+        assert "+FollowSymLinks" not in text
 
 
 def test_tls_site() -> None:

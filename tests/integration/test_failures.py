@@ -90,7 +90,7 @@ def sites_answer(model: Model) -> list[str]:
 
 def _kill_mid_apply(spec: str, rng: random.Random) -> bool:
     """Start an apply, SIGKILL it a random moment after its journal appeared; True
-    when the kill left the journal (it landed mid-apply)."""
+    when the kill left a journal with records in it (it landed mid-change)."""
     journal = Path(layout.JOURNAL_DIR) / "entries.jsonl"
     proc = subprocess.Popen([hostkit.PHPHOST, "apply", spec], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -100,7 +100,7 @@ def _kill_mid_apply(spec: str, rng: random.Random) -> bool:
     time.sleep(rng.uniform(0.0, 0.8))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return journal.exists()
+    return journal.exists() and journal.stat().st_size > 0
 
 
 def test_apply_killed_at_random_points_leaves_host_serving(demo: Model, spec_dir: Path,
@@ -120,7 +120,7 @@ def test_apply_killed_at_random_points_leaves_host_serving(demo: Model, spec_dir
             left += 1
             again = phphost("apply", spec)
             assert "Rolled back" in again.stdout, again.stdout
-    assert left >= 8, f"only {left} of 12 kills landed mid-apply"
+    assert left >= 6, f"only {left} of 12 kills landed mid-apply"
     first = phphost("apply", str(DEMO))
     assert first.returncode == 0
     second = phphost("apply", str(DEMO))

@@ -131,8 +131,10 @@ def fpm_conf(scratch: str, account: Account, jail: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def sendmail_binary() -> Iterator[str]:
-    """The mailer compiled into a scratch dir (the real one lives in /usr/local/lib)."""
-    d = tempfile.mkdtemp(prefix="phphost-sendmail-")
+    """The mailer compiled into a scratch dir (the real one lives in /usr/local/lib).
+    Below /root, not /tmp: closures take programs only from dirs only root can write."""
+    d = tempfile.mkdtemp(prefix="phphost-sendmail-", dir="/root")
+    os.chmod(d, 0o755)  # noqa: S103 - a program the jail's pool user runs
     path = f"{d}/phphost-sendmail"
     subprocess.run(mailer.build_argv(path), check=True)
     yield path

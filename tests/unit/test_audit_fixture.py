@@ -12,6 +12,7 @@ from phphost.audit import apacheconf, fpmconf
 from phphost.audit.facts import AuditFacts, FpmMaster, PathStat, TreeScan
 from phphost.audit.findings import Finding
 from phphost.audit.rules import RULES
+from phphost.facts.accounts import Account, AccountFacts
 from phphost.facts.parse import ProgramStatus
 from phphost.plan.desired import desired_state
 from phphost.render.apache import render_apache_global, render_site
@@ -92,7 +93,21 @@ def clean_facts(model: Model = MODEL) -> AuditFacts:
         supervisor_running=True,
         files={f.path: f.content for f in desired_state(model).files},
         today=TODAY,
+        accounts=clean_accounts(model),
+        writable={w: PathStat(w, "dir", 1000, 1000, model.tenant(p.tenant).user,
+                              model.tenant(p.tenant).group, 0o2770)
+                  for p in model.pools for w in p.writable},
     )
+
+
+def clean_accounts(model: Model) -> AccountFacts:
+    """Tenants as phphost creates them (ids from 1001), pool users as system users
+    (ids below 1000) whose only group is their tenant's."""
+    users = {t.user: Account(t.user, 1001 + i, (t.group,)) for i, t in enumerate(model.tenants)}
+    users |= {p.user: Account(p.user, 990 - i, (model.tenant(p.tenant).group,))
+              for i, p in enumerate(model.pools)}
+    groups = {t.group: Account(t.group, 1001 + i) for i, t in enumerate(model.tenants)}
+    return AccountFacts(users, groups)
 
 
 CLEAN = clean_facts()
@@ -131,4 +146,4 @@ def test_clean_host_has_no_findings() -> None:
 
 
 def test_every_rule_is_registered_once() -> None:
-    assert sorted(RULES) == [f"PHA{n:03d}" for n in range(1, 21)]
+    assert sorted(RULES) == [f"PHA{n:03d}" for n in range(1, 25)]

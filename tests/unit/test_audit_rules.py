@@ -12,6 +12,7 @@ from phphost import layout
 from phphost.audit.facts import AuditFacts, JailScan, PathStat
 from phphost.audit.findings import Finding
 from phphost.audit.rules import RULES
+from phphost.facts.accounts import Account, AccountFacts
 from phphost.facts.parse import ProgramStatus
 from phphost.render.apache import PHP_LIKE, PHP_LIKE_NOT_RUN
 from tests.unit.test_audit_fixture import (
@@ -470,3 +471,65 @@ def test_pha019_root_and_code_owner() -> None:
     text = "[r]\nuser = root\nlisten = /run/r.sock\n[o]\nuser = ncs\nlisten = /run/o.sock\n"
     found = run("PHA019", with_pool_file(EXTRA_POOL, text, DEBIAN_MASTER, running=True))
     assert severities(found) == ["critical", "medium"]
+
+
+# --- PHA021 adopted accounts / PHA022 foreign-owned writable dirs -------------------------
+
+
+def _with_accounts(**users: Account) -> AuditFacts:
+    accounts = AccountFacts({**CLEAN.accounts.users, **users}, CLEAN.accounts.groups)
+    return dataclasses.replace(CLEAN, accounts=accounts)
+
+
+def test_pha021_tenant_user_with_a_system_uid() -> None:
+    tenant = MODEL.tenants[0]
+    found = only(run("PHA021", _with_accounts(**{tenant.user: Account(tenant.user, 8,
+                                                                      (tenant.group,))})),
+                 "PHA021")
+    assert severities(found) == ["high"] and found[0].where == f"tenants.{tenant.name}"
+    assert "uid 8" in found[0].problem
+
+
+def test_pha021_tenant_group_that_is_privileged_is_critical() -> None:
+    tenant = MODEL.tenants[0]
+    groups = {**CLEAN.accounts.groups, tenant.group: Account(tenant.group, 110)}
+    model = dataclasses.replace(MODEL, tenants=(dataclasses.replace(tenant, group="ssl-cert"),
+                                                *MODEL.tenants[1:]))
+    groups["ssl-cert"] = Account("ssl-cert", 110)
+    facts = dataclasses.replace(CLEAN, accounts=AccountFacts(CLEAN.accounts.users, groups))
+    found = only(run("PHA021", facts, model), "PHA021")
+    assert severities(found) == ["critical"] and "ssl-cert" in found[0].problem
+
+
+def test_pha021_pool_user_in_a_privileged_group() -> None:
+    pool = MODEL.pools[0]
+    group = MODEL.tenant(pool.tenant).group
+    found = only(run("PHA021", _with_accounts(**{pool.user: Account(pool.user, 990,
+                                                                    (group, "docker"))})),
+                 "PHA021")
+    assert severities(found) == ["critical"] and found[0].where == f"pools.{pool.name}.user"
+
+
+def test_pha022_writable_dir_owned_by_another_user() -> None:
+    pool = next(p for p in MODEL.pools if p.writable)
+    path = pool.writable[0]
+    writable = {**CLEAN.writable, path: dataclasses.replace(CLEAN.writable[path],
+                                                            owner="mail", uid=8)}
+    found = only(run("PHA022", dataclasses.replace(CLEAN, writable=writable)), "PHA022")
+    assert severities(found) == ["high"] and found[0].where == f"pools.{pool.name}.writable[0]"
+    assert "'mail'" in found[0].problem
+
+
+def test_pha022_writable_path_that_is_a_symlink() -> None:
+    pool = next(p for p in MODEL.pools if p.writable)
+    path = pool.writable[0]
+    writable = {**CLEAN.writable, path: dataclasses.replace(CLEAN.writable[path], kind="link")}
+    assert "is a link" in run("PHA022", dataclasses.replace(CLEAN, writable=writable))[0].problem
+
+
+def test_pha022_pool_user_may_own_its_writable_dir() -> None:
+    pool = next(p for p in MODEL.pools if p.writable)
+    path = pool.writable[0]
+    writable = {**CLEAN.writable, path: dataclasses.replace(CLEAN.writable[path],
+                                                            owner=pool.user)}
+    assert run("PHA022", dataclasses.replace(CLEAN, writable=writable)) == []

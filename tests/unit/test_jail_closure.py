@@ -5,6 +5,7 @@ import pytest
 from phphost.errors import PlanError
 from phphost.jail.closure import (
     Closure,
+    UntrustedProgram,
     env_target,
     parse_ldd,
     parse_shebang,
@@ -141,3 +142,56 @@ def test_tree_keeps_symlinks() -> None:
     assert c.needs["/usr/share/zoneinfo/Cuba"].link == "America/Havana"
     assert c.needs["/usr/share/zoneinfo/Europe"].kind == "dir"
     assert c.needs["/usr/share/zoneinfo/Europe/Paris"].kind == "file"
+
+
+def test_shebang_naming_a_secret_in_a_tenant_script_is_never_read() -> None:
+    """A tenant writes `#!/etc/shadow` into a script the spec lists: root must not
+    read the line (else /etc/shadow lands in the jail)."""
+    h = debian_host()
+    h.add_exec("/srv/www/ncs/bin/tool", b"#!/etc/shadow\n")
+    h.files["/etc/shadow"] = b"root:$6$secret:::\n"
+    c = Closure(h)
+    with pytest.raises(UntrustedProgram, match="/srv/www is owned by uid 1001"):
+        c.add_program("/srv/www/ncs/bin/tool")
+    assert h.head_calls == [] and h.ldd_calls == []
+    assert "/etc/shadow" not in c.needs
+
+
+def test_roots_symlink_into_a_tenant_tree_is_not_trusted() -> None:
+    h = debian_host()
+    h.links["/usr/local/bin/tool"] = "/srv/www/ncs/bin/tool"
+    h.add_exec("/srv/www/ncs/bin/tool", ELF + b"x", LDD_DASH)
+    with pytest.raises(UntrustedProgram, match="/srv/www"):
+        Closure(h).add_program("/usr/local/bin/tool")
+    assert h.ldd_calls == []
+
+
+def test_tenant_symlink_to_a_root_file_is_not_followed() -> None:
+    """A tenant's `tool -> /etc/shadow`: the link is foreign, so nothing is copied."""
+    h = debian_host()
+    h.links["/srv/www/ncs/bin/tool"] = "/etc/shadow"
+    h.files["/etc/shadow"] = b"root:$6$secret:::\n"
+    c = Closure(h)
+    with pytest.raises(UntrustedProgram):
+        c.add_program("/srv/www/ncs/bin/tool")
+    assert "/etc/shadow" not in c.needs
+
+
+def test_interpreter_of_a_root_script_in_a_tenant_dir_is_refused() -> None:
+    h = debian_host()
+    h.add_exec("/usr/local/bin/tool", b"#!/srv/www/ncs/bin/interp\n")
+    h.add_exec("/srv/www/ncs/bin/interp", ELF + b"i", LDD_DASH)
+    with pytest.raises(UntrustedProgram, match="/srv/www/ncs/bin/interp"):
+        Closure(h).add_program("/usr/local/bin/tool")
+    assert "/srv/www/ncs/bin/interp" not in h.head_calls + h.ldd_calls
+
+
+def test_library_in_a_tenant_dir_is_refused() -> None:
+    h = debian_host()
+    h.add_exec("/usr/local/bin/tool", ELF + b"t",
+               "\tlibx.so => /srv/www/ncs/lib/libx.so (0x1)\n")
+    h.files["/srv/www/ncs/lib/libx.so"] = ELF + b"x"
+    c = Closure(h)
+    with pytest.raises(UntrustedProgram, match=r"/srv/www/ncs/lib/libx\.so"):
+        c.add_program("/usr/local/bin/tool")
+    assert "/srv/www/ncs/lib/libx.so" not in c.needs

@@ -8,7 +8,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from phphost.jail import mailer
-from phphost.jail.closure import HostKind
+from phphost.jail.closure import HostKind, resolve_chain
 from phphost.spec.model import JailSpec, Mount, Pool, PoolSettings, Tenant
 
 LDD_DASH = """\
@@ -50,6 +50,10 @@ class FakeHost:
     passwd: dict[str, str] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
     ldd_calls: list[str] = field(default_factory=list)
+    head_calls: list[str] = field(default_factory=list)
+    # paths (files, links, dirs) not root's or writable by others: nothing below a
+    # foreign directory is trusted either
+    foreign: set[str] = field(default_factory=lambda: {"/srv/www", "/tmp"})
 
     def _dirs(self) -> set[str]:
         out = {"/"}
@@ -77,11 +81,20 @@ class FakeHost:
         return tuple(sorted(names))
 
     def head(self, path: str) -> bytes:
+        self.head_calls.append(path)
         return self.files[path][:256]
 
     def ldd(self, path: str) -> str:
         self.ldd_calls.append(path)
         return self.ldd_out.get(path, LDD_SCRIPT)
+
+    def untrusted(self, path: str) -> str | None:
+        chain = resolve_chain(path, self.readlink)
+        for where in [*(link for link, _ in chain.links), chain.real]:
+            for p in [where, *_parents(where)]:
+                if p in self.foreign:
+                    return f"{p} is owned by uid 1001, not root"
+        return None
 
     def digest(self, path: str) -> str:
         return hashlib.sha256(self.files[path]).hexdigest()
@@ -103,6 +116,14 @@ class FakeHost:
         self.execs.add(path)
         if ldd is not None:
             self.ldd_out[path] = ldd
+
+
+def _parents(path: str) -> list[str]:
+    out = []
+    while path != "/":
+        path = posixpath.dirname(path)
+        out.append(path)
+    return out
 
 
 def debian_host() -> FakeHost:
@@ -151,8 +172,9 @@ OTHER = Tenant("other", "other", "other", "/srv/www/other")
 
 def pool(features: tuple[str, ...] = ("base",), programs: tuple[str, ...] = (),
          mounts: tuple[Mount, ...] = (), writable: tuple[str, ...] = ("/srv/www/ncs/data",),
-         smtp: str = "127.0.0.1:25") -> Pool:
+         smtp: str = "127.0.0.1:25",
+         interpreters: tuple[tuple[str, str], ...] = ()) -> Pool:
     return Pool("blog", "ncs", "php-blog", "/run/phphost/blog.sock", PoolSettings(),
                 writable=writable,
                 jail=JailSpec(True, ("base", *[f for f in features if f != "base"]), programs,
-                              mounts, smtp))
+                              mounts, smtp, interpreters))

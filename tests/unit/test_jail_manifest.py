@@ -142,12 +142,45 @@ def test_mounts() -> None:
     assert entry(m, "/srv/www").kind == "dir"
 
 
-def test_program_in_the_tenant_home_is_seen_through_the_mount() -> None:
+def test_program_in_the_tenant_home_is_refused_without_an_interpreter() -> None:
     h = debian_host()
     h.add_exec("/srv/www/ncs/wiki/texvc", ELF + b"texvc", LDD_DASH)
-    m = build_manifest(pool(programs=("/srv/www/ncs/wiki/texvc",)), TENANT, h)
-    assert "/srv/www/ncs/wiki/texvc" not in m.by_path()
-    assert entry(m, f"{LIB}/libc.so.6").why == "base, program /srv/www/ncs/wiki/texvc"
+    with pytest.raises(PlanError, match=r"pools\.blog\.jail\.programs\[0\] = "
+                       r"'/srv/www/ncs/wiki/texvc': .*/srv/www is owned by uid 1001.*"
+                       r"interpreter = \"/usr/bin/php\""):
+        build_manifest(pool(programs=("/srv/www/ncs/wiki/texvc",)), TENANT, h)
+    assert h.ldd_calls.count("/srv/www/ncs/wiki/texvc") == 0
+    assert "/srv/www/ncs/wiki/texvc" not in h.head_calls
+
+
+def test_tenant_script_with_a_declared_interpreter_is_seen_through_the_mount() -> None:
+    h = debian_host()
+    h.add_exec("/srv/www/ncs/bin/tool", b"#!/etc/shadow\n")
+    h.files["/etc/shadow"] = b"root:$6$secret:::\n"
+    m = build_manifest(pool(programs=("/srv/www/ncs/bin/tool",),
+                            interpreters=(("/srv/www/ncs/bin/tool", "/bin/dash"),)), TENANT, h)
+    assert "/srv/www/ncs/bin/tool" not in m.by_path()
+    assert "/etc/shadow" not in m.by_path()
+    assert "/srv/www/ncs/bin/tool" not in h.head_calls + h.ldd_calls
+    assert "program /srv/www/ncs/bin/tool" in entry(m, "/usr/bin/dash").why
+
+
+def test_declared_interpreter_must_be_roots() -> None:
+    h = debian_host()
+    h.add_exec("/srv/www/ncs/bin/tool", b"#!/bin/sh\n")
+    h.add_exec("/srv/www/ncs/bin/php", ELF + b"php", LDD_DASH)
+    with pytest.raises(PlanError, match=r"programs\[0\].*srv/www/ncs/bin/php.*root-owned"):
+        build_manifest(pool(programs=("/srv/www/ncs/bin/tool",),
+                            interpreters=(("/srv/www/ncs/bin/tool", "/srv/www/ncs/bin/php"),)),
+                       TENANT, h)
+
+
+def test_untrusted_program_outside_any_mount_is_refused_even_with_an_interpreter() -> None:
+    h = debian_host()
+    h.add_exec("/tmp/tool", b"#!/bin/sh\n")
+    with pytest.raises(PlanError, match=r"/tmp/tool: /tmp is owned.*same-path mount"):
+        build_manifest(pool(programs=("/tmp/tool",), interpreters=(("/tmp/tool", "/bin/dash"),)),
+                       TENANT, h)
 
 
 @pytest.mark.parametrize(("target", "error"), [

@@ -20,6 +20,7 @@ from phphost.audit import apacheconf, fpmconf
 from phphost.audit.apacheconf import Directive
 from phphost.audit.fpmconf import FpmPool
 from phphost.errors import HostError
+from phphost.facts.accounts import AccountFacts, read_model_accounts
 from phphost.facts.gather import read_programs
 from phphost.facts.parse import ProgramStatus
 from phphost.host.files import read_text
@@ -90,6 +91,10 @@ class AuditFacts:
     supervisor_running: bool = False
     files: dict[str, str | None] = field(default_factory=dict)  # phphost's files
     today: date = field(default_factory=date.today)
+    accounts: AccountFacts = field(default_factory=AccountFacts)  # the spec's users/groups
+    writable: dict[str, PathStat] = field(default_factory=dict)   # pools' writable dirs
+    # every dir from / down to each tenant home, docroot and writable dir (lstat)
+    walk: dict[str, PathStat] = field(default_factory=dict)
 
 
 def gather(model: Model) -> AuditFacts:
@@ -106,6 +111,9 @@ def gather(model: Model) -> AuditFacts:
         php_versions={b: first_line([b, "-v"]) for b in sorted(glob.glob("/usr/sbin/php-fpm*"))},
         programs=programs, supervisor_running=sup_running,
         files={f.path: read_text(f.path) for f in desired_state(model).files},
+        accounts=read_model_accounts(model),
+        writable={w: path_stat(w) for p in model.pools for w in p.writable},
+        walk=walk_stats(model),
     )
 
 
@@ -140,6 +148,18 @@ def parents(path: str) -> list[str]:
     """'/', '/a', '/a/b' for '/a/b'."""
     parts = [p for p in path.split("/") if p]
     return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def walk_paths(model: Model) -> list[str]:
+    """Pure: every dir from / down to each tenant home, site docroot and writable dir."""
+    ends = {t.home for t in model.tenants} | {w for p in model.pools for w in p.writable}
+    ends |= {s.docroot for s in model.sites if s.docroot is not None}
+    return sorted({q for end in ends for q in parents(end)})
+
+
+def walk_stats(model: Model) -> dict[str, PathStat]:
+    """lstat of walk_paths: a symlink anywhere on the way shows as kind "link"."""
+    return {p: path_stat(p) for p in walk_paths(model)}
 
 
 def read_socket_paths(pools: list[FpmPool], model: Model) -> dict[str, PathStat]:

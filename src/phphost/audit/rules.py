@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from phphost.audit import rules_apache, rules_capacity, rules_fpm, rules_fs, versions
+from phphost.audit import (
+    rules_accounts,
+    rules_apache,
+    rules_capacity,
+    rules_fpm,
+    rules_fs,
+    versions,
+)
 from phphost.audit.facts import AuditFacts
 from phphost.audit.findings import Finding, sort_findings
 from phphost.spec.model import Model
@@ -93,6 +100,10 @@ RULES: dict[str, Rule] = {
     "PHA018": rules_fpm.supervision,
     "PHA019": rules_fpm.pool_identity,
     "PHA020": rules_apache.php_source_names,
+    "PHA021": rules_accounts.adopted_accounts,
+    "PHA022": rules_accounts.foreign_writable_dirs,
+    "PHA023": rules_apache.htaccess_file_reads,
+    "PHA024": rules_fs.symlinked_paths,
 }
 
 

@@ -9,6 +9,7 @@ import re
 
 from phphost import layout
 from phphost.audit import apacheconf as ac
+from phphost.audit import versions
 from phphost.audit.apacheconf import Directive, Section
 from phphost.audit.facts import AuditFacts
 from phphost.audit.findings import Finding
@@ -272,4 +273,64 @@ def _proxy_directives(directives: list[Directive]) -> list[tuple[Directive, str]
         text = " ".join(d.args).lower()
         if "fcgi://" in text and (d.name != "rewriterule" or "[p" in text or "h=proxy" in text):
             out.append((d, text))
+    return out
+
+
+# --- PHA023 -------------------------------------------------------------------------------
+
+# Apache releases that refuse file-reading expressions (file(), filesize(), %{file:}) in
+# .htaccess, per advisory (the vendor's changelog): before them an .htaccess author
+# reads any file the web server can (every tenant's docroot, PHP source included).
+HTACCESS_FILE_READS: tuple[tuple[versions.Version, str, str], ...] = (
+    ((2, 4, 67), "CVE-2026-24072", "mod_rewrite and other modules: ap_expr file reads"),
+    ((2, 4, 68), "CVE-2026-44119", "expressions in .htaccess in multiple modules"),
+    ((2, 4, 69), "CVE-2026-59797", "SSLRequire with file-related expressions"),
+)
+
+
+def _htaccess_sections(directives: list[Directive], docroot: str) -> list[Directive]:
+    """AllowOverride / AllowOverrideList directives that make httpd read .htaccess
+    files in the docroot or below (the effective one above it, any inside it)."""
+    out: list[Directive] = []
+    for name in ("allowoverride", "allowoverridelist"):
+        relevant = [d for d in _override_directives(directives, name)
+                    if _applies(d, docroot, directives)]
+        above = [d for d in relevant if ac.path_covers(_dir(d), docroot)]
+        below = [d for d in relevant if is_inside(_dir(d), docroot) and _dir(d) != docroot]
+        out += [d for d in [_effective(above), *below]
+                if d is not None and [a.lower() for a in d.args] != ["none"]]
+    return out
+
+
+def _reaches_sslrequire(sections: list[Directive]) -> bool:
+    return any(a.lower() in ("all", "authconfig") if d.name == "allowoverride"
+               else a.lower() == "sslrequire" for d in sections for a in d.args)
+
+
+def htaccess_file_reads(model: Model, facts: AuditFacts) -> list[Finding]:
+    """PHA023: an Apache older than the fixes that refuse file(), filesize() and
+    %{file:...} in .htaccess expressions, on a host where a tenant docroot reads
+    .htaccess files: its author reads any file www-data can, other tenants' PHP source
+    included."""
+    version = versions.parse_version(facts.apache_version)
+    if version is None:
+        return []       # PHA014 says the version cannot be read
+    directives = _d(facts)
+    ssl = "ssl_module" in facts.apache_modules
+    out = []
+    for site, docroot in _docroots(model):
+        sections = _htaccess_sections(directives, docroot)
+        if not sections:
+            continue
+        open_to = [(ids, what) for fixed, ids, what in HTACCESS_FILE_READS if version < fixed
+                   and (ids != "CVE-2026-59797" or (ssl and _reaches_sslrequire(sections)))]
+        if open_to:
+            out.append(Finding(
+                "PHA023", "high", sections[0].where,
+                f"Apache {versions.show(version)} lets .htaccess expressions read files as "
+                f"{layout.WEB_USER} ({'; '.join(f'{i}: {w}' for i, w in open_to)}), and "
+                f"site {site.name} reads .htaccess in {docroot}: its tenant can read every "
+                "other tenant's docroot, PHP source included",
+                "upgrade Apache (>= 2.4.69), or AllowOverride None for the site "
+                "(spec: sites.NAME.allow_override = [])"))
     return out

@@ -133,3 +133,39 @@ def rendered_drift(model: Model, facts: AuditFacts) -> list[Finding]:
                                "put the change in the spec and run `phphost apply`, or "
                                "`phphost apply` to restore it"))
     return out
+
+
+# --- PHA024 -------------------------------------------------------------------------------
+
+
+def _ends(model: Model) -> list[tuple[str, str]]:
+    """(what, path) of every path phphost manages that Apache or PHP walks."""
+    out = [(f"tenants.{t.name}.home", t.home) for t in model.tenants]
+    out += [(f"sites.{s.name}.docroot", s.docroot) for s in model.sites if s.docroot]
+    out += [(f"pools.{p.name}.writable", w) for p in model.pools for w in p.writable]
+    return out
+
+
+def symlinked_paths(model: Model, facts: AuditFacts) -> list[Finding]:
+    """PHA024: no symlink at or above a tenant home, docroot or writable dir (its real
+    path differs from the declared one). A tenant who swaps its docroot or a dir above
+    it for a symlink points its site at another tenant's tree; phphost's Apache config
+    refuses to follow such links, so the site answers 403 instead."""
+    homes = [t.home for t in model.tenants]
+    hits: dict[str, list[str]] = {}
+    for what, end in _ends(model):
+        for path in [p for p in facts.walk if is_inside(end, p)]:
+            if facts.walk[path].kind == "link":
+                hits.setdefault(path, []).append(what)
+    out = []
+    for path, whats in sorted(hits.items()):
+        st = facts.walk[path]
+        tenant_made = any(is_inside(path, h) for h in homes)
+        out.append(Finding(
+            "PHA024", "high" if tenant_made else "medium", path,
+            f"{path} is a symlink (owner {st.owner}) on the way to {', '.join(sorted(whats))}"
+            + (": at or in a tenant home, it can point a site at another tenant's tree"
+               if tenant_made else ": above the tenant homes"),
+            "replace it by the real directory (or declare the real path in the spec); "
+            "Apache refuses to follow symlinks above a docroot, so the site answers 403"))
+    return out

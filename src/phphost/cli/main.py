@@ -18,11 +18,13 @@ from phphost.cli.jail import add_jail_parser, cmd_jail
 from phphost.cli.output import Progress, plan_json, print_plan
 from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError
+from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import read_state
 from phphost.host.apply import execute, recover
 from phphost.plan import actions as A
+from phphost.plan.accounts import check_accounts
 from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan
 from phphost.plan.planner import make_plan
@@ -70,9 +72,10 @@ def _lock() -> Iterator[None]:
 
 def _plan(model: Model) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
+    state = read_state()
+    check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model)
     desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
-    state = read_state()
     return make_plan(desired, gather(desired, state), state, jails)
 
 
@@ -148,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phphost: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:   # a bug: say so in one line, never a traceback
+        print(f"phphost: internal error: {type(err).__name__}: {err} (set PHPHOST_DEBUG=1 "
+              "for the traceback; please report it)", file=sys.stderr)
+        if os.environ.get("PHPHOST_DEBUG"):
+            raise
+        return 1
 
 
 if __name__ == "__main__":

@@ -74,10 +74,11 @@ def build_request(params: Mapping[str, str], stdin: bytes = b"") -> bytes:
 class _Collector:
     """Folds records of our request into a response; done once END_REQUEST arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.stdout = bytearray()
         self.stderr = bytearray()
         self.end: p.EndRequest | None = None
+        self.limit = limit
 
     def add(self, record: p.Record) -> None:
         if record.request_id != REQUEST_ID:
@@ -86,6 +87,8 @@ class _Collector:
             self.stdout += record.content
         elif record.type == p.STDERR:
             self.stderr += record.content
+        if self.limit is not None and len(self.stdout) + len(self.stderr) > self.limit:
+            raise p.ProtocolError(f"the answer is larger than {self.limit} bytes")
         elif record.type == p.END_REQUEST:
             self.end = p.decode_end_request(record.content)
 
@@ -99,9 +102,10 @@ class _Collector:
         )
 
 
-def _read_response(sock: socket.socket, deadline: float) -> FcgiResponse:
+def _read_response(sock: socket.socket, deadline: float,
+                   limit: int | None = None) -> FcgiResponse:
     reader = p.RecordReader()
-    collector = _Collector()
+    collector = _Collector(limit)
     while collector.end is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -121,8 +125,11 @@ def fcgi_request(
     params: Mapping[str, str],
     stdin: bytes = b"",
     timeout: float = 5.0,
+    limit: int | None = None,
 ) -> FcgiResponse:
-    """Send one request to the FastCGI server at `socket_path` and read its whole answer."""
+    """Send one request to the FastCGI server at `socket_path` and read its whole answer.
+    `limit`: the most stdout + stderr bytes accepted (a ProtocolError past it), for
+    answers from a pool that may be hostile."""
     deadline = time.monotonic() + timeout
     payload = build_request(params, stdin)
     try:
@@ -130,7 +137,7 @@ def fcgi_request(
             sock.settimeout(timeout)
             sock.connect(socket_path)
             sock.sendall(payload)
-            return _read_response(sock, deadline)
+            return _read_response(sock, deadline, limit)
     except TimeoutError as err:
         raise FastCGIError(
             f"FastCGI request to {socket_path} timed out after {timeout:g}s: "

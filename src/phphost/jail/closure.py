@@ -40,6 +40,13 @@ class HostView(Protocol):
     def ldd(self, path: str) -> str:
         """What `ldd path` printed (stdout and stderr)."""
 
+    def untrusted(self, path: str) -> str | None:
+        """None when path resolves to a regular file owned by root and writable by
+        no one else, every directory on the way is root's and not group/world-writable,
+        and every symlink followed is root's: then no one but root can change what
+        root reads there. Otherwise the first thing that is not, e.g.
+        "/srv/www/ncs/bin is owned by uid 1001"."""
+
     def digest(self, path: str) -> str:
         """sha256 hex of a regular file's content."""
 
@@ -153,6 +160,17 @@ def resolve_chain(path: str, readlink: Callable[[str], str | None]) -> Chain:
 # ---------------------------------------------------------------- the closure walk
 
 
+class UntrustedProgram(PlanError):
+    """A program (or a library it links) lies where someone other than root can
+    change it: phphost will not read its `#!` line or run `ldd` on it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}; phphost reads #! lines and runs ldd only on "
+                         "files that root owns in directories only root can write")
+
+
 @dataclass(frozen=True)
 class Need:
     """One host path the jail needs, as a file, symlink or directory."""
@@ -193,7 +211,9 @@ class Closure:
 
     def add_program(self, path: str, depth: int = 0) -> None:
         """Add an executable with its `#!` interpreters (followed through wrapper
-        chains) and the shared libraries `ldd` lists."""
+        chains) and the shared libraries `ldd` lists. Only root's files are read:
+        anything else raises UntrustedProgram before a byte of it is looked at."""
+        self._trust(path)
         real = self.add_path(path)
         if real in self._done:
             return
@@ -206,7 +226,26 @@ class Closure:
             self._add_interpreter(path, shebang, depth)
         elif head.startswith(b"\x7fELF"):
             for lib in parse_ldd(self.host.ldd(real), real):
+                self._trust(lib)
                 self.add_path(lib)
+
+    def add_interpreted(self, path: str, interpreter: str) -> None:
+        """A program the spec declares with its interpreter: the interpreter's closure
+        comes in; the program itself is never read. When it is not root's it must be
+        seen through a same-path mount (the tenant home), as nothing of it is copied."""
+        self.add_program(interpreter)
+        if self.host.untrusted(path) is None:
+            self.add_program(path)
+            return
+        if not self.skip(posixpath.normpath(path)):
+            raise UntrustedProgram(path, f"{self.host.untrusted(path)}, and it does not lie "
+                                   "in the tenant home or a same-path mount, so the jail "
+                                   "would need a copy of it")
+
+    def _trust(self, path: str) -> None:
+        problem = self.host.untrusted(path)
+        if problem is not None:
+            raise UntrustedProgram(path, problem)
 
     def _add_interpreter(self, path: str, shebang: tuple[str, str | None], depth: int) -> None:
         if depth >= MAX_SHEBANG_DEPTH:

@@ -14,7 +14,14 @@ from collections.abc import Callable
 
 from phphost.errors import PlanError
 from phphost.jail import mailer
-from phphost.jail.closure import Closure, HostView, first_existing, parse_ldd, resolve_chain
+from phphost.jail.closure import (
+    Closure,
+    HostView,
+    UntrustedProgram,
+    first_existing,
+    parse_ldd,
+    resolve_chain,
+)
 from phphost.jail.manifest import (
     ALLOWED_DEVICES,
     DEVICE_MODE,
@@ -268,8 +275,32 @@ def add_mounts(ctx: Context) -> None:
 
 
 def add_programs(ctx: Context) -> None:
-    for program in ctx.pool.jail.programs:
-        ctx.add_programs(f"program {program}", program)
+    """`jail.programs`: each with its closure. A program someone other than root can
+    change is refused (its `#!` line and `ldd` would let its owner make root copy
+    any file into the jail), unless the spec declares its interpreter."""
+    interpreters = dict(ctx.pool.jail.interpreters)
+    for i, program in enumerate(ctx.pool.jail.programs):
+        closure = ctx.closure()
+        try:
+            if program in interpreters:
+                closure.add_interpreted(program, interpreters[program])
+            else:
+                closure.add_program(program)
+        except UntrustedProgram as err:
+            raise PlanError(_untrusted_message(ctx, i, program, err)) from err
+        ctx.out.put_closure(closure, f"program {program}")
+
+
+def _untrusted_message(ctx: Context, index: int, program: str, err: UntrustedProgram) -> str:
+    key = f"pools.{ctx.pool.name}.jail.programs[{index}]"
+    if program in dict(ctx.pool.jail.interpreters):
+        fix = ("make the interpreter a root-owned program (e.g. /usr/bin/php), and keep the "
+               "program in the tenant home or a same-path mount")
+    else:
+        fix = ("install it root-owned outside any tenant's reach (e.g. /usr/local/bin), or "
+               f'declare its interpreter: {{ path = "{program}", interpreter = '
+               '"/usr/bin/php" } (the program must then lie in the tenant home)')
+    return f"{key} = {program!r}: {err}. {fix[0].upper()}{fix[1:]}"
 
 
 def build(pool: Pool, tenant: Tenant, host: HostView, sendmail: str | None = None) -> Manifest:

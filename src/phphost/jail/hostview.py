@@ -7,10 +7,12 @@ import hashlib
 import os
 import socket
 import stat
+from collections.abc import Callable
 
-from phphost.errors import FactError
+from phphost import safefs
+from phphost.errors import FactError, PlanError
 from phphost.host.runner import run
-from phphost.jail.closure import HostKind
+from phphost.jail.closure import HostKind, UntrustedProgram, resolve_chain
 
 LDD = "/usr/bin/ldd"
 
@@ -27,6 +29,7 @@ class RealHostView:
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._ldd: dict[str, str] = {}
         self._digests: dict[str, str] = {}
+        self._trust: dict[str, str | None] = {}
 
     def kind(self, path: str) -> HostKind | None:
         if path not in self._kinds:
@@ -44,14 +47,36 @@ class RealHostView:
         return self._dirs[path]
 
     def head(self, path: str) -> bytes:
-        with open(path, "rb") as fh:
+        """The first bytes of a trusted file, read from a descriptor opened without
+        following symlinks (UntrustedProgram for anything else)."""
+        real = self._trusted_real(path)
+        with safefs.parent(real) as (pfd, name, _trusted):
+            fd = os.open(name, safefs.FILE_FLAGS, dir_fd=pfd)
+        with os.fdopen(fd, "rb") as fh:
+            problem = _file_problem(real, os.fstat(fh.fileno()))
+            if problem is not None:
+                raise UntrustedProgram(path, problem)
             return fh.read(256)
 
     def ldd(self, path: str) -> str:
-        if path not in self._ldd:
-            proc = run([LDD, path], check=False, timeout=30)
-            self._ldd[path] = proc.stdout + proc.stderr
-        return self._ldd[path]
+        """`ldd` runs the dynamic loader on the file: only ever on a trusted one
+        (nobody but root can swap it between the check and the run)."""
+        real = self._trusted_real(path)
+        if real not in self._ldd:
+            proc = run([LDD, "--", real], check=False, timeout=30)
+            self._ldd[real] = proc.stdout + proc.stderr
+        return self._ldd[real]
+
+    def untrusted(self, path: str) -> str | None:
+        if path not in self._trust:
+            self._trust[path] = _untrusted(path, self.readlink)
+        return self._trust[path]
+
+    def _trusted_real(self, path: str) -> str:
+        problem = self.untrusted(path)
+        if problem is not None:
+            raise UntrustedProgram(path, problem)
+        return resolve_chain(path, self.readlink).real
 
     def digest(self, path: str) -> str:
         if path not in self._digests:
@@ -81,6 +106,63 @@ def _kind(path: str) -> HostKind | None:
     if stat.S_ISDIR(st.st_mode):
         return "dir"
     return "file" if stat.S_ISREG(st.st_mode) else "other"
+
+
+def _untrusted(path: str, readlink: Callable[[str], str | None]) -> str | None:
+    """Why root should not read path (None: it may). Every symlink on the way and
+    the file itself are checked by descriptor walks from / (safefs: O_NOFOLLOW, a
+    symlink is followed only when root owns it and its directory is trusted)."""
+    try:
+        chain = resolve_chain(path, readlink)
+        for link, _target in chain.links:
+            problem = _check_at(link, want_link=True)
+            if problem is not None:
+                return problem
+        return _check_at(chain.real, want_link=False)
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except (safefs.UnsafePath, PlanError) as err:
+        return str(err).split(". ", 1)[0]
+    except OSError as err:
+        return f"cannot inspect {path}: {err.strerror or err}"
+
+
+def _check_at(path: str, *, want_link: bool) -> str | None:
+    with safefs.parent(path) as (pfd, name, trusted):
+        if not trusted:
+            return (f"a directory above {path} is not root's or is group/world-writable "
+                    f"({_first_untrusted_dir(path)})")
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    if want_link:
+        if st.st_uid != 0:
+            return f"the symlink {path} is owned by uid {st.st_uid}, not root"
+        return None
+    return _file_problem(path, st)
+
+
+def _file_problem(path: str, st: os.stat_result) -> str | None:
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st.st_uid != 0:
+        return f"{path} is owned by uid {st.st_uid}, not root"
+    if st.st_mode & 0o022:
+        return f"{path} is group/world-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _first_untrusted_dir(path: str) -> str:
+    """For the message: the first directory on path that root does not solely control."""
+    done = "/"
+    for part in [p for p in path.split("/") if p][:-1]:
+        done = os.path.join(done, part)
+        try:
+            st = os.lstat(done)
+        except OSError:
+            break
+        if not safefs.trusted(st):
+            return (f"{done} is owned by uid {st.st_uid}, mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}")
+    return "changed while phphost looked"
 
 
 def _readlink(path: str) -> str | None:

@@ -4,7 +4,8 @@ site (sites-available/phphost-SITE.conf). Pure.
 Hard rules (DESIGN.md, Apache): PHP runs only through
 `<FilesMatch "\\.php$">` + `<If "-f %{REQUEST_FILENAME}">` + `SetHandler "proxy:unix:..."`,
 nothing is ever wrapped in <IfModule> (a missing module must fail closed, never serve
-source), no AddHandler, no connection reuse to FPM, AllowOverride None by default."""
+source), no AddHandler, no connection reuse to FPM, AllowOverride None by default, no
+symlink followed at or above a docroot (owner-match symlinks only inside it)."""
 
 from __future__ import annotations
 
@@ -224,6 +225,7 @@ def _content_lines(site: Site, model: Model) -> list[str]:
     docroot = _path(site.docroot, f"site {site.name}: docroot")
     lines = [
         f"DocumentRoot {docroot}",
+        *_above_docroot_lines(site),
         *_block(f"<Directory {docroot}>", _docroot_lines(site), "</Directory>"),
         "DirectoryIndex index.php index.html" if site.php else "DirectoryIndex index.html",
     ]
@@ -236,6 +238,33 @@ def _content_lines(site: Site, model: Model) -> list[str]:
     lines += _handler_lines(site, model)
     lines += _deny(PHP_LIKE_NOT_RUN)
     lines += _jail_env_lines(site, model)
+    return lines
+
+
+# Above a docroot (from / through the tenant home to the docroot's parent) no symlink
+# is followed. Apache checks a symlinked path component against the Options of the
+# directory that contains it, and Debian's <Directory /> has FollowSymLinks: without
+# these sections a tenant could replace its docroot (or a dir above it) by a symlink
+# into another tenant's tree and Apache would serve that tree as its own.
+NO_SYMLINKS = "Options -FollowSymLinks -SymLinksIfOwnerMatch"
+
+
+def ancestors(path: str) -> list[str]:
+    """Pure: every directory above `path`, from "/" down: "/", "/a", "/a/b" for "/a/b/c"."""
+    parts = [p for p in path.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _above_docroot_lines(site: Site) -> list[str]:
+    """One <Directory> per directory above the docroot: no symlinks followed into the
+    next component, no .htaccess read there (the tenant home and the dirs leading to
+    the docroot are the tenant's, but are not served)."""
+    lines: list[str] = []
+    for directory in ancestors(site.docroot or "/"):
+        path = _path(directory, f"site {site.name}: docroot")
+        lines += _block(f"<Directory {path}>",
+                        [NO_SYMLINKS, "AllowOverride None", "AllowOverrideList None"],
+                        "</Directory>")
     return lines
 
 

@@ -18,6 +18,12 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     ``proxy_timeout`` (65, seconds): integers >= 1, with
     ``max_request_workers <= server_limit * threads_per_child``.
 
+``[exporter]`` (optional; absent: no exporter runs)
+    ``listen`` ("127.0.0.1:9253"): ``HOST:PORT`` or ``[::1]:PORT``, HOST a loopback
+    address, PORT not Apache's. ``pool_timeout`` ("2s"): duration 1s..30s, the most
+    one pool's FPM status may take in a scrape. ``phphost exporter`` then runs under
+    supervisord (program ``phphost-exporter``); see docs/monitoring.md.
+
 ``[templates.NAME]``: a named set of pool settings
     ``inherits = "OTHER"``: optional; chains allowed, cycles rejected.
     Setting keys (also allowed directly on a pool, where they override the template):
@@ -52,6 +58,12 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     /var/run, /var/lib, /var/log/phphost, /root); no home inside another.
     ``user`` (default NAME), ``group`` (default user). Users and groups are unique
     across tenants.
+    ``adopt`` (default false): plan refuses (exit 4) a tenant whose user or group
+    already exists but was not created by phphost (state.json), or has an id below
+    1000 (``mail``, ``ssl-cert``, ``docker``, ``mysql``, ...): its files and group
+    rights would become every pool's. ``adopt = true`` says the existing account
+    is meant to own the tenant's code; ``phphost audit`` (PHA021) still reports a
+    system or privileged one. Pool users are never adopted.
 
 ``[pools.NAME]``: one PHP-FPM master and pool
     ``tenant``: required. ``template``: optional. ``user``: runtime user,
@@ -66,6 +78,13 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     ``enabled = false``; features from ``model.JAIL_FEATURES`` ("base" is always
     included); programs and mount paths absolute; a mount source may not
     overlap another tenant's home.
+    A program's ``#!`` line is read and ``ldd`` run on it only when root owns it
+    and every directory and symlink on its path, none group/world-writable;
+    anything else is a plan error naming ``jail.programs[N]``. A program of the
+    tenant's (in its home or a same-path mount) is given with its root-owned
+    interpreter instead, ``programs = [{ path = "/srv/www/t/bin/tool",
+    interpreter = "/usr/bin/php" }]``: the interpreter's closure comes in, the
+    program itself is never read and is seen through the mount.
     Any setting key (see templates). Keys that apply only to another pm
     (``start_servers``/``min_spare``/``max_spare`` for dynamic, ``idle_timeout``
     for ondemand) are rejected when set on the pool itself. After resolution:
@@ -100,6 +119,7 @@ from collections.abc import Mapping
 
 from phphost import layout
 from phphost.errors import SpecError
+from phphost.spec.exporter import parse_exporter
 from phphost.spec.model import ApacheSettings, Model, Tenant
 from phphost.spec.pools import parse_pools
 from phphost.spec.settings import parse_templates
@@ -108,6 +128,7 @@ from phphost.spec.validate import (
     At,
     Table,
     abs_path,
+    boolean,
     check_keys,
     integer,
     is_inside,
@@ -117,10 +138,10 @@ from phphost.spec.validate import (
     unix_name,
 )
 
-TOP_KEYS = ("apache", "templates", "tenants", "pools", "sites")
+TOP_KEYS = ("apache", "templates", "tenants", "pools", "sites", "exporter")
 APACHE_KEYS = ("http_port", "https_port", "threads_per_child", "max_request_workers",
                "server_limit", "proxy_timeout")
-TENANT_KEYS = ("home", "user", "group")
+TENANT_KEYS = ("home", "user", "group", "adopt")
 FORBIDDEN_HOME_ROOTS = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/proc", "/sys", "/dev",
                         "/run", "/var/run", "/var/lib", layout.LOG_DIR, "/root")
 _WHY_OWN = {"user": "the user owns the tenant's code",
@@ -164,6 +185,8 @@ def parse_spec(text: str, source: str) -> Model:
         pools=tuple(pools[n] for n in sorted(pools)),
         sites=tuple(sites[n] for n in sorted(sites)),
         apache=apache,
+        exporter=(parse_exporter(top.sub("exporter"), sections["exporter"], apache)
+                  if "exporter" in raw else None),
     )
 
 
@@ -198,7 +221,8 @@ def _tenant(at: At, tname: str, value: object) -> Tenant:
     home = _home(at.sub("home"), required(at, tbl, "home", f'"/srv/www/{tname}"'))
     user = unix_name(at.sub("user"), tbl.get("user", tname), "Unix user name")
     group = unix_name(at.sub("group"), tbl.get("group", user), "Unix group name")
-    return Tenant(name=tname, user=user, group=group, home=home)
+    adopt = boolean(at.sub("adopt"), tbl["adopt"]) if "adopt" in tbl else False
+    return Tenant(name=tname, user=user, group=group, home=home, adopt=adopt)
 
 
 def _home(at: At, value: object) -> str:

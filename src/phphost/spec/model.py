@@ -50,6 +50,8 @@ class JailSpec:
     programs: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
     smtp: str = "127.0.0.1:25"
+    # program -> root-owned interpreter, for programs given as { path, interpreter }
+    interpreters: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class Tenant:
     user: str            # Unix user owning the code
     group: str           # Unix group; pools of this tenant run with it as primary group
     home: str            # absolute path, mode 0750, owned by user:group
+    # True: the user and group may already exist without phphost having created them
+    # (plan refuses such accounts otherwise, and any with an id below 1000)
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,22 @@ class ApacheSettings:
 
 
 @dataclass(frozen=True)
+class ExporterSettings:
+    """`[exporter]`: phphost's metrics endpoint (docs/monitoring.md)."""
+
+    host: str = "127.0.0.1"      # a loopback address
+    port: int = 9253
+    pool_timeout: int = 2        # seconds one pool's status may take in a scrape
+
+
+@dataclass(frozen=True)
 class Model:
     source: str                                  # spec file path, for messages
     tenants: tuple[Tenant, ...] = ()
     pools: tuple[Pool, ...] = ()
     sites: tuple[Site, ...] = ()
     apache: ApacheSettings = field(default_factory=ApacheSettings)
+    exporter: ExporterSettings | None = None     # None: no [exporter], nothing monitors
 
     def tenant(self, name: str) -> Tenant:
         return next(t for t in self.tenants if t.name == name)

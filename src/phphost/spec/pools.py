@@ -40,6 +40,7 @@ from phphost.spec.validate import (
 POOL_KEYS = ("tenant", "template", "user", "socket", "writable", "jail", *SETTING_KEYS)
 JAIL_KEYS = ("enabled", "features", "programs", "mounts", "smtp")
 MOUNT_KEYS = ("source", "target", "writable")
+PROGRAM_KEYS = ("path", "interpreter")
 _SMTP_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 
 
@@ -115,18 +116,39 @@ def _jail(at: At, value: object, tenants: Mapping[str, Tenant], tenant: str) -> 
     tbl = table(at, value)
     check_keys(at, tbl, JAIL_KEYS)
     default = JailSpec()
+    programs = _programs(at.sub("programs"), tbl.get("programs", []))
     return JailSpec(
         enabled=boolean(at.sub("enabled"), tbl["enabled"]) if "enabled" in tbl
         else default.enabled,
         features=_features(at.sub("features"), tbl.get("features", [])),
-        programs=_programs(at.sub("programs"), tbl.get("programs", [])),
+        programs=dedupe(path for path, _interpreter in programs),
         mounts=_mounts(at.sub("mounts"), tbl.get("mounts", []), tenants, tenant),
         smtp=_smtp(at.sub("smtp"), tbl["smtp"]) if "smtp" in tbl else default.smtp,
+        interpreters=tuple(sorted({(path, interp) for path, interp in programs
+                                   if interp is not None})),
     )
 
 
-def _programs(at: At, value: object) -> tuple[str, ...]:
-    return dedupe(abs_path(at.sub(i), item) for i, item in enumerate(array(at, value)))
+def _programs(at: At, value: object) -> list[tuple[str, str | None]]:
+    """Each entry: "/abs/path", or { path = "/abs", interpreter = "/abs" } for a
+    program root does not own (its interpreter comes into the jail; it is never read)."""
+    out: list[tuple[str, str | None]] = []
+    seen: dict[str, str | None] = {}
+    for i, item in enumerate(array(at, value)):
+        where = at.sub(i)
+        if isinstance(item, dict):
+            check_keys(where, item, PROGRAM_KEYS)
+            path = abs_path(where.sub("path"), required(where, item, "path", '"/srv/www/t/bin/x"'))
+            interp: str | None = abs_path(where.sub("interpreter"), required(
+                where, item, "interpreter", '"/usr/bin/php"'))
+        else:
+            path, interp = abs_path(where, item), None
+        if path in seen and seen[path] != interp:
+            where.fail(f"program {path!r} is listed twice with different interpreters",
+                       "list each program once")
+        seen[path] = interp
+        out.append((path, interp))
+    return out
 
 
 def _features(at: At, value: object) -> tuple[str, ...]:

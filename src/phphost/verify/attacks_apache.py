@@ -1,17 +1,25 @@
 """Apache: source disclosure (PHP-off sites, backup and editor copies, include files),
 path tricks (x.php.jpg, /img.jpg/x.php, %0a), PHP uploaded into a writable dir in a
-docroot, directory listings, forward-proxy use, and the server's own status pages
-read from a tenant's PHP. Files are placed by the site's tenant; requests come from
+docroot, directory listings, forward-proxy use, the server's own status pages read
+from a tenant's PHP, and a docroot (or a dir above it) swapped for a symlink into
+another tenant's tree. Files are placed by the site's tenant; requests come from
 outside through Apache on 127.0.0.1."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+from phphost.spec.model import Tenant
+from phphost.spec.validate import is_inside
 from phphost.verify.attack import Attack, site_pools
 from phphost.verify.context import Ctx
 from phphost.verify.docroot import classify, marked_php, put, subdir
+from phphost.verify.errors import VerifyError
+from phphost.verify.fixtures import code_dir
 from phphost.verify.fsops import describe, op, run_ops
 from phphost.verify.result import Result, judged, not_applicable
 from phphost.verify.web import listener
@@ -196,6 +204,114 @@ def server_status(ctx: Ctx) -> Result:
     return judged(hits, tried, "; ".join(lines))
 
 
+# --- a docroot, or a dir above it, swapped for a symlink -----------------------------------
+
+
+def swap_points(home: str, docroot: str) -> list[str]:
+    """Pure: what a tenant can replace by a symlink on the way to its docroot: the
+    docroot and every dir between the home and it, docroot first. Not the home
+    (its parent is root's) and nothing when the docroot is the home."""
+    if docroot == home or not is_inside(docroot, home):
+        return []
+    parts = os.path.relpath(docroot, home).split("/")
+    return [os.path.join(home, *parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _as_tenant(tenant: Tenant, argv: Sequence[str]) -> str:
+    """Run argv as the tenant: '' on success, else its error message."""
+    proc = subprocess.run(list(argv), capture_output=True, check=False, timeout=30,
+                          user=tenant.user, group=tenant.group, extra_groups=[], umask=0o027)
+    return "" if proc.returncode == 0 else proc.stderr.decode(errors="replace").strip()
+
+
+def _walk_canary(ctx: Ctx) -> tuple[str, str]:
+    """(file name, token) of a text file in the target's code dir, placed once per run."""
+    target = ctx.target_tenant
+    key = ("walk-canary", target.name)
+    if key not in ctx.run.memo:
+        name = ctx.name(f"walk-{target.name}.txt")
+        token = ctx.run.fixtures.token(f"walk-{target.name}")
+        ctx.run.scratch.write(target, os.path.join(code_dir(ctx.model, target), name),
+                              token.encode())
+        ctx.run.memo[key] = (name, token)
+    name, token = ctx.run.memo[key]
+    return str(name), str(token)
+
+
+def _mirror(ctx: Ctx, index: int, rest: str, name: str, token: str) -> str:
+    """A dir of the target tenant, inside its code dir, under which `rest` leads to a
+    copy of the canary: what a symlinked dir above the docroot would point at."""
+    target = ctx.target_tenant
+    top = os.path.join(code_dir(ctx.model, target),
+                       ctx.name(f"mirror-{ctx.site.name}-{index}"))
+    path = top
+    ctx.run.scratch.mkdir(target, path)
+    for part in rest.split("/"):
+        path = os.path.join(path, part)
+        ctx.run.scratch.mkdir(target, path)
+    ctx.run.scratch.write(target, os.path.join(path, name), token.encode())
+    return top
+
+
+@contextmanager
+def swapped(ctx: Ctx, point: str, link_to: str) -> Iterator[str]:
+    """`point` (a real dir of the attacking tenant) moved aside and replaced by a
+    symlink to `link_to`, both as the tenant, for the length of the block; then put
+    back (as root). Yields '' when swapped, else why the tenant could not."""
+    if os.path.islink(point) or not os.path.isdir(point):
+        raise VerifyError(f"{point} is not a real directory; not swapping it")
+    saved = os.path.join(os.path.dirname(point), ctx.name(f"saved-{os.path.basename(point)}"))
+    # never tracked by scratch: its cleanup would remove the tenant's real docroot
+    err = _as_tenant(ctx.tenant, ["mv", "-T", "--", point, saved])
+    if err:
+        yield f"mv {point}: {err}"
+        return
+    try:
+        err = _as_tenant(ctx.tenant, ["ln", "-s", "--", link_to, point])
+        yield f"ln -s {link_to} {point}: {err}" if err else ""
+    finally:
+        _put_back(point, saved, link_to)
+
+
+def _put_back(point: str, saved: str, link_to: str) -> None:
+    if os.path.islink(point) and os.readlink(point) == link_to:
+        os.unlink(point)
+    if os.path.lexists(point):
+        raise VerifyError(f"cannot put {point} back: something else is there now; "
+                          f"the tenant's directory is at {saved}")
+    os.rename(saved, point)
+
+
+def docroot_symlink(ctx: Ctx) -> Result:
+    """The tenant replaces its docroot, and each dir between its home and the docroot,
+    by a symlink into the target's tree (after apply, at request time). Apache checks
+    a symlinked component with the Options of the dir above it: phphost forbids
+    following symlinks there (Debian's <Directory /> allows it)."""
+    points = swap_points(ctx.tenant.home, ctx.docroot)
+    if not points:
+        return not_applicable(f"docroot {ctx.docroot} is the home of {ctx.tenant.name}: "
+                              "nothing above it the tenant could swap")
+    name, token = _walk_canary(ctx)
+    target_dir = code_dir(ctx.model, ctx.target_tenant)
+    url = "/" + urllib.parse.quote(name)
+    hits, lines = [], []
+    for index, point in enumerate(points):
+        rest = os.path.relpath(ctx.docroot, point)
+        link_to = target_dir if rest == "." else _mirror(ctx, index, rest, name, token)
+        with swapped(ctx, point, link_to) as refused:
+            if refused:
+                lines.append(refused)
+                continue
+            resp = ctx.run.web.get(ctx.site, url)
+        lines.append(f"{point} -> {link_to}: GET {url} {resp.brief(60)}")
+        if token in resp.text:
+            hits.append(lines[-1] + " (the target's file "
+                        f"{os.path.normpath(os.path.join(link_to, rest, name))})")
+    tried = (f"tenant {ctx.tenant.name} swaps {', '.join(points)} for symlinks into "
+             f"{ctx.target_tenant.name}'s {target_dir}, GET via {ctx.site.server_name}")
+    return judged(hits, tried, "; ".join(lines))
+
+
 ATTACKS = (
     Attack("apache.php-off-source", FAMILY, "PHP source from a PHP-off site", "site",
            php_off_source),
@@ -215,4 +331,6 @@ ATTACKS = (
            "site", forward_proxy),
     Attack("apache.server-status", FAMILY, "Apache's server-status/info from a tenant's PHP",
            "pool", server_status),
+    Attack("apache.docroot-symlink", FAMILY, "docroot or a dir above it swapped for a "
+           "symlink into another tenant's tree", "site>tenant", docroot_symlink),
 )

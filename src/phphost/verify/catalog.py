@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from phphost.verify import (
+    attacks_answers,
     attacks_apache,
     attacks_files,
     attacks_fpm,
+    attacks_htaccess,
     attacks_jail,
     attacks_procs,
     attacks_root,
@@ -20,8 +22,10 @@ ALL: tuple[Attack, ...] = (
     *attacks_procs.ATTACKS,
     *attacks_fpm.ATTACKS,
     *attacks_apache.ATTACKS,
+    *attacks_htaccess.ATTACKS,
     *attacks_jail.ATTACKS,
     *attacks_root.ATTACKS,
+    *attacks_answers.ATTACKS,
 )
 FAMILIES = tuple(dict.fromkeys(a.family for a in ALL))
 

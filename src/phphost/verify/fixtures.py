@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from phphost.render.fpm import jail_root
 from phphost.spec.model import Model, Pool, Tenant
+from phphost.verify.answers import session_dir, session_file
 from phphost.verify.probes import Probes
 from phphost.verify.scratch import Scratch
 
@@ -88,16 +90,29 @@ class Fixtures:
         """A session the pool itself started (None: its sessions are not files)."""
         if pool.name not in self._sessions:
             token = self.token(f"session-{pool.name}")
-            sid = re.sub(r"[^A-Za-z0-9-]", "-", self.scratch.name(f"sess-{pool.name}"))
+            sid = session_id(self.scratch, pool)
             out = self.probes.run(pool, "session.php", {"token": token, "id": sid})
-            canary = None
-            # no id: session_start() failed (a jailed pool without the sessions
-            # feature has no session dir), so there is nothing of it to attack
-            if out.get("handler") == "files" and out.get("id"):
-                # JAIL HOOK: a jailed pool reports paths inside its jail; attackers
-                # (and cleanup) need the host's view of them
-                top = jail_root(pool.name) if pool.jail.enabled else ""
-                canary = SessionCanary(top + str(out["dir"]), top + str(out["file"]), token)
-                self.scratch.track(canary.file)
-            self._sessions[pool.name] = canary
+            self._sessions[pool.name] = session_canary(self.scratch, pool, sid, token, out)
         return self._sessions[pool.name]
+
+
+def session_id(scratch: Scratch, pool: Pool) -> str:
+    """The id verify gives the pool's session (so its file name carries the mark)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", scratch.name(f"sess-{pool.name}"))
+
+
+def session_canary(scratch: Scratch, pool: Pool, sid: str, token: str,
+                   out: dict[str, Any]) -> SessionCanary | None:
+    """Where the session lives, computed on the host from the spec (the pool's
+    session.save_path) and the id verify chose; session.php's answer must agree and
+    is otherwise never used (HostileAnswer). None: no file sessions, e.g. a jailed
+    pool without the sessions feature, whose session_start() fails."""
+    ini = {**dict(pool.settings.php_values), **dict(pool.settings.php_admin_values)}
+    found = session_file(out, pool.name, sid, session_dir(ini))
+    if found is None:
+        return None
+    # a jailed pool sees paths inside its jail; attackers and cleanup use the host's
+    top = jail_root(pool.name) if pool.jail.enabled else ""
+    canary = SessionCanary(top + found[0], top + found[1], token)
+    scratch.track(canary.file)
+    return canary

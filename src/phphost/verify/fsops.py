@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from phphost.spec.model import Pool
+from phphost.verify.answers import fs_results
 from phphost.verify.errors import VerifyError
 from phphost.verify.probes import Probes
 
@@ -43,11 +44,8 @@ def describe(result: FsResult) -> str:
 
 
 def run_ops(probes: Probes, pool: Pool, ops: list[dict[str, str]]) -> list[FsResult]:
-    out = probes.run(pool, "fs.php", {"ops": ops})
-    results = out.get("results")
-    if not isinstance(results, list) or len(results) != len(ops):
-        raise VerifyError(f"fs probe in pool {pool.name} answered {out!r}")
-    return [dict(r) for r in results]
+    """Each result carries the op and path that were sent (checked: never the pool's)."""
+    return fs_results(probes.run(pool, "fs.php", {"ops": ops}), ops, pool.name)
 
 
 def controlled(probes: Probes, pool: Pool, control: dict[str, str], token: str,

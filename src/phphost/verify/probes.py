@@ -12,22 +12,22 @@ root:<tenant group> 0750 and files 0640, all removed at the end of the run.
 from __future__ import annotations
 
 import base64
-import contextlib
 import grp
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from phphost import safefs
 from phphost.errors import FastCGIError
 from phphost.fastcgi.client import fcgi_request
 from phphost.fastcgi.status import php_params
 from phphost.render.fpm import jail_root
 from phphost.spec.model import Model, Pool
+from phphost.verify.answers import MAX_ANSWER_BYTES, parse_answer
 from phphost.verify.errors import VerifyError
 
 PROBE_ROOT = "/var/lib/phphost-probes"
@@ -75,13 +75,22 @@ def encode_args(args: dict[str, Any]) -> str:
 
 
 def _mkdir(path: str, gid: int, mode: int) -> None:
-    os.mkdir(path, mode)
-    os.chown(path, 0, gid)
-    os.chmod(path, mode)
+    """mkdirat in the parent reached without following untrusted symlinks, then
+    fchown/fchmod on the new directory's own descriptor."""
+    with safefs.parent(path) as (pfd, name, _trusted):
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, safefs.DIR_FLAGS, dir_fd=pfd)
+    try:
+        os.fchown(fd, 0, gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _write(path: str, text: str, gid: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+    with safefs.parent(path) as (pfd, name, _trusted):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=pfd)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -144,29 +153,27 @@ class Probes:
         path = self.script(pool, name)
         cgi = php_params(path, encode_args(args or {}), self.dir(pool).inside)
         try:
-            resp = fcgi_request(pool.socket, {**cgi, **(params or {})}, timeout=TIMEOUT)
+            resp = fcgi_request(pool.socket, {**cgi, **(params or {})}, timeout=TIMEOUT,
+                                limit=MAX_ANSWER_BYTES + 65536)
             status, headers, body = resp.http()
         except FastCGIError as err:
             raise VerifyError(f"probe {name} in pool {pool.name}: {err}") from err
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if status != 200 or not isinstance(data, dict):
+        if status != 200:
             why = (body or resp.stderr)[:300].decode(errors="replace")
             raise VerifyError(f"probe {name} in pool {pool.name} failed (status {status}): {why}")
-        return status, headers, data
+        return status, headers, parse_answer(body, name, pool.name)
 
     def cleanup(self) -> list[str]:
+        """Remove the probe dirs (paths computed from the run id and the spec, never
+        from an answer) with fd-based, no-follow walks."""
         problems: list[str] = []
         for where in self._dirs.values():
             try:
-                shutil.rmtree(where.host)
-            except OSError as err:
-                problems.append(f"{where.host}: {err.strerror or err}")
+                safefs.remove_tree(where.host)
+            except (OSError, safefs.UnsafePath) as err:
+                problems.append(f"{where.host}: {getattr(err, 'strerror', None) or err}")
         for path in reversed(self._roots):
-            with contextlib.suppress(OSError):    # not empty: another run still uses it
-                os.rmdir(path)
+            safefs.remove_empty_dir(path)   # not empty: another run still uses it
         self._dirs.clear()
         self._placed.clear()
         self._roots.clear()

@@ -14,7 +14,10 @@ from phphost.verify.context import Ctx, Run
 from phphost.verify.result import Cell, Report, Result, Verdict, verdict_of
 
 # what a cell may raise and still be reported (as `error`) rather than stop the run
-CELL_ERRORS = (PhphostError, OSError, ValueError, KeyError, subprocess.SubprocessError)
+# (TypeError and LookupError too: a hostile probe answer of the wrong shape must cost
+# its cell, never the run and its cleanup)
+CELL_ERRORS = (PhphostError, OSError, ValueError, LookupError, TypeError,
+               subprocess.SubprocessError)
 
 
 def _cell(attack: Attack, pair: Pair, verdict: Verdict, tried: str, evidence: str) -> Cell:

@@ -4,15 +4,22 @@ real, and removed again after the run.
 
 Every path created here carries `verify-<run id>` in one of its components, and
 cleanup refuses to remove anything that does not: a bug can never delete tenant data.
+Paths are computed on the host (spec, run id), never taken from a probe's answer, and
+removed with descriptor walks that never follow a symlink a tenant or pool planted
+(safefs.parent, then unlinkat / rmtree relative to the parent's descriptor): a
+swapped directory or link is reported and left alone, not followed.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 
+from phphost import safefs
 from phphost.spec.model import Tenant
 from phphost.verify.errors import VerifyError
 
@@ -33,6 +40,12 @@ class Scratch:
         return f"{self.mark}-{stem}"
 
     def ours(self, path: str) -> bool:
+        """A file name of this run, or an absolute, normalised path (no '..') with a
+        component of this run."""
+        if "/" not in path:
+            return self.mark in path and path not in (".", "..")
+        if not path.startswith("/") or posixpath.normpath(path) != path:
+            return False
         return any(self.mark in part for part in path.split("/"))
 
     def _as_tenant(self, tenant: Tenant, argv: Sequence[str],
@@ -78,11 +91,30 @@ class Scratch:
         problems: list[str] = []
         for path in reversed(self._paths):
             try:
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                elif os.path.lexists(path):
-                    os.unlink(path)
+                remove(path)
+            except safefs.UnsafePath as err:
+                problems.append(f"{path}: not removed: {err.problem}")
             except OSError as err:
                 problems.append(f"{path}: {err.strerror or err}")
         self._paths.clear()
         return problems
+
+
+def remove(path: str) -> None:
+    """Remove the file, symlink or directory tree at path without following any
+    symlink: the parent is reached by safefs's no-follow walk, the entry is looked at
+    with lstat relative to the parent's descriptor, a directory is removed with
+    rmtree(dir_fd=...) (fd-based, symlinks inside unlinked, never followed) and
+    anything else unlinked. Missing is fine."""
+    if not shutil.rmtree.avoids_symlink_attacks:
+        raise safefs.UnsafePath(path, "cannot be removed safely on this platform",
+                                "remove it by hand")
+    try:
+        with safefs.parent(path) as (pfd, name, _trusted):
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=pfd)
+            else:
+                os.unlink(name, dir_fd=pfd)
+    except FileNotFoundError:
+        return
