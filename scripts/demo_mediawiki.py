@@ -11,9 +11,14 @@ nothing to do takes well under a second. It
 2. starts MariaDB (`/etc/init.d/mariadb start`) unless it answers;
 3. deploys the code as the tenant: /usr/share/mediawiki, symlinks dereferenced, into
    DOCROOT/w (again only when the package version changed);
-4. creates the database and its user (random password, generated once and kept in
-   LocalSettings.php), runs maintenance/install.php as the tenant (update.php after a
+4. creates the database and its user (random password, generated once and kept by
+   root in /var/lib/phphost-demo, 0600: root never reads a secret back from a file the
+   tenant can write), runs maintenance/install.php as the tenant (update.php after a
    package upgrade), and keeps LocalSettings.php outside the docroot, mode 0640;
+
+Everything in the tenant's home is read and written as the tenant (a forked child
+with its uid and gid), never by root through a path the tenant could swap for a
+symlink.
 5. builds the localisation cache and writes DOCROOT/.htaccess so that "/" shows the
    main page.
 
@@ -34,11 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from phphost.errors import PhphostError
+from phphost.errors import HostError, PhphostError
+from phphost.host.asuser import call_as
 from phphost.host.services import apache_configtest, apache_reload
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
@@ -60,6 +65,10 @@ SKIP = frozenset({"LocalSettings.php", "images", "config", "mw-config", "extensi
 APACHE_CONF = "mediawiki"            # /etc/apache2/conf-available/mediawiki.conf
 MARIADB_INIT = "/etc/init.d/mariadb"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+SECRETS_DIR = "/var/lib/phphost-demo"          # root's, 0700
+DB_PASSWORD_FILE = f"{SECRETS_DIR}/wiki-db-password"
+PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{32}")  # what secrets.token_urlsafe(24) makes
 
 SETTINGS_MARK = "# --- phphost demo (scripts/demo_mediawiki.py) ---"
 SETTINGS_END = "# --- end of phphost demo ---"
@@ -205,8 +214,38 @@ def ensure_mariadb() -> None:
 
 def sql(statements: str) -> str:
     """Run SQL as MariaDB's root (unix_socket auth); statements go through stdin so
-    that passwords never appear in a process list."""
-    return run(["mariadb", "--batch", "--skip-column-names"], input_text=statements).stdout
+    that passwords never appear in a process list. --sandbox: the client refuses
+    `system`, `source` and the like, whatever the statements hold."""
+    return run(["mariadb", "--sandbox", "--batch", "--skip-column-names"],
+               input_text=statements).stdout
+
+
+def db_password() -> str:
+    """The wiki database user's password: root's own file, made once. Never read
+    from LocalSettings.php, which the tenant (and its PHP) can rewrite."""
+    os.makedirs(SECRETS_DIR, 0o700, exist_ok=True)
+    dfd = os.open(SECRETS_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(dfd)
+        if st.st_uid != 0 or st.st_mode & 0o077:
+            raise fail(f"{SECRETS_DIR} must be root's and mode 0700")
+        try:
+            fd = os.open("wiki-db-password", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
+        except FileNotFoundError:
+            password = secrets.token_urlsafe(24)
+            fd = os.open("wiki-db-password", os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(password + "\n")
+            return password
+        with os.fdopen(fd) as fh:
+            password = fh.read(100).strip()
+    finally:
+        os.close(dfd)
+    if not PASSWORD_RE.fullmatch(password):
+        raise fail(f"{DB_PASSWORD_FILE} does not hold a password of 32 [A-Za-z0-9_-]; "
+                   "remove it and run again (a new one is made)")
+    return password
 
 
 # ---------------------------------------------------------------- code
@@ -284,34 +323,33 @@ def sync_tree(src: str, dest: str) -> tuple[int, int]:
     return copied, removed
 
 
-def as_tenant(wiki: Wiki, what: Callable[[], None]) -> None:
-    """Run `what` in a child with the tenant's uid/gid (no other groups)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.setgroups([])
-            os.setgid(wiki.gid)
-            os.setuid(wiki.uid)
-            os.umask(0o027)
-            what()
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            os._exit(status)
-    _, wstatus = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(wstatus) != 0:
-        raise fail(f"a step run as {wiki.user} failed (above)")
+def tenant(wiki: Wiki, what: Callable[[], str | None], umask: int = 0o027) -> str | None:
+    """`what()` in a child with the tenant's uid/gid (no other groups); its result."""
+    try:
+        return call_as(wiki.uid, wiki.gid, what, umask)
+    except HostError:
+        raise fail(f"a step run as {wiki.user} failed (above)") from None
+
+
+def tenant_read(wiki: Wiki, path: str) -> str | None:
+    return tenant(wiki, lambda: read(path))
+
+
+def tenant_write(wiki: Wiki, path: str, text: str, mode: int) -> None:
+    def work() -> None:
+        write(path, text, mode)
+    tenant(wiki, work)
 
 
 def deploy_code(wiki: Wiki, version: str) -> bool:
     """Copy the package's code into DOCROOT/w; True when something changed."""
     want = f"mediawiki {version}\n"
-    if read(wiki.stamp) == want and os.path.isfile(f"{wiki.code}/index.php"):
+
+    def deployed() -> str:
+        ok = read(wiki.stamp) == want and os.path.isfile(f"{wiki.code}/index.php")
+        return "yes" if ok else "no"
+
+    if tenant(wiki, deployed) == "yes":
         return False
     start = time.monotonic()
 
@@ -321,7 +359,7 @@ def deploy_code(wiki: Wiki, version: str) -> bool:
         say(f"deployed MediaWiki {version} to {wiki.code}: {copied} files copied, "
             f"{removed} removed, {time.monotonic() - start:.1f}s")
 
-    as_tenant(wiki, work)
+    tenant(wiki, work)
     return True
 
 
@@ -345,12 +383,9 @@ def write(path: str, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def settings_value(text: str, name: str) -> str | None:
-    m = re.search(rf'^\${name} = "([^"\\$]*)";$', text, re.MULTILINE)
-    return m.group(1) if m else None
-
-
 def ensure_database(password: str) -> None:
+    if not PASSWORD_RE.fullmatch(password):
+        raise fail("refusing a database password outside [A-Za-z0-9_-]{32}")
     sql(f"CREATE DATABASE IF NOT EXISTS `{DB_NAME}`;\n"
         f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{password}';\n"
         f"ALTER USER '{DB_USER}'@'localhost' IDENTIFIED BY '{password}';\n"
@@ -373,42 +408,51 @@ def php(wiki: Wiki, script: str, *args: str) -> str:
 
 
 def install(wiki: Wiki, db_password: str) -> None:
-    if read(wiki.settings) is None and tables_exist():
-        if not os.path.exists(wiki.installing):
+    if tables_exist():
+        if tenant(wiki, lambda: "yes" if os.path.exists(wiki.installing) else "no") != "yes":
             raise fail(f"database {DB_NAME!r} holds a wiki but {wiki.settings} is missing; "
                        f"restore the file, or drop the database to reinstall: "
                        f"mariadb -e 'DROP DATABASE {DB_NAME}'")
         sql(f"DROP DATABASE `{DB_NAME}`;\n")        # left by an interrupted install
         ensure_database(db_password)
-    write(wiki.installing, "", 0o600)
-    stub = f"{wiki.code}/LocalSettings.php"     # install.php refuses to run beside one
-    if os.path.lexists(stub):
-        os.unlink(stub)
     admin_password = secrets.token_urlsafe(18)
-    secrets_dir = tempfile.mkdtemp(prefix="phphost-wiki-")
-    try:
-        os.chown(secrets_dir, wiki.uid, wiki.gid)
+
+    def begin() -> str:
+        """As the tenant: the install marker, no stub beside the code (install.php
+        refuses to run beside one), the two secrets in a private temporary dir."""
+        write(wiki.installing, "", 0o600)
+        stub = f"{wiki.code}/LocalSettings.php"
+        if os.path.lexists(stub):
+            os.unlink(stub)
+        secrets_dir = tempfile.mkdtemp(prefix="phphost-wiki-")
         for name, value in (("db", db_password), ("admin", admin_password)):
-            path = f"{secrets_dir}/{name}"
-            write(path, value, 0o600)
-            os.chown(path, wiki.uid, wiki.gid)
-        start = time.monotonic()
+            write(f"{secrets_dir}/{name}", value, 0o600)
+        return secrets_dir
+
+    secrets_dir = tenant(wiki, begin) or ""
+    start = time.monotonic()
+    try:
         php(wiki, "install.php", "--server", wiki.server, "--scriptpath", wiki.script_path,
             "--dbtype", "mysql", "--dbserver", "localhost", "--dbname", DB_NAME,
             "--dbuser", DB_USER, "--dbpassfile", f"{secrets_dir}/db",
             "--passfile", f"{secrets_dir}/admin", "--lang", "en",
             "--confpath", wiki.home, SITENAME, ADMIN)
     finally:
-        shutil.rmtree(secrets_dir)
-    write(wiki.admin_password, f"{ADMIN} {admin_password}\n", 0o600)
-    os.chown(wiki.admin_password, wiki.uid, wiki.gid)
-    os.unlink(wiki.installing)
+        tenant(wiki, lambda: shutil.rmtree(secrets_dir, ignore_errors=True))
+
+    def finish() -> None:
+        write(wiki.admin_password, f"{ADMIN} {admin_password}\n", 0o600)
+        os.unlink(wiki.installing)
+
+    tenant(wiki, finish)
     say(f"installed MediaWiki into database {DB_NAME!r} ({time.monotonic() - start:.1f}s); "
         f"admin login in {wiki.admin_password}")
 
 
-def demo_settings(wiki: Wiki) -> str:
+def demo_settings(wiki: Wiki, db_password: str) -> str:
     return f"""{SETTINGS_MARK}
+# The database password is root's (/var/lib/phphost-demo); this line wins over any above.
+$wgDBpassword = "{db_password}";
 # The pool runs chrooted with the jail features mysql, iconv, locale (docs/mediawiki.md).
 # Uploads and caches live beside the docroot, in the pool's `writable` directories.
 $wgUploadDirectory = "{wiki.images}";
@@ -437,20 +481,24 @@ $wgEnotifWatchlist = false;
 {SETTINGS_END}"""
 
 
-def finish_settings(wiki: Wiki) -> None:
+def finish_settings(wiki: Wiki, db_password: str) -> None:
     """Add the demo's block to LocalSettings.php, or bring it up to date in place;
-    whatever the tenant added before or after it stays."""
-    text = read(wiki.settings) or ""
-    block = demo_settings(wiki)
-    if SETTINGS_MARK in text and SETTINGS_END in text:
-        head, rest = text.split(SETTINGS_MARK, 1)
-        want = head + block + rest.split(SETTINGS_END, 1)[1]
-    else:
-        want = text.rstrip("\n") + "\n\n" + block + "\n"
-    if text != want:
-        write(wiki.settings, want, 0o640)
-    os.chown(wiki.settings, wiki.uid, wiki.gid)
-    os.chmod(wiki.settings, 0o640)      # the tenant and its pools (group), no one else
+    whatever the tenant added before or after it stays. As the tenant: it is the
+    tenant's file."""
+    block = demo_settings(wiki, db_password)
+
+    def work() -> None:
+        text = read(wiki.settings) or ""
+        if SETTINGS_MARK in text and SETTINGS_END in text:
+            head, rest = text.split(SETTINGS_MARK, 1)
+            want = head + block + rest.split(SETTINGS_END, 1)[1]
+        else:
+            want = text.rstrip("\n") + "\n\n" + block + "\n"
+        if text != want:
+            write(wiki.settings, want, 0o640)
+        os.chmod(wiki.settings, 0o640)      # the tenant and its pools (group), no one else
+
+    tenant(wiki, work)
 
 
 def entry_files(wiki: Wiki) -> None:
@@ -469,8 +517,7 @@ def entry_files(wiki: Wiki) -> None:
             if read(path) != text:
                 write(path, text, 0o640)
 
-    if any(read(p) != t for p, t in files.items()):
-        as_tenant(wiki, work)
+    tenant(wiki, work)
 
 
 def localisation_cache(wiki: Wiki, force: bool) -> None:
@@ -488,19 +535,19 @@ def provision(wiki: Wiki) -> None:
     prepare()
     version = package_version()
     upgraded = deploy_code(wiki, version)
-    settings = read(wiki.settings)
-    password = (settings_value(settings, "wgDBpassword") if settings else None) \
-        or secrets.token_urlsafe(24)
+    password = db_password()
     ensure_database(password)
-    if settings is None:
+    if tenant(wiki, lambda: "yes" if os.path.lexists(wiki.settings) else "no") != "yes":
         install(wiki, password)
+        finish_settings(wiki, password)
     elif not tables_exist():
         raise fail(f"{wiki.settings} exists but database {DB_NAME!r} has no wiki; move the "
                    "file away to reinstall")
-    elif upgraded:
-        php(wiki, "update.php", "--quick")
-        say("ran maintenance/update.php")
-    finish_settings(wiki)
+    else:
+        finish_settings(wiki, password)     # before update.php: it needs the password
+        if upgraded:
+            php(wiki, "update.php", "--quick")
+            say("ran maintenance/update.php")
     entry_files(wiki)
     localisation_cache(wiki, force=upgraded)
     say(f"{wiki.server}/ (pool {wiki.pool}, jailed)")

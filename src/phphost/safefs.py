@@ -442,7 +442,8 @@ def walk_tree(path: str) -> Iterator[tuple[str, int]]:
 
 def open_below(path: str, rel: str) -> int | None:
     """Descriptor of rel inside the directory path, walked without following
-    symlinks; None when it is gone or no longer a file or directory."""
+    symlinks; None when it is gone, no longer a file or directory, or a hard link to
+    a file someone outside the tree owns."""
     parts = [p for p in rel.split("/") if p and p != "."]
     if ".." in parts:
         raise UnsafePath(f"{path}/{rel}", "leaves its tree", "this is a bug in phphost")
@@ -450,6 +451,7 @@ def open_below(path: str, rel: str) -> int | None:
         fd = open_dir(path)
     except FileNotFoundError:
         return None
+    owners = _owners(os.fstat(fd))
     try:
         for part in parts:
             nxt = open_at(fd, part, f"{path}/{rel}")
@@ -460,14 +462,26 @@ def open_below(path: str, rel: str) -> int | None:
     except (FileNotFoundError, NotADirectoryError, UnsafePath):
         os.close(fd)
         return None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_uid not in owners:
+        os.close(fd)        # a hard link to another user's file planted since: not ours
+        return None
     return fd
 
 
-def read_file(path: str, limit: int = 1 << 20) -> bytes:
+def read_file(path: str, limit: int = 1 << 20, root_only: bool = False) -> bytes:
     """Content of the regular file at path, opened without following any untrusted
-    symlink (nor a symlink as the last component); at most `limit` bytes."""
-    with parent(path) as (pfd, name, _trusted):
+    symlink (nor a symlink as the last component); at most `limit` bytes. root_only:
+    also refuse a file that root does not own or that lies where another user can
+    write (what root later opens by name again, e.g. apache2 its TLS files)."""
+    with parent(path) as (pfd, name, chain_trusted):
         fd = open_at(pfd, name, path)
+        if fd is not None and root_only and not (chain_trusted and trusted(os.fstat(fd))):
+            os.close(fd)
+            raise UnsafePath(path, "is not a root-owned file in directories only root can "
+                             "write (apache2 reads it again by name at every reload)",
+                             "keep TLS files in a root-only place such as /etc/ssl/private "
+                             "or /etc/letsencrypt")
     if fd is None:
         st = lstat(path)
         raise UnsafePath(path, f"is {describe(st) if st else 'missing'}, not a regular file")

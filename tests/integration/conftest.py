@@ -7,6 +7,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,5 +59,8 @@ def demo_text() -> str:
 
 
 @pytest.fixture
-def spec_dir(tmp_path: Path) -> Path:
-    return tmp_path
+def spec_dir() -> Iterator[Path]:
+    """Below /root, not /tmp: TLS files must lie where only root can write."""
+    d = Path(tempfile.mkdtemp(prefix="phphost-test-", dir="/root"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -57,7 +57,7 @@ def test_rejected_config_never_reaches_a_live_file(demo: Model, spec_dir: Path,
         plan = _plan(model)
         assert plan.has_changes()
         with pytest.raises((ValidationFailed, HostError)):
-            apply_mod.execute(plan, model, _quiet)
+            apply_mod.execute(plan, _quiet)
         assert touched == [], touched
     assert not Path(layout.JOURNAL_DIR).exists()
 
@@ -110,7 +110,7 @@ pool = "stagex"
     monkeypatch.setattr(module, name, _fail_nth(nth)(getattr(module, name)))
     plan = _plan(model)
     with pytest.raises(HostError, match="failed unexpectedly"):
-        apply_mod.execute(plan, model, _quiet)
+        apply_mod.execute(plan, _quiet)
     monkeypatch.undo()
     after = snapshot()
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
@@ -118,3 +118,28 @@ pool = "stagex"
     assert set(master_pids()) == set(pids)
     assert get("blog.demo.test", "/")[0] == 200
     assert phphost("plan", str(DEMO), check=False).returncode == 0
+
+
+def test_saved_plan_is_applied_only_unchanged(demo: Model, spec_dir: Path,
+                                              demo_text: str) -> None:
+    """`apply --plan FILE` applies exactly what `plan --json` printed, and refuses
+    (exit 4, nothing changed) once the host moved on."""
+    spec = hostkit.write_spec(spec_dir, "saved.toml",
+                              hostkit.set_pool_key(demo_text, "pools.search", "max_requests",
+                                                   "321"))
+    saved = spec_dir / "plan.json"
+    try:
+        saved.write_text(phphost("plan", spec, "--json", check=False).stdout)
+        conf = Path(layout.fpm_conf("search"))
+        original = conf.read_text()
+        conf.write_text(original + "; someone else was here\n")
+        before = snapshot()
+        proc = phphost("apply", spec, "--plan", str(saved), check=False)
+        assert proc.returncode == 4 and "changed since" in proc.stderr, proc.stderr
+        assert snapshot() == before
+        conf.write_text(original)
+        saved.write_text(phphost("plan", spec, "--json", check=False).stdout)
+        phphost("apply", spec, "--plan", str(saved))
+        assert "pm.max_requests = 321" in conf.read_text()
+    finally:
+        phphost("apply", str(DEMO))

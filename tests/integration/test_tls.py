@@ -44,3 +44,30 @@ def test_tls_site_redirects_and_serves_php(demo: Model, spec_dir: Path, demo_tex
         conn.close()
     finally:
         phphost("apply", str(DEMO))
+
+
+def test_tls_files_in_a_tenant_home_are_refused(demo: Model, spec_dir: Path,
+                                                demo_text: str) -> None:
+    """apache2 opens TLS files by name, as root, at every reload: files the tenant can
+    swap (its home) are refused before anything changes (exit 6)."""
+    site = next(s for s in demo.sites if s.php and s.pool and not s.routes)
+    tenant = demo.tenant(site.tenant or "")
+    name = "tenantkey.demo.test"
+    cert, key = make_cert(spec_dir, name)
+    home_cert, home_key = Path(tenant.home) / "tls-cert.pem", Path(tenant.home) / "tls-key.pem"
+    home_cert.write_bytes(Path(cert).read_bytes())
+    home_key.write_bytes(Path(key).read_bytes())
+    text = demo_text + (f"\n[sites.tenantkey]\nserver_name = \"{name}\"\n"
+                        f"tenant = \"{site.tenant}\"\ndocroot = \"{site.docroot}\"\n"
+                        f"pool = \"{site.pool}\"\n"
+                        f"tls = {{ cert = \"{home_cert}\", key = \"{home_key}\" }}\n")
+    spec = hostkit.write_spec(spec_dir, "tenantkey.toml", text)
+    before = hostkit.snapshot()
+    try:
+        proc = phphost("apply", spec, check=False)
+        assert proc.returncode == 6, proc.stdout + proc.stderr
+        assert "root-owned file in directories only root can write" in proc.stderr
+        assert hostkit.snapshot() == before
+    finally:
+        home_cert.unlink()
+        home_key.unlink()

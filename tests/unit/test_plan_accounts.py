@@ -58,7 +58,7 @@ def test_existing_accounts_phphost_did_not_create_are_refused(
 
 
 def test_accounts_phphost_created_are_fine() -> None:
-    state = State(users=("acme", "php-app"), groups=("acme",))
+    state = State(users=("acme", "php-app"), pool_users=("php-app",), groups=("acme",))
     assert account_problems(model(), state, facts({"acme": 1001, "php-app": 990},
                                                   {"acme": 1001})) == []
 
@@ -78,7 +78,7 @@ def test_adopt_true_allows_an_existing_account() -> None:
 
 
 def test_pool_user_of_phphost_may_have_a_system_uid() -> None:
-    state = State(users=("php-app",))
+    state = State(users=("php-app",), pool_users=("php-app",))
     assert account_problems(model(), state, facts({"php-app": 990})) == []
 
 
@@ -105,3 +105,13 @@ def test_adopt_must_be_a_boolean() -> None:
     from phphost.errors import SpecError
     with pytest.raises(SpecError, match=r"tenants\.acme\.adopt"):
         model(extra='adopt = "yes"')
+
+
+def test_a_former_tenant_user_is_no_pool_user() -> None:
+    """phphost created `acme` as a tenant once: naming it as a pool's user later would
+    run that pool as the old tenant's code owner."""
+    m = model()
+    pool = m.pools[0]
+    state = State(users=(pool.user,), pool_users=())
+    got = account_problems(m, state, facts({pool.user: 1500}))
+    assert any(f"pools.{pool.name}" in p for p in got)

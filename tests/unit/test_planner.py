@@ -59,7 +59,8 @@ STATE = State(pools=("app",), sites=("web",), users=("php-app",), pool_users=("p
 
 
 def kinds(plan: A.Plan) -> list[str]:
-    return [a.kind for a in plan.changes]
+    """The plan's changes but the supervisord bookkeeping (tested on its own below)."""
+    return [a.kind for a in plan.changes if not isinstance(a, A.UpdatePrograms)]
 
 
 def test_converged_host_has_no_changes() -> None:
@@ -126,6 +127,32 @@ def test_removed_pool_is_stopped_and_its_user_removed() -> None:
                       users={"acme": "acme", "php-app": "acme", "php-old": "acme"})
     plan = make_plan(desired(), facts, state)
     assert kinds(plan) == ["RemoveFile", "RemoveFile", "StopMaster", "RemoveUser"]
+    programs = plan.one(A.UpdatePrograms)
+    assert programs is not None and programs.remove == (layout.program_name("old"),)
+    assert programs.update == () and programs.resync == (layout.program_name("app"),)
+
+
+def test_own_program_file_alone_updates_that_program() -> None:
+    """phphost's other supervisord programs (the exporter) are updated like masters:
+    written, changed or removed, with no master touched."""
+    exporter = f"{layout.SUPERVISOR_CONF_DIR}/phphost_exporter.conf"
+    d = desired()
+    wanted = Desired(**{**d.__dict__, "files": (*d.files, DesiredFile(exporter, "x\n"))})
+    programs = make_plan(wanted, converged(), STATE).one(A.UpdatePrograms)
+    assert programs is not None and programs.update == ("phphost_exporter",)
+    state = State(**{**STATE.__dict__, "files": (exporter,)})
+    gone = make_plan(d, converged(files={**converged().files, exporter: "x\n"}), state)
+    programs = gone.one(A.UpdatePrograms)
+    assert programs is not None and programs.update == ("phphost_exporter",)
+    assert "RemoveFile" in kinds(gone) and "StopMaster" not in kinds(gone)
+
+
+def test_saved_plan_fingerprint_follows_every_byte() -> None:
+    plan = make_plan(desired(), converged(files={}), STATE)
+    again = make_plan(desired(), converged(files={}), STATE)
+    assert plan.fingerprint() == again.fingerprint()
+    other = converged(files={f.path: f.content + "x" for f in desired().files})
+    assert make_plan(desired(), other, STATE).fingerprint() != plan.fingerprint()
 
 
 def test_tenant_users_are_never_removed_by_apply() -> None:

@@ -231,25 +231,18 @@ def running_masters() -> set[str]:
 
 
 def _walk(top: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]:
-    """(path, lstat) of everything below top, depth first, at most limit entries."""
+    """(path, lstat) of everything below top, at most limit entries. Walked by
+    directory descriptor (os.fwalk), never through a symlink a tenant swapped in."""
     out: list[tuple[str, os.stat_result]] = []
-    stack = [top]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        for entry in entries:
+    for dirpath, dirnames, filenames, dfd in os.fwalk(top, follow_symlinks=False):
+        for name in [*dirnames, *filenames]:
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except OSError:
                 continue
-            out.append((entry.path, st))
+            out.append((os.path.join(dirpath, name), st))
             if len(out) >= limit:
                 return out, True
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(entry.path)
     return out, False
 
 

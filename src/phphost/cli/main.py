@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -15,14 +16,16 @@ from phphost import layout
 from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.check import add_check_parser, cmd_check
 from phphost.cli.jail import add_jail_parser, cmd_jail
+from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd_top
 from phphost.cli.output import Progress, plan_json, print_plan
 from phphost.cli.verify import add_verify_parser, cmd_verify
-from phphost.errors import PhphostError
+from phphost.errors import PhphostError, PlanError
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import read_state
 from phphost.host.apply import execute, recover
+from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
 from phphost.plan.desired import desired_state
@@ -45,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "plan":
             c.add_argument("-v", "--verbose", action="store_true", help="also list no-ops")
+        if name == "apply":
+            c.add_argument("--plan", dest="saved_plan", metavar="FILE",
+                           help="apply only if planning again gives exactly the plan that "
+                                "`phphost plan SPEC --json` wrote to FILE")
         if name == "destroy":
             c.add_argument("--purge", action="store_true",
                            help="ALSO delete tenant homes and the users/groups phphost created")
@@ -54,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     add_check_parser(sub)
     add_jail_parser(sub)
+    add_monitor_parsers(sub)
     return p
 
 
@@ -100,14 +108,33 @@ def _report(args: argparse.Namespace, plan: A.Plan, done: list[str], undone: lis
     print(f"{len(done)} change(s) made." if done else "No changes: the host already matches.")
 
 
+def _same_as_saved(plan: A.Plan, path: str) -> None:
+    """PlanError unless `path` holds this very plan (its fingerprint)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise PlanError(f"{path}: cannot read a saved plan ({err}). Write one with "
+                        "`phphost plan SPEC --json > FILE`") from None
+    digest = saved.get("fingerprint") if isinstance(saved, dict) else None
+    if not isinstance(digest, str):
+        raise PlanError(f"{path}: no \"fingerprint\" in it: not `phphost plan --json` output")
+    if digest != plan.fingerprint():
+        raise PlanError(f"{path}: the host or the spec changed since that plan was made, so "
+                        "it is not applied (nothing was changed). Run `phphost plan` again, "
+                        "review it, and apply the new one")
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
         plan = _plan(model)
+        if args.saved_plan:
+            _same_as_saved(plan, args.saved_plan)
         if not args.json:
             print_plan(plan)
-        done = execute(plan, model, Progress(quiet=args.json)) if plan.has_changes() else []
+        done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
         _report(args, plan, done, undone)
     return 0
 
@@ -120,7 +147,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
                                         for p in (x.name for x in model.pools if x.jail.enabled)})
         state = read_state()
         plan = make_destroy_plan(desired, gather(desired, state), state, args.purge)
-        done = execute(plan, model, Progress(quiet=args.json))
+        done = execute(plan, Progress(quiet=args.json))
         _report(args, plan, done, undone)
     return 0
 
@@ -138,16 +165,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
             "audit": cmd_audit, "verify": cmd_verify, "check": cmd_check,
-            "jail": cmd_jail}
+            "jail": cmd_jail, "exporter": cmd_exporter, "top": cmd_top, "logs": cmd_logs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    started, code = time.time(), 1
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return code
     except PhphostError as err:
         print(f"phphost: error: {err}", file=sys.stderr)
-        return err.exit_code
+        code = err.exit_code
+        return code
     except KeyboardInterrupt:
         print("phphost: interrupted", file=sys.stderr)
         return 130
@@ -157,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PHPHOST_DEBUG"):
             raise
         return 1
+    finally:
+        record_run(args.command, code, started)     # apply/check/verify/audit -> runs.json
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _indent(text: str) -> str:
 
 def plan_json(plan: A.Plan) -> str:
     return json.dumps({"changes": [a.to_json() for a in plan.changes],
-                       "noops": list(plan.noops)}, indent=1)
+                       "noops": list(plan.noops), "fingerprint": plan.fingerprint()}, indent=1)
 
 
 class Progress:

@@ -52,6 +52,8 @@ def gather(desired: Desired, state: State) -> Facts:
     dirs = {d.path: read_dir(d.path, unsafe) for d in desired.dirs}
     acls = {a.path: read_acl(a.path) for a in desired.acls
             if (dirs[a.path] if a.path in dirs else read_dir(a.path, unsafe)) is not None}
+    for docroot in (a.path for a in desired.acls if a.recursive):
+        check_real_path(docroot, unsafe)
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
@@ -126,6 +128,18 @@ def read_dir(path: str, unsafe: dict[str, str] | None = None) -> DirFact | None:
     if st is None:
         return None
     return DirFact(_name("user", st.uid), _name("group", st.gid), st.mode)
+
+
+def check_real_path(docroot: str, unsafe: dict[str, str]) -> None:
+    """Apache follows no symlink at or above a docroot (render/apache.py), so a
+    docroot reached through one, even root's own (/srv -> /data/srv), would answer 403:
+    refuse it at plan time, naming the real path to declare instead."""
+    if docroot in unsafe or not os.path.lexists(docroot):
+        return
+    real = os.path.realpath(docroot)
+    if real != os.path.normpath(docroot):
+        unsafe[docroot] = (f"resolves through a symlink to {real}; Apache follows no symlink at "
+                           "or above a docroot, so declare the tenant's home by its real path")
 
 
 def read_acl(path: str) -> frozenset[str]:

@@ -163,11 +163,18 @@ def _page_params(path: str, query: str) -> dict[str, str]:
     }
 
 
+# A pool's PHP can accept on its own listen socket and answer in FPM's place: bound
+# what root reads (a full status of 1,000 workers is about 300 KiB).
+STATUS_LIMIT = 1 << 20
+PING_LIMIT = 64 << 10
+
+
 def fpm_status(
     socket_path: str, status_path: str = layout.STATUS_PATH, timeout: float = 5.0
 ) -> FpmStatus:
     """Ask the pool at `socket_path` for its full JSON status."""
-    resp = fcgi_request(socket_path, _page_params(status_path, "json&full"), timeout=timeout)
+    resp = fcgi_request(socket_path, _page_params(status_path, "json&full"), timeout=timeout,
+                        limit=STATUS_LIMIT)
     status, _headers, body = resp.http()
     if status != 200:
         raise FastCGIError(
@@ -185,7 +192,8 @@ def fpm_ping(
 ) -> bool:
     """True when the pool answers its ping page with `response` (FPM's ping.response)."""
     try:
-        resp = fcgi_request(socket_path, _page_params(ping_path, ""), timeout=timeout)
+        resp = fcgi_request(socket_path, _page_params(ping_path, ""), timeout=timeout,
+                            limit=PING_LIMIT)
         status, _headers, body = resp.http()
     except FastCGIError:
         return False

@@ -15,9 +15,8 @@ from phphost.errors import HostError, PhphostError
 from phphost.host import files, identities, jails, services, staging
 from phphost.host.journal import Journal
 from phphost.host.runner import run
-from phphost.host.tls import check_tls
+from phphost.host.tls import check_files
 from phphost.plan import actions as A
-from phphost.spec.model import Model
 
 Progress = Callable[[int, int, str], None]
 T = TypeVar("T", bound=A.Action)
@@ -37,26 +36,27 @@ def recover(journal: Journal | None = None) -> list[str]:
     return journal.rollback() if journal.exists() else []
 
 
-def execute(plan: A.Plan, model: Model, progress: Progress) -> list[str]:
+def execute(plan: A.Plan, progress: Progress) -> list[str]:
+    """Carry out exactly the plan's actions: everything apply needs is in them."""
     journal = Journal()
     journal.begin()
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
-    runner = _Runner(plan, model, journal, progress)
+    runner = _Runner(plan, journal, progress)
     try:
         runner.stage()
         runner.services()
         _save_state(plan)
         journal.close()
     except PhphostError:
-        _roll_back(journal, runner, model)
+        _roll_back(journal, runner)
         raise
     except Exception as err:
-        _roll_back(journal, runner, model)
+        _roll_back(journal, runner)
         what = runner.current.describe() if runner.current else "preparing the changes"
         raise HostError(f"{what} failed unexpectedly ({type(err).__name__}: {err}); every "
                         "change of this apply was rolled back. Please report this") from err
     except BaseException:
-        _roll_back(journal, runner, model)
+        _roll_back(journal, runner)
         raise
     finally:
         for sig, handler in old.items():
@@ -65,10 +65,11 @@ def execute(plan: A.Plan, model: Model, progress: Progress) -> list[str]:
     return runner.done
 
 
-def _roll_back(journal: Journal, runner: _Runner, model: Model) -> None:
+def _roll_back(journal: Journal, runner: _Runner) -> None:
     journal.rollback()
+    programs = runner.plan.one(A.UpdatePrograms)
     if runner.services_touched:
-        _resync(model)
+        _resync(programs.resync if programs else ())
 
 
 def _save_state(plan: A.Plan) -> None:
@@ -76,17 +77,17 @@ def _save_state(plan: A.Plan) -> None:
     files.atomic_write(layout.STATE_FILE, json.dumps(state, indent=1) + "\n", 0o600)
 
 
-def _resync(model: Model) -> None:
+def _resync(programs: tuple[str, ...]) -> None:
     """After rolling files back past the point where services saw them."""
-    services.update_programs([layout.program_name(p.name) for p in model.pools])
+    services.update_programs(list(programs))
     with contextlib.suppress(HostError):
         services.apache_reload(restart=False)
 
 
 class _Runner:
-    def __init__(self, plan: A.Plan, model: Model, journal: Journal, progress: Progress):
+    def __init__(self, plan: A.Plan, journal: Journal, progress: Progress):
         self.plan = plan
-        self.model = model
+        self.programs = plan.one(A.UpdatePrograms) or A.UpdatePrograms("none")
         self.journal = journal
         self.progress = progress
         self.total = len(plan.changes)
@@ -115,17 +116,21 @@ class _Runner:
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
         staging.validate_apache(self.plan.actions)
-        if self._of(A.ReloadApache):
-            check_tls(self.model)
+        for t in self._all(A.CheckTls):
+            self.current = t
+            check_files(t.site, t.cert, t.key, t.chain)
+            self._step(t)
         for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
             self.current = a
             self._identity(a)
             self._step(a)
         for j in self._all(A.BuildJail):
             self.current = j
+            if j.manifest is None:
+                raise HostError(f"the plan has no manifest for the jail of pool {j.pool}")
             if not jails.exists(j.pool):
                 self.journal.record({"k": "jail", "name": j.pool})
-            jails.build(self.model, j.pool)
+            jails.build(j.manifest, j.user, j.group)
             self._step(j)
         staging.validate_fpm(self.plan.actions)
         for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
@@ -167,23 +172,14 @@ class _Runner:
         elif isinstance(a, A.SetAcl):
             identities.set_acl(j, a.path, a.entries, a.recursive)
 
-    def _program_changes(self) -> tuple[list[str], list[str]]:
-        changed = {a.path for a in self._all(A.WriteFile)} | {
-            a.path for a in self._all(A.RemoveFile)}
-        wanted = {p.name for p in self.model.pools}
-        ups = [layout.program_name(p) for p in wanted if layout.supervisor_conf(p) in changed]
-        gone = [layout.program_name(a.pool) for a in self._all(A.StopMaster)]
-        return sorted(ups), sorted(gone)
-
     def services(self) -> None:
         masters = [*self._masters(), *self._all(A.StopMaster)]
-        if not masters and not self._all(A.ReloadApache):
+        if not masters and not self._all(A.ReloadApache) and not self.programs.update:
             return
         self.services_touched = True
-        ups, gone = self._program_changes()
-        if masters:
+        if masters or self.programs.update:
             services.ensure_supervisord()
-            services.update_programs(ups)
+            services.update_programs(list(self.programs.update))
         for m in self._masters():
             self.current = m
             self._master(m)
@@ -194,20 +190,20 @@ class _Runner:
         for st in self._all(A.StopMaster):
             services.stop_program(layout.program_name(st.pool))
             self._step(st)
-        if gone:
-            services.update_programs(gone)
+        if self.programs.remove:
+            services.update_programs(list(self.programs.remove))
 
     def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
-        pool = self.model.pool(a.pool)
+        program = layout.program_name(a.pool)
         if isinstance(a, A.StartMaster):
-            services.start_program(layout.program_name(pool.name))
-            services.wait_master(pool.name, pool.socket)
+            services.start_program(program)
+            services.wait_master(a.pool, a.socket)
         elif isinstance(a, A.RestartMaster):
-            if layout.program_name(pool.name) not in self._program_changes()[0]:
-                services.restart_program(layout.program_name(pool.name))
-            services.wait_master(pool.name, pool.socket)
+            if program not in self.programs.update:     # supervisord's update restarted it
+                services.restart_program(program)
+            services.wait_master(a.pool, a.socket)
         else:
-            services.reload_master(pool.name, pool.socket)
+            services.reload_master(a.pool, a.socket)
 
     def cleanup(self) -> None:
         """After the commit point: removals that cannot be rolled back."""

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import os
 
-from phphost.facts.jails import jail_state
-from phphost.jail.build import build_jail, default_root, remove_jail
+from phphost.jail.build import build_jail, default_root, gather_facts, remove_jail
+from phphost.jail.features import complete_identities
 from phphost.jail.hostview import RealHostView
+from phphost.jail.invariants import Neighbours, check_invariants
+from phphost.jail.manifest import Manifest
 from phphost.jail.store import STORE_DIR, Store
-from phphost.spec.model import Model
 
 
-def build(model: Model, pool: str) -> None:
-    """Recompute the manifest now that the pool user exists, re-check the
-    invariants, and build."""
-    state = jail_state(model, model.pool(pool), RealHostView(), {})
-    build_jail(state.manifest, state.root)
+def build(manifest: Manifest, user: str, group: str) -> None:
+    """Build the jail the plan carries. A manifest planned before its pool user
+    existed is completed with the user's ids and passwd/group lines first. The
+    invariants about the jail's place on disk are checked again (the disk may have
+    changed since the plan); those about its sources are pure and held at plan time."""
+    if manifest.uid is None:
+        manifest = complete_identities(manifest, RealHostView(), user, group)
+    root = default_root(manifest.pool)
+    check_invariants(manifest, gather_facts(root), Neighbours())
+    build_jail(manifest, root)
 
 
 def exists(pool: str) -> bool:

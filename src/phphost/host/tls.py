@@ -8,12 +8,11 @@ from __future__ import annotations
 from phphost import safefs
 from phphost.errors import ValidationFailed
 from phphost.host.runner import run
-from phphost.spec.model import Model, Site
 
 
-def _fail(site: Site, key: str, problem: str) -> ValidationFailed:
+def _fail(site: str, key: str, problem: str) -> ValidationFailed:
     return ValidationFailed(
-        f"sites.{site.name}.tls.{key}: {problem}. Point it at a PEM file apache2 can load "
+        f"sites.{site}.tls.{key}: {problem}. Point it at a PEM file apache2 can load "
         "(nothing was changed)"
     )
 
@@ -24,33 +23,28 @@ def _openssl(argv: list[str], pem: bytes) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def _read(site: Site, key: str, path: str) -> bytes:
-    """A TLS file, opened without following a symlink in a place another user can
-    write (a tenant could point its key at another tenant's)."""
+def _read(site: str, key: str, path: str) -> bytes:
+    """A TLS file: root's own, in directories only root can write, opened without
+    following a symlink. apache2 (as root) opens it by name again at every reload, so
+    a tenant who could swap it could point it at another tenant's key or at garbage
+    that makes apache2 exit."""
     try:
-        return safefs.read_file(path)
+        return safefs.read_file(path, root_only=True)
     except FileNotFoundError:
         raise _fail(site, key, f"{path} does not exist") from None
     except safefs.UnsafePath as e:
         raise _fail(site, key, f"{path}: {e.problem}") from None
 
 
-def check_site_tls(site: Site) -> None:
-    if site.tls is None:
-        return
-    pems = {key: _read(site, key, path) for key, path in
-            (("cert", site.tls.cert), ("key", site.tls.key), ("chain", site.tls.chain))
-            if path is not None}
+def check_files(site: str, cert: str, key: str, chain: str | None) -> None:
+    """The certificate and key parse and match; the chain exists and is readable."""
+    pems = {name: _read(site, name, path) for name, path in
+            (("cert", cert), ("key", key), ("chain", chain)) if path is not None}
     cert_pub = _openssl(["x509", "-noout", "-pubkey"], pems["cert"])
     if cert_pub is None:
-        raise _fail(site, "cert", f"{site.tls.cert} is not a PEM certificate")
+        raise _fail(site, "cert", f"{cert} is not a PEM certificate")
     key_pub = _openssl(["pkey", "-pubout"], pems["key"])
     if key_pub is None:
-        raise _fail(site, "key", f"{site.tls.key} is not a PEM private key (or is encrypted)")
+        raise _fail(site, "key", f"{key} is not a PEM private key (or is encrypted)")
     if key_pub.strip() != cert_pub.strip():
-        raise _fail(site, "key", f"{site.tls.key} does not match the certificate {site.tls.cert}")
-
-
-def check_tls(model: Model) -> None:
-    for site in model.sites:
-        check_site_tls(site)
+        raise _fail(site, "key", f"{key} does not match the certificate {cert}")

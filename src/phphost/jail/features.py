@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 from collections.abc import Callable
+from dataclasses import replace
 
 from phphost.errors import PlanError
 from phphost.jail import mailer
@@ -129,29 +130,42 @@ def feature_base(ctx: Context) -> None:
     if ctx.host.kind("/etc/localtime") is not None:
         ctx.add_paths("base", "/etc/localtime")
     ctx.add_libs("base", NSS_FILES)
-    ctx.out.put(generated("/etc/passwd", _passwd(ctx), "base"))
-    ctx.out.put(generated("/etc/group", _group(ctx), "base"))
+    ctx.out.put(generated("/etc/passwd", passwd_text(ctx.host, ctx.pool.user), "base"))
+    ctx.out.put(generated("/etc/group", group_text(ctx.host, ctx.tenant.group), "base"))
     hosts = "files dns" if "dns" in ctx.features else "files"
     ctx.out.put(generated("/etc/nsswitch.conf",
                           f"passwd: files\ngroup: files\nhosts: {hosts}\n", "base"))
 
 
-def _passwd(ctx: Context) -> str | None:
-    pool_line = ctx.host.passwd_entry(ctx.pool.user)
+def passwd_text(host: HostView, user: str) -> str | None:
+    """The jail's /etc/passwd: root and the pool user (None while it does not exist)."""
+    pool_line = host.passwd_entry(user)
     if pool_line is None:
         return None
-    root = ctx.host.passwd_entry("root") or "root:x:0:0:root:/root:/usr/sbin/nologin"
+    root = host.passwd_entry("root") or "root:x:0:0:root:/root:/usr/sbin/nologin"
     return f"{root}\n{pool_line}\n"
 
 
-def _group(ctx: Context) -> str:
+def group_text(host: HostView, group: str) -> str:
+    """The jail's /etc/group: root's and the tenant's group, without members."""
     lines = []
-    for name in ("root", ctx.tenant.group):
-        line = ctx.host.group_entry(name)
+    for name in ("root", group):
+        line = host.group_entry(name)
         if line is not None:
             # without members: the list would name users of other pools and tenants
             lines.append(":".join(line.split(":")[:3]) + ":")
     return "".join(f"{line}\n" for line in dict.fromkeys(lines))
+
+
+def complete_identities(manifest: Manifest, host: HostView, user: str,
+                        group: str) -> Manifest:
+    """A manifest planned before its pool user (or tenant group) existed, completed
+    now that they do: the user's ids and the jail's passwd and group files."""
+    uid, gid = _ids(host.passwd_entry(user))
+    texts = {"/etc/passwd": passwd_text(host, user), "/etc/group": group_text(host, group)}
+    entries = tuple(generated(e.path, texts[e.path], e.why) if e.path in texts else e
+                    for e in manifest.entries)
+    return replace(manifest, uid=uid, gid=gid, entries=entries)
 
 
 def feature_dns(ctx: Context) -> None:

@@ -36,8 +36,8 @@ def pool_problems(pool: Pool, state: State, accounts: AccountFacts) -> list[str]
     """A pool's runtime user is always phphost's own (created as a system user, so a
     uid below 1000 is expected); there is no adopting one."""
     account = accounts.users.get(pool.user)
-    if account is None or pool.user in state.users:
-        return []
+    if account is None or pool.user in state.pool_users:   # not state.users: a former
+        return []                                          # tenant is not a pool user
     return [f"pools.{pool.name}: runtime user {pool.user!r} (uid {account.ident}) already "
             "exists and phphost did not create it"]
 

@@ -4,9 +4,13 @@ them. Each carries the reason it is needed."""
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
+from phphost.jail.manifest import Manifest
+
+T = TypeVar("T", bound="Action")
 Phase = Literal["files", "apache-modules", "identities", "services", "cleanup"]
 
 
@@ -123,6 +127,9 @@ class SetAcl(Action):
 class BuildJail(Action):
     pool: str = ""
     changes: tuple[str, ...] = ()
+    manifest: Manifest | None = field(default=None, repr=True, compare=True)
+    user: str = ""            # the pool user and tenant group: a manifest planned before
+    group: str = ""           # they existed is completed with their ids and lines
 
     def describe(self) -> str:
         return f"build jail of pool {self.pool} ({len(self.changes)} change(s))"
@@ -142,6 +149,7 @@ class RemoveJail(Action):
 @dataclass(frozen=True)
 class StartMaster(Action):
     pool: str = ""
+    socket: str = ""          # where its FPM status answers (apply waits on it)
 
     def describe(self) -> str:
         return f"start FPM master of pool {self.pool}"
@@ -150,6 +158,7 @@ class StartMaster(Action):
 @dataclass(frozen=True)
 class ReloadMaster(Action):
     pool: str = ""
+    socket: str = ""          # where its FPM status answers (apply waits on it)
 
     def describe(self) -> str:
         return f"reload FPM master of pool {self.pool} (php-fpm -t, then SIGUSR2 to it alone)"
@@ -158,6 +167,7 @@ class ReloadMaster(Action):
 @dataclass(frozen=True)
 class RestartMaster(Action):
     pool: str = ""
+    socket: str = ""          # where its FPM status answers (apply waits on it)
 
     def describe(self) -> str:
         return f"restart FPM master of pool {self.pool} (its command line changed)"
@@ -169,6 +179,28 @@ class StopMaster(Action):
 
     def describe(self) -> str:
         return f"stop FPM master of pool {self.pool}"
+
+
+@dataclass(frozen=True)
+class CheckTls(Action):
+    site: str = ""
+    cert: str = ""
+    key: str = ""
+    chain: str | None = None
+
+    def describe(self) -> str:
+        return f"check TLS certificate and key of site {self.site} with openssl"
+
+
+@dataclass(frozen=True)
+class UpdatePrograms(Action):
+    update: tuple[str, ...] = ()    # supervisord programs whose config was written or removed
+    remove: tuple[str, ...] = ()    # programs stopped for good (after their masters stop)
+    resync: tuple[str, ...] = ()    # every program of the spec: re-read after a rollback
+
+    def describe(self) -> str:
+        return (f"supervisord: reread; update {len(self.update)} program(s), "
+                f"remove {len(self.remove)}")
 
 
 @dataclass(frozen=True)
@@ -222,3 +254,11 @@ class Plan:
 
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    def fingerprint(self) -> str:
+        """A digest of every action with all it carries (file contents, manifests):
+        a saved plan is applied only when planning again gives the same digest."""
+        return hashlib.sha256(repr(self.actions).encode()).hexdigest()
+
+    def one(self, kind: type[T]) -> T | None:
+        return next((a for a in self.actions if isinstance(a, kind)), None)

@@ -11,6 +11,7 @@ from importlib import resources
 from phphost import layout
 from phphost.jail.manifest import Manifest
 from phphost.jail.mounts import render_mounts_json
+from phphost.monitor.render import monitor_files
 from phphost.render.apache import (
     conflicting_modules,
     render_apache_global,
@@ -57,6 +58,22 @@ class DesiredAcl:
 
 
 @dataclass(frozen=True)
+class DesiredMaster:
+    pool: str
+    socket: str
+    user: str
+    group: str
+
+
+@dataclass(frozen=True)
+class DesiredTls:
+    site: str
+    cert: str
+    key: str
+    chain: str | None
+
+
+@dataclass(frozen=True)
 class Desired:
     files: tuple[DesiredFile, ...]
     links: tuple[tuple[str, str], ...]
@@ -70,6 +87,11 @@ class Desired:
     sites: tuple[str, ...]
     homes: tuple[str, ...]
     jailed: tuple[str, ...] = ()
+    masters: tuple[DesiredMaster, ...] = ()
+    tls: tuple[DesiredTls, ...] = ()
+
+    def master(self, pool: str) -> DesiredMaster | None:
+        return next((m for m in self.masters if m.pool == pool), None)
 
 
 def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None) -> Desired:
@@ -87,6 +109,10 @@ def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None) -> 
         sites=tuple(s.name for s in model.sites),
         homes=tuple(t.home for t in model.tenants),
         jailed=tuple(p.name for p in model.pools if p.jail.enabled),
+        masters=tuple(DesiredMaster(p.name, p.socket, p.user, model.tenant(p.tenant).group)
+                      for p in model.pools),
+        tls=tuple(DesiredTls(s.name, s.tls.cert, s.tls.key, s.tls.chain)
+                  for s in model.sites if s.tls is not None),
     )
 
 
@@ -113,6 +139,7 @@ def _files(model: Model, jails: Mapping[str, Manifest]) -> tuple[DesiredFile, ..
         files.append(DesiredFile(layout.supervisor_conf(pool.name), sup))
     for site in model.sites:
         files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
+    files += [DesiredFile(*f) for f in monitor_files(model)]   # [exporter] (docs/monitoring.md)
     return tuple(files + _mount_files(jails))
 
 

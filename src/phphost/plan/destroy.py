@@ -22,8 +22,15 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
             acts.append(A.RemoveFile("disable it the Debian way", link))
     if facts.apache_running and acts:
         acts.append(A.ReloadApache("its sites are gone"))
-    acts += [A.StopMaster("pool is destroyed", p) for p in desired.pools
+    stops = [A.StopMaster("pool is destroyed", p) for p in desired.pools
              if layout.program_name(p) in facts.programs]
+    acts += stops
+    if stops:
+        gone = tuple(sorted(layout.program_name(p) for p in desired.pools
+                            if facts.files.get(layout.supervisor_conf(p)) is not None))
+        acts.append(A.UpdatePrograms("supervisord forgets the destroyed masters", gone,
+                                     tuple(sorted(layout.program_name(a.pool) for a in stops)),
+                                     gone))
     acts += [A.RemoveJail("pool is destroyed", p) for p in desired.pools if p in facts.jails]
     created = set(state.users)
     acts += [A.RemoveUser("pool runtime user phphost created", u.name) for u in desired.users

@@ -24,7 +24,10 @@ def make_plan(desired: Desired, facts: Facts, state: State,
     acts += _identity_actions(desired, facts, noops)
     acts += _jail_actions(desired, facts, jails or {}, noops)
     acts += _master_actions(desired, facts, state, acts)
-    acts += _apache_actions(desired, facts, acts)
+    acts += _program_actions(desired, acts)
+    apache = _apache_actions(desired, facts, acts)
+    acts += _tls_actions(desired) if apache else []
+    acts += apache
     acts += _removed_users(desired, state, facts)
     acts.append(A.SaveState("record what phphost manages", _next_state(desired, facts, state)))
     return A.Plan(tuple(acts), tuple(noops))
@@ -34,7 +37,7 @@ def _check_foreign_users(desired: Desired, facts: Facts, state: State) -> None:
     """A pool's runtime user must be phphost's own: adopting e.g. www-data would
     hand a tenant's PHP the web server's identity."""
     for user in desired.users:
-        if user.system and user.name in facts.users and user.name not in state.users:
+        if user.system and user.name in facts.users and user.name not in state.pool_users:
             raise PlanError(
                 f"pool runtime user {user.name!r} already exists and was not created by phphost. "
                 "Choose another `user` for that pool in the spec, or remove the existing user"
@@ -123,7 +126,11 @@ def _jail_actions(desired: Desired, facts: Facts, jails: Mapping[str, JailState]
         jail = jails.get(pool)
         changes = tuple(str(c) for c in jail.changes) if jail else ("not built yet",)
         if changes:
-            acts.append(A.BuildJail("jail differs from its manifest", pool, changes))
+            master = desired.master(pool)
+            acts.append(A.BuildJail("jail differs from its manifest", pool, changes,
+                                    jail.manifest if jail else None,
+                                    master.user if master else "",
+                                    master.group if master else ""))
         else:
             noops.append(f"jail of pool {pool}: as its manifest says")
     for pool in sorted(set(facts.jails) - set(desired.jailed)):
@@ -150,26 +157,61 @@ def _master_actions(desired: Desired, facts: Facts, state: State,
                     acts: list[A.Action]) -> list[A.Action]:
     out: list[A.Action] = []
     for pool in desired.pools:
+        master = desired.master(pool)
+        sock = master.socket if master else layout.default_socket(pool)
         prog = facts.programs.get(layout.program_name(pool))
         running = prog is not None and prog.state in ("RUNNING", "STARTING")
         if not running:
-            out.append(A.StartMaster("master not running", pool))
+            out.append(A.StartMaster("master not running", pool, sock))
         elif _written(acts, layout.supervisor_conf(pool)):
-            out.append(A.RestartMaster("master command line changed", pool))
+            out.append(A.RestartMaster("master command line changed", pool, sock))
         elif _written(acts, layout.mounts_file(pool)):
-            out.append(A.RestartMaster("jail mounts changed: only a new master sees them", pool))
+            out.append(A.RestartMaster("jail mounts changed: only a new master sees them", pool,
+                                       sock))
         elif _socket_changed(acts, layout.fpm_conf(pool)):
             out.append(A.RestartMaster("socket settings changed: FPM keeps its socket on reload",
-                                       pool))
+                                       pool, sock))
         elif _written(acts, layout.fpm_conf(pool)):
-            out.append(A.ReloadMaster("pool config changed", pool))
+            out.append(A.ReloadMaster("pool config changed", pool, sock))
         elif any(isinstance(a, A.BuildJail) and a.pool == pool for a in acts):
             # running workers keep what they loaded from the old jail (gconv modules,
             # locales): a dropped feature would go on working in them
-            out.append(A.ReloadMaster("jail changed: new workers see only the new jail", pool))
+            out.append(A.ReloadMaster("jail changed: new workers see only the new jail", pool,
+                                      sock))
     for pool in sorted(set(state.pools) - set(desired.pools)):
         out.append(A.StopMaster("pool no longer in the spec", pool))
     return out
+
+
+def _program_actions(desired: Desired, acts: list[A.Action]) -> list[A.Action]:
+    """Which supervisord programs apply updates (their config file was written or
+    removed: pools' masters and phphost's own, like the exporter) and removes (masters
+    stopped for good), whenever masters or program files change at all."""
+    masters = [a for a in acts if isinstance(a, (A.StartMaster, A.RestartMaster,
+                                                 A.ReloadMaster, A.StopMaster))]
+    remove = tuple(sorted(layout.program_name(a.pool) for a in acts
+                          if isinstance(a, A.StopMaster)))
+    changed = tuple(p for p in _changed_programs(acts) if p not in remove)
+    if not masters and not changed:
+        return []
+    resync = tuple(sorted({*(layout.program_name(p) for p in desired.pools), *changed}))
+    return [A.UpdatePrograms("supervisord runs one program per master", changed, remove,
+                             resync)]
+
+
+def _changed_programs(acts: list[A.Action]) -> tuple[str, ...]:
+    """Programs whose file in supervisord's conf.d changes (file NAME.conf holds
+    [program:NAME], as phphost renders every one)."""
+    prefix = layout.SUPERVISOR_CONF_DIR + "/"
+    return tuple(sorted(
+        a.path[len(prefix):-len(".conf")] for a in acts
+        if isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path.startswith(prefix)
+        and a.path.endswith(".conf") and "/" not in a.path[len(prefix):]))
+
+
+def _tls_actions(desired: Desired) -> list[A.Action]:
+    return [A.CheckTls("configtest does not load certificates; apache2 exits on a bad one",
+                       t.site, t.cert, t.key, t.chain) for t in desired.tls]
 
 
 def _apache_actions(desired: Desired, facts: Facts, acts: list[A.Action]) -> list[A.Action]:

@@ -270,16 +270,16 @@ def swapped(ctx: Ctx, point: str, link_to: str) -> Iterator[str]:
         err = _as_tenant(ctx.tenant, ["ln", "-s", "--", link_to, point])
         yield f"ln -s {link_to} {point}: {err}" if err else ""
     finally:
-        _put_back(point, saved, link_to)
+        _put_back(ctx, point, saved)
 
 
-def _put_back(point: str, saved: str, link_to: str) -> None:
-    if os.path.islink(point) and os.readlink(point) == link_to:
-        os.unlink(point)
-    if os.path.lexists(point):
-        raise VerifyError(f"cannot put {point} back: something else is there now; "
+def _put_back(ctx: Ctx, point: str, saved: str) -> None:
+    """As the tenant, never as root: the tenant can swap these paths under us."""
+    err = _as_tenant(ctx.tenant, ["rm", "-f", "--", point])
+    err = err or _as_tenant(ctx.tenant, ["mv", "-T", "--no-clobber", "--", saved, point])
+    if err or os.path.lexists(saved):
+        raise VerifyError(f"cannot put {point} back ({err or 'something else is there'}); "
                           f"the tenant's directory is at {saved}")
-    os.rename(saved, point)
 
 
 def docroot_symlink(ctx: Ctx) -> Result:

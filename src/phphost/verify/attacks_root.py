@@ -201,7 +201,8 @@ def pool_links(ctx: Ctx) -> Result:
         top = os.path.join(dirs[0], ctx.name(f"root-{ctx.pool.name}"))
         planted = Planted(top, os.path.join(top, "key.pem"), os.path.join(top, "uploads"))
         ctx.run.scratch.mkdir(ctx.tenant, top)
-        os.chmod(top, 0o2770)  # noqa: S103 - the pool (group) plants into it, as in a data dir
+        with safefs.opened_dir(top) as fd:   # the pool can rename it: never chmod by path
+            os.fchmod(fd, 0o2770)     # the pool (group) plants into it, like a data dir
         for path in (planted.link_file, planted.link_dir):
             ctx.run.scratch.track(path)
         results = run_ops(ctx.run.probes, ctx.pool, [
