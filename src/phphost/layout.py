@@ -50,6 +50,15 @@ def fpm_log(pool: str) -> str:
     return f"{LOG_DIR}/{pool}.fpm.log"
 
 
+def slow_log(pool: str) -> str:
+    """FPM's slowlog: a PHP stack trace of each request slower than
+    request_slowlog_timeout, written by the master (outside any jail)."""
+    return f"{LOG_DIR}/{pool}.slow.log"
+
+
+LOGROTATE_CONF = "/etc/logrotate.d/phphost"
+
+
 def program_name(pool: str) -> str:
     """supervisord program name of a pool's master."""
     return f"phphost-{pool}"

@@ -28,6 +28,7 @@ from phphost.render.apache import (
 )
 from phphost.render.common import HEADER
 from phphost.render.fpm import jail_root, render_fpm_argv, render_fpm_conf
+from phphost.render.logrotate import render_logrotate
 from phphost.render.supervisor import command_line, render_supervisor_program
 from phphost.spec.model import (
     TLS,
@@ -64,11 +65,12 @@ def _model() -> Model:
         Pool("blog", "blog", "php-blog", "/run/phphost/blog.sock", PoolSettings(),
              writable=("/home/blog/htdocs/wp-content/uploads",), jail=JAILED),
         Pool("chords", "ncs", "php-chords", "/run/phphost/chords.sock",
-             PoolSettings(idle_timeout=30), writable=("/srv/www/ncs/htdocs/files/chords/tmp",),
+             PoolSettings(idle_timeout=30, request_slowlog_timeout=2),
+             writable=("/srv/www/ncs/htdocs/files/chords/tmp",),
              jail=NO_JAIL),
         Pool("matomo", "ncs", "php-matomo", "/run/phphost/matomo.sock", PoolSettings(
             pm="dynamic", max_children=18, start_servers=3, min_spare=2, max_spare=4,
-            request_terminate_timeout=25,
+            request_terminate_timeout=25, request_slowlog_timeout=0,
         ), writable=("/srv/www/ncs/data",), jail=NO_JAIL),
         Pool("ncs-web", "ncs", "php-ncs-web", "/run/phphost/ncs-web.sock", PoolSettings(
             pm="dynamic", max_children=6, min_spare=1, max_spare=2,
@@ -97,7 +99,8 @@ MODEL = _model()
 
 
 def _rendered(model: Model) -> dict[str, str]:
-    files = {"apache-global.conf": render_apache_global(model)}
+    files = {"apache-global.conf": render_apache_global(model),
+             "logrotate-phphost": render_logrotate(model)}
     for pool in model.pools:
         files[f"fpm-{pool.name}.conf"] = render_fpm_conf(pool, model.tenant(pool.tenant))
         files[f"supervisor-{pool.name}.conf"] = render_supervisor_program(pool)

@@ -157,6 +157,15 @@ def test_durations(value: str, seconds: int) -> None:
     assert model.pool("p").settings.request_terminate_timeout == seconds
 
 
+def test_slowlog_timeout_inherits_and_defaults() -> None:
+    model = parse(BASE + '[templates.base]\nrequest_slowlog_timeout = "2s"\n'
+                  '[templates.t]\ninherits = "base"\n'
+                  '[pools.p]\ntenant = "acme"\ntemplate = "t"\n'
+                  '[pools.q]\ntenant = "acme"\ntemplate = "t"\nrequest_slowlog_timeout = 0\n'
+                  '[pools.r]\ntenant = "acme"\n')
+    assert [model.pool(n).settings.request_slowlog_timeout for n in "pqr"] == [2, 0, 5]
+
+
 def test_demo_example_loads() -> None:
     model = load_spec(str(REPO / "examples" / "demo.toml"))
     assert len(model.tenants) >= 3 and len(model.sites) >= 4 and len(model.pools) >= 4

@@ -4,9 +4,10 @@ each line tagged with where it came from. NAME may be a pool, a site or both
 (a site's logs bring its pools' logs, a pool's bring its sites').
 
 Where they are: FPM `/var/log/phphost/POOL.fpm.log` (error_log in the pool's
-[global]), `POOL.slow.log` when a slowlog is set, `POOL.supervisor.log` (the
-master's stdout/stderr); Apache `/var/log/apache2/phphost-SITE-error.log` and
-`-access.log` (render/apache.py). Timestamp parsing is pure."""
+[global]), `POOL.slow.log` (FPM's slowlog: stack traces of slow requests),
+`POOL.supervisor.log` (the master's stdout/stderr); Apache
+`/var/log/apache2/phphost-SITE-error.log` and `-access.log` (render/apache.py).
+Timestamp parsing is pure."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class LogFile:
 
 def pool_logs(pool: str) -> list[LogFile]:
     return [LogFile(f"{pool}.fpm", layout.fpm_log(pool)),
-            LogFile(f"{pool}.slow", f"{layout.LOG_DIR}/{pool}.slow.log"),
+            LogFile(f"{pool}.slow", layout.slow_log(pool)),
             LogFile(f"{pool}.supervisor", f"{layout.LOG_DIR}/{pool}.supervisor.log")]
 
 

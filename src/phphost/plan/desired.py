@@ -19,6 +19,7 @@ from phphost.render.apache import (
     required_modules,
 )
 from phphost.render.fpm import render_fpm_conf
+from phphost.render.logrotate import render_logrotate
 from phphost.render.supervisor import render_supervisor_program
 from phphost.spec.model import Model
 
@@ -132,6 +133,7 @@ def _files(model: Model, jails: Mapping[str, Manifest]) -> tuple[DesiredFile, ..
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
     if model.pools:
         files.append(DesiredFile(layout.LAUNCHER, launcher_source(), 0o755))
+        files.append(DesiredFile(layout.LOGROTATE_CONF, render_logrotate(model)))
     for pool in model.pools:
         tenant = model.tenant(pool.tenant)
         files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))

@@ -120,6 +120,10 @@ def _worker_lines(pool: Pool) -> list[str]:
         _kv("pm.status_path", layout.STATUS_PATH),
         _kv("ping.path", layout.PING_PATH),
         _kv("request_terminate_timeout", f"{s.request_terminate_timeout}s"),
+        # the master (root, outside the jail, same PID namespace as its workers)
+        # ptraces a slow worker and appends its PHP stack to this file
+        _kv("slowlog", layout.slow_log(pool.name)),
+        _kv("request_slowlog_timeout", f"{s.request_slowlog_timeout}s"),
     ]
     if s.priority is not None:
         lines.append(_kv("process.priority", str(s.priority)))

@@ -39,6 +39,7 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     idle_timeout               ondemand: duration >= 1s                   10
     max_requests               integer >= 0                               500
     request_terminate_timeout  duration >= 0                              60
+    request_slowlog_timeout    duration >= 0 (0: no slow log)             5
     process_control_timeout    duration >= 1s (0 kills requests on reload) 10
     priority                   integer -19..20                            unset
     listen_backlog             integer >= 1                               64
@@ -51,6 +52,9 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.
+    A request running longer than ``request_slowlog_timeout`` gets its PHP stack
+    trace in ``/var/log/phphost/POOL.slow.log`` (counted as ``phpfpm_slow_requests``);
+    that log and ``POOL.fpm.log`` rotate through ``/etc/logrotate.d/phphost``.
 
 ``[tenants.NAME]``: an owner of code
     ``home``: required; absolute, normalised, not ``/``, not under a system

@@ -26,6 +26,7 @@ class PoolSettings:
     idle_timeout: int = 10          # ondemand only (pm.process_idle_timeout)
     max_requests: int = 500
     request_terminate_timeout: int = 60
+    request_slowlog_timeout: int = 5    # 0 = no slow log (FPM: request_slowlog_timeout)
     process_control_timeout: int = 10
     priority: int | None = None     # process.priority (-19 .. 20), None = inherit
     listen_backlog: int = 64

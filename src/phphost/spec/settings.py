@@ -29,7 +29,8 @@ PM_MODES = ("static", "dynamic", "ondemand")
 INI_TABLES = ("php_admin_values", "php_values", "php_ini")
 SETTING_KEYS = (
     "pm", "max_children", "start_servers", "min_spare", "max_spare", "idle_timeout",
-    "max_requests", "request_terminate_timeout", "process_control_timeout", "priority",
+    "max_requests", "request_terminate_timeout", "request_slowlog_timeout",
+    "process_control_timeout", "priority",
     "listen_backlog", "opcache_memory_mb", *INI_TABLES,
 )
 TEMPLATE_KEYS = ("inherits", *SETTING_KEYS)
@@ -46,7 +47,8 @@ _INT_RANGES: dict[str, tuple[int | None, int | None]] = {
     "listen_backlog": (1, None), "opcache_memory_mb": (8, 4096),
 }
 # minimum seconds for duration settings
-_DURATIONS = {"idle_timeout": 1, "request_terminate_timeout": 0, "process_control_timeout": 1}
+_DURATIONS = {"idle_timeout": 1, "request_terminate_timeout": 0, "request_slowlog_timeout": 0,
+              "process_control_timeout": 1}
 
 
 def parse_settings(at: At, tbl: Table) -> dict[str, object]:
