@@ -460,7 +460,8 @@ def _fpm_check(tmp: Path, pool: Pool, moved: dict[str, Path] | None = None
     tenant = Tenant(pool.tenant, layout.WEB_USER, layout.WEB_GROUP, str(tmp))
     text = render_fpm_conf(pool, tenant)
     moved = {layout.pid_file(pool.name): tmp / "fpm.pid",
-             layout.fpm_log(pool.name): tmp / "fpm.log", **(moved or {})}
+             layout.fpm_log(pool.name): tmp / "fpm.log",
+             layout.slow_log(pool.name): tmp / "fpm.slow.log", **(moved or {})}
     for real, fake in moved.items():
         text = text.replace(f" = {real}\n", f" = {fake}\n")
     conf = tmp / "fpm.conf"

@@ -50,7 +50,7 @@ def exporter_slow(port: int, pool: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
         text = resp.read().decode()
     return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "phpfpm_slow_requests" and s.labels.get("pool") == pool)
+                if f.name == "phpfpm_slow_requests" and s.labels.get("pool") == pool)
 
 
 def top_slow(pool: str) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from phphost import layout
 from phphost.errors import FactError, PhphostError, SpecError
 from phphost.facts.parse import ProgramStatus
 from phphost.fastcgi.status import parse_fpm_status
@@ -35,6 +38,7 @@ from phphost.monitor.config import from_model, parse_monitor_json, render_monito
 from phphost.monitor.metrics import all_families
 from phphost.monitor.peer import find_uid, kernel_address
 from phphost.monitor.render import monitor_files, render_apache_monitor, render_exporter_program
+from phphost.plan.desired import desired_state
 from phphost.spec.loader import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -339,3 +343,35 @@ def test_log_lines_merge_in_time_order() -> None:
     merged = logs.merge([fpm, err], 2)
     assert [m.tag for m in merged] == ["a.fpm", "a.fpm"]
     assert [m.tag for m in logs.merge([fpm, err], 10)] == ["s.error", "a.fpm", "a.fpm"]
+
+
+# --- logs: rotation, slow log, a closed pipe ------------------------------------------------
+
+
+def test_logrotate_conf_covers_every_pool_and_reopens() -> None:
+    model = load_spec(str(ROOT / "examples" / "demo.toml"))
+    desired = {f.path: f.content for f in desired_state(model).files}
+    conf = desired[layout.LOGROTATE_CONF]
+    assert f"{layout.LOG_DIR}/*.fpm.log {layout.LOG_DIR}/*.slow.log {{" in conf
+    for word in ("compress", "missingok", "notifempty", "rotate 14", "maxsize", "sharedscripts"):
+        assert f"\n    {word}" in conf, word
+    assert all(f" {layout.program_name(p.name)}" in conf for p in model.pools)
+    assert " signal USR1 " in conf
+    assert layout.LOGROTATE_CONF not in {f.path for f in desired_state(parse_spec("", "x")).files}
+    assert {lf.path for lf in logs.pool_logs("blog")} >= {layout.slow_log("blog"),
+                                                          layout.fpm_log("blog")}
+
+
+def test_a_closed_stdout_exits_141_quietly() -> None:
+    """`phphost top --json | head -1`: no 'internal error', the SIGPIPE exit status."""
+    code = ("import sys\nfrom phphost.cli import main as m\n"
+            "m.COMMANDS['top'] = lambda a: print('x' * 300000) or 0\n"
+            "sys.exit(m.main(['top']))\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, b"")

@@ -168,11 +168,32 @@ COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "statu
             "jail": cmd_jail, "exporter": cmd_exporter, "top": cmd_top, "logs": cmd_logs}
 
 
+SIGPIPE_EXIT = 128 + 13
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (`phphost top --json | head -1`): say
+    nothing, point stdout at /dev/null so Python's exit-time flush stays quiet, and
+    exit 141 as a process killed by SIGPIPE would (what the shell shows for
+    `yes | head -1`; `set -o pipefail` sees it)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return SIGPIPE_EXIT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started, code = time.time(), 1
     try:
         code = COMMANDS[args.command](args)
+        sys.stdout.flush()          # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        code = quiet_broken_pipe()
         return code
     except PhphostError as err:
         print(f"phphost: error: {err}", file=sys.stderr)
