@@ -1,7 +1,8 @@
 """Pools' own logs on the demo host: a slow request in a jailed pool is traced
 into POOL.slow.log by its master and counted by `phpfpm_slow_requests` (exporter,
 `phphost top --json`); `logrotate -f` on /etc/logrotate.d/phphost rotates every
-pool's FPM log and each master writes to the new file afterwards."""
+pool's FPM log, each master reopens it (USR1 through supervisord and the launcher)
+and writes to the new files afterwards (FPM opens the slow log per trace)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -140,12 +140,18 @@ def test_logrotate_rotates_and_every_master_reopens(demo: Model, tmp_path: Path)
         assert error_log_fd_inode(master, f"{log}.1") is None
     assert masters(demo) == pids                         # reopened, not restarted
 
-    # and what the master writes next lands in the new file, not the rotated one
-    pool = demo.pools[0].name
-    rotated = file_size(f"{layout.fpm_log(pool)}.1")
-    at = file_size(layout.fpm_log(pool))
-    subprocess.run(["supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF, "signal", "USR1",
-                    hostkit.program(pool)], capture_output=True, check=True, timeout=30)
-    hostkit.wait_for(lambda: "re-opened" in read_from(layout.fpm_log(pool), at), timeout=10)
-    time.sleep(0.2)
-    assert file_size(f"{layout.fpm_log(pool)}.1") == rotated
+    # what the master writes next (a slow request's warning and its trace) lands in
+    # the new files, not the rotated ones
+    slow = layout.slow_log(SLOW_POOL)
+    rotated = {f: file_size(f"{f}.1") for f in (layout.fpm_log(SLOW_POOL), slow)}
+    at = {f: file_size(f) for f in rotated}
+    seconds = demo.pool(SLOW_POOL).settings.request_slowlog_timeout + 2.0
+    bench = load_bench()
+    target = bench.target(demo, SLOW_POOL, SLOW_SCRIPT)
+    with bench.placed(target, slow_php(seconds)):
+        sample = bench.request(target.host, target.path, demo.apache.http_port, seconds + 15)
+    assert sample.status == 200, sample
+    hostkit.wait_for(lambda: f"{SLOW_FUNCTION}()" in read_from(slow, at[slow]), timeout=5)
+    assert "executing too slow" in read_from(layout.fpm_log(SLOW_POOL),
+                                             at[layout.fpm_log(SLOW_POOL)])
+    assert {f: file_size(f"{f}.1") for f in rotated} == rotated
