@@ -375,3 +375,13 @@ def test_a_closed_stdout_exits_141_quietly() -> None:
     finally:
         os.close(write_end)
     assert (proc.returncode, proc.stderr) == (141, b"")
+
+
+def test_a_broken_pipe_elsewhere_is_still_an_error() -> None:
+    """A BrokenPipeError from a socket or a child while stdout is fine is reported."""
+    code = ("import sys\nfrom phphost.cli import main as m\n"
+            "def boom(a):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "m.COMMANDS['top'] = boom\nsys.exit(m.main(['top']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 1 and b"internal error: BrokenPipeError" in proc.stderr

@@ -7,6 +7,7 @@ import argparse
 import fcntl
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -171,6 +172,24 @@ COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "statu
 SIGPIPE_EXIT = 128 + 13
 
 
+def internal_error(err: Exception) -> int:
+    print(f"phphost: internal error: {type(err).__name__}: {err} (set PHPHOST_DEBUG=1 "
+          "for the traceback; please report it)", file=sys.stderr)
+    if os.environ.get("PHPHOST_DEBUG"):
+        raise err
+    return 1
+
+
+def stdout_gone() -> bool:
+    """True when stdout is a pipe or socket whose reader has gone (poll: POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def quiet_broken_pipe() -> int:
     """The reader of our stdout went away (`phphost top --json | head -1`): say
     nothing, point stdout at /dev/null so Python's exit-time flush stays quiet, and
@@ -192,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()          # a closed pipe shows here, not at interpreter exit
         return code
-    except BrokenPipeError:
+    except BrokenPipeError as err:
+        if not stdout_gone():       # a socket or a child's pipe: a real error, below
+            code = internal_error(err)
+            return code
         code = quiet_broken_pipe()
         return code
     except PhphostError as err:
@@ -203,11 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("phphost: interrupted", file=sys.stderr)
         return 130
     except Exception as err:   # a bug: say so in one line, never a traceback
-        print(f"phphost: internal error: {type(err).__name__}: {err} (set PHPHOST_DEBUG=1 "
-              "for the traceback; please report it)", file=sys.stderr)
-        if os.environ.get("PHPHOST_DEBUG"):
-            raise
-        return 1
+        code = internal_error(err)
+        return code
     finally:
         record_run(args.command, code, started)     # apply/check/verify/audit -> runs.json
 
