@@ -111,15 +111,15 @@ class _Runner:
 
     def stage(self) -> None:
         """Everything before services, in an order where nothing unvalidated goes live:
-        Apache's config and the TLS files are validated on a staged copy first; then
+        the TLS files are checked, Apache's config is validated on a staged copy; then
         identities and jails (FPM's own test needs the users, log dir and chroot they
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
-        staging.validate_apache(self.plan.actions)
-        for t in self._all(A.CheckTls):
+        for t in self._all(A.CheckTls):      # before anything else reads them
             self.current = t
             check_files(t.site, t.cert, t.key, t.chain)
             self._step(t)
+        staging.validate_apache(self.plan.actions)
         for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
             self.current = a
             self._identity(a)
