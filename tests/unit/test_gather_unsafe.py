@@ -45,3 +45,15 @@ def test_tls_file_in_a_writable_place_is_unsafe(tmp_path: Path) -> None:
     assert list(unsafe) == [str(cert)]
     assert "TLS file of site blog" in unsafe[str(cert)]
     assert "/etc/ssl/private" in unsafe[str(cert)]
+
+
+def test_socket_dir_must_be_root_only(tmp_path: Path) -> None:
+    from phphost.facts.gather import check_socket_dir
+    unsafe: dict[str, str] = {}
+    check_socket_dir("p", "/run/p.sock", unsafe)                 # root 0755: fine
+    assert unsafe == {}
+    check_socket_dir("p", str(tmp_path / "p.sock"), unsafe)      # below /tmp (1777)
+    check_socket_dir("q", "/run/no-such-dir/q.sock", unsafe)
+    assert set(unsafe) == {str(tmp_path / "p.sock"), "/run/no-such-dir/q.sock"}
+    assert "socket of pool p" in unsafe[str(tmp_path / "p.sock")]
+    assert "does not exist" in unsafe["/run/no-such-dir/q.sock"]

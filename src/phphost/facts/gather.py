@@ -60,6 +60,8 @@ def gather(desired: Desired, state: State) -> Facts:
             check_hard_links(acl.path, unsafe)     # the grant apply will make walks it
     for tls in desired.tls:
         check_tls(tls.site, (tls.cert, tls.key, tls.chain), unsafe)
+    for master in desired.masters:
+        check_socket_dir(master.pool, master.socket, unsafe)
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
@@ -177,6 +179,24 @@ def check_tls(site: str, paths: tuple[str | None, ...], unsafe: dict[str, str]) 
                             "root-only place such as /etc/ssl/private or /etc/letsencrypt")
         except OSError as e:
             unsafe[path] = f"(TLS file of site {site}) cannot be read ({e.strerror})"
+
+
+def check_socket_dir(pool: str, socket: str, unsafe: dict[str, str]) -> None:
+    """php-fpm's master (root) unlinks, chowns and chmods its listen socket by name:
+    the socket's directory must be root's and writable only by root, reached without
+    an untrusted symlink. phphost's own socket dir is made by apply (root 0755)."""
+    directory = os.path.dirname(socket)
+    if directory == layout.RUN_DIR and safefs.lstat(directory) is None:
+        return
+    try:
+        safefs.require_trusted_dir(directory)
+    except FileNotFoundError:
+        unsafe[socket] = (f"(socket of pool {pool}) its directory {directory} does not exist; "
+                          "create it owned by root, mode 0755, or leave `socket` out")
+    except safefs.UnsafePath as e:
+        unsafe[socket] = (f"(socket of pool {pool}) {e.path} {e.problem}: php-fpm, as root, "
+                          "unlinks and chowns the socket by name. Leave `socket` out (default "
+                          f"{layout.default_socket(pool)}) or use a root-only directory")
 
 
 def read_acl(path: str) -> frozenset[str]:
