@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from phphost import layout, safefs
+from phphost.jail import build as jail_build
+from phphost.jail.manifest import Entry, Manifest
 from phphost.spec.model import Model
 from phphost.verify.attacks_root import fingerprint
 from phphost.verify.catalog import select
@@ -106,15 +108,51 @@ def _naive_below(path: str, rel: str) -> int | None:
     return os.open(os.path.join(path, rel), os.O_RDONLY | os.O_NONBLOCK)
 
 
+def _naive_read_file(path: str, limit: int = 1 << 20, root_only: bool = False) -> bytes:
+    return Path(path).read_bytes()[:limit]
+
+
+def _naive_remove_tree(path: str) -> None:
+    """`rm -rf path/*`: empties whatever path points at."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+
+
+def _naive_materialise(dirs: jail_build.DirFds, entry: Entry, manifest: Manifest,
+                       store: object, action: str) -> None:
+    """A jail build that makes entries by path (follows a link the pool planted)."""
+    path = dirs.root.rstrip("/") + entry.path
+    uid, gid = manifest.owner_ids(entry.owner)
+    if entry.kind == "dir":
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, uid, gid)
+        os.chmod(path, entry.mode)
+    else:
+        Path(path).write_bytes(entry.content or b"")
+
+
+ROOT_STEPS = ("plan reads the swapped dir", "apply fixes a writable dir that is a link",
+              "apply grants the docroot ACL recursively", "rollback of a journal naming the links",
+              "the TLS check reads a key that is a link",
+              "a jail rebuild over links the pool planted in its jail dir",
+              "destroy --purge of a home that is a link")
+
+
 def test_root_family_breached_with_path_following_code(demo: Model,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The same attacks against root code that follows paths (as phphost did before
-    safefs): every cell with links must be BREACHED."""
+    safefs): every cell with links must be BREACHED, and each step on its own."""
     monkeypatch.setattr(safefs, "dir_state", _naive_dir_state)
     monkeypatch.setattr(safefs, "set_owner_mode", _naive_owner_mode)
     monkeypatch.setattr(safefs, "walk_tree", _naive_tree)
     monkeypatch.setattr(safefs, "open_below", _naive_below)
-    monkeypatch.setattr(safefs, "read_file", lambda p, limit=1 << 20: Path(p).read_bytes())
+    monkeypatch.setattr(safefs, "read_file", _naive_read_file)
+    monkeypatch.setattr(safefs, "remove_tree", _naive_remove_tree)
+    monkeypatch.setattr(jail_build, "_materialise", _naive_materialise)
     report, problems = run_attacks(demo, select(["root.*"]))
     assert not problems
     verdicts = {(c.attack, c.attacker): c.verdict for c in report.cells}
@@ -122,6 +160,8 @@ def test_root_family_breached_with_path_following_code(demo: Model,
     assert verdicts[("root.pool-links", "pool:files")] == Verdict.BREACHED
     cell = next(c for c in report.cells if c.attacker == "site:blog")
     assert "root changed" in cell.evidence
+    for step in ROOT_STEPS:
+        assert f"{step}: " in cell.evidence, (step, cell.evidence)
 
 
 # --- 2. the scripted attack on the live paths -----------------------------------------
