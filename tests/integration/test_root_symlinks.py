@@ -23,6 +23,7 @@ import pytest
 
 from phphost import layout, safefs
 from phphost.jail import build as jail_build
+from phphost.jail import hostview
 from phphost.jail.manifest import Entry, Manifest
 from phphost.spec.model import Model
 from phphost.verify.attacks_root import fingerprint
@@ -162,6 +163,21 @@ def test_root_family_breached_with_path_following_code(demo: Model,
     assert "root changed" in cell.evidence
     for step in ROOT_STEPS:
         assert f"{step}: " in cell.evidence, (step, cell.evidence)
+
+
+def test_program_closure_breached_with_a_trusting_hostview(
+        demo: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """root.program-closure against a host view that trusts every file (as closures
+    did before issue 11: #! and ldd read from whatever the spec named)."""
+    monkeypatch.setattr(hostview.RealHostView, "untrusted", lambda self, path: None)
+    monkeypatch.setattr(hostview, "_file_problem", lambda path, st: None)
+    report, problems = run_attacks(demo, select(["root.program-closure"]))
+    assert not problems
+    cells = [c for c in report.cells if c.verdict is not Verdict.NA]
+    assert cells and all(c.verdict == Verdict.BREACHED for c in cells), cells
+    blog = next(c for c in cells if c.attacker == "site:blog")
+    assert "copying the root-only" in blog.evidence and "#!" in blog.evidence, blog.evidence
+    assert "ELF the tenant wrote" in blog.evidence, blog.evidence
 
 
 # --- 2. the scripted attack on the live paths -----------------------------------------

@@ -29,6 +29,8 @@ from phphost.facts.gather import read_dir
 from phphost.host import identities
 from phphost.host.journal import Journal
 from phphost.jail.build import build_jail
+from phphost.jail.closure import Closure
+from phphost.jail.hostview import RealHostView
 from phphost.jail.manifest import Entry, Manifest
 from phphost.plan.desired import WEB_ACL_READ, WEB_ACL_TRAVERSE
 from phphost.spec.model import Tenant
@@ -279,9 +281,60 @@ def pool_links(ctx: Ctx) -> Result:
                   "to root-only files; root then does its work there", "; ".join(seen))
 
 
+def _closure_of(program: str) -> tuple[str, Closure | None]:
+    """What jail.programs does with a program path: its closure, from the real host."""
+    closure = Closure(RealHostView())
+    try:
+        closure.add_program(program)
+    except PhphostError as err:
+        return f"refused ({_short(err)})", None
+    except OSError as err:
+        return f"refused ({err.strerror or err})", None
+    return "accepted", closure
+
+
+def program_closure(ctx: Ctx) -> Result:
+    """The tenant names its own files as jail programs (as a spec's jail.programs
+    may): a script whose `#!` is a root-only file, a symlink to one, and an ELF it
+    wrote (ldd runs the loader on it; its libraries are whatever the tenant makes them).
+    Root must read none of them; the root-only file must never land in a closure."""
+    with sentinels(ctx.run.scratch.mark) as sent:
+        top = ctx.run.scratch.mkdir(ctx.tenant, os.path.join(code_dir(ctx.model, ctx.tenant),
+                                                             ctx.name(f"closure-{ctx.site.name}")))
+        with open("/usr/bin/true", "rb") as fh:
+            elf = fh.read()
+        planted = {
+            "a script with #! naming a root-only file":
+                ctx.run.scratch.write(ctx.tenant, os.path.join(top, "hashbang"),
+                                      f"#!{sent.file}\n".encode()),
+            "a symlink to a root-only file":
+                ctx.run.scratch.symlink(ctx.tenant, sent.file, os.path.join(top, "linked")),
+            "an ELF the tenant wrote":
+                ctx.run.scratch.write(ctx.tenant, os.path.join(top, "tool"), elf),
+        }
+        breaches: list[str] = []
+        seen: list[str] = []
+        for what, path in planted.items():
+            verdict, closure = _closure_of(path)
+            seen.append(f"{what}: {verdict}")
+            if closure is None:
+                continue
+            needs = sorted(closure.needs)
+            secret = [n for n in needs if n.startswith(sent.base)]
+            breaches.append(f"{what} ({path}): root read it and took its closure"
+                            + (f", copying the root-only {', '.join(secret)} into the jail"
+                               if secret else f" ({len(needs)} paths)"))
+    return judged(breaches, f"tenant {ctx.tenant.name} names {top}/hashbang (#!{sent.file}), "
+                  f"/linked (-> it) and /tool (its own ELF) as jail programs",
+                  "; ".join(seen))
+
+
 ATTACKS = (
     Attack("root.tenant-links", FAMILY, "symlinks a tenant plants in its docroot do not "
            "steer root's chown/chmod/ACL/rollback/TLS read/purge", "site", tenant_links),
     Attack("root.pool-links", FAMILY, "symlinks a pool plants in its writable dir do not "
            "steer root's chown/chmod/ACL/rollback/TLS read/purge", "pool", pool_links),
+    Attack("root.program-closure", FAMILY, "a tenant's files named as jail programs (#! of a "
+           "root-only file, a link to one, its own ELF) are never read nor copied by root",
+           "site", program_closure),
 )
