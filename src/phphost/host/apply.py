@@ -111,15 +111,16 @@ class _Runner:
 
     def stage(self) -> None:
         """Everything before services, in an order where nothing unvalidated goes live:
-        the TLS files are checked, Apache's config is validated on a staged copy; then
+        Apache's config is validated on a staged copy, then the TLS files (a TLS file
+        in anyone else's reach was already refused by plan, facts.unsafe); then
         identities and jails (FPM's own test needs the users, log dir and chroot they
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
-        for t in self._all(A.CheckTls):      # before anything else reads them
+        staging.validate_apache(self.plan.actions)     # a staged copy: nothing live yet
+        for t in self._all(A.CheckTls):   # trust was refused at plan time (facts.unsafe)
             self.current = t
             check_files(t.site, t.cert, t.key, t.chain)
             self._step(t)
-        staging.validate_apache(self.plan.actions)
         for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
             self.current = a
             self._identity(a)
