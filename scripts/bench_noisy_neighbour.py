@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from phphost import safefs
+from phphost.errors import PhphostError
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
 
@@ -177,16 +179,26 @@ def target(model: Model, name: str, script: str) -> Target:
 
 @contextlib.contextmanager
 def placed(t: Target, content: str) -> Iterator[None]:
-    """The file in place, owned by the site's tenant (mode 0640), for the duration."""
-    fd = os.open(t.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-    try:
+    """The file in place, owned by the site's tenant (mode 0640), for the duration.
+    The docroot is the tenant's: it is walked from / by descriptor (safefs), the file
+    is created with O_EXCL|O_NOFOLLOW in the descriptor of its directory and chowned
+    through its own descriptor, so a symlink the tenant swaps in (at the docroot,
+    above it or at the file name) is refused, never followed."""
+    uid, gid = pwd.getpwnam(t.user).pw_uid, grp.getgrnam(t.group).gr_gid
+    with safefs.parent(t.file) as (pfd, name, _trusted):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=pfd)         # a leftover (or a link): unlinkat, no follow
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o640, dir_fd=pfd)
         with os.fdopen(fd, "w") as fh:
+            os.fchown(fh.fileno(), uid, gid)
             fh.write(content)
-        os.chown(t.file, pwd.getpwnam(t.user).pw_uid, grp.getgrnam(t.group).gr_gid)
+    try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(t.file)
+        with contextlib.suppress(FileNotFoundError, safefs.UnsafePath), \
+                safefs.parent(t.file) as (pfd, name, _trusted):
+            os.unlink(name, dir_fd=pfd)
 
 
 # --- load -----------------------------------------------------------------------------
@@ -291,7 +303,11 @@ def main(argv: list[str]) -> int:
     cfg = Config(connections=min(args.connections, 1000), seconds=min(args.seconds, 45.0),
                  ramp=args.ramp, sleep=args.sleep, think=args.think,
                  baseline=args.baseline, timeout=args.timeout, port=args.port)
-    result = run(load_spec(args.spec), args.flood, args.victim, cfg)
+    try:
+        result = run(load_spec(args.spec), args.flood, args.victim, cfg)
+    except PhphostError as err:     # e.g. a docroot a tenant swapped for a symlink
+        print(f"bench_noisy_neighbour: error: {err}", file=sys.stderr)
+        return err.exit_code
     if args.json:
         print(json.dumps(asdict(result), indent=1))
     else:

@@ -53,6 +53,22 @@ def test_pha023_unknown_version_is_left_to_pha014() -> None:
     assert run("PHA023", dataclasses.replace(CLEAN, apache_version="")) == []
 
 
+def test_pha023_behaviour_probe_counts_whatever_the_version() -> None:
+    """A fixed version that still reads files in the probe (a broken backport) is
+    flagged; a refusing probe adds nothing; an unknown version with an allowing probe
+    is flagged too."""
+    for version in ("2.4.71", ""):
+        facts = dataclasses.replace(apache("2.4.71"), htaccess_probe="allowed",
+                                    apache_version=version and apache("2.4.71").apache_version)
+        found = run("PHA023", facts)
+        assert severities(found) == ["high", "high"]
+        assert all("behaviour probe" in f.problem for f in found)
+    refused = dataclasses.replace(apache("2.4.71"), htaccess_probe="refused")
+    assert run("PHA023", refused) == []
+    old = run("PHA023", dataclasses.replace(apache("2.4.66"), htaccess_probe="refused"))
+    assert old and all("probe" not in f.problem for f in old)
+
+
 # --- PHA024 -------------------------------------------------------------------------------
 
 

@@ -20,3 +20,10 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert block[0].startswith("scripts/setup-demo")
     assert block[1].startswith("scripts/test")
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_verify_doc_lists_every_attack() -> None:
+    from phphost.verify.catalog import ALL
+    text = (Path(__file__).resolve().parents[2] / "docs" / "verify.md").read_text()
+    missing = [a.id for a in ALL if f"| {a.id} |" not in text]
+    assert not missing, f"docs/verify.md has no row for {missing}"

@@ -217,3 +217,14 @@ def test_jail_change_reloads_that_master() -> None:
     same = replace(state, changes=())
     assert not make_plan(want, converged(jails=frozenset({"app"})), STATE,
                          {"app": same}).has_changes()
+
+
+def test_destroy_refuses_unsafe_paths_up_front() -> None:
+    """A symlinked home is refused before any service stops or user goes."""
+    facts = Facts(**{**converged().__dict__,
+                     "unsafe": {"/srv/acme": "is a symlink where phphost expects a directory"}})
+    for purge in (False, True):
+        with pytest.raises(PlanError) as err:
+            make_destroy_plan(desired(), facts, STATE, purge=purge)
+        assert "/srv/acme: is a symlink" in str(err.value)
+        assert "nothing was changed" in str(err.value)

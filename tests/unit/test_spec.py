@@ -474,3 +474,12 @@ def test_apache_values() -> None:
     fails("[apache]\nthreads_per_child = 0\n", "apache.threads_per_child", "at least 1")
     fails("[apache]\nhttps_port = 80\n", "apache.https_port", "different")
     fails("[apache]\nkeepalive = 1\n", "apache.keepalive", "proxy_timeout")
+
+
+def test_socket_in_a_shared_or_tenant_dir_is_refused() -> None:
+    """php-fpm (root) unlinks/chowns/chmods its socket by name: not where others write."""
+    fails(BASE + '[pools.p]\ntenant = "acme"\nsocket = "/tmp/p.sock"\n', "pools.p.socket",
+          "/tmp/p.sock", "root-only directory")
+    home = parse(BASE).tenants[0].home
+    fails(BASE + f'[pools.p]\ntenant = "acme"\nsocket = "{home}/run/p.sock"\n',
+          "pools.p.socket", "inside the home of tenant 'acme'")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from phphost import layout
-from phphost.audit import apacheconf, fpmconf
+from phphost.audit import apacheconf, fpmconf, htaccess_probe
 from phphost.audit.apacheconf import Directive
 from phphost.audit.fpmconf import FpmPool
 from phphost.errors import HostError
@@ -95,6 +95,9 @@ class AuditFacts:
     writable: dict[str, PathStat] = field(default_factory=dict)   # pools' writable dirs
     # every dir from / down to each tenant home, docroot and writable dir (lstat)
     walk: dict[str, PathStat] = field(default_factory=dict)
+    # PHA023's behaviour probe of the installed apache2 (audit/htaccess_probe.py):
+    # "allowed", "refused", "unknown: ..." or "" (not run: no site reads .htaccess)
+    htaccess_probe: str = ""
 
 
 def gather(model: Model) -> AuditFacts:
@@ -114,6 +117,8 @@ def gather(model: Model) -> AuditFacts:
         accounts=read_model_accounts(model),
         writable={w: path_stat(w) for p in model.pools for w in p.writable},
         walk=walk_stats(model),
+        htaccess_probe=(htaccess_probe.probe() if any(s.allow_override for s in model.sites)
+                        else ""),
     )
 
 

@@ -308,12 +308,15 @@ def _reaches_sslrequire(sections: list[Directive]) -> bool:
 
 
 def htaccess_file_reads(model: Model, facts: AuditFacts) -> list[Finding]:
-    """PHA023: an Apache older than the fixes that refuse file(), filesize() and
-    %{file:...} in .htaccess expressions, on a host where a tenant docroot reads
-    .htaccess files: its author reads any file www-data can, other tenants' PHP source
-    included."""
+    """PHA023: an Apache that lets .htaccess expressions read files (file(),
+    filesize(), %{file:...}), on a host where a tenant docroot reads .htaccess
+    files: its author reads any file www-data can, other tenants' PHP source
+    included. Two sources: the version against the fixes, and the behaviour of the
+    installed apache2 in a throwaway config (facts.htaccess_probe: a backport or a
+    patched build shows there, whatever version it prints)."""
     version = versions.parse_version(facts.apache_version)
-    if version is None:
+    probed = facts.htaccess_probe == "allowed"
+    if version is None and not probed:
         return []       # PHA014 says the version cannot be read
     directives = _d(facts)
     ssl = "ssl_module" in facts.apache_modules
@@ -322,13 +325,19 @@ def htaccess_file_reads(model: Model, facts: AuditFacts) -> list[Finding]:
         sections = _htaccess_sections(directives, docroot)
         if not sections:
             continue
-        open_to = [(ids, what) for fixed, ids, what in HTACCESS_FILE_READS if version < fixed
+        open_to = [(ids, what) for fixed, ids, what in HTACCESS_FILE_READS
+                   if version is not None and version < fixed
                    and (ids != "CVE-2026-59797" or (ssl and _reaches_sslrequire(sections)))]
-        if open_to:
+        why = [f"{i}: {w}" for i, w in open_to]
+        if probed:
+            why.insert(0, "a throwaway apache2 of this host let an .htaccess `Require expr "
+                          "file(...)` read a file (behaviour probe)")
+        if why:
+            shown = versions.show(version) if version is not None else "(version unknown)"
             out.append(Finding(
                 "PHA023", "high", sections[0].where,
-                f"Apache {versions.show(version)} lets .htaccess expressions read files as "
-                f"{layout.WEB_USER} ({'; '.join(f'{i}: {w}' for i, w in open_to)}), and "
+                f"Apache {shown} lets .htaccess expressions read files as "
+                f"{layout.WEB_USER} ({'; '.join(why)}), and "
                 f"site {site.name} reads .htaccess in {docroot}: its tenant can read every "
                 "other tenant's docroot, PHP source included",
                 "upgrade Apache (>= 2.4.69), or AllowOverride None for the site "

@@ -54,6 +54,14 @@ def gather(desired: Desired, state: State) -> Facts:
             if (dirs[a.path] if a.path in dirs else read_dir(a.path, unsafe)) is not None}
     for docroot in (a.path for a in desired.acls if a.recursive):
         check_real_path(docroot, unsafe)
+    for acl in desired.acls:
+        if (acl.recursive and acl.path in acls and acl.path not in unsafe
+                and not set(acl.entries) <= acls[acl.path]):
+            check_hard_links(acl.path, unsafe)     # the grant apply will make walks it
+    for tls in desired.tls:
+        check_tls(tls.site, (tls.cert, tls.key, tls.chain), unsafe)
+    for master in desired.masters:
+        check_socket_dir(master.pool, master.socket, unsafe)
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
@@ -140,6 +148,55 @@ def check_real_path(docroot: str, unsafe: dict[str, str]) -> None:
     if real != os.path.normpath(docroot):
         unsafe[docroot] = (f"resolves through a symlink to {real}; Apache follows no symlink at "
                            "or above a docroot, so declare the tenant's home by its real path")
+
+
+def check_hard_links(top: str, unsafe: dict[str, str]) -> None:
+    """The recursive ACL grant refuses a hard link to a file someone outside the
+    tree owns (it would change that file's ACL): find it at plan time, by the same
+    descriptor walk, so the refusal comes before anything changes."""
+    try:
+        for _rel, _fd in safefs.walk_tree(top):
+            pass
+    except safefs.UnsafePath as e:
+        unsafe[e.path] = e.problem
+    except OSError as e:
+        unsafe[top] = f"cannot be walked ({e.strerror})"
+
+
+def check_tls(site: str, paths: tuple[str | None, ...], unsafe: dict[str, str]) -> None:
+    """apache2 (root) opens TLS files by name at every reload: each must be root's,
+    in directories only root can write. A missing file is left to apply's TLS check
+    (which also parses the PEMs)."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            safefs.read_file(path, root_only=True)
+        except FileNotFoundError:
+            continue
+        except safefs.UnsafePath as e:
+            unsafe[path] = (f"(TLS file of site {site}) {e.problem}; keep TLS files in a "
+                            "root-only place such as /etc/ssl/private or /etc/letsencrypt")
+        except OSError as e:
+            unsafe[path] = f"(TLS file of site {site}) cannot be read ({e.strerror})"
+
+
+def check_socket_dir(pool: str, socket: str, unsafe: dict[str, str]) -> None:
+    """php-fpm's master (root) unlinks, chowns and chmods its listen socket by name:
+    the socket's directory must be root's and writable only by root, reached without
+    an untrusted symlink. phphost's own socket dir is made by apply (root 0755)."""
+    directory = os.path.dirname(socket)
+    if directory == layout.RUN_DIR and safefs.lstat(directory) is None:
+        return
+    try:
+        safefs.require_trusted_dir(directory)
+    except FileNotFoundError:
+        unsafe[socket] = (f"(socket of pool {pool}) its directory {directory} does not exist; "
+                          "create it owned by root, mode 0755, or leave `socket` out")
+    except safefs.UnsafePath as e:
+        unsafe[socket] = (f"(socket of pool {pool}) {e.path} {e.problem}: php-fpm, as root, "
+                          "unlinks and chowns the socket by name. Leave `socket` out (default "
+                          f"{layout.default_socket(pool)}) or use a root-only directory")
 
 
 def read_acl(path: str) -> frozenset[str]:

@@ -111,12 +111,13 @@ class _Runner:
 
     def stage(self) -> None:
         """Everything before services, in an order where nothing unvalidated goes live:
-        Apache's config and the TLS files are validated on a staged copy first; then
+        Apache's config is validated on a staged copy, then the TLS files (a TLS file
+        in anyone else's reach was already refused by plan, facts.unsafe); then
         identities and jails (FPM's own test needs the users, log dir and chroot they
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
-        staging.validate_apache(self.plan.actions)
-        for t in self._all(A.CheckTls):
+        staging.validate_apache(self.plan.actions)     # a staged copy: nothing live yet
+        for t in self._all(A.CheckTls):   # trust was refused at plan time (facts.unsafe)
             self.current = t
             check_files(t.site, t.cert, t.key, t.chain)
             self._step(t)

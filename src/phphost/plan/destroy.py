@@ -8,9 +8,14 @@ from phphost.facts.gather import Facts
 from phphost.facts.state import State
 from phphost.plan import actions as A
 from phphost.plan.desired import Desired
+from phphost.plan.planner import check_unsafe_paths
 
 
 def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool) -> A.Plan:
+    """Refused up front (before any service stops or user goes) when a managed path
+    is unsafe: --purge would otherwise find a symlinked home only after the rest of
+    the tenant was already gone."""
+    check_unsafe_paths(facts)
     acts: list[A.Action] = []
     rest = _remaining(desired, state, purge)
     shared = {layout.APACHE_GLOBAL_CONF, layout.APACHE_GLOBAL_LINK} if rest["sites"] else set()

@@ -16,7 +16,7 @@ from phphost.plan.desired import Desired
 def make_plan(desired: Desired, facts: Facts, state: State,
               jails: Mapping[str, JailState] | None = None) -> A.Plan:
     _check_foreign_users(desired, facts, state)
-    _check_unsafe_paths(facts)
+    check_unsafe_paths(facts)
     noops: list[str] = []
     acts: list[A.Action] = []
     acts += _file_actions(desired, facts, state, noops)
@@ -44,14 +44,17 @@ def _check_foreign_users(desired: Desired, facts: Facts, state: State) -> None:
             )
 
 
-def _check_unsafe_paths(facts: Facts) -> None:
+def check_unsafe_paths(facts: Facts) -> None:
     """A managed directory that a tenant swapped for a symlink (or a file, FIFO,
-    device) is never touched: the whole plan is refused, naming every such path."""
+    device), a hard link to a foreign file in a tree root would grant ACLs on, a TLS
+    file root would read from a tenant's reach: nothing is touched, the whole plan
+    (apply's and destroy's alike) is refused up front, naming every such path."""
     if not facts.unsafe:
         return
     lines = [f"  {path}: {problem}" for path, problem in sorted(facts.unsafe.items())]
     raise PlanError(
-        "phphost will not act through these paths (a tenant can swap them):\n"
+        "phphost will not act through these paths (a tenant can swap or link them); "
+        "nothing was changed:\n"
         + "\n".join(lines)
         + "\nRemove or rename each as its owner (phphost never follows a tenant's symlink), "
         "or fix the spec if the path is wrong, then run phphost again")

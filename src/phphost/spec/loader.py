@@ -73,7 +73,9 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     ``tenant``: required. ``template``: optional. ``user``: runtime user,
     default ``php-NAME``; unique, and never a tenant's user or group.
     ``socket``: absolute, at most 107 bytes, unique; default
-    ``/run/phphost/NAME.sock``.
+    ``/run/phphost/NAME.sock``. Its directory must be root's and writable only by
+    root (php-fpm, as root, unlinks and chowns the socket by name): never in a tenant
+    home or /tmp-like dir (spec error), checked on the host at plan time.
     ``writable = ["data"]``: paths relative to the tenant home (or absolute inside
     it), no ``..``, not the home itself; resolved to absolute paths.
     ``jail = { enabled = true, features = ["dns", "tls"], programs = ["/usr/bin/x"],

@@ -3,6 +3,7 @@ resolved settings of each pool, plus the checks across pools. Pure."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 
@@ -89,6 +90,9 @@ def _runtime_user(at: At, value: object, pname: str) -> str:
     return unix_name(at, default, "runtime user name")
 
 
+_SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+
+
 def _socket(at: At, value: object, pname: str) -> str:
     path = layout.default_socket(pname) if value is None else abs_path(at, value)
     size = len(path.encode())
@@ -97,6 +101,12 @@ def _socket(at: At, value: object, pname: str) -> str:
                 f"socket paths longer than {layout.UNIX_SOCKET_MAX} bytes",
                 f"use a path of at most {layout.UNIX_SOCKET_MAX} bytes, e.g. under "
                 f"{layout.RUN_DIR}")
+    if posixpath.dirname(path) in _SHARED_TMP:
+        at.fail(f"socket {path!r} is not in a root-only directory: php-fpm, as root, "
+                "unlinks, chowns and chmods the socket by name, so whoever can write its "
+                "directory can point that at any file",
+                f"leave `socket` out (default {layout.default_socket(pname)}) or use a "
+                "normalised path in a directory owned by root that only root can write")
     return path
 
 
@@ -224,5 +234,13 @@ def _check_unique(at: At, pools: Mapping[str, Pool], tenants: Mapping[str, Tenan
                 f"runtime user {pool.user!r} is the {owners[pool.user]}",
                 "use a dedicated runtime user: PHP workers must not own or share an "
                 "identity with tenant code")
+        for t in tenants.values():
+            if pool.socket.startswith(t.home.rstrip("/") + "/"):
+                at.sub(pname).sub("socket").fail(
+                    f"socket {pool.socket!r} is inside the home of tenant {t.name!r}: "
+                    "php-fpm, as root, unlinks, chowns and chmods it by name, and the tenant "
+                    "can swap a directory on the way for a symlink",
+                    f"leave `socket` out (default {layout.default_socket(pname)}) or use a "
+                    "directory owned by root that only root can write")
         sockets[pool.socket] = pname
         users[pool.user] = pname

@@ -127,7 +127,8 @@ def read_dir_stem(probe: str, target: str) -> str:
 def htaccess_read(ctx: Ctx) -> Result:
     target = ctx.target_tenant
     canary = ctx.run.fixtures.code_canary(target)
-    probes = read_probes(canary.path, canary.token, os.path.getsize(canary.path))
+    # the size verify wrote: root never stats a path in the target tenant's tree by name
+    probes = read_probes(canary.path, canary.token, canary.size)
     seen: dict[str, HttpResponse] = {}
     for probe in probes:
         url = subdir(ctx, read_dir_stem(probe.name, target.name),

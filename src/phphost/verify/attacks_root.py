@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import grp
 import hashlib
 import os
+import pwd
 import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from phphost import layout, safefs
 from phphost.errors import PhphostError
 from phphost.facts.gather import read_dir
 from phphost.host import identities
 from phphost.host.journal import Journal
+from phphost.jail.build import build_jail
+from phphost.jail.closure import Closure
+from phphost.jail.hostview import RealHostView
+from phphost.jail.manifest import Entry, Manifest
 from phphost.plan.desired import WEB_ACL_READ, WEB_ACL_TRAVERSE
 from phphost.spec.model import Tenant
 from phphost.verify.attack import Attack
@@ -55,13 +62,15 @@ class Sentinels:
 
 
 def fingerprint(path: str, list_dirs: bool = True) -> str:
-    """Owner, mode, xattr names and content hash (or a directory's entries) of path,
-    never following a symlink; "gone" when missing."""
+    """Owner, mode, xattrs with their values (ACLs: system.posix_acl_*), and content
+    hash (or a directory's entries) of path, never following a symlink; "gone" when
+    missing."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return "gone"
-    xattrs = sorted(os.listxattr(path, follow_symlinks=False))
+    xattrs = [f"{name}={_digest(os.getxattr(path, name, follow_symlinks=False))}"
+              for name in sorted(os.listxattr(path, follow_symlinks=False))]
     if stat.S_ISREG(st.st_mode):
         with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
             what = hashlib.sha256(fh.read()).hexdigest()
@@ -70,6 +79,10 @@ def fingerprint(path: str, list_dirs: bool = True) -> str:
     else:
         what = "other"
     return f"{st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o} {xattrs} {what}"
+
+
+def _digest(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -98,10 +111,14 @@ class Planted:
     link_dir: str         # -> the sentinel dir
 
 
-RootOp = tuple[str, Callable[[], None]]
+RootOp = tuple[str, Callable[[], str | None]]
+"""(what root does, the call). The call returns a breach it saw itself (e.g. plan
+reading the swapped dir as a good one, root reading a root-only file's content), or
+None; a PhphostError/OSError from it means root refused. Sentinels are compared
+after every step as well."""
 
 
-def _journal_undo(where: Planted, base: str) -> None:
+def _journal_undo(where: Planted, base: str) -> str | None:
     """A rollback whose journal names the planted paths (as a killed apply's would)."""
     j = Journal(os.path.join(base, "journal"))
     j.begin()
@@ -111,43 +128,90 @@ def _journal_undo(where: Planted, base: str) -> None:
         [os.path.basename(where.link_file), _OPEN_ACL, None],
         [f"{os.path.basename(where.link_dir)}/inside", _OPEN_ACL, None]]})
     j.rollback()
+    return None
 
 
-def root_ops(tenant: Tenant, where: Planted, base: str) -> list[RootOp]:
-    """What apply, plan, rollback, the TLS check and destroy --purge do, aimed at
-    the planted paths."""
+def _jail_rebuild(where: Planted, base: str, sent: Sentinels, uid: int, gid: int) -> str | None:
+    """A jail rebuild where the pool has planted links in a directory of the jail it
+    owns (its /tmp, its session dir: root does not descend into those, the pool can
+    rename anything there): `sess`, a pool dir of the manifest, is a link to the
+    root-only dir, `key.pem`, a file of the manifest, a link to the root-only file.
+    The jail is a scratch one in root's run dir, never a live pool's."""
+    del where
+    root = os.path.join(base, "jail")
+    tmp = os.path.join(root, "tmp")
+    os.makedirs(tmp, mode=0o755, exist_ok=True)
+    os.chown(tmp, uid, gid)
+    os.chmod(tmp, 0o700)
+    for name, target in (("sess", sent.dir), ("key.pem", sent.file)):
+        link = os.path.join(tmp, name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(target, link)
+        os.lchown(link, uid, gid)       # as the pool would have made it
+    content = b"jail file\n"
+    manifest = Manifest("verify", uid, gid, (
+        Entry("/", "dir", mode=0o755),
+        Entry("/tmp", "dir", mode=0o700, owner="pool"),
+        Entry("/tmp/key.pem", "file", mode=0o644, content=content,
+              digest=hashlib.sha256(content).hexdigest()),
+        Entry("/tmp/sess", "dir", mode=0o700, owner="pool")))
+    build_jail(manifest, root, store_dir=os.path.join(base, "store"))
+    return None
+
+
+def root_ops(tenant: Tenant, where: Planted, sent: Sentinels) -> list[RootOp]:
+    """What plan, apply, rollback, the TLS check, a jail rebuild and destroy --purge
+    do, aimed at the planted paths."""
+    base = sent.base
+    uid, gid = pwd.getpwnam(tenant.user).pw_uid, grp.getgrnam(tenant.group).gr_gid
+
     def journal() -> Journal:
         j = Journal(os.path.join(base, "scratch-journal"))
         j.begin()
         return j
 
-    def facts() -> None:
+    def facts() -> str | None:
         unsafe: dict[str, str] = {}
-        read_dir(where.link_dir, unsafe)
+        fact = read_dir(where.link_dir, unsafe)
         if where.link_dir not in unsafe:
-            raise AssertionError("plan did not refuse the swapped dir")
+            return f"plan took {where.link_dir} for a directory ({fact}): apply would act on it"
+        return None
+
+    def tls() -> str | None:
+        data = safefs.read_file(where.link_file, root_only=True)
+        secret = Path(sent.file).read_bytes()
+        if data == secret:
+            return (f"root read the root-only {sent.file} through {where.link_file} (apache2 "
+                    "would load it as a site's key)")
+        return None
+
+    def call(fn: Callable[[], object]) -> Callable[[], str | None]:
+        def run() -> str | None:
+            fn()
+            return None
+        return run
 
     return [
         ("plan reads the swapped dir", facts),
         ("apply fixes a writable dir that is a link",
-         lambda: identities.ensure_dir(journal(), where.link_dir, tenant.user, tenant.group,
-                                       0o2770)),
+         call(lambda: identities.ensure_dir(journal(), where.link_dir, tenant.user,
+                                            tenant.group, 0o2770))),
         ("apply creates a dir below a link",
-         lambda: identities.ensure_dir(journal(), os.path.join(where.link_dir, "sub"),
-                                       tenant.user, tenant.group, 0o2770)),
+         call(lambda: identities.ensure_dir(journal(), os.path.join(where.link_dir, "sub"),
+                                            tenant.user, tenant.group, 0o2770))),
         ("apply grants the docroot ACL recursively",
-         lambda: identities.set_acl(journal(), where.top, WEB_ACL_READ, True)),
+         call(lambda: identities.set_acl(journal(), where.top, WEB_ACL_READ, True))),
         ("apply grants traverse on a swapped dir",
-         lambda: identities.set_acl(journal(), where.link_dir, (WEB_ACL_TRAVERSE,), False)),
+         call(lambda: identities.set_acl(journal(), where.link_dir, (WEB_ACL_TRAVERSE,),
+                                         False))),
         ("rollback of a journal naming the links", lambda: _journal_undo(where, base)),
-        ("the TLS check reads a key that is a link",
-         lambda: _ignore(safefs.read_file(where.link_file))),
-        ("destroy --purge of a home that is a link", lambda: safefs.remove_tree(where.link_dir)),
+        ("the TLS check reads a key that is a link", tls),
+        ("a jail rebuild over links the pool planted in its jail dir",
+         lambda: _jail_rebuild(where, base, sent, uid, gid)),
+        ("destroy --purge of a home that is a link",
+         call(lambda: safefs.remove_tree(where.link_dir))),
     ]
-
-
-def _ignore(_value: object) -> None:
-    return None
 
 
 def judge_ops(ops: list[RootOp], sent: Sentinels) -> tuple[list[str], list[str]]:
@@ -157,9 +221,11 @@ def judge_ops(ops: list[RootOp], sent: Sentinels) -> tuple[list[str], list[str]]
     seen: list[str] = []
     for name, call in ops:
         try:
-            call()
+            found = call()
             seen.append(f"{name}: done")
-        except (PhphostError, OSError, AssertionError) as err:
+            if found:
+                breaches.append(f"{name}: {found}")
+        except (PhphostError, OSError) as err:
             seen.append(f"{name}: refused ({_short(err)})")
         now = sent.snapshot()
         for path, fp in now.items():
@@ -186,7 +252,7 @@ def tenant_links(ctx: Ctx) -> Result:
     """The tenant plants links in its docroot; root then does its work there."""
     with sentinels(ctx.run.scratch.mark) as sent:
         planted = _plant_as_tenant(ctx, code_dir(ctx.model, ctx.tenant), sent)
-        breaches, seen = judge_ops(root_ops(ctx.tenant, planted, sent.base), sent)
+        breaches, seen = judge_ops(root_ops(ctx.tenant, planted, sent), sent)
     return judged(breaches, f"tenant {ctx.tenant.name} links {planted.top}/key.pem and "
                   "/uploads to root-only files; root then does its work there",
                   "; ".join(seen))
@@ -210,9 +276,57 @@ def pool_links(ctx: Ctx) -> Result:
             op("symlink", planted.link_dir, target=sent.dir)])
         if not all(r["ok"] for r in results):
             return not_applicable(f"pool {ctx.pool.name} could not plant links: {results!r}")
-        breaches, seen = judge_ops(root_ops(ctx.tenant, planted, sent.base), sent)
+        breaches, seen = judge_ops(root_ops(ctx.tenant, planted, sent), sent)
     return judged(breaches, f"PHP in pool {ctx.pool.name} links {top}/key.pem and /uploads "
                   "to root-only files; root then does its work there", "; ".join(seen))
+
+
+def _closure_of(program: str) -> tuple[str, Closure | None]:
+    """What jail.programs does with a program path: its closure, from the real host."""
+    closure = Closure(RealHostView())
+    try:
+        closure.add_program(program)
+    except PhphostError as err:
+        return f"refused ({_short(err)})", None
+    except OSError as err:
+        return f"refused ({err.strerror or err})", None
+    return "accepted", closure
+
+
+def program_closure(ctx: Ctx) -> Result:
+    """The tenant names its own files as jail programs (as a spec's jail.programs
+    may): a script whose `#!` is a root-only file, a symlink to one, and an ELF it
+    wrote (ldd runs the loader on it; its libraries are whatever the tenant makes them).
+    Root must read none of them; the root-only file must never land in a closure."""
+    with sentinels(ctx.run.scratch.mark) as sent:
+        top = ctx.run.scratch.mkdir(ctx.tenant, os.path.join(code_dir(ctx.model, ctx.tenant),
+                                                             ctx.name(f"closure-{ctx.site.name}")))
+        with open("/usr/bin/true", "rb") as fh:
+            elf = fh.read()
+        planted = {
+            "a script with #! naming a root-only file":
+                ctx.run.scratch.write(ctx.tenant, os.path.join(top, "hashbang"),
+                                      f"#!{sent.file}\n".encode()),
+            "a symlink to a root-only file":
+                ctx.run.scratch.symlink(ctx.tenant, sent.file, os.path.join(top, "linked")),
+            "an ELF the tenant wrote":
+                ctx.run.scratch.write(ctx.tenant, os.path.join(top, "tool"), elf),
+        }
+        breaches: list[str] = []
+        seen: list[str] = []
+        for what, path in planted.items():
+            verdict, closure = _closure_of(path)
+            seen.append(f"{what}: {verdict}")
+            if closure is None:
+                continue
+            needs = sorted(closure.needs)
+            secret = [n for n in needs if n.startswith(sent.base)]
+            breaches.append(f"{what} ({path}): root read it and took its closure"
+                            + (f", copying the root-only {', '.join(secret)} into the jail"
+                               if secret else f" ({len(needs)} paths)"))
+    return judged(breaches, f"tenant {ctx.tenant.name} names {top}/hashbang (#!{sent.file}), "
+                  f"/linked (-> it) and /tool (its own ELF) as jail programs",
+                  "; ".join(seen))
 
 
 ATTACKS = (
@@ -220,4 +334,7 @@ ATTACKS = (
            "steer root's chown/chmod/ACL/rollback/TLS read/purge", "site", tenant_links),
     Attack("root.pool-links", FAMILY, "symlinks a pool plants in its writable dir do not "
            "steer root's chown/chmod/ACL/rollback/TLS read/purge", "pool", pool_links),
+    Attack("root.program-closure", FAMILY, "a tenant's files named as jail programs (#! of a "
+           "root-only file, a link to one, its own ELF) are never read nor copied by root",
+           "site", program_closure),
 )

@@ -20,6 +20,7 @@ from phphost.verify.scratch import Scratch
 class Canary:
     path: str
     token: str      # text that only this file contains
+    size: int = 0   # bytes verify wrote (never stat'ed back: the tenant owns the file)
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ class Fixtures:
         if tenant.name not in self._code:
             token = self.token(f"code-{tenant.name}")
             path = os.path.join(code_dir(self.model, tenant), self.scratch.name("code.php"))
-            self.scratch.write(tenant, path, f"<?php /* {token} */\n".encode())
-            self._code[tenant.name] = Canary(path, token)
+            content = f"<?php /* {token} */\n".encode()
+            self.scratch.write(tenant, path, content)
+            self._code[tenant.name] = Canary(path, token, len(content))
         return self._code[tenant.name]
 
     def data_canaries(self, tenant: Tenant) -> list[Canary]:
@@ -68,8 +70,9 @@ class Fixtures:
             for i, d in enumerate(data_dirs(self.model, tenant)):
                 token = self.token(f"data{i}-{tenant.name}")
                 path = os.path.join(d, self.scratch.name("data.txt"))
-                self.scratch.write(tenant, path, f"{token}\n".encode())
-                canaries.append(Canary(path, token))
+                content = f"{token}\n".encode()
+                self.scratch.write(tenant, path, content)
+                canaries.append(Canary(path, token, len(content)))
             self._data[tenant.name] = canaries
         return self._data[tenant.name]
 
