@@ -268,10 +268,27 @@ def jail_roots(model: Model) -> list[str]:
     return sorted(roots)
 
 
+def _gid(group: str) -> int | None:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _jail_mailer(st: os.stat_result, mail_gid: int | None) -> bool:
+    """The setgid sendmail of the 'mail' feature (docs/network.md): root's, setgid to
+    phphost-mail and nothing more, not setuid."""
+    return (mail_gid is not None and mail_gid != 0 and st.st_uid == 0
+            and st.st_gid == mail_gid and not st.st_mode & stat.S_ISUID
+            and not st.st_mode & 0o222)
+
+
 def scan_jail(root: str, limit: int = MAX_JAIL_ENTRIES) -> JailScan:
     entries, truncated = _walk(root, limit)
+    mail_gid = _gid(layout.MAIL_GROUP)
     setid = [p for p, st in entries if stat.S_ISREG(st.st_mode)
-             and st.st_mode & (stat.S_ISUID | stat.S_ISGID)]
+             and st.st_mode & (stat.S_ISUID | stat.S_ISGID)
+             and not _jail_mailer(st, mail_gid)]
     open_dirs = [p for p, st in entries if stat.S_ISDIR(st.st_mode) and (
         st.st_mode & stat.S_IWGRP or (st.st_mode & stat.S_IWOTH
                                       and not st.st_mode & stat.S_ISVTX))]
