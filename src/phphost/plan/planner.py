@@ -97,7 +97,9 @@ def _identity_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[
     acts: list[A.Action] = []
     for group in desired.groups:
         if group not in facts.groups:
-            acts.append(A.EnsureGroup("tenant group missing", group))
+            why = ("the jail's sendmail is setgid to it (docs/network.md)"
+                   if group == layout.MAIL_GROUP else "tenant group missing")
+            acts.append(A.EnsureGroup(why, group))
     for user in desired.users:
         have = facts.users.get(user.name)
         if have is None:

@@ -1,0 +1,58 @@
+"""The network family (docs/network.md): on the demo host every pool's direct
+connections to an undeclared loopback port and to the SMTP ports are refused; on the
+same host with phphost's nftables table deleted they get through (BREACHED), plan
+notices the missing (or flushed) table, and apply loads it again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from phphost import layout
+from phphost.spec.model import Model
+from tests.integration import hostkit
+from tests.integration.test_verify import DEMO, breached, verdicts, verify
+from tests.integration.test_verify_weakened import BREACHED, weakened
+
+ATTACKS = ("network.loopback-port", "network.smtp-direct")
+
+
+def nft(*args: str) -> str:
+    return subprocess.run([layout.NFT_BINARY, *args], check=True, capture_output=True,
+                          text=True, timeout=30).stdout
+
+
+def test_network_blocked_on_the_demo_host(demo: Model) -> None:
+    assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0   # apply twice
+    listing = nft("list", "table", *layout.NFT_TABLE)
+    for pool in demo.pools:
+        assert f"jump pool-{pool.name}" in listing
+    status, data = verify("network.*")
+    print(json.dumps([(c["attack"], c["attacker"], c["evidence"]) for c in data["cells"]],
+                     indent=1))
+    assert status == 0
+    for attack in ATTACKS:
+        for pool in demo.pools:
+            assert verdicts(data, attack, f"pool:{pool.name}") == {"blocked"}
+
+
+def test_plan_notices_a_flushed_table(demo: Model) -> None:
+    with weakened(demo):
+        nft("flush", "table", *layout.NFT_TABLE)
+        proc = hostkit.phphost("plan", str(DEMO), check=False)
+        assert proc.returncode != 0
+        assert "live table inet phphost differs from what phphost loaded" in proc.stdout
+
+
+def test_network_breached_without_the_table(demo: Model) -> None:
+    with weakened(demo):
+        nft("delete", "table", *layout.NFT_TABLE)
+        proc = hostkit.phphost("plan", str(DEMO), check=False)
+        assert "table inet phphost is not loaded" in proc.stdout
+        status, data = verify("network.*")
+    assert status == BREACHED
+    every = {(f"pool:{p.name}", None) for p in demo.pools}
+    for attack in ATTACKS:
+        assert breached(data, attack) == every, attack
+    # weakened() re-applied the demo: the table is back and plan is clean
+    assert "jump pool-blog" in nft("list", "table", *layout.NFT_TABLE)
