@@ -169,7 +169,7 @@ def complete_identities(manifest: Manifest, host: HostView, user: str,
     texts = {"/etc/passwd": passwd_text(host, user), "/etc/group": group_text(host, group)}
     entries = tuple(generated(e.path, texts[e.path], e.why) if e.path in texts else e
                     for e in manifest.entries)
-    mail_gid = mail_group_id(host) if manifest.needs_mail_group else None
+    mail_gid = mail_group_id(host)
     return replace(manifest, uid=uid, gid=gid, entries=entries, mail_gid=mail_gid)
 
 

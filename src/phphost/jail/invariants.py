@@ -105,12 +105,12 @@ def _on_disk(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> list[Viola
 
 
 def _mailer(manifest: Manifest, path: str, e: DiskEntry) -> bool:
-    """The jail's sendmail as the 'mail' feature puts it: root's, setgid (never setuid)
-    to phphost-mail, the group whose sockets alone reach the SMTP relay."""
-    wanted = manifest.get(path)
-    return (wanted is not None and wanted.owner == "mail" and e.kind == "file"
-            and not e.mode & stat.S_ISUID and e.uid == 0 and manifest.mail_gid is not None
-            and e.gid == manifest.mail_gid != 0)
+    """The jail's sendmail as the 'mail' feature puts it: root's, read-only, setgid
+    (never setuid) to phphost-mail, the group whose sockets alone reach the SMTP relay.
+    Also when this manifest drops the feature: the build then removes it."""
+    del path
+    return (e.kind == "file" and not e.mode & (stat.S_ISUID | 0o222) and e.uid == 0
+            and manifest.mail_gid is not None and e.gid == manifest.mail_gid != 0)
 
 
 def _dropped_pool_dirs(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> set[str]:

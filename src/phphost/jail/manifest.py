@@ -75,7 +75,7 @@ class Manifest:
     uid: int | None         # the pool user's ids (None: user not created yet)
     gid: int | None
     entries: tuple[Entry, ...]  # sorted by path
-    mail_gid: int | None = None  # group phphost-mail (None: not created yet, or no mail)
+    mail_gid: int | None = None  # group phphost-mail (None: not created yet)
 
     def get(self, path: str) -> Entry | None:
         return next((e for e in self.entries if e.path == path), None)
@@ -178,8 +178,7 @@ class ManifestBuilder:
         self._add_parents()
         self._check_shape()
         entries = tuple(sorted(self.entries.values(), key=lambda e: e.path))
-        mail = any(e.owner == "mail" for e in entries)
-        return Manifest(self.pool, uid, gid, entries, mail_gid if mail else None)
+        return Manifest(self.pool, uid, gid, entries, mail_gid)
 
     def _add_parents(self) -> None:
         """Directories above every entry, except those a mount provides: a writable
