@@ -12,7 +12,7 @@ from phphost import layout
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.test_verify import DEMO, breached, verdicts, verify
-from tests.integration.test_verify_weakened import BREACHED, weakened
+from tests.integration.test_verify_weakened import BREACHED, restart_master, weakened
 
 ATTACKS = ("network.loopback-port", "network.smtp-direct")
 
@@ -56,3 +56,14 @@ def test_network_breached_without_the_table(demo: Model) -> None:
         assert breached(data, attack) == every, attack
     # weakened() re-applied the demo: the table is back and plan is clean
     assert "jump pool-blog" in nft("list", "table", *layout.NFT_TABLE)
+
+
+def test_a_master_never_starts_without_its_policy(demo: Model) -> None:
+    """As after a reboot: no table in the kernel; the launcher of the first master to
+    start loads /etc/phphost/nftables.conf."""
+    with weakened(demo):
+        nft("delete", "table", *layout.NFT_TABLE)
+        restart_master(demo, "blog")
+        listing = nft("list", "table", *layout.NFT_TABLE)
+        assert all(f"jump pool-{p.name}" in listing for p in demo.pools)
+        assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0
