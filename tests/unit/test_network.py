@@ -220,3 +220,23 @@ def test_launcher_loads_a_missing_policy(tmp_path: Path, monkeypatch: pytest.Mon
     assert loaded.read_text() == conf.read_text()
     with pytest.raises(launch.LaunchError, match="no chain pool-other"):
         launch.ensure_network_policy("other", str(conf))
+
+
+# --- rollback -----------------------------------------------------------------------------
+
+
+def test_rollback_reloads_the_old_policy_or_deletes_the_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phphost.host import journal as journal_mod
+    from phphost.host import nftables
+
+    calls: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(nftables, "load_text", lambda text: calls.append(("load", text)))
+    monkeypatch.setattr(nftables, "delete", lambda: calls.append(("delete", None)))
+    j = journal_mod.Journal(str(tmp_path / "journal"))
+    j.begin()
+    j.record({"k": "nft", "name": "inet phphost", "old": None})
+    j.record({"k": "nft", "name": "inet phphost", "old": "table inet phphost\n"})
+    undone = j.rollback()
+    assert calls == [("load", "table inet phphost\n"), ("delete", None)]
+    assert undone == ["nft inet phphost", "nft inet phphost"]
