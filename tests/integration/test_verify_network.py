@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from phphost import layout
+from phphost.host import nftables
+from phphost.host.journal import Journal
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.test_verify import DEMO, breached, verdicts, verify
@@ -67,3 +70,19 @@ def test_a_master_never_starts_without_its_policy(demo: Model) -> None:
         listing = nft("list", "table", *layout.NFT_TABLE)
         assert all(f"jump pool-{p.name}" in listing for p in demo.pools)
         assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0
+
+
+def test_rollback_restores_the_loaded_policy(demo: Model, tmp_path: Path) -> None:
+    """The journal's undo with the real nft: a policy loaded during an apply that then
+    fails is replaced by the previous file, and the recorded digest matches again."""
+    before = nft("list", "table", *layout.NFT_TABLE)
+    old = Path(layout.NFT_CONF).read_text()
+    journal = Journal(str(tmp_path / "journal"))
+    journal.begin()
+    journal.record_path(layout.NFT_LOADED)
+    journal.record({"k": "nft", "name": "inet phphost", "old": old})
+    nftables.load_text(old.replace("jump pool-blog", "accept"))    # blog unrestricted
+    assert "jump pool-blog" not in nft("list", "table", *layout.NFT_TABLE)
+    journal.rollback()
+    assert nft("list", "table", *layout.NFT_TABLE) == before
+    assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0
