@@ -240,3 +240,47 @@ def test_rollback_reloads_the_old_policy_or_deletes_the_table(
     undone = j.rollback()
     assert calls == [("load", "table inet phphost\n"), ("delete", None)]
     assert undone == ["nft inet phphost", "nft inet phphost"]
+
+
+# --- verify's network family: pure parts ---------------------------------------------------
+
+
+def test_verify_targets() -> None:
+    from phphost.verify import attacks_network as net
+
+    pool = model('"mail"', smtp="127.0.0.2:2525").pools[0]
+    assert net.smtp_targets(pool) == [("127.0.0.1", 25), ("127.0.0.1", 465),
+                                      ("127.0.0.1", 587), ("127.0.0.2", 2525)]
+    assert net.smtp_targets(model().pools[0]) == [("127.0.0.1", 25), ("127.0.0.1", 465),
+                                                  ("127.0.0.1", 587)]
+    allowed = model(extra='network = { allow = ["127.0.0.1:80"] }').pools[0]
+    assert net.undeclared_targets(allowed, 80) == [("127.0.0.1", 0), ("::1", 0)]
+    assert ("127.0.0.1", 8080) in net.undeclared_targets(allowed, 8080)
+
+
+def test_verify_distrusts_the_probe_answer() -> None:
+    from phphost.verify import attacks_network as net
+    from phphost.verify.answers import HostileAnswer
+
+    sent = [("127.0.0.1", 25)]
+    good = {"results": [{"host": "127.0.0.1", "port": 25, "connected": False, "error": "x"}]}
+    assert net.results(good, sent, "web")[0]["connected"] is False
+    for bad in ({"results": []}, {"results": [{"host": "127.0.0.1", "port": 26,
+                                               "connected": False}]},
+                {"results": [{"host": "127.0.0.1", "port": 25, "connected": "no"}]}):
+        with pytest.raises(HostileAnswer):
+            net.results(bad, sent, "web")
+
+
+def test_listener_counts_connections_that_arrived() -> None:
+    import socket
+
+    from phphost.verify.attacks_network import listeners
+
+    with listeners([("127.0.0.1", 0)]) as ours:
+        (target, lst), = ours.items()
+        assert target == ("127.0.0.1", lst.port) and lst.port > 0
+        for _ in range(2):
+            socket.create_connection(target, timeout=2).close()
+        assert lst.arrived() == 2
+        assert lst.arrived() == 0

@@ -27,6 +27,7 @@ from phphost.verify.result import Result, judged
 
 FAMILY = "network"
 LOOPBACK = "127.0.0.1"
+LOOPBACK6 = "::1"          # skipped when the host has no IPv6 loopback to listen on
 MAIL_PORTS = (25, 465, 587)
 
 Target = tuple[str, int]
@@ -115,10 +116,10 @@ def _attempt(ctx: Ctx, wanted: Sequence[Target]) -> tuple[list[str], str]:
 
 
 def undeclared_targets(pool: Pool, http_port: int) -> list[Target]:
-    """A free loopback port (0: verify's own listener) and Apache's port, unless the
-    pool's network.allow names it."""
+    """A free loopback port on 127.0.0.1 and ::1 (0: verify's own listener) and Apache's
+    port, unless the pool's network.allow names it."""
     allowed = set(pool.network.allow)
-    out: list[Target] = [(LOOPBACK, 0)]
+    out: list[Target] = [(LOOPBACK, 0), (LOOPBACK6, 0)]
     if f"{LOOPBACK}:{http_port}" not in allowed:
         out.append((LOOPBACK, http_port))
     return out
@@ -144,8 +145,8 @@ def _ipv4(host: str) -> bool:
 def loopback_port(ctx: Ctx) -> Result:
     targets = undeclared_targets(ctx.pool, ctx.model.apache.http_port)
     hits, refused = _attempt(ctx, targets)
-    return judged(hits, f"PHP in pool {ctx.pool.name}: fsockopen to an undeclared loopback "
-                  f"port verify listens on and to Apache's {LOOPBACK}:"
+    return judged(hits, f"PHP in pool {ctx.pool.name}: fsockopen to undeclared loopback "
+                  f"ports verify listens on (127.0.0.1, ::1) and to Apache's {LOOPBACK}:"
                   f"{ctx.model.apache.http_port}", f"all refused ({refused})")
 
 
