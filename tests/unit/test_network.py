@@ -284,3 +284,29 @@ def test_listener_counts_connections_that_arrived() -> None:
             socket.create_connection(target, timeout=2).close()
         assert lst.arrived() == 2
         assert lst.arrived() == 0
+
+
+# --- audit PHA025 -------------------------------------------------------------------------
+
+
+def test_audit_network_policy() -> None:
+    from phphost.audit.facts import AuditFacts
+    from phphost.audit.rules_network import network_policy
+    from phphost.facts.accounts import Account, AccountFacts
+
+    m = model()
+    accounts = AccountFacts(users={"php-web": Account("php-web", 995, ("acme",))})
+    live = render_nftables(m, ()).replace('"php-web"', "995")
+    live = "\n".join(ln for ln in live.splitlines()[5:] if not ln.strip().startswith("#"))
+
+    def found(listing: str | None, checked: bool = True) -> list[str]:
+        facts = AuditFacts(accounts=accounts, nft_checked=checked, nft_listing=listing)
+        return [f"{f.where}: {f.problem}" for f in network_policy(m, facts)]
+    assert found(live) == []
+    assert found(None, checked=False) == []
+    assert found(None) == ["inet phphost: table inet phphost is not loaded: every pool's PHP "
+                           "reaches any address and port, SMTP on port 25 included"]
+    flushed = live.replace("\t\treject with icmpx admin-prohibited\n", "")
+    assert [f.split(":")[0] for f in found(flushed)] == ["pools.web"]
+    assert [f.split(":")[0] for f in found(live.replace("skuid 995", "skuid 1"))] == [
+        "pools.web"]

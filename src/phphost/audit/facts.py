@@ -23,6 +23,7 @@ from phphost.errors import HostError
 from phphost.facts.accounts import AccountFacts, read_model_accounts
 from phphost.facts.gather import read_programs
 from phphost.facts.parse import ProgramStatus
+from phphost.host import nftables
 from phphost.host.files import read_text
 from phphost.host.runner import run
 from phphost.plan.desired import desired_state
@@ -95,6 +96,8 @@ class AuditFacts:
     writable: dict[str, PathStat] = field(default_factory=dict)   # pools' writable dirs
     # every dir from / down to each tenant home, docroot and writable dir (lstat)
     walk: dict[str, PathStat] = field(default_factory=dict)
+    nft_checked: bool = False        # False: the network policy was not looked at
+    nft_listing: str | None = None   # `nft list table inet phphost` (None: not loaded)
 
 
 def gather(model: Model) -> AuditFacts:
@@ -114,6 +117,8 @@ def gather(model: Model) -> AuditFacts:
         accounts=read_model_accounts(model),
         writable={w: path_stat(w) for p in model.pools for w in p.writable},
         walk=walk_stats(model),
+        nft_checked=True,
+        nft_listing=nftables.live(),
     )
 
 
