@@ -25,8 +25,14 @@ def nft(*args: str) -> str:
                           text=True, timeout=30).stdout
 
 
+def pha025() -> set[str]:
+    proc = hostkit.phphost("audit", str(DEMO), "--json", check=False)
+    return {f["where"] for f in json.loads(proc.stdout)["findings"] if f["rule"] == "PHA025"}
+
+
 def test_network_blocked_on_the_demo_host(demo: Model) -> None:
     assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0   # apply twice
+    assert pha025() == set()
     listing = nft("list", "table", *layout.NFT_TABLE)
     for pool in demo.pools:
         assert f"jump pool-{pool.name}" in listing
@@ -42,6 +48,7 @@ def test_network_blocked_on_the_demo_host(demo: Model) -> None:
 def test_plan_notices_a_flushed_table(demo: Model) -> None:
     with weakened(demo):
         nft("flush", "table", *layout.NFT_TABLE)
+        assert pha025() == {f"pools.{p.name}" for p in demo.pools}
         proc = hostkit.phphost("plan", str(DEMO), check=False)
         assert proc.returncode != 0
         assert "live table inet phphost differs from what phphost loaded" in proc.stdout
@@ -52,6 +59,7 @@ def test_network_breached_without_the_table(demo: Model) -> None:
         nft("delete", "table", *layout.NFT_TABLE)
         proc = hostkit.phphost("plan", str(DEMO), check=False)
         assert "table inet phphost is not loaded" in proc.stdout
+        assert pha025() == {"inet phphost"}
         status, data = verify("network.*")
     assert status == BREACHED
     every = {(f"pool:{p.name}", None) for p in demo.pools}
