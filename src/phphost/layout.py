@@ -12,6 +12,13 @@ STATE_FILE = f"{STATE_DIR}/state.json"
 JOURNAL_DIR = f"{STATE_DIR}/journal"
 LOCK_FILE = f"{RUN_DIR}/apply.lock"
 
+# network policy (docs/network.md): phphost's own nftables table, rendered to NFT_CONF
+NFT_CONF = f"{ETC}/nftables.conf"
+NFT_TABLE = ("inet", "phphost")
+NFT_LOADED = f"{STATE_DIR}/nftables.loaded"   # sha256 of `nft list table` after a load
+NFT_BINARY = "/usr/sbin/nft"
+MAIL_GROUP = "phphost-mail"   # the jail's sendmail is setgid to it; only it reaches the relay
+
 SUPERVISOR_CONF_DIR = "/etc/supervisor/conf.d"
 SUPERVISOR_MAIN_CONF = "/etc/supervisor/supervisord.conf"
 

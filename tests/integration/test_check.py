@@ -52,13 +52,17 @@ pytestmark = pytest.mark.skipif(
     reason="needs openssl and update-ca-certificates (ca-certificates)")
 
 
-def spec_text(features: dict[str, tuple[str, ...]], smtp: str) -> str:
+def spec_text(features: dict[str, tuple[str, ...]], smtp: str, https: str) -> str:
+    """The demo with these features per pool; every pool may also reach the local HTTPS
+    server (a loopback port, where `tls` alone allows port 443: docs/network.md)."""
     text = DEMO.read_text()
     for pool, feats in features.items():
         listed = ", ".join(f'"{f}"' for f in feats)
         text = hostkit.set_pool_key(text, f"pools.{pool}", "jail",
                                     f'{{ enabled = true, features = [{listed}], '
                                     f'smtp = "{smtp}" }}')
+        text = hostkit.set_pool_key(text, f"pools.{pool}", "network",
+                                    f'{{ allow = ["{https}"] }}')
     return text
 
 
@@ -127,8 +131,9 @@ def env(host_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
         options += ["--https-url", https.url, "--smtp-sink", smtp]
         variant = {p: tuple(f for f in fs if (p, f) not in dropped) for p, fs in full.items()}
         d = tmp_path_factory.mktemp("check")
-        e = Env(hostkit.write_spec(d, "full.toml", spec_text(full, smtp)),
-                hostkit.write_spec(d, "variant.toml", spec_text(variant, smtp)),
+        web = f"127.0.0.1:{https.httpd.server_address[1]}"
+        e = Env(hostkit.write_spec(d, "full.toml", spec_text(full, smtp, web)),
+                hostkit.write_spec(d, "variant.toml", spec_text(variant, smtp, web)),
                 options, dns, dropped, full)
         yield e
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pwd
 import shutil
+import subprocess
 from pathlib import Path
 
 from phphost import layout
@@ -54,6 +55,10 @@ def test_destroy_keeps_data_and_foreign_config(demo: Model) -> None:
         assert foreign.exists() and Path("/etc/apache2/sites-enabled/000-default.conf").exists()
         assert all(not user_exists(p.user) for p in demo.pools)
         assert all(user_exists(t.user) for t in demo.tenants)
+        # the network policy (docs/network.md): file and table gone
+        assert not Path(layout.NFT_CONF).exists()
+        assert subprocess.run([layout.NFT_BINARY, "list", "table", *layout.NFT_TABLE],
+                              capture_output=True, check=False).returncode != 0
         # the names now fall through to Debian's default vhost: no PHP runs for them
         assert get(demo.sites[0].server_name, "/index.php")[0] == 404
     finally:

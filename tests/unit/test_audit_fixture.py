@@ -146,4 +146,4 @@ def test_clean_host_has_no_findings() -> None:
 
 
 def test_every_rule_is_registered_once() -> None:
-    assert sorted(RULES) == [f"PHA{n:03d}" for n in range(1, 25)]
+    assert sorted(RULES) == [f"PHA{n:03d}" for n in range(1, 26)]

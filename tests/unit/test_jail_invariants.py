@@ -119,3 +119,29 @@ def test_a_dropped_pool_dir_does_not_block_the_rebuild_that_removes_it() -> None
     assert any("owned by uid 991" in p for p in problems(entries=foreign))
     stray_file = {"/var/lib/php/x": DiskEntry("file", 0o600, 990, 1001)}
     assert any("owned by uid 990" in p for p in problems(entries=stray_file))
+
+
+def test_only_the_mailer_may_be_setgid_and_only_to_phphost_mail() -> None:
+    """The jail's sendmail is setgid phphost-mail (docs/network.md); nothing else is,
+    and never setuid, writable or to another group."""
+    from dataclasses import replace
+
+    m = replace(build_manifest(pool(), TENANT, debian_host()), mail_gid=995)
+
+    def found(entry: DiskEntry) -> list[str]:
+        return [str(v) for v in find_violations(m, facts({"/usr/sbin/sendmail": entry}),
+                                                NEIGHBOURS)]
+    assert found(DiskEntry("file", 0o2555, 0, 995)) == []
+    for bad in (DiskEntry("file", 0o2555, 0, 0), DiskEntry("file", 0o6555, 0, 995),
+                DiskEntry("file", 0o2755, 0, 995), DiskEntry("file", 0o2555, 1000, 995)):
+        assert any("setuid/setgid" in p for p in found(bad)), bad
+    none = replace(m, mail_gid=None)
+    assert find_violations(none, facts({"/x": DiskEntry("file", 0o2555, 0, 995)}), NEIGHBOURS)
+
+
+def test_store_names_setgid_objects_apart() -> None:
+    from phphost.jail.store import object_name
+
+    assert object_name("ab", 0o555) == "ab.x"
+    assert object_name("ab", 0o444) == "ab"
+    assert object_name("ab", 0o2555, 995) == "ab.2555.995"

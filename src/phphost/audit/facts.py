@@ -23,6 +23,7 @@ from phphost.errors import HostError
 from phphost.facts.accounts import AccountFacts, read_model_accounts
 from phphost.facts.gather import read_programs
 from phphost.facts.parse import ProgramStatus
+from phphost.host import nftables
 from phphost.host.files import read_text
 from phphost.host.runner import run
 from phphost.plan.desired import desired_state
@@ -98,6 +99,8 @@ class AuditFacts:
     # PHA023's behaviour probe of the installed apache2 (audit/htaccess_probe.py):
     # "allowed", "refused", "unknown: ..." or "" (not run: no site reads .htaccess)
     htaccess_probe: str = ""
+    nft_checked: bool = False        # False: the network policy was not looked at
+    nft_listing: str | None = None   # `nft list table inet phphost` (None: not loaded)
 
 
 def gather(model: Model) -> AuditFacts:
@@ -119,6 +122,8 @@ def gather(model: Model) -> AuditFacts:
         walk=walk_stats(model),
         htaccess_probe=(htaccess_probe.probe() if any(s.allow_override for s in model.sites)
                         else ""),
+        nft_checked=True,
+        nft_listing=nftables.live(),
     )
 
 
@@ -273,10 +278,27 @@ def jail_roots(model: Model) -> list[str]:
     return sorted(roots)
 
 
+def _gid(group: str) -> int | None:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _jail_mailer(st: os.stat_result, mail_gid: int | None) -> bool:
+    """The setgid sendmail of the 'mail' feature (docs/network.md): root's, setgid to
+    phphost-mail and nothing more, not setuid."""
+    return (mail_gid is not None and mail_gid != 0 and st.st_uid == 0
+            and st.st_gid == mail_gid and not st.st_mode & stat.S_ISUID
+            and not st.st_mode & 0o222)
+
+
 def scan_jail(root: str, limit: int = MAX_JAIL_ENTRIES) -> JailScan:
     entries, truncated = _walk(root, limit)
+    mail_gid = _gid(layout.MAIL_GROUP)
     setid = [p for p, st in entries if stat.S_ISREG(st.st_mode)
-             and st.st_mode & (stat.S_ISUID | stat.S_ISGID)]
+             and st.st_mode & (stat.S_ISUID | stat.S_ISGID)
+             and not _jail_mailer(st, mail_gid)]
     open_dirs = [p for p, st in entries if stat.S_ISDIR(st.st_mode) and (
         st.st_mode & stat.S_IWGRP or (st.st_mode & stat.S_IWOTH
                                       and not st.st_mode & stat.S_ISVTX))]

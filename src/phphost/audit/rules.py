@@ -13,6 +13,7 @@ from phphost.audit import (
     rules_capacity,
     rules_fpm,
     rules_fs,
+    rules_network,
     versions,
 )
 from phphost.audit.facts import AuditFacts
@@ -104,6 +105,7 @@ RULES: dict[str, Rule] = {
     "PHA022": rules_accounts.foreign_writable_dirs,
     "PHA023": rules_apache.htaccess_file_reads,
     "PHA024": rules_fs.symlinked_paths,
+    "PHA025": rules_network.network_policy,
 }
 
 

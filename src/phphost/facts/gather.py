@@ -15,6 +15,7 @@ from phphost.facts.parse import (
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
+from phphost.host import nftables
 from phphost.host.files import read_text
 from phphost.host.runner import run
 from phphost.jail.build import JAILS_DIR
@@ -42,6 +43,8 @@ class Facts:
     apache_running: bool = False
     jails: frozenset[str] = frozenset()    # pools with a jail directory on disk
     unsafe: dict[str, str] = field(default_factory=dict)   # path -> why phphost won't touch it
+    nft_live: str | None = None      # `nft list table inet phphost` (None: no table)
+    nft_loaded: str | None = None    # sha256 of that listing recorded by the last load
 
 
 def gather(desired: Desired, state: State) -> Facts:
@@ -76,6 +79,8 @@ def gather(desired: Desired, state: State) -> Facts:
         apache_running=apache_running(),
         jails=read_jail_dirs(),
         unsafe=unsafe,
+        nft_live=nftables.live(),
+        nft_loaded=nftables.loaded_digest(),
     )
 
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from phphost import layout, safefs
 from phphost.errors import HostError, PhphostError
-from phphost.host import files, identities, jails, services, staging
+from phphost.host import files, identities, jails, nftables, services, staging
 from phphost.host.journal import Journal
 from phphost.host.runner import run
 from phphost.host.tls import check_files
@@ -134,10 +134,18 @@ class _Runner:
             jails.build(j.manifest, j.user, j.group)
             self._step(j)
         staging.validate_fpm(self.plan.actions)
+        for load in self._all(A.LoadNftables):
+            self.current = load
+            nftables.check(load.content)
+        old_policy = files.read_text(layout.NFT_CONF)
         for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
             self.current = a
             self._file(a)
             self._step(a)
+        for n in self._of(A.LoadNftables, A.UnloadNftables):
+            self.current = n
+            self._network(n, old_policy)
+            self._step(n)
         if self._of(A.ReloadApache):
             services.apache_configtest()
         staged = {a.path for a in staging.fpm_conf_writes(self.plan.actions)}
@@ -159,6 +167,17 @@ class _Runner:
             self.journal.record_modules()
             argv = ["a2enmod", "-q", a.module] if a.enable else ["a2dismod", "-q", "-f", a.module]
             run(argv)
+
+    def _network(self, a: A.Action, old_policy: str | None) -> None:
+        """Before services: new and changed pools start under their policy. The undo
+        loads the file as it was before this apply, or deletes the table if none was."""
+        self.journal.record_path(layout.NFT_LOADED)
+        self.journal.record({"k": "nft", "name": " ".join(layout.NFT_TABLE),
+                             "old": old_policy})
+        if isinstance(a, A.LoadNftables):
+            nftables.load(a.path)
+        else:
+            nftables.delete()
 
     def _identity(self, a: A.Action) -> None:
         j = self.journal

@@ -10,14 +10,14 @@ import pwd
 import stat
 from collections.abc import Iterator
 
-from phphost import safefs
+from phphost import layout, safefs
 from phphost.host.journal import Journal
 from phphost.host.runner import run
 
 
 def create_group(journal: Journal, name: str) -> None:
     journal.record({"k": "group", "name": name})
-    run(["groupadd", name])
+    run(["groupadd", "--system", name] if name == layout.MAIL_GROUP else ["groupadd", name])
 
 
 def create_user(journal: Journal, name: str, group: str, home: str, system: bool) -> None:

@@ -21,7 +21,7 @@ def build(manifest: Manifest, user: str, group: str) -> None:
     existed is completed with the user's ids and passwd/group lines first. The
     invariants about the jail's place on disk are checked again (the disk may have
     changed since the plan); those about its sources are pure and held at plan time."""
-    if manifest.uid is None:
+    if manifest.uid is None or (manifest.needs_mail_group and manifest.mail_gid is None):
         manifest = complete_identities(manifest, RealHostView(), user, group)
     root = default_root(manifest.pool)
     check_invariants(manifest, gather_facts(root), Neighbours())

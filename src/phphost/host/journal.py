@@ -14,7 +14,7 @@ from typing import Any
 
 from phphost import layout, safefs
 from phphost.errors import PhphostError
-from phphost.host import files, jails
+from phphost.host import files, jails, nftables
 from phphost.host.runner import run
 
 Entry = dict[str, Any]
@@ -137,6 +137,14 @@ def _undo_jail(e: Entry) -> None:
     jails.remove(e["name"])
 
 
+def _undo_nft(e: Entry) -> None:
+    """The network policy as it was: the old file loaded again, or no table."""
+    if e.get("old"):
+        nftables.load_text(e["old"])
+    else:
+        nftables.delete()
+
+
 def _undo_group(e: Entry) -> None:
     run(["groupdel", e["name"]], check=False)
 
@@ -181,6 +189,7 @@ _UNDO: dict[str, Callable[[Entry], None]] = {
     "module": _undo_module,
     "modset": _undo_modset,
     "jail": _undo_jail,
+    "nft": _undo_nft,
     "group": _undo_group,
     "user": _undo_user,
     "usergroup": _undo_usergroup,

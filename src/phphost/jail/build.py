@@ -70,7 +70,8 @@ def _mismatch(entry: Entry, disk: DiskEntry, ids: tuple[int, int] | None) -> str
         return "" if disk.target == entry.source else f"target {disk.target} -> {entry.source}"
     if entry.kind == "device" and (disk.rdev != entry.device or not disk.char):
         return f"device {disk.rdev} -> {entry.device}"
-    if entry.kind == "file" and disk.digest != object_name(entry.digest, entry.mode):
+    gid = ids[1] if ids is not None and entry.owner == "mail" else 0
+    if entry.kind == "file" and disk.digest != object_name(entry.digest, entry.mode, gid):
         return "content"
     problems = []
     if disk.mode != entry.mode:
@@ -85,6 +86,8 @@ def _ids(manifest: Manifest, entry: Entry) -> tuple[int, int] | None:
         if manifest.uid is None or manifest.gid is None:
             return None
         return manifest.uid, manifest.gid
+    if entry.owner == "mail":
+        return None if manifest.mail_gid is None else (0, manifest.mail_gid)
     return 0, 0
 
 
@@ -243,7 +246,7 @@ def _materialise(dirs: DirFds, entry: Entry, manifest: Manifest, store: Store,
     tmp = f".phphost-{name}.tmp"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=fd)
-    _make(fd, tmp, entry, store)
+    _make(fd, tmp, entry, store, gid if entry.owner == "mail" else 0)
     os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
 
 
@@ -256,14 +259,15 @@ def _is_dir(dirs: DirFds, path: str) -> bool:
     return stat.S_ISDIR(st.st_mode)
 
 
-def _make(fd: int, tmp: str, entry: Entry, store: Store) -> None:
+def _make(fd: int, tmp: str, entry: Entry, store: Store, gid: int) -> None:
     if entry.kind == "symlink":
         os.symlink(str(entry.source), tmp, dir_fd=fd)
     elif entry.kind == "device" and entry.device is not None:
         os.mknod(tmp, stat.S_IFCHR | entry.mode, os.makedev(*entry.device), dir_fd=fd)
         os.chmod(tmp, entry.mode, dir_fd=fd)   # a device node we just made: no link to follow
     elif entry.kind == "file":
-        obj = store.put(entry.digest, entry.mode, source=entry.host_path, content=entry.content)
+        obj = store.put(entry.digest, entry.mode, source=entry.host_path, content=entry.content,
+                        gid=gid)
         os.link(obj, tmp, dst_dir_fd=fd, follow_symlinks=False)
     else:
         raise HostError(f"cannot materialise {entry.kind} {entry.path}")

@@ -13,6 +13,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import replace
 
+from phphost import layout
 from phphost.errors import PlanError
 from phphost.jail import mailer
 from phphost.jail.closure import (
@@ -46,6 +47,9 @@ OPENSSLDIR_LINKS = ("/usr/lib/ssl/cert.pem", "/usr/lib/ssl/openssl.cnf")
 SHELL = "/bin/dash"
 BIN_SH = "/bin/sh"
 NSS_FILES = ("libnss_files.so.2",)
+# the jail's sendmail: setgid phphost-mail, the only group whose sockets reach the SMTP
+# relay (render/nftables.py); PHP runs it but cannot take over its socket (docs/network.md)
+MAILER_MODE = 0o2555
 NSS_DNS = ("libnss_dns.so.2", "libnss_files.so.2", "libresolv.so.2")
 DNS_FILES = ("/etc/resolv.conf", "/etc/hosts")
 DNS_OPTIONAL = ("/etc/host.conf",)
@@ -165,7 +169,17 @@ def complete_identities(manifest: Manifest, host: HostView, user: str,
     texts = {"/etc/passwd": passwd_text(host, user), "/etc/group": group_text(host, group)}
     entries = tuple(generated(e.path, texts[e.path], e.why) if e.path in texts else e
                     for e in manifest.entries)
-    return replace(manifest, uid=uid, gid=gid, entries=entries)
+    mail_gid = mail_group_id(host)
+    return replace(manifest, uid=uid, gid=gid, entries=entries, mail_gid=mail_gid)
+
+
+def mail_group_id(host: HostView) -> int | None:
+    """The gid of phphost-mail (None while it does not exist)."""
+    line = host.group_entry(layout.MAIL_GROUP)
+    fields = line.split(":") if line else []
+    if len(fields) < 3 or not fields[2].isdigit():
+        return None
+    return int(fields[2])
 
 
 def feature_dns(ctx: Context) -> None:
@@ -199,7 +213,7 @@ def feature_mail(ctx: Context) -> None:
     closure.add_program(binary_path)
     closure.needs.pop(real, None)  # placed at the standard path instead
     ctx.out.put_closure(closure, "mail")
-    binary = Entry(mailer.JAIL_SENDMAIL, "file", real, 0o555, why="mail",
+    binary = Entry(mailer.JAIL_SENDMAIL, "file", real, MAILER_MODE, owner="mail", why="mail",
                    digest=ctx.host.digest(real))
     ctx.out.put(binary)
     hostname = ctx.host.hostname()
@@ -210,7 +224,7 @@ def feature_mail(ctx: Context) -> None:
         # PHP's mail() runs sendmail_path through `/bin/sh -c`. Without the shell
         # feature /bin/sh is the mailer itself, which runs only the mailer.
         sh = posixpath.join(ctx.bin_sh_dir("mail"), "sh")
-        ctx.out.put(Entry(sh, "file", real, 0o555,
+        ctx.out.put(Entry(sh, "file", real, MAILER_MODE, owner="mail",
                           why="mail (mail-only /bin/sh)", digest=binary.digest))
 
 
@@ -327,7 +341,7 @@ def build(pool: Pool, tenant: Tenant, host: HostView, sendmail: str | None = Non
         FEATURES[feature](ctx)
     add_programs(ctx)
     uid, gid = _ids(host.passwd_entry(pool.user))
-    return ctx.out.finish(uid, gid)
+    return ctx.out.finish(uid, gid, mail_group_id(host))
 
 
 def _ids(line: str | None) -> tuple[int | None, int | None]:

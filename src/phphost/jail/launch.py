@@ -19,6 +19,11 @@ forwarding signals to the master and exiting with its status.
 
 Sources and targets are opened component by component with O_NOFOLLOW and mounted
 through /proc/self/fd: a symlink planted in a tenant's home cannot redirect a bind.
+
+Before any of that, the pool's network policy (docs/network.md) must be in the kernel:
+when table inet phphost has no chain for this pool (after a reboot the kernel has no
+table at all), the launcher loads /etc/phphost/nftables.conf with `nft -f`; if the
+pool's chain is still missing, the master does not start.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import posixpath
 import signal
 import stat
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +52,9 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
+NFT = "/usr/sbin/nft"                       # layout.NFT_BINARY
+NFT_CONF = "/etc/phphost/nftables.conf"     # layout.NFT_CONF
+NFT_TABLE = ("inet", "phphost")             # layout.NFT_TABLE
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGHUP)
 
@@ -371,11 +380,33 @@ def run_in_pid_namespace(plan: LaunchPlan) -> int:
             return 128 + os.WTERMSIG(status)
 
 
+def _policy_has(pool: str) -> bool:
+    proc = subprocess.run([NFT, "list", "table", *NFT_TABLE], capture_output=True,
+                          text=True, timeout=60, check=False)
+    return proc.returncode == 0 and any(line.split()[-2:] == ["jump", f"pool-{pool}"]
+                                        for line in proc.stdout.splitlines())
+
+
+def ensure_network_policy(pool: str, conf: str = NFT_CONF) -> None:
+    """The pool's chain in phphost's nftables table, loading the rendered file when it
+    is missing (the first master after a reboot). No file: phphost never rendered a
+    policy here (nothing to enforce). LaunchError when the chain cannot be had."""
+    if not os.path.exists(conf) or _policy_has(pool):
+        return
+    proc = subprocess.run([NFT, "-f", conf], capture_output=True, text=True, timeout=60,
+                          check=False)
+    if proc.returncode != 0 or not _policy_has(pool):
+        why = proc.stderr.strip()[-500:] or f"it has no chain pool-{pool}"
+        raise LaunchError(f"the network policy is not loaded and `nft -f {conf}` did not "
+                          f"load it ({why}); run `phphost apply`")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     pool = args[args.index("--pool") + 1] if "--pool" in args[:-1] else "?"
     try:
         plan = parse_args(args)
+        ensure_network_policy(plan.pool)
         if plan.pid_ns:
             return run_in_pid_namespace(plan)
         set_up(plan)

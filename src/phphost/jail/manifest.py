@@ -16,7 +16,8 @@ from phphost.jail.closure import Closure, HostView
 from phphost.spec.model import Pool, Tenant
 
 Kind = Literal["dir", "file", "symlink", "device", "mount"]
-Owner = Literal["root", "pool"]
+# "mail": root's, group phphost-mail (the setgid sendmail of the 'mail' feature)
+Owner = Literal["root", "pool", "mail"]
 
 # The only device nodes a jail may hold: (major, minor) of the Linux mem devices.
 ALLOWED_DEVICES: dict[str, tuple[int, int]] = {
@@ -74,6 +75,7 @@ class Manifest:
     uid: int | None         # the pool user's ids (None: user not created yet)
     gid: int | None
     entries: tuple[Entry, ...]  # sorted by path
+    mail_gid: int | None = None  # group phphost-mail (None: not created yet)
 
     def get(self, path: str) -> Entry | None:
         return next((e for e in self.entries if e.path == path), None)
@@ -104,9 +106,18 @@ class Manifest:
         """Generated files whose content needs facts not there yet (the pool user)."""
         return tuple(e.path for e in self.entries if e.kind == "file" and not e.digest)
 
+    @property
+    def needs_mail_group(self) -> bool:
+        return any(e.owner == "mail" for e in self.entries)
+
     def owner_ids(self, owner: Owner) -> tuple[int, int]:
         if owner == "root":
             return 0, 0
+        if owner == "mail":
+            if self.mail_gid is None:
+                raise PlanError(f"pool {self.pool!r}: group phphost-mail does not exist yet; "
+                                "create it before building the jail")
+            return 0, self.mail_gid
         if self.uid is None or self.gid is None:
             raise PlanError(f"pool {self.pool!r}: its runtime user does not exist yet; "
                             "create users before building the jail")
@@ -162,11 +173,12 @@ class ManifestBuilder:
                 self.put(Entry(need.path, "file", need.path, mode, why=why,
                                digest=self.host.digest(need.path)))
 
-    def finish(self, uid: int | None, gid: int | None) -> Manifest:
+    def finish(self, uid: int | None, gid: int | None,
+               mail_gid: int | None = None) -> Manifest:
         self._add_parents()
         self._check_shape()
         entries = tuple(sorted(self.entries.values(), key=lambda e: e.path))
-        return Manifest(self.pool, uid, gid, entries)
+        return Manifest(self.pool, uid, gid, entries, mail_gid)
 
     def _add_parents(self) -> None:
         """Directories above every entry, except those a mount provides: a writable

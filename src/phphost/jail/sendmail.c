@@ -13,6 +13,10 @@
  *   - any SMTP failure: a message on stderr and a non-zero sysexits code
  *     (75 temporary failure, 69 rejected, 76 protocol error, 64 usage, 78 config).
  *
+ * In a jail it is setgid phphost-mail (docs/network.md): only that group's sockets
+ * reach the SMTP relay, so PHP sends mail through this program and never speaks SMTP
+ * itself. Run setgid, it refuses -C (the server is the root-owned config's).
+ *
  * Called as "sh" (installed as /bin/sh in jails without the shell feature) it is a
  * mail-only shell: `sh -c "CMD"` runs CMD only if it is a sendmail command line made
  * of plain words (quotes and backslashes understood, no operators or expansions);
@@ -405,7 +409,11 @@ static void parse_args(int argc, char **argv, struct opts *o, struct rcpts *r) {
         if (!strcmp(a, "--")) { done = 1; continue; }
         switch (a[1]) {
         case 'f': parse_sender(opt_value(argc, argv, &i), o->sender); o->have_sender = 1; break;
-        case 'C': o->conf = opt_value(argc, argv, &i); break;
+        case 'C':
+            /* setgid phphost-mail in a jail: the relay of the root-owned config only */
+            if (getegid() != getgid()) die(EX_USAGE, "-C is refused when run setgid");
+            o->conf = opt_value(argc, argv, &i);
+            break;
         case 'F': case 'B': case 'N': case 'R': case 'V': case 'O': case 'L':
             (void)opt_value(argc, argv, &i); break;             /* accepted, ignored */
         case 'o': if (!strcmp(a, "-oi")) o->dot_ends = 0; break; /* other -oX ignored */

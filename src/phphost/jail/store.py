@@ -18,8 +18,11 @@ from phphost.errors import HostError
 STORE_DIR = "/var/lib/phphost/jail-store"
 
 
-def object_name(digest: str, mode: int) -> str:
-    """Pure: the store name of content `digest` with permission bits `mode`."""
+def object_name(digest: str, mode: int, gid: int = 0) -> str:
+    """Pure: the store name of content `digest` with permission bits `mode` and group
+    `gid` (not root only for the jail's setgid sendmail, docs/network.md)."""
+    if mode & 0o7000 or gid:
+        return f"{digest}.{mode:04o}.{gid}"
     return f"{digest}.x" if mode & 0o111 else digest
 
 
@@ -45,21 +48,21 @@ class Store:
                     found[(st.st_dev, st.st_ino)] = entry.name
         return found
 
-    def object_path(self, digest: str, mode: int) -> str:
-        return os.path.join(self.path, object_name(digest, mode))
+    def object_path(self, digest: str, mode: int, gid: int = 0) -> str:
+        return os.path.join(self.path, object_name(digest, mode, gid))
 
     def put(self, digest: str, mode: int, *, source: str | None = None,
-            content: bytes | None = None) -> str:
+            content: bytes | None = None, gid: int = 0) -> str:
         """Path of the object for this content, written when missing or damaged."""
-        path = self.object_path(digest, mode)
+        path = self.object_path(digest, mode, gid)
         with contextlib.suppress(FileNotFoundError):
             st = os.lstat(path)
-            if (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_gid == 0
+            if (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_gid == gid
                     and stat.S_IMODE(st.st_mode) == mode):
                 return path
         tmp = os.path.join(self.path, f".tmp-{os.getpid()}-{digest[:16]}")
         try:
-            got = self._write(tmp, mode, source, content)
+            got = self._write(tmp, mode, gid, source, content)
             if got != digest:
                 raise HostError(f"{source or 'generated content'} changed while phphost "
                                 "copied it into the jail store; run again")
@@ -70,7 +73,8 @@ class Store:
         return path
 
     @staticmethod
-    def _write(tmp: str, mode: int, source: str | None, content: bytes | None) -> str:
+    def _write(tmp: str, mode: int, gid: int, source: str | None,
+               content: bytes | None) -> str:
         h = hashlib.sha256()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -86,7 +90,7 @@ class Store:
                 raise ValueError("put needs a source or content")
             out.flush()
             os.fsync(out.fileno())
-            os.fchown(out.fileno(), 0, 0)
+            os.fchown(out.fileno(), 0, gid)   # before fchmod: chown clears setgid
             os.fchmod(out.fileno(), mode)
         return h.hexdigest()
 

@@ -182,6 +182,23 @@ class StopMaster(Action):
 
 
 @dataclass(frozen=True)
+class LoadNftables(Action):
+    path: str = ""            # the rendered file (written by a WriteFile of this plan or not)
+    content: str = ""         # what the file holds once written: `nft -c` checks it first
+
+    def describe(self) -> str:
+        return f"load network policy {self.path} (nft -c -f, then nft -f)"
+
+
+@dataclass(frozen=True)
+class UnloadNftables(Action):
+    table: str = ""
+
+    def describe(self) -> str:
+        return f"delete nftables table {self.table} (no pool left)"
+
+
+@dataclass(frozen=True)
 class CheckTls(Action):
     site: str = ""
     cert: str = ""

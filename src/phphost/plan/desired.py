@@ -20,6 +20,7 @@ from phphost.render.apache import (
 )
 from phphost.render.fpm import render_fpm_conf
 from phphost.render.logrotate import render_logrotate
+from phphost.render.nftables import parse_resolvers, render_nftables
 from phphost.render.supervisor import render_supervisor_program
 from phphost.spec.model import Model
 
@@ -95,12 +96,19 @@ class Desired:
         return next((m for m in self.masters if m.pool == pool), None)
 
 
-def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None) -> Desired:
-    """jails: the manifest of every jailed pool (facts.jails), for its mounts file."""
+def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None,
+                  resolvers: tuple[str, ...] | None = None) -> Desired:
+    """jails: the manifest of every jailed pool (facts.jails), for its mounts file.
+    resolvers: the nameservers the 'dns' feature may reach (None: the host's
+    /etc/resolv.conf, the file the jails copy)."""
+    if resolvers is None:
+        resolvers = read_resolvers()
+    mail = any("mail" in p.jail.features for p in model.pools)
     return Desired(
-        files=_files(model, jails or {}),
+        files=_files(model, jails or {}, resolvers),
         links=_links(model),
-        groups=tuple(sorted({t.group for t in model.tenants})),
+        groups=tuple(sorted({t.group for t in model.tenants}
+                            | ({layout.MAIL_GROUP} if mail else set()))),
         users=_users(model),
         dirs=_dirs(model),
         acls=_acls(model),
@@ -129,11 +137,21 @@ def _mount_files(jails: Mapping[str, Manifest]) -> list[DesiredFile]:
             for pool, manifest in sorted(jails.items())]
 
 
-def _files(model: Model, jails: Mapping[str, Manifest]) -> tuple[DesiredFile, ...]:
+def read_resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return parse_resolvers(fh.read())
+    except OSError:
+        return ()
+
+
+def _files(model: Model, jails: Mapping[str, Manifest],
+           resolvers: tuple[str, ...]) -> tuple[DesiredFile, ...]:
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
     if model.pools:
         files.append(DesiredFile(layout.LAUNCHER, launcher_source(), 0o755))
         files.append(DesiredFile(layout.LOGROTATE_CONF, render_logrotate(model)))
+        files.append(DesiredFile(layout.NFT_CONF, render_nftables(model, resolvers), 0o600))
     for pool in model.pools:
         tenant = model.tenant(pool.tenant)
         files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))

@@ -36,6 +36,8 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
         acts.append(A.UpdatePrograms("supervisord forgets the destroyed masters", gone,
                                      tuple(sorted(layout.program_name(a.pool) for a in stops)),
                                      gone))
+    if facts.nft_live is not None and any(f.path == layout.NFT_CONF for f in desired.files):
+        acts.append(A.UnloadNftables("its pools are destroyed", " ".join(layout.NFT_TABLE)))
     acts += [A.RemoveJail("pool is destroyed", p) for p in desired.pools if p in facts.jails]
     created = set(state.users)
     acts += [A.RemoveUser("pool runtime user phphost created", u.name) for u in desired.users

@@ -11,6 +11,7 @@ from phphost.facts.jails import JailState
 from phphost.facts.state import State, StateBuilder
 from phphost.plan import actions as A
 from phphost.plan.desired import Desired
+from phphost.render.nftables import digest as nft_digest
 
 
 def make_plan(desired: Desired, facts: Facts, state: State,
@@ -23,6 +24,7 @@ def make_plan(desired: Desired, facts: Facts, state: State,
     acts += _module_actions(desired, facts)
     acts += _identity_actions(desired, facts, noops)
     acts += _jail_actions(desired, facts, jails or {}, noops)
+    acts += _network_actions(desired, facts, acts, noops)
     acts += _master_actions(desired, facts, state, acts)
     acts += _program_actions(desired, acts)
     apache = _apache_actions(desired, facts, acts)
@@ -98,7 +100,9 @@ def _identity_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[
     acts: list[A.Action] = []
     for group in desired.groups:
         if group not in facts.groups:
-            acts.append(A.EnsureGroup("tenant group missing", group))
+            why = ("the jail's sendmail is setgid to it (docs/network.md)"
+                   if group == layout.MAIL_GROUP else "tenant group missing")
+            acts.append(A.EnsureGroup(why, group))
     for user in desired.users:
         have = facts.users.get(user.name)
         if have is None:
@@ -139,6 +143,26 @@ def _jail_actions(desired: Desired, facts: Facts, jails: Mapping[str, JailState]
     for pool in sorted(set(facts.jails) - set(desired.jailed)):
         acts.append(A.RemoveJail("pool no longer jailed or gone", pool))
     return acts
+
+
+def _network_actions(desired: Desired, facts: Facts, acts: list[A.Action],
+                     noops: list[str]) -> list[A.Action]:
+    """The pools' nftables table (docs/network.md): loaded when its file changes or the
+    live table is not what the last load left (flushed, deleted, edited by hand)."""
+    wanted = next((f for f in desired.files if f.path == layout.NFT_CONF), None)
+    table = " ".join(layout.NFT_TABLE)
+    if wanted is None:
+        return [A.UnloadNftables("no pool left", table)] if facts.nft_live is not None else []
+    if _written(acts, layout.NFT_CONF):
+        why = "its file changes"
+    elif facts.nft_live is None:
+        why = f"table {table} is not loaded"
+    elif nft_digest(facts.nft_live) != facts.nft_loaded:
+        why = f"live table {table} differs from what phphost loaded"
+    else:
+        noops.append(f"nftables table {table}: as last loaded")
+        return []
+    return [A.LoadNftables(why, layout.NFT_CONF, wanted.content)]
 
 
 def _written(acts: list[A.Action], path: str) -> bool:

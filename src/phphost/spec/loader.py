@@ -91,6 +91,14 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     interpreter instead, ``programs = [{ path = "/srv/www/t/bin/tool",
     interpreter = "/usr/bin/php" }]``: the interpreter's closure comes in, the
     program itself is never read and is seen through the mount.
+    ``network = { allow = ["127.0.0.1:6379", "[::1]:11211", "10.0.0.0/8:5432"] }``:
+    the pool's network policy (docs/network.md). Its processes may open connections
+    only to what its jail features declare (``dns``: port 53 of the nameservers in
+    /etc/resolv.conf; ``tls``: TCP 443; ``mail``: ``jail.smtp``, for the jail's
+    sendmail alone) and to these TCP destinations: ``IP:PORT``, ``[IPv6]:PORT`` or a
+    network ``NET/PREFIX:PORT``; ports 25, 465 and 587 are refused (mail goes
+    through the sendmail of the ``mail`` feature). Anything else is refused at once.
+    The group name ``phphost-mail`` is reserved for the jail's sendmail.
     Any setting key (see templates). Keys that apply only to another pm
     (``start_servers``/``min_spare``/``max_spare`` for dynamic, ``idle_timeout``
     for ondemand) are rejected when set on the pool itself. After resolution:

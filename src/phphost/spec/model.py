@@ -56,6 +56,15 @@ class JailSpec:
 
 
 @dataclass(frozen=True)
+class NetworkSpec:
+    """`network`: what a pool's processes may connect to beyond what its jail features
+    declare (docs/network.md). Each allowed destination is TCP, "IP:PORT",
+    "[IPv6]:PORT" or "NETWORK/PREFIX:PORT", stored normalised."""
+
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     user: str            # Unix user owning the code
@@ -75,6 +84,7 @@ class Pool:
     settings: PoolSettings
     writable: tuple[str, ...] = ()   # absolute paths under the tenant home
     jail: JailSpec = field(default_factory=JailSpec)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@ resolved settings of each pool, plus the checks across pools. Pure."""
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from collections.abc import Mapping
 
 from phphost import layout
-from phphost.spec.model import JAIL_FEATURES, JailSpec, Mount, Pool, Tenant
+from phphost.spec.model import JAIL_FEATURES, JailSpec, Mount, NetworkSpec, Pool, Tenant
 from phphost.spec.settings import (
     SETTING_KEYS,
     Layer,
@@ -38,10 +39,16 @@ from phphost.spec.validate import (
     unix_name,
 )
 
-POOL_KEYS = ("tenant", "template", "user", "socket", "writable", "jail", *SETTING_KEYS)
+POOL_KEYS = ("tenant", "template", "user", "socket", "writable", "jail", "network",
+             *SETTING_KEYS)
 JAIL_KEYS = ("enabled", "features", "programs", "mounts", "smtp")
 MOUNT_KEYS = ("source", "target", "writable")
 PROGRAM_KEYS = ("path", "interpreter")
+NETWORK_KEYS = ("allow",)
+# submission and SMTP ports: mail leaves a pool only through its jail's sendmail
+MAIL_PORTS = (25, 465, 587)
+_ALLOW_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+(?:/[0-9]{1,3})?\]|[0-9.]+(?:/[0-9]{1,2})?)"
+                       r":([0-9]{1,5})$")
 _SMTP_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 
 
@@ -77,6 +84,8 @@ def _pool(
         settings=resolved.settings,
         writable=_writable(at.sub("writable"), tbl.get("writable", []), home),
         jail=_jail(at.sub("jail"), tbl["jail"], tenants, tenant) if "jail" in tbl else JailSpec(),
+        network=_network(at.sub("network"), tbl["network"]) if "network" in tbl
+        else NetworkSpec(),
     )
 
 
@@ -212,6 +221,37 @@ def _smtp(at: At, value: object) -> str:
     if not match or not 1 <= int(match[2]) <= 65535:
         at.fail(f"{text!r} is not a host:port address", 'write it like "127.0.0.1:25"')
     return text
+
+
+def _network(at: At, value: object) -> NetworkSpec:
+    tbl = table(at, value)
+    check_keys(at, tbl, NETWORK_KEYS)
+    where = at.sub("allow")
+    allow = [_destination(where.sub(i), item)
+             for i, item in enumerate(string_list(where, tbl.get("allow", [])))]
+    return NetworkSpec(allow=dedupe(allow))
+
+
+def _destination(at: At, text: str) -> str:
+    """"IP:PORT", "[IPv6]:PORT", "NET/PREFIX:PORT" or "[NET6/PREFIX]:PORT", normalised."""
+    match = _ALLOW_RE.match(text)
+    example = '"127.0.0.1:6379", "[::1]:11211" or "10.0.0.0/8:5432"'
+    if not match:
+        at.fail(f"{text!r} is not an IP address (or network) and a port",
+                f"write it like {example}")
+    port = int(match[2])
+    if not 1 <= port <= 65535:
+        at.fail(f"{text!r}: port {port} is not in 1..65535", f"write it like {example}")
+    if port in MAIL_PORTS:
+        at.fail(f"{text!r}: port {port} is for mail, which a pool never reaches directly",
+                "add the 'mail' jail feature and set jail.smtp: mail goes through the jail's "
+                "sendmail, the only program that may reach the relay")
+    try:
+        net = ipaddress.ip_network(match[1].strip("[]"), strict=True)
+    except ValueError as err:
+        at.fail(f"{text!r}: {err}", f"write it like {example}")
+    addr = str(net.network_address) if net.num_addresses == 1 else str(net)
+    return f"[{addr}]:{port}" if net.version == 6 else f"{addr}:{port}"
 
 
 def _check_unique(at: At, pools: Mapping[str, Pool], tenants: Mapping[str, Tenant]) -> None:

@@ -25,7 +25,7 @@ _DURATION_RE = re.compile(r"^([0-9]+)([smh])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 RESERVED_IDENTITIES = frozenset({
     "root", "daemon", "bin", "sys", "sync", "adm", "sudo", "wheel", "shadow", "disk", "staff",
-    "nobody", "nogroup", layout.WEB_USER, layout.WEB_GROUP,
+    "nobody", "nogroup", layout.WEB_USER, layout.WEB_GROUP, layout.MAIL_GROUP,
 })
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 

@@ -12,6 +12,7 @@ from phphost.verify import (
     attacks_fpm,
     attacks_htaccess,
     attacks_jail,
+    attacks_network,
     attacks_procs,
     attacks_root,
 )
@@ -24,6 +25,7 @@ ALL: tuple[Attack, ...] = (
     *attacks_apache.ATTACKS,
     *attacks_htaccess.ATTACKS,
     *attacks_jail.ATTACKS,
+    *attacks_network.ATTACKS,
     *attacks_root.ATTACKS,
     *attacks_answers.ATTACKS,
 )
