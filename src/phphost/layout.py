@@ -1,5 +1,8 @@
-"""Where phphost keeps things on the host. One place, so renderers, planner and
-host code agree. Paths are plain strings: the model is pure data."""
+"""Where phphost keeps things on the host, and where it finds the host's own: every
+host path phphost names is here, so renderers, planner, host code and checks agree.
+Paths are plain strings: the model is pure data. (Paths inside a jail belong to
+the jail code; the launcher, installed as one stdlib-only file, takes its paths as
+arguments.)"""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ LOG_DIR = "/var/log/phphost"
 STATE_DIR = "/var/lib/phphost"
 STATE_FILE = f"{STATE_DIR}/state.json"
 JOURNAL_DIR = f"{STATE_DIR}/journal"
+JAILS_DIR = f"{STATE_DIR}/jails"
+STORE_DIR = f"{STATE_DIR}/jail-store"           # content-addressed files the jails share
+PROBE_ROOT = "/var/lib/phphost-probes"          # verify's probe scripts, per run
 LOCK_FILE = f"{RUN_DIR}/apply.lock"
 
 SUPERVISOR_CONF_DIR = "/etc/supervisor/conf.d"
@@ -18,11 +24,16 @@ SUPERVISOR_MAIN_CONF = "/etc/supervisor/supervisord.conf"
 APACHE_DIR = "/etc/apache2"
 APACHE_GLOBAL_CONF = f"{APACHE_DIR}/conf-available/phphost.conf"
 APACHE_GLOBAL_LINK = f"{APACHE_DIR}/conf-enabled/phphost.conf"
+APACHE_LOG_DIR = "/var/log/apache2"
 
 FPM_BINARY = "/usr/sbin/php-fpm8.2"
-LAUNCHER = "/usr/local/lib/phphost/launch"     # src/phphost/jail/launch.py, installed by apply
+LAUNCHER = "/usr/local/lib/phphost/launch"   # src/phphost/launcher/launch.py, installed by apply
+SENDMAIL_BINARY = "/usr/local/lib/phphost/phphost-sendmail"   # launcher/sendmail.c, built by setup
 WEB_USER = "www-data"
 WEB_GROUP = "www-data"
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 
 STATUS_PATH = "/phphost-fpm-status"
 PING_PATH = "/phphost-fpm-ping"
@@ -31,6 +42,11 @@ UNIX_SOCKET_MAX = 107
 
 def fpm_conf(pool: str) -> str:
     return f"{FPM_CONF_DIR}/{pool}.conf"
+
+
+def jail_root(pool: str) -> str:
+    """The root of a jailed pool's jail."""
+    return f"{JAILS_DIR}/{pool}"
 
 
 def default_socket(pool: str) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from phphost.layout import PROBE_ROOT
 from phphost.spec.model import Model
 from phphost.verify.matrix import EXIT_BREACHED, EXIT_OK
-from phphost.verify.probes import PROBE_ROOT
 from tests.integration import hostkit
 
 DEMO = hostkit.ROOT / "examples" / "demo.toml"

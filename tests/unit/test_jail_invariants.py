@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from phphost.errors import PlanError
+from phphost.jail.diff import DiskEntry, PathStat
+from phphost.jail.features import build_manifest
 from phphost.jail.invariants import (
     JailFacts,
     Neighbours,
@@ -10,8 +12,6 @@ from phphost.jail.invariants import (
     find_violations,
     neighbours_of,
 )
-from phphost.jail.manifest import build_manifest
-from phphost.jail.ondisk import DiskEntry, PathStat
 from phphost.spec.model import Model, Mount
 from tests.unit.test_jail_fakes import OTHER, TENANT, debian_host, pool
 

@@ -23,10 +23,9 @@ from phphost.errors import HostError
 from phphost.facts.accounts import AccountFacts, read_model_accounts
 from phphost.facts.gather import read_programs
 from phphost.facts.parse import ProgramStatus
-from phphost.host.files import read_text
-from phphost.host.runner import run
+from phphost.files import read_text
 from phphost.plan.desired import desired_state
-from phphost.render.fpm import JAIL_ROOT
+from phphost.runner import run
 from phphost.spec.model import Model
 
 APACHE_ROOT_CONF = f"{layout.APACHE_DIR}/apache2.conf"
@@ -262,9 +261,9 @@ def scan_tree(tenant: str, home: str, limit: int = MAX_TREE_ENTRIES) -> TreeScan
 
 
 def jail_roots(model: Model) -> list[str]:
-    roots = {f"{JAIL_ROOT}/{p.name}" for p in model.pools if p.jail.enabled}
+    roots = {layout.jail_root(p.name) for p in model.pools if p.jail.enabled}
     with contextlib.suppress(OSError):
-        roots |= {f"{JAIL_ROOT}/{n}" for n in os.listdir(JAIL_ROOT)}
+        roots |= {layout.jail_root(n) for n in os.listdir(layout.JAILS_DIR)}
     return sorted(roots)
 
 

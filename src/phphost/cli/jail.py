@@ -10,7 +10,7 @@ from collections import Counter
 
 from phphost.errors import SpecError
 from phphost.facts.jails import manifest_for
-from phphost.jail.build import ListingRow, jail_listing
+from phphost.jail.diff import ListingRow, jail_listing
 from phphost.spec.loader import load_spec
 
 

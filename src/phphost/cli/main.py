@@ -84,7 +84,7 @@ def _plan(model: Model) -> A.Plan:
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model)
     desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
-    return make_plan(desired, gather(desired, state), state, jails)
+    return make_plan(desired, gather(desired.wanted(), state), state, jails)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -146,7 +146,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         desired = desired_state(model, {p: manifest_for(model, model.pool(p))
                                         for p in (x.name for x in model.pools if x.jail.enabled)})
         state = read_state()
-        plan = make_destroy_plan(desired, gather(desired, state), state, args.purge)
+        plan = make_destroy_plan(desired, gather(desired.wanted(), state), state, args.purge)
         done = execute(plan, Progress(quiet=args.json))
         _report(args, plan, done, undone)
     return 0

@@ -11,7 +11,12 @@ from dataclasses import replace
 from typing import Any
 
 from phphost.errors import SpecError
-from phphost.monitor.config import MONITOR_CONF, MonitorConfig, from_model, read_monitor_config
+from phphost.render.monitorconfig import (
+    MONITOR_CONF,
+    MonitorConfig,
+    from_model,
+    read_monitor_config,
+)
 from phphost.spec.exporter import parse_listen
 from phphost.spec.loader import load_spec
 from phphost.spec.validate import At

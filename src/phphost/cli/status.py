@@ -10,7 +10,7 @@ from phphost import layout
 from phphost.errors import FastCGIError
 from phphost.facts.gather import fpm_master_pid, read_programs
 from phphost.fastcgi.status import fpm_status
-from phphost.host.files import read_text
+from phphost.files import read_text
 
 _LISTEN = re.compile(r"^listen\s*=\s*(\S+)\s*$", re.M)
 

@@ -1,5 +1,5 @@
-"""Read the host's actual state for the things a Desired (and the last State)
-names. Read-only: never changes the host."""
+"""Read the host's actual state for the things a Desired (plan.desired, as a Wanted)
+and the last State name. Read-only: never changes the host."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from phphost.facts.parse import (
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
-from phphost.host.files import read_text
-from phphost.host.runner import run
-from phphost.jail.build import JAILS_DIR
-from phphost.plan.desired import Desired
+from phphost.files import read_text
+from phphost.runner import run
 
 
 @dataclass(frozen=True)
@@ -26,6 +24,18 @@ class DirFact:
     owner: str
     group: str
     mode: int          # permission bits incl. setgid
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What to read: the paths and identities a Desired names (Desired.wanted())."""
+
+    files: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
+    acls: tuple[tuple[str, bool], ...] = ()     # (path, recursive)
 
 
 @dataclass(frozen=True)
@@ -44,20 +54,20 @@ class Facts:
     unsafe: dict[str, str] = field(default_factory=dict)   # path -> why phphost won't touch it
 
 
-def gather(desired: Desired, state: State) -> Facts:
-    paths = {f.path for f in desired.files} | set(state.files)
-    users = {u.name for u in desired.users} | set(state.users)
-    groups = set(desired.groups) | set(state.groups)
+def gather(wanted: Wanted, state: State) -> Facts:
+    paths = set(wanted.files) | set(state.files)
+    users = set(wanted.users) | set(state.users)
+    groups = set(wanted.groups) | set(state.groups)
     unsafe: dict[str, str] = {}
-    dirs = {d.path: read_dir(d.path, unsafe) for d in desired.dirs}
-    acls = {a.path: read_acl(a.path) for a in desired.acls
-            if (dirs[a.path] if a.path in dirs else read_dir(a.path, unsafe)) is not None}
-    for docroot in (a.path for a in desired.acls if a.recursive):
+    dirs = {d: read_dir(d, unsafe) for d in wanted.dirs}
+    acls = {a: read_acl(a) for a, _ in wanted.acls
+            if (dirs[a] if a in dirs else read_dir(a, unsafe)) is not None}
+    for docroot in (a for a, recursive in wanted.acls if recursive):
         check_real_path(docroot, unsafe)
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
-        links={link: read_link(link) for link, _ in desired.links} | _state_links(state),
+        links={link: read_link(link) for link in wanted.links} | _state_links(state),
         users={u: g for u in sorted(users) if (g := primary_group(u)) is not None},
         groups=frozenset(g for g in groups if group_exists(g)),
         dirs=dirs,
@@ -73,7 +83,8 @@ def gather(desired: Desired, state: State) -> Facts:
 
 def read_jail_dirs() -> frozenset[str]:
     try:
-        return frozenset(n for n in os.listdir(JAILS_DIR) if os.path.isdir(f"{JAILS_DIR}/{n}"))
+        return frozenset(n for n in os.listdir(layout.JAILS_DIR)
+                         if os.path.isdir(layout.jail_root(n)))
     except FileNotFoundError:
         return frozenset()
 

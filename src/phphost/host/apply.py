@@ -10,13 +10,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-from phphost import layout, safefs
+from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
-from phphost.host import files, identities, jails, services, staging
+from phphost.host import identities, jails, services, staging
 from phphost.host.journal import Journal
-from phphost.host.runner import run
 from phphost.host.tls import check_files
 from phphost.plan import actions as A
+from phphost.runner import run
 
 Progress = Callable[[int, int, str], None]
 T = TypeVar("T", bound=A.Action)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from phphost import safefs
 from phphost.host.journal import Journal
-from phphost.host.runner import run
+from phphost.runner import run
 
 
 def create_group(journal: Journal, name: str) -> None:

@@ -10,7 +10,7 @@ from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
 from phphost.facts.gather import apache_running, read_programs
 from phphost.fastcgi.status import fpm_ping, fpm_status
-from phphost.host.runner import run
+from phphost.runner import run
 
 SUPERVISORCTL = ("supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF)
 

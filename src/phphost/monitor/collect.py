@@ -24,8 +24,7 @@ from phphost.errors import FastCGIError
 from phphost.facts.parse import ProgramStatus, parse_supervisorctl_status
 from phphost.fastcgi.client import fcgi_request
 from phphost.fastcgi.status import FpmStatus, parse_fpm_status
-from phphost.jail.build import JAILS_DIR
-from phphost.monitor.config import POOL_LOG, MonitorConfig
+from phphost.render.monitorconfig import POOL_LOG, MonitorConfig
 
 STATUS_LIMIT = 1 << 20          # bytes of FPM status accepted from one pool
 MAX_PROCESSES = 1024            # per-process entries kept per pool
@@ -307,7 +306,7 @@ def read_cgroup(pool: str) -> CgroupUsage | None:
     return None
 
 
-def jail_built(pool: str, root: str = JAILS_DIR) -> float | None:
+def jail_built(pool: str, root: str = layout.JAILS_DIR) -> float | None:
     """When the pool's jail last changed: the newest mtime of its root and top-level
     entries (lstat: nothing in the jail is followed). None when it has no jail."""
     base = f"{root}/{pool}"

@@ -12,7 +12,7 @@ import time
 
 from phphost import layout
 from phphost.errors import PhphostError
-from phphost.host.files import atomic_write
+from phphost.files import atomic_write
 from phphost.monitor.collect import RUNS_FILE, parse_runs
 
 RECORDED = ("apply", "check", "verify", "audit")

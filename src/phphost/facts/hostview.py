@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from phphost import safefs
 from phphost.errors import FactError, PlanError
-from phphost.host.runner import run
 from phphost.jail.closure import HostKind, UntrustedProgram, resolve_chain
+from phphost.runner import run
 
 LDD = "/usr/bin/ldd"
 
