@@ -20,8 +20,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-EXIT_OK = 0
-EXIT_FAILED = 30
+from phphost.exitcodes import ExitCode
 
 
 class Verdict(StrEnum):
@@ -135,7 +134,7 @@ def row_of(feature: str, declared: bool | None, outcome: Outcome) -> Row:
 
 
 def exit_status(report: Report) -> int:
-    return EXIT_FAILED if report.failed else EXIT_OK
+    return ExitCode.CHECK_FAILED if report.failed else ExitCode.OK
 
 
 def report_json(report: Report) -> str:

@@ -13,11 +13,11 @@ from typing import Any, TextIO
 from phphost.audit.facts import gather
 from phphost.audit.findings import SEVERITIES, Finding, Severity, above
 from phphost.audit.rules import RULES, describe, run_rules
+from phphost.exitcodes import ExitCode
 from phphost.spec.loader import load_spec
 
 # exit status when a finding is above --fail-above (1..7 are phphost's errors, 10 plan's
 # "changes pending")
-EXIT_FINDINGS = 11
 
 
 def add_audit_parser(subparsers: Any) -> None:
@@ -36,15 +36,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.list:
         for rule_id, text in describe():
             print(f"{rule_id}  {text}")
-        return 0
+        return ExitCode.OK
     if not args.spec:
         print("phphost audit: a spec file is required", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     unknown = [r for r in args.rule if r not in RULES]
     if unknown:
         print(f"phphost audit: unknown rule(s) {', '.join(unknown)}; see --list",
               file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     model = load_spec(args.spec)
     findings = run_rules(model, gather(model), tuple(args.rule))
     threshold: Severity = args.fail_above
@@ -52,7 +52,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(json.dumps(audit_json(findings, threshold), indent=1))
     else:
         print_findings(findings, threshold)
-    return EXIT_FINDINGS if above(findings, threshold) else 0
+    return ExitCode.FINDINGS if above(findings, threshold) else ExitCode.OK
 
 
 def audit_json(findings: list[Finding], threshold: Severity) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 
 from phphost.errors import SpecError
+from phphost.exitcodes import ExitCode
 from phphost.facts.jails import manifest_for
 from phphost.jail.diff import ListingRow, jail_listing
 from phphost.spec.loader import load_spec
@@ -44,10 +45,10 @@ def cmd_jail(args: argparse.Namespace) -> int:
                         f"use one of: {', '.join(p.name for p in model.pools)}")
     if not pool.jail.enabled:
         print(f"pool {pool.name} is not jailed (jail.enabled = false)")
-        return 0
+        return ExitCode.OK
     rows = jail_listing(manifest_for(model, pool))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
     else:
         print(format_rows(rows))
-    return 0
+    return ExitCode.OK

@@ -20,6 +20,7 @@ from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd
 from phphost.cli.output import Progress, plan_json, print_plan
 from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError, PlanError
+from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
 from phphost.facts.jails import gather_jails, manifest_for
@@ -33,8 +34,6 @@ from phphost.plan.destroy import make_destroy_plan
 from phphost.plan.planner import make_plan
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
-
-EXIT_CHANGES = 10
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,7 +94,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl"):
             print("note: an earlier apply was interrupted; apply rolls it back first.")
         print_plan(plan, verbose=args.verbose)
-    return EXIT_CHANGES if plan.has_changes() else 0
+    return ExitCode.CHANGES if plan.has_changes() else ExitCode.OK
 
 
 def _report(args: argparse.Namespace, plan: A.Plan, done: list[str], undone: list[str]) -> None:
@@ -136,7 +135,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print_plan(plan)
         done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
         _report(args, plan, done, undone)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -149,7 +148,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         plan = make_destroy_plan(desired, gather(desired.wanted(), state), state, args.purge)
         done = execute(plan, Progress(quiet=args.json))
         _report(args, plan, done, undone)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -160,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
     else:
         print_statuses(rows)
-    return 0 if all(r["running"] for r in rows) else 1
+    return ExitCode.OK if all(r["running"] for r in rows) else ExitCode.NOT_RUNNING
 
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
@@ -170,7 +169,7 @@ COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "statu
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    started, code = time.time(), 1
+    started, code = time.time(), int(ExitCode.ERROR)
     try:
         code = COMMANDS[args.command](args)
         return code
@@ -180,13 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         print("phphost: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as err:   # a bug: say so in one line, never a traceback
         print(f"phphost: internal error: {type(err).__name__}: {err} (set PHPHOST_DEBUG=1 "
               "for the traceback; please report it)", file=sys.stderr)
         if os.environ.get("PHPHOST_DEBUG"):
             raise
-        return 1
+        return ExitCode.ERROR
     finally:
         record_run(args.command, code, started)     # apply/check/verify/audit -> runs.json
 
