@@ -140,3 +140,18 @@ def test_the_checker_sees_upward_and_relative_imports(tmp_path: Path) -> None:
                    "def f():\n    from phphost.cli.main import main\n")
     got = sorted(imported(src, "phphost.jail.x"))
     assert got == [(1, "phphost.layout"), (2, "phphost.jail"), (4, "phphost.cli.main")]
+
+
+def test_architecture_doc_has_the_same_layers() -> None:
+    """docs/architecture.md's table lists the layers in this order (row number,
+    then the packages and modules of the row)."""
+    text = (SRC.parent / "docs" / "architecture.md").read_text()
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 4 and (cells[0].isdigit() or cells[0] == "-"):
+            names = tuple(n.removesuffix(".py").rstrip("/") for n in cells[1].split("`")[1::2])
+            rows.append((cells[0], names))
+    numbered = tuple(names for rank, names in rows if rank != "-")
+    assert numbered == tuple(layer for layer in LAYERS if set(layer).isdisjoint(STANDALONE))
+    assert {n for rank, names in rows if rank == "-" for n in names} == STANDALONE
