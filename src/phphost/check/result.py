@@ -133,7 +133,7 @@ def row_of(feature: str, declared: bool | None, outcome: Outcome) -> Row:
     return Row(feature, declared, verdict, detail)
 
 
-def exit_status(report: Report) -> int:
+def exit_status(report: Report) -> ExitCode:
     return ExitCode.CHECK_FAILED if report.failed else ExitCode.OK
 
 

@@ -4,20 +4,20 @@ no changes). Output only; the rules live in phphost.audit."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import textwrap
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from phphost.audit.facts import gather
 from phphost.audit.findings import SEVERITIES, Finding, Severity, above
 from phphost.audit.rules import RULES, describe, run_rules
+from phphost.cli.result import Result
 from phphost.exitcodes import ExitCode
 from phphost.spec.loader import load_spec
-
-# exit status when a finding is above --fail-above (1..7 are phphost's errors, 10 plan's
-# "changes pending")
 
 
 def add_audit_parser(subparsers: Any) -> None:
@@ -47,12 +47,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     model = load_spec(args.spec)
     findings = run_rules(model, gather(model), tuple(args.rule))
-    threshold: Severity = args.fail_above
-    if args.json:
-        print(json.dumps(audit_json(findings, threshold), indent=1))
-    else:
-        print_findings(findings, threshold)
-    return ExitCode.FINDINGS if above(findings, threshold) else ExitCode.OK
+    return AuditResult(findings, args.fail_above).emit(args.json)
+
+
+@dataclass(frozen=True)
+class AuditResult(Result):
+    findings: list[Finding]
+    threshold: Severity
+
+    def text(self) -> str:
+        out = io.StringIO()
+        print_findings(self.findings, self.threshold, out)
+        return out.getvalue()
+
+    def json(self) -> str:
+        return json.dumps(audit_json(self.findings, self.threshold), indent=1) + "\n"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.FINDINGS if above(self.findings, self.threshold) else ExitCode.OK
 
 
 def audit_json(findings: list[Finding], threshold: Severity) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.check import add_check_parser, cmd_check
 from phphost.cli.jail import add_jail_parser, cmd_jail
 from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd_top
-from phphost.cli.output import Progress, plan_json, print_plan
+from phphost.cli.output import Progress, print_plan
+from phphost.cli.result import ApplyResult, PlanResult
 from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError, PlanError
 from phphost.exitcodes import ExitCode
@@ -88,23 +89,8 @@ def _plan(model: Model) -> A.Plan:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = _plan(load_spec(args.spec))
-    if args.json:
-        print(plan_json(plan))
-    else:
-        if os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl"):
-            print("note: an earlier apply was interrupted; apply rolls it back first.")
-        print_plan(plan, verbose=args.verbose)
-    return ExitCode.CHANGES if plan.has_changes() else ExitCode.OK
-
-
-def _report(args: argparse.Namespace, plan: A.Plan, done: list[str], undone: list[str]) -> None:
-    if args.json:
-        print(json.dumps({"changed": done, "recovered": undone,
-                          "plan": json.loads(plan_json(plan))}, indent=1))
-        return
-    if undone:
-        print(f"Rolled back {len(undone)} change(s) of an interrupted apply first.")
-    print(f"{len(done)} change(s) made." if done else "No changes: the host already matches.")
+    interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
+    return PlanResult(plan, args.verbose, interrupted).emit(args.json)
 
 
 def _same_as_saved(plan: A.Plan, path: str) -> None:
@@ -134,8 +120,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if not args.json:
             print_plan(plan)
         done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
-        _report(args, plan, done, undone)
-    return ExitCode.OK
+        return ApplyResult(plan, done, undone).emit(args.json)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -147,19 +132,13 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         state = read_state()
         plan = make_destroy_plan(desired, gather(desired.wanted(), state), state, args.purge)
         done = execute(plan, Progress(quiet=args.json))
-        _report(args, plan, done, undone)
-    return ExitCode.OK
+        return ApplyResult(plan, done, undone).emit(args.json)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from phphost.cli.status import pool_statuses, print_statuses
+    from phphost.cli.status import StatusResult, pool_statuses
 
-    rows = pool_statuses(read_state().pools)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print_statuses(rows)
-    return ExitCode.OK if all(r["running"] for r in rows) else ExitCode.NOT_RUNNING
+    return StatusResult(pool_statuses(read_state().pools)).emit(args.json)
 
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,

@@ -12,7 +12,7 @@ from phphost.verify.result import SEVERITY, Cell, Report, Verdict
 _GAP = "  "
 
 
-def exit_status(report: Report) -> int:
+def exit_status(report: Report) -> ExitCode:
     if report.breached:
         return ExitCode.BREACHED
     return ExitCode.INCONCLUSIVE if report.count(Verdict.ERROR) else ExitCode.OK
