@@ -155,3 +155,52 @@ def test_architecture_doc_has_the_same_layers() -> None:
     numbered = tuple(names for rank, names in rows if rank != "-")
     assert numbered == tuple(layer for layer in LAYERS if set(layer).isdisjoint(STANDALONE))
     assert {n for rank, names in rows if rank == "-" for n in names} == STANDALONE
+
+
+# Module-level constants outside layout.py that name absolute paths, and why they are
+# not host paths phphost keeps or uses as the host's.
+NOT_HOST_PATHS = {
+    ("jail/closure.py", "SEARCH_PATH"): "where a jailed program's interpreter is looked up",
+    ("jail/features.py", "ZONEINFO"): "jail content (at the host's path)",
+    ("jail/features.py", "LOCALE_DIR"): "jail content (at the host's path)",
+    ("jail/features.py", "MYSQL_RUN_DIR"): "jail mount target",
+    ("jail/features.py", "OPENSSL_CNF"): "jail content (at the host's path)",
+    ("jail/features.py", "OPENSSLDIR_LINKS"): "jail content (at the host's path)",
+    ("jail/features.py", "SHELL"): "jail content (at the host's path)",
+    ("jail/features.py", "BIN_SH"): "jail content",
+    ("jail/features.py", "DNS_FILES"): "jail content (at the host's path)",
+    ("jail/features.py", "DNS_OPTIONAL"): "jail content (at the host's path)",
+    ("jail/manifest.py", "ALLOWED_DEVICES"): "device nodes inside a jail",
+    ("monitor/peer.py", "PROC_TCP"): "the kernel's socket table",
+    ("spec/loader.py", "FORBIDDEN_HOME_ROOTS"): "where no tenant home may be (a rule)",
+    ("verify/attacks_answers.py", "POOL_TMP"): "a pool's view (attack)",
+    ("verify/attacks_answers.py", "VICTIM_PARENT"): "an attack's victim",
+    ("verify/attacks_jail.py", "ALLOWED_DEVICES"): "device nodes inside a jail (attack)",
+    ("verify/attacks_jail.py", "ESCAPES"): "attack paths",
+}
+PATH_ROOTS = ("/etc", "/var", "/run", "/usr", "/srv", "/opt", "/sys", "/proc", "/bin", "/sbin",
+              "/lib", "/root", "/tmp", "/dev", "/home")
+
+
+def _strings(node: ast.AST) -> Iterator[str]:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            yield sub.value
+
+
+def test_host_paths_live_in_layout() -> None:
+    """Every module-level constant naming a host path is layout.py's (the launcher, a
+    single stdlib-only file, takes its paths as arguments)."""
+    found = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel == "layout.py" or rel.startswith("launcher/"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            target = (node.targets[0] if isinstance(node, ast.Assign)
+                      else node.target if isinstance(node, ast.AnnAssign) else None)
+            if isinstance(target, ast.Name) and node.value is not None and any(
+                    s.startswith(PATH_ROOTS) for s in _strings(node.value)):
+                found.add((rel, target.id))
+    assert sorted(found - set(NOT_HOST_PATHS)) == []
+    assert sorted(set(NOT_HOST_PATHS) - found) == []

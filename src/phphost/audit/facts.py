@@ -29,7 +29,6 @@ from phphost.runner import run
 from phphost.spec.model import Model
 
 APACHE_ROOT_CONF = f"{layout.APACHE_DIR}/apache2.conf"
-DEBIAN_FPM_GLOB = "/etc/php/*/fpm"
 MAX_TREE_ENTRIES = 200_000      # per tenant home
 MAX_JAIL_ENTRIES = 50_000       # per jail
 MAX_LISTED = 200                # offending paths kept per kind
@@ -107,7 +106,8 @@ def gather(model: Model) -> AuditFacts:
         apache=tuple(apacheconf.load(APACHE_ROOT_CONF, read_text, glob.glob, layout.APACHE_DIR)),
         apache_modules=read_apache_modules(),
         apache_version=first_line(["apache2", "-v"]),
-        php_versions={b: first_line([b, "-v"]) for b in sorted(glob.glob("/usr/sbin/php-fpm*"))},
+        php_versions={b: first_line([b, "-v"])
+                      for b in sorted(glob.glob(layout.FPM_BINARIES_GLOB))},
         programs=programs, supervisor_running=sup_running,
         files={f.path: read_text(f.path) for f in desired_state(model).files},
         accounts=read_model_accounts(model),
@@ -181,7 +181,7 @@ def read_fpm() -> tuple[list[FpmPool], list[FpmMaster]]:
     for conf in sorted(glob.glob(f"{layout.FPM_CONF_DIR}/*.conf")):
         pools += fpmconf.parse_fpm(conf, read_text(conf) or "", conf)
         masters.append(FpmMaster(conf, True, conf in running, supervised.get(conf, {})))
-    for base in sorted(glob.glob(DEBIAN_FPM_GLOB)):
+    for base in sorted(glob.glob(layout.DEBIAN_FPM_GLOB)):
         master = f"{base}/php-fpm.conf"
         for conf in [master, *sorted(glob.glob(f"{base}/pool.d/*.conf"))]:
             pools += fpmconf.parse_fpm(conf, read_text(conf) or "", master)

@@ -188,7 +188,7 @@ def fpm_master_pid(launcher_pid: int) -> int | None:
 
 
 def apache_running() -> bool:
-    text = read_text("/run/apache2/apache2.pid")
+    text = read_text(layout.APACHE_PID_FILE)
     if not text or not text.strip().isdigit():
         return False
     return os.path.exists(f"/proc/{int(text.strip())}")

@@ -10,7 +10,7 @@ import pwd
 import stat
 from collections.abc import Iterator
 
-from phphost import safefs
+from phphost import layout, safefs
 from phphost.host.journal import Journal
 from phphost.runner import run
 
@@ -23,7 +23,7 @@ def create_group(journal: Journal, name: str) -> None:
 def create_user(journal: Journal, name: str, group: str, home: str, system: bool) -> None:
     journal.record({"k": "user", "name": name})
     argv = ["useradd", "--no-create-home", "--home-dir", home,
-            "--shell", "/usr/sbin/nologin", "--gid", group]
+            "--shell", layout.NOLOGIN, "--gid", group]
     run([*argv, "--system", name] if system else [*argv, name])
 
 

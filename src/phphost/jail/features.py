@@ -38,7 +38,6 @@ from phphost.spec.model import JAIL_FEATURES, Pool, Tenant
 
 ZONEINFO = "/usr/share/zoneinfo"
 LOCALE_DIR = "/usr/lib/locale"
-SESSION_DIR = "/var/lib/php/sessions"
 MYSQL_RUN_DIR = "/run/mysqld"
 OPENSSL_CNF = "/etc/ssl/openssl.cnf"
 # OpenSSL's compiled-in OPENSSLDIR on Debian: X509_get_default_cert_file() etc.
@@ -223,7 +222,8 @@ def _is_ip(text: str) -> bool:
 
 
 def feature_sessions(ctx: Context) -> None:
-    ctx.out.put(Entry(SESSION_DIR, "dir", None, POOL_DIR_MODE, owner="pool", why="sessions"))
+    ctx.out.put(Entry(layout.PHP_SESSION_DIR, "dir", None, POOL_DIR_MODE, owner="pool",
+                      why="sessions"))
 
 
 def feature_iconv(ctx: Context) -> None:

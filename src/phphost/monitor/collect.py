@@ -31,9 +31,7 @@ MAX_PROCESSES = 1024            # per-process entries kept per pool
 CMD_OUTPUT_LIMIT = 8 << 20      # bytes of ss / supervisorctl output read
 LOG_CHUNK = 8 << 20             # bytes of the pool log read per poll; more is skipped
 LINE_LIMIT = 4096
-RUNS_FILE = f"{layout.STATE_DIR}/runs.json"
 # where a pool's cgroup would be (none exist yet: phphost does not make them)
-CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")
 
 
 # --- FPM status ---------------------------------------------------------------------------
@@ -297,7 +295,7 @@ def parse_cpu_stat(text: str | None) -> float | None:
 
 def read_cgroup(pool: str) -> CgroupUsage | None:
     """The pool's cgroup v2 usage, or None when phphost made no cgroup for it."""
-    for pattern in CGROUP_DIRS:
+    for pattern in layout.CGROUP_DIRS:
         base = pattern.format(pool=pool)
         if os.path.isdir(base):
             return CgroupUsage(_int_text(_read_small(f"{base}/memory.current")),
@@ -346,7 +344,7 @@ def parse_runs(text: str | None) -> dict[str, RunRecord]:
     return out
 
 
-def read_runs(path: str = RUNS_FILE) -> dict[str, RunRecord]:
+def read_runs(path: str = layout.RUNS_FILE) -> dict[str, RunRecord]:
     return parse_runs(_read_small(path))
 
 

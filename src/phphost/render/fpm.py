@@ -4,6 +4,7 @@ has its own [global] section, pid file, error log and opcache segment. Pure."""
 from __future__ import annotations
 
 from phphost import layout
+from phphost.launcher.mailer import SENDMAIL_PATH
 from phphost.render.common import HEADER, check_value
 from phphost.spec.model import Pool, PoolSettings, Tenant
 
@@ -11,10 +12,10 @@ from phphost.spec.model import Pool, PoolSettings, Tenant
 
 # php_admin_value defaults that jail features bring (paths are inside the jail).
 FEATURE_INI: dict[str, tuple[tuple[str, str], ...]] = {
-    "mail": (("sendmail_path", "/usr/sbin/sendmail -t -i"),),
+    "mail": (("sendmail_path", SENDMAIL_PATH),),
     # Debian turns PHP's own session GC off and cleans /var/lib/php/sessions from a
     # cron job that never sees a jail: let PHP collect its own garbage.
-    "sessions": (("session.save_path", "/var/lib/php/sessions"),
+    "sessions": (("session.save_path", layout.PHP_SESSION_DIR),
                  ("session.gc_probability", "1"), ("session.gc_divisor", "100")),
     "tls": (("openssl.cafile", layout.CA_BUNDLE), ("curl.cainfo", layout.CA_BUNDLE)),
     # Debian's PHP looks in /var/run/mysqld; the jail binds /run/mysqld only
