@@ -256,7 +256,7 @@ def test_pid_ns_mode_killed_master_takes_its_workers(
                                       sendmail_binary)
     conf = fpm_conf(scratch, account, jail, "pjt")
     fpm = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", conf]
-    launch_py = os.path.join(REPO, "src", "phphost", "jail", "launch.py")
+    launch_py = os.path.join(REPO, "src", "phphost", "launcher", "launch.py")
     argv = ["/usr/bin/python3", "-I", launch_py, "--pool", "pjt", "--jail", jail, "--pid-ns",
             "--mounts", mounts, "--", *fpm]
     try:
