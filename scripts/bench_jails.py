@@ -20,12 +20,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from phphost.host.runner import run
-from phphost.jail.build import build_jail, remove_jail
-from phphost.jail.hostview import RealHostView
-from phphost.jail.manifest import build_manifest
-from phphost.jail.ondisk import scan_jail
-from phphost.jail.store import Store
+from phphost.facts.hostview import RealHostView
+from phphost.facts.jailscan import scan_jail
+from phphost.host.jailbuild import build_jail, remove_jail
+from phphost.host.jailstore import Store
+from phphost.jail.features import build_manifest
+from phphost.runner import run
 from phphost.spec.model import JailSpec, Pool, PoolSettings, Tenant
 
 MAX_POOLS = 500

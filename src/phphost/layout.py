@@ -1,5 +1,8 @@
-"""Where phphost keeps things on the host. One place, so renderers, planner and
-host code agree. Paths are plain strings: the model is pure data."""
+"""Where phphost keeps things on the host, and where it finds the host's own: every
+host path phphost names is here, so renderers, planner, host code and checks agree.
+Paths are plain strings: the model is pure data. (Paths inside a jail belong to
+the jail code; the launcher, installed as one stdlib-only file, takes its paths as
+arguments.)"""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ LOG_DIR = "/var/log/phphost"
 STATE_DIR = "/var/lib/phphost"
 STATE_FILE = f"{STATE_DIR}/state.json"
 JOURNAL_DIR = f"{STATE_DIR}/journal"
+RUNS_FILE = f"{STATE_DIR}/runs.json"            # the last run of each command (monitor)
+JAILS_DIR = f"{STATE_DIR}/jails"
+STORE_DIR = f"{STATE_DIR}/jail-store"           # content-addressed files the jails share
+PROBE_ROOT = "/var/lib/phphost-probes"          # verify's probe scripts, per run
 LOCK_FILE = f"{RUN_DIR}/apply.lock"
 
 # network policy (docs/network.md): phphost's own nftables table, rendered to NFT_CONF
@@ -19,17 +26,34 @@ NFT_LOADED = f"{STATE_DIR}/nftables.loaded"   # sha256 of `nft list table` after
 NFT_BINARY = "/usr/sbin/nft"
 MAIL_GROUP = "phphost-mail"   # the jail's sendmail is setgid to it; only it reaches the relay
 
-SUPERVISOR_CONF_DIR = "/etc/supervisor/conf.d"
-SUPERVISOR_MAIN_CONF = "/etc/supervisor/supervisord.conf"
+SUPERVISOR_DIR = "/etc/supervisor"
+SUPERVISOR_CONF_DIR = f"{SUPERVISOR_DIR}/conf.d"
+SUPERVISOR_MAIN_CONF = f"{SUPERVISOR_DIR}/supervisord.conf"
+SUPERVISOR_LOG_DIR = "/var/log/supervisor"
 
 APACHE_DIR = "/etc/apache2"
 APACHE_GLOBAL_CONF = f"{APACHE_DIR}/conf-available/phphost.conf"
 APACHE_GLOBAL_LINK = f"{APACHE_DIR}/conf-enabled/phphost.conf"
+APACHE_LOG_DIR = "/var/log/apache2"
+APACHE_BINARY = "/usr/sbin/apache2"
+APACHE_MODULES_DIR = "/usr/lib/apache2/modules"
+APACHE_PID_FILE = "/run/apache2/apache2.pid"
 
 FPM_BINARY = "/usr/sbin/php-fpm8.2"
-LAUNCHER = "/usr/local/lib/phphost/launch"     # src/phphost/jail/launch.py, installed by apply
+FPM_BINARIES_GLOB = "/usr/sbin/php-fpm*"     # every PHP version's (audit)
+DEBIAN_FPM_GLOB = "/etc/php/*/fpm"           # Debian's own FPM configs (audit)
+PHP_SESSION_DIR = "/var/lib/php/sessions"    # Debian's; a jail has it at the same path
+LAUNCHER = "/usr/local/lib/phphost/launch"   # src/phphost/launcher/launch.py, installed by apply
+SENDMAIL_BINARY = "/usr/local/lib/phphost/phphost-sendmail"   # launcher/sendmail.c, built by setup
 WEB_USER = "www-data"
 WEB_GROUP = "www-data"
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
+LDD = "/usr/bin/ldd"
+NOLOGIN = "/usr/sbin/nologin"               # the shell of users phphost creates
+# a pool's cgroup, by how it was set up (cgroupfs by hand, or systemd's scope)
+CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")
 
 STATUS_PATH = "/phphost-fpm-status"
 PING_PATH = "/phphost-fpm-ping"
@@ -38,6 +62,11 @@ UNIX_SOCKET_MAX = 107
 
 def fpm_conf(pool: str) -> str:
     return f"{FPM_CONF_DIR}/{pool}.conf"
+
+
+def jail_root(pool: str) -> str:
+    """The root of a jailed pool's jail."""
+    return f"{JAILS_DIR}/{pool}"
 
 
 def default_socket(pool: str) -> str:

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from phphost import layout
+from phphost.exitcodes import ExitCode
 from phphost.spec.model import Model
 from tests.integration import hostkit
 
-EXIT_PLAN = 4
+EXIT_PLAN = ExitCode.PLAN
 
 
 def _with_tenant(demo_text: str, name: str, extra: str = "") -> str:

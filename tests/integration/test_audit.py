@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from phphost import layout
+from phphost.exitcodes import ExitCode
 from phphost.spec.model import Model
 from tests.integration.conftest import DEMO
 from tests.integration.hostkit import phphost
 
-EXIT_FINDINGS = 11
+EXIT_FINDINGS = ExitCode.FINDINGS
 EXTRA_POOL = "/etc/php/8.2/fpm/pool.d/zz-phphost-audit-test.conf"
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from phphost.check.result import EXIT_FAILED, EXIT_OK
+from phphost.exitcodes import ExitCode
 from phphost.spec.loader import load_spec
 from tests.integration import hostkit, localservers
 
@@ -158,7 +158,7 @@ def test_full_host_passes(env: Env) -> None:
     text = hostkit.phphost("check", env.full, *env.options).stdout
     print(text)
     failed = {k: r for k, r in rows(data).items() if r["verdict"] not in ("ok", "absent")}
-    assert status == EXIT_OK and not failed, failed
+    assert status == ExitCode.OK and not failed, failed
     for pool, feats in env.full_features.items():
         for feature in ("dns", "tls", "mail", "sessions", "iconv", "locale", "proc",
                         "mysql", "shell"):
@@ -181,7 +181,7 @@ def test_full_host_passes(env: Env) -> None:
 def test_undeclared_but_present_features_fail(env: Env) -> None:
     env.apply(env.full)
     status, data = env.check(env.variant)
-    assert status == EXIT_FAILED
+    assert status == ExitCode.CHECK_FAILED
     assert verdicts(data, "PRESENT") == env.dropped
     assert not verdicts(data, "FAIL") and not verdicts(data, "ERROR")
 
@@ -189,19 +189,19 @@ def test_undeclared_but_present_features_fail(env: Env) -> None:
 def test_declared_but_missing_features_fail(env: Env) -> None:
     env.apply(env.variant)
     status, data = env.check(env.full)
-    assert status == EXIT_FAILED
+    assert status == ExitCode.CHECK_FAILED
     assert verdicts(data, "FAIL") == env.dropped, {
         k: rows(data)[k]["detail"] for k in verdicts(data, "FAIL") ^ env.dropped}
     assert not verdicts(data, "PRESENT") and not verdicts(data, "ERROR")
     status, data = env.check(env.variant)
-    assert status == EXIT_OK
+    assert status == ExitCode.OK
     assert env.dropped <= verdicts(data, "absent")
     no_probe_left()
 
 
 def test_only_one_pool(env: Env) -> None:
     status, data = env.check(env.full, "--pool", "search")
-    assert status == EXIT_OK and [p["pool"] for p in data["pools"]] == ["search"]
+    assert status == ExitCode.OK and [p["pool"] for p in data["pools"]] == ["search"]
 
 
 def test_unknown_pool_is_an_error(env: Env) -> None:

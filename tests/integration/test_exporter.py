@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from phphost.errors import FastCGIError
 from phphost.facts.gather import fpm_master_pid, read_programs
 from phphost.fastcgi.status import fpm_status
-from phphost.monitor.render import EXPORTER_PROGRAM
+from phphost.render.monitor import EXPORTER_PROGRAM
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.test_noisy_neighbour import load_bench

@@ -28,7 +28,7 @@ from types import ModuleType
 
 from phphost import layout
 from phphost.facts.gather import apache_running, read_programs
-from phphost.jail.build import JAILS_DIR
+from phphost.layout import JAILS_DIR
 from phphost.render.apache import required_modules
 from phphost.spec.model import Model
 from tests.integration.hostkit import PYTHON, ROOT, get, phphost
@@ -177,7 +177,7 @@ def assert_wiped(model: Model, state: dict[str, list[str]]) -> None:
 
 def from_nothing(wiped: bool = True) -> str:
     """setup-demo's steps after `apt-get install` and the venv, in its order."""
-    out = sh([PYTHON, "-m", "phphost.jail.mailer", "build"])
+    out = sh([PYTHON, "-m", "phphost.host.sendmail", "build"])
     out += sh([PYTHON, str(SCRIPTS / "demo_mediawiki.py"), "--prepare"])
     plan = phphost("plan", DEMO, check=False)
     if wiped:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from phphost.jail.build import default_root, remove_jail
+from phphost import layout
+from phphost.host.jailbuild import remove_jail
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.conftest import DEMO
@@ -78,14 +79,14 @@ def test_jailed_demo_serves_and_rebuilds_leave_data_alone(
         # 2. remove every jail directory from the host while its master runs (its
         #    mounts of the tenant home, data dirs and the shared dir are live inside)
         for pool in demo.pools:
-            remove_jail(default_root(pool.name))
+            remove_jail(layout.jail_root(pool.name))
         assert intact(marks), "removing a live jail reached into mounted data"
         # 3. jails off: apply removes them
         off = demo_text
         for pool in demo.pools:
             off = hostkit.set_pool_key(off, f"pools.{pool.name}", "jail", "{ enabled = false }")
         phphost("apply", hostkit.write_spec(spec_dir, "off.toml", off))
-        assert not any(os.path.exists(default_root(p.name)) for p in demo.pools)
+        assert not any(os.path.exists(layout.jail_root(p.name)) for p in demo.pools)
         assert intact(marks)
     finally:
         for path in marks:
@@ -107,7 +108,7 @@ def test_tampered_jails_are_refused(demo: Model, demo_text: str, spec_dir: Path,
     spec = hostkit.write_spec(spec_dir, "one.toml", hostkit.set_pool_key(
         demo_text, f"pools.{pool.name}", "jail", '{ enabled = true, features = ["dns"] }'))
     phphost("apply", spec)
-    root = Path(default_root(pool.name))
+    root = Path(layout.jail_root(pool.name))
     setuid = root / "etc" / "evil"
     setuid.write_text("x")
     os.chmod(setuid, 0o4755)  # noqa: S103 (the planted fault under test)
@@ -132,7 +133,7 @@ def test_specs_reaching_into_others_are_refused(demo: Model, demo_text: str,
     cases = {
         "home": (f'{{ enabled = true, mounts = [{{ source = "{other_home}", '
                  f'target = "/opt/x" }}] }}', "home"),
-        "jail": (f'{{ enabled = true, mounts = [{{ source = "{default_root(other.name)}", '
+        "jail": (f'{{ enabled = true, mounts = [{{ source = "{layout.jail_root(other.name)}", '
                  f'target = "/opt/x" }}] }}', "jail"),
         "program": (f'{{ enabled = true, programs = ["{other_home}/bin/tool"] }}', other_home),
     }

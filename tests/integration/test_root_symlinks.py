@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from phphost import layout, safefs
-from phphost.jail import build as jail_build
-from phphost.jail import hostview
+from phphost.facts import hostview
+from phphost.host import jailbuild as jail_build
 from phphost.jail.manifest import Entry, Manifest
 from phphost.spec.model import Model
 from phphost.verify.attacks_root import fingerprint

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from phphost import layout
+from phphost import files, layout
 from phphost.cli.main import _plan
 from phphost.errors import HostError, ValidationFailed
 from phphost.host import apply as apply_mod
-from phphost.host import files, identities, jails, services, staging
+from phphost.host import identities, jails, services, staging
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
 from tests.integration import hostkit

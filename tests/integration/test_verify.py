@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from phphost.exitcodes import ExitCode
+from phphost.layout import PROBE_ROOT
 from phphost.spec.model import Model
-from phphost.verify.matrix import EXIT_BREACHED, EXIT_OK
-from phphost.verify.probes import PROBE_ROOT
 from tests.integration import hostkit
 
 DEMO = hostkit.ROOT / "examples" / "demo.toml"
@@ -71,13 +71,13 @@ def test_only_the_known_holes_get_through(intact: tuple[int, dict[str, Any]]) ->
     unexpected = [c for c in data["cells"]
                   if c["verdict"] == "BREACHED" and c["attack"] not in KNOWN_HOLES]
     assert not unexpected, unexpected
-    assert status == (EXIT_BREACHED if data["breached"] else EXIT_OK)
+    assert status == (ExitCode.BREACHED if data["breached"] else ExitCode.OK)
 
 
 def test_intact_host_blocks_every_cell(intact: tuple[int, dict[str, Any]]) -> None:
     status, data = intact
     assert {c["verdict"] for c in data["cells"]} <= {"blocked", "n/a"}
-    assert status == EXIT_OK
+    assert status == ExitCode.OK
 
 
 def test_jail_attacks_are_blocked_for_the_jailed_demo(intact: tuple[int, dict[str, Any]],
@@ -104,7 +104,7 @@ def test_text_matrix_and_exit_status(demo: Model) -> None:
     proc = subprocess.run([hostkit.PYTHON, "-m", "phphost.cli.verify", str(DEMO),
                            "--only", "files.read-code", "--only", "fpm.socket-*"],
                           capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[2].split() == ["attack", *sorted(t.name for t in demo.tenants)]
     assert lines[3].split() == ["files.read-code", *["blocked"] * len(demo.tenants)]

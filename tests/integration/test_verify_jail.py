@@ -10,7 +10,6 @@ from pathlib import Path
 
 from phphost import layout
 from phphost.host import services
-from phphost.jail.build import default_root
 from phphost.spec.model import Model
 from tests.integration.test_verify import breached, verdicts
 from tests.integration.test_verify_weakened import BREACHED, check, weakened
@@ -28,7 +27,7 @@ def add_mount(pool: str, source: str) -> None:
 def test_jail_breached_when_the_jail_is_leaky(demo: Model) -> None:
     """On the jailed demo: a block device planted in search's jail, and the host's
     /etc/apache2 bound into blog's jail."""
-    node = Path(default_root("search")) / "dev" / "vda"
+    node = Path(layout.jail_root("search")) / "dev" / "vda"
     with weakened(demo, undo=(lambda: node.unlink(missing_ok=True),), restart=("blog",)):
         os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(253, 0))
         add_mount("blog", "/etc/apache2")

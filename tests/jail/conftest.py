@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from phphost.host.runner import run
+from phphost.runner import run
 from tests.jail.helpers import Account
 
 

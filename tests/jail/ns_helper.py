@@ -11,10 +11,10 @@ import os
 import sys
 
 from phphost.errors import HostError
-from phphost.jail.build import build_jail, remove_jail
-from phphost.jail.launch import mount_one, private_namespace
+from phphost.host.jailbuild import build_jail, remove_jail
 from phphost.jail.manifest import Manifest
 from phphost.jail.mounts import MountSpec
+from phphost.launcher.launch import mount_one, private_namespace
 
 
 def main(root: str, store: str, source: str, target: str) -> int:

@@ -11,12 +11,14 @@ import sys
 import pytest
 
 from phphost.errors import HostError
-from phphost.jail.build import build_jail, diff_jail, gather_facts, remove_jail
-from phphost.jail.hostview import RealHostView
+from phphost.facts.hostview import RealHostView
+from phphost.facts.jailscan import gather_facts, scan_jail
+from phphost.host.jailbuild import build_jail, remove_jail
+from phphost.host.jailstore import Store
+from phphost.jail.diff import diff_jail
+from phphost.jail.features import build_manifest
 from phphost.jail.invariants import Neighbours, check_invariants, find_violations
-from phphost.jail.manifest import Manifest, build_manifest
-from phphost.jail.ondisk import scan_jail
-from phphost.jail.store import Store
+from phphost.jail.manifest import Manifest
 from phphost.spec.model import JailSpec, Mount, Pool, PoolSettings, Tenant
 from tests.jail.helpers import Account, mountinfo, process, wait_for
 
@@ -151,7 +153,7 @@ def test_launcher_namespace_holds_the_mount(scratch: str, account: Account) -> N
     src = canary_dir(scratch)
     m, root, store = make(scratch, account, mounts=(Mount(src, "/srv/data"),))
     build_jail(m, root, store)
-    argv = [sys.executable, "-m", "phphost.jail.launch", "--pool", "pj", "--jail", root,
+    argv = [sys.executable, "-m", "phphost.launcher.launch", "--pool", "pj", "--jail", root,
             "--mount", f"{src}:/srv/data:ro", "--", "/bin/sleep", "120"]
     with process(argv, cwd=REPO) as proc:
         target = f"{root}/srv/data"
@@ -184,7 +186,7 @@ def test_build_and_remove_refuse_while_mounted_here(scratch: str, account: Accou
 def test_missing_mount_source_fails_loudly(scratch: str, account: Account) -> None:
     m, root, store = make(scratch, account)
     build_jail(m, root, store)
-    out = subprocess.run([sys.executable, "-m", "phphost.jail.launch", "--pool", "pj",
+    out = subprocess.run([sys.executable, "-m", "phphost.launcher.launch", "--pool", "pj",
                           "--jail", root, "--mount", f"{scratch}/nope:/srv/x:ro", "--",
                           "/bin/true"], cwd=REPO, capture_output=True, text=True, timeout=30,
                          check=False)
@@ -199,7 +201,7 @@ def test_symlinked_mount_source_is_refused(scratch: str, account: Account) -> No
     m, root, store = make(scratch, account)
     build_jail(m, root, store)
     os.symlink("/etc", f"{scratch}/home/t/data")
-    out = subprocess.run([sys.executable, "-m", "phphost.jail.launch", "--pool", "pj",
+    out = subprocess.run([sys.executable, "-m", "phphost.launcher.launch", "--pool", "pj",
                           "--jail", root, "--mount", f"{scratch}/home/t/data:/srv/x:rw", "--",
                           "/bin/true"], cwd=REPO, capture_output=True, text=True, timeout=30,
                          check=False)

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 import pytest
 
 from phphost import layout
+from phphost.facts.hostview import RealHostView
+from phphost.facts.jailscan import gather_facts
 from phphost.fastcgi.status import run_php
-from phphost.jail import mailer
-from phphost.jail.build import build_jail, gather_facts, remove_jail
-from phphost.jail.hostview import RealHostView
+from phphost.host.jailbuild import build_jail, remove_jail
+from phphost.jail.features import build_manifest
 from phphost.jail.invariants import Neighbours, check_invariants
-from phphost.jail.launch import launcher_argv
-from phphost.jail.manifest import Manifest, build_manifest
+from phphost.jail.manifest import Manifest
 from phphost.jail.mounts import render_mounts_json
+from phphost.launcher import mailer
+from phphost.launcher.launch import launcher_argv
 from phphost.spec.model import JailSpec, Mount, Pool, PoolSettings, Tenant
 from tests.jail.helpers import Account, mountinfo, process, wait_for
 from tests.unit.test_jail_sendmail import Sink
@@ -254,7 +256,7 @@ def test_pid_ns_mode_killed_master_takes_its_workers(
                                       sendmail_binary)
     conf = fpm_conf(scratch, account, jail, "pjt")
     fpm = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", conf]
-    launch_py = os.path.join(REPO, "src", "phphost", "jail", "launch.py")
+    launch_py = os.path.join(REPO, "src", "phphost", "launcher", "launch.py")
     argv = ["/usr/bin/python3", "-I", launch_py, "--pool", "pjt", "--jail", jail, "--pid-ns",
             "--mounts", mounts, "--", *fpm]
     try:

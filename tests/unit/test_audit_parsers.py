@@ -16,6 +16,7 @@ from phphost.audit import facts as audit_facts
 from phphost.audit import fpmconf, versions
 from phphost.audit.findings import Finding
 from phphost.cli import audit as cli_audit
+from phphost.exitcodes import ExitCode
 from tests.unit.test_audit_fixture import CLEAN, DEMO
 
 APACHE = """\
@@ -183,7 +184,7 @@ def test_cli_exit_status_follows_threshold(monkeypatch: pytest.MonkeyPatch,
     low = Finding("PHA017", "low", "/etc/x", "differs", "apply")
     monkeypatch.setattr(cli_audit, "gather", lambda model: CLEAN)
     monkeypatch.setattr(cli_audit, "run_rules", lambda model, facts, only: [low])
-    assert cli_audit.cmd_audit(_args()) == cli_audit.EXIT_FINDINGS
+    assert cli_audit.cmd_audit(_args()) == ExitCode.FINDINGS
     assert "PHA017 LOW" in capsys.readouterr().out
     assert cli_audit.cmd_audit(_args(fail_above="low")) == 0
 

@@ -11,8 +11,6 @@ import pytest
 from phphost.check import judge as J
 from phphost.check.result import (
     CHECKS,
-    EXIT_FAILED,
-    EXIT_OK,
     Outcome,
     PoolReport,
     Report,
@@ -26,6 +24,7 @@ from phphost.check.result import (
 from phphost.check.runner import pool_facts, probe_text
 from phphost.check.smtp import Message
 from phphost.check.table import render_report, summary
+from phphost.exitcodes import ExitCode
 from phphost.spec.loader import parse_spec
 from phphost.verify.probes import probe_dir
 
@@ -71,10 +70,10 @@ def _report(*rows: Row) -> Report:
 def test_exit_status_and_failures() -> None:
     ok = _report(Row("dns", True, Verdict.OK, ""), Row("tls", False, Verdict.ABSENT, ""),
                  Row("mysql", True, Verdict.SKIPPED, ""), Row("proc", None, Verdict.NA, ""))
-    assert not ok.failed and exit_status(ok) == EXIT_OK
+    assert not ok.failed and exit_status(ok) == ExitCode.OK
     for bad in (Verdict.FAIL, Verdict.PRESENT, Verdict.ERROR):
         report = _report(Row("dns", True, Verdict.OK, ""), Row("tls", False, bad, ""))
-        assert report.failed and exit_status(report) == EXIT_FAILED
+        assert report.failed and exit_status(report) == ExitCode.CHECK_FAILED
 
 
 def test_json_round_trips() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from phphost.check import judge as J
 from phphost.check.smtp import Message, Session, Sink, loopback_address
-from phphost.jail import mailer
+from phphost.launcher import mailer
 
 
 def talk(session: Session, *lines: bytes) -> list[str]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from phphost.jail.build import Change, diff_jail, jail_listing
-from phphost.jail.manifest import Manifest, build_manifest
-from phphost.jail.ondisk import DiskEntry, mounts_under, parse_mountinfo
-from phphost.jail.store import object_name
+from phphost.jail.diff import Change, DiskEntry, diff_jail, jail_listing, object_name
+from phphost.jail.features import build_manifest
+from phphost.jail.manifest import Manifest
+from phphost.jail.mounts import mounts_under, parse_mountinfo
 from tests.unit.test_jail_fakes import LIB, TENANT, debian_host, pool
 
 
@@ -107,7 +107,7 @@ def test_mountinfo() -> None:
 def test_nested_mount_targets_are_not_built_on_disk() -> None:
     """A writable dir inside the home mount is reached through the home mount: the
     jail directory holds no path for it, so diff stays empty once built."""
-    from phphost.jail.manifest import build_manifest
+    from phphost.jail.features import build_manifest
     from tests.unit.test_jail_fakes import TENANT, debian_host, pool
 
     m = build_manifest(pool(writable=("/srv/www/ncs/htdocs/uploads",)), TENANT, debian_host())

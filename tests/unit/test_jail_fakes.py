@@ -7,7 +7,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass, field
 
-from phphost.jail import mailer
+from phphost import layout
 from phphost.jail.closure import HostKind, resolve_chain
 from phphost.spec.model import JailSpec, Mount, Pool, PoolSettings, Tenant
 
@@ -159,7 +159,7 @@ def debian_host() -> FakeHost:
         "/usr/lib/locale/C.utf8/LC_CTYPE": b"ctype",
         "/etc/passwd": b"root:x:0:0:root:/root:/bin/bash\n",
     })
-    h.add_exec(mailer.SENDMAIL_BINARY, ELF + b"sendmail", LDD_DASH)
+    h.add_exec(layout.SENDMAIL_BINARY, ELF + b"sendmail", LDD_DASH)
     h.passwd = {"root": "root:x:0:0:root:/root:/bin/bash",
                 "php-blog": "php-blog:x:990:1001::/nonexistent:/usr/sbin/nologin"}
     h.groups = {"root": "root:x:0:", "ncs": "ncs:x:1001:ncs,www-data"}

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from phphost.errors import PlanError
+from phphost.jail.diff import DiskEntry, PathStat
+from phphost.jail.features import build_manifest
 from phphost.jail.invariants import (
     JailFacts,
     Neighbours,
@@ -10,8 +12,6 @@ from phphost.jail.invariants import (
     find_violations,
     neighbours_of,
 )
-from phphost.jail.manifest import build_manifest
-from phphost.jail.ondisk import DiskEntry, PathStat
 from phphost.spec.model import Model, Mount
 from tests.unit.test_jail_fakes import OTHER, TENANT, debian_host, pool
 
@@ -140,7 +140,7 @@ def test_only_the_mailer_may_be_setgid_and_only_to_phphost_mail() -> None:
 
 
 def test_store_names_setgid_objects_apart() -> None:
-    from phphost.jail.store import object_name
+    from phphost.jail.diff import object_name
 
     assert object_name("ab", 0o555) == "ab.x"
     assert object_name("ab", 0o444) == "ab"

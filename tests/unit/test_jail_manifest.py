@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from phphost import layout
 from phphost.errors import PlanError
-from phphost.jail import mailer
-from phphost.jail.manifest import Entry, Manifest, build_manifest
+from phphost.jail.features import build_manifest
+from phphost.jail.manifest import Entry, Manifest
+from phphost.launcher import mailer
 from phphost.spec.model import Mount
 from tests.unit.test_jail_fakes import ELF, LDD_DASH, LIB, TENANT, debian_host, pool
 
@@ -90,9 +92,9 @@ def test_mail_without_shell_gets_the_mail_only_sh() -> None:
     m = manifest(features=("mail",))
     binary = entry(m, mailer.JAIL_SENDMAIL)
     sh = entry(m, "/usr/bin/sh")
-    assert (sh.kind, sh.source, sh.digest) == ("file", mailer.SENDMAIL_BINARY, binary.digest)
+    assert (sh.kind, sh.source, sh.digest) == ("file", layout.SENDMAIL_BINARY, binary.digest)
     assert "mail-only" in sh.why
-    assert mailer.SENDMAIL_BINARY not in m.by_path()
+    assert layout.SENDMAIL_BINARY not in m.by_path()
     assert text(m, mailer.JAIL_CONF).splitlines()[1:] == [
         "server 127.0.0.1:25", "sender php-blog@web1.example.org", "helo web1.example.org"]
     assert "/usr/bin/dash" not in m.by_path()
@@ -113,7 +115,7 @@ def test_mail_to_a_host_name_needs_dns() -> None:
 
 def test_mail_without_the_built_mailer_says_how_to_build_it() -> None:
     h = debian_host()
-    del h.files[mailer.SENDMAIL_BINARY]
+    del h.files[layout.SENDMAIL_BINARY]
     with pytest.raises(PlanError, match=r"build it: gcc .* -o /usr/local/lib/phphost/"):
         build_manifest(pool(features=("mail",)), TENANT, h)
 

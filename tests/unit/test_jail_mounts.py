@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from phphost.jail.launch import (
+from phphost.jail.features import build_manifest
+from phphost.jail.mounts import (
+    MountSpec,
+    mounts_file,
+    parse_mount_arg,
+    parse_mounts_json,
+    render_mounts_json,
+)
+from phphost.launcher.launch import (
     MS_BIND,
     MS_NODEV,
     MS_NOEXEC,
@@ -17,14 +25,6 @@ from phphost.jail.launch import (
     launcher_argv,
     parse_args,
     remount_flags,
-)
-from phphost.jail.manifest import build_manifest
-from phphost.jail.mounts import (
-    MountSpec,
-    mounts_file,
-    parse_mount_arg,
-    parse_mounts_json,
-    render_mounts_json,
 )
 from tests.unit.test_jail_fakes import TENANT, debian_host, pool
 
@@ -70,7 +70,7 @@ def test_mount_arg() -> None:
 def test_launcher_argv_and_parse_agree() -> None:
     argv = launcher_argv("/opt/phphost/bin/python", "blog", "/var/lib/phphost/jails/blog",
                          "/etc/phphost/fpm/blog.mounts.json", FPM)
-    assert argv[:3] == ["/opt/phphost/bin/python", "-m", "phphost.jail.launch"]
+    assert argv[:3] == ["/opt/phphost/bin/python", "-m", "phphost.launcher.launch"]
     files = {"/etc/phphost/fpm/blog.mounts.json":
              '{"pool": "blog", "mounts": [{"source": "/srv/www/ncs", "target": "/srv/www/ncs"}]}'}
     plan = parse_args(argv[3:], read=files.__getitem__)
@@ -116,7 +116,7 @@ def test_launcher_is_standalone() -> None:
     """It may be installed as a single file: standard library imports only."""
     import ast
 
-    from phphost.jail import launch
+    from phphost.launcher import launch
 
     with open(launch.__file__, encoding="utf-8") as fh:
         tree = ast.parse(fh.read())

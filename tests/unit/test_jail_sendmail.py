@@ -1,4 +1,4 @@
-"""The jail mailer (src/phphost/jail/sendmail.c), compiled with gcc and run for real
+"""The jail mailer (src/phphost/launcher/sendmail.c), compiled with gcc and run for real
 against an SMTP sink on 127.0.0.1 (never any other address)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from phphost.jail import mailer
+from phphost.launcher import mailer
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc + libc6-dev")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from phphost.errors import PlanError
+from phphost.facts.hostview import RealHostView
 from phphost.jail.closure import Closure, UntrustedProgram
-from phphost.jail.hostview import RealHostView
 
 TENANT_UID = 64123      # no such user needed: ownership is what counts
 

@@ -1,5 +1,6 @@
-"""Every journal record kind and its undo, in temporary directories. Commands
-(groupadd, useradd, usermod, a2enmod) are recorded, not run."""
+"""Every journal record kind and its undo, in temporary directories: path, module,
+modset, jail, group, user, usergroup, dir, dirmode, acl, nft. Commands (groupadd, useradd,
+usermod, a2enmod) are recorded, not run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from phphost import layout, safefs
+from phphost.host import identities
 from phphost.host import journal as J
 from phphost.host.journal import Journal
 
@@ -132,3 +135,84 @@ def test_one_failing_undo_does_not_stop_the_rest(jdir: Journal, tmp_path: Path,
 def test_entries_are_json_lines(jdir: Journal) -> None:
     jdir.record({"k": "group", "name": "g"})
     assert json.loads(Path(jdir.log).read_text()) == {"k": "group", "name": "g"}
+
+
+def _acls(*paths: Path) -> list[tuple[bytes | None, bytes | None]]:
+    out = []
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            out.append(safefs.acl_blobs(fd))
+        finally:
+            os.close(fd)
+    return out
+
+
+def test_acl_records_restore_every_xattr_and_skip_swapped_paths(jdir: Journal,
+                                                                tmp_path: Path) -> None:
+    """system.posix_acl_access/default round-trip: an ACL the directory had is put back
+    byte for byte, ACLs the grant added are removed, and a directory swapped for a
+    symlink since the grant is skipped (its target keeps its ACL)."""
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True, mode=0o750)
+    (home / "sub" / "index.php").write_text("<?php\n")
+    (home / "gone").mkdir()
+    with safefs.opened_dir(str(home)) as fd:
+        safefs.grant(fd, ("user:nobody:r-x",))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    watched = (home, home / "sub", home / "sub" / "index.php")
+    before = _acls(*watched)
+    assert before[0][0] is not None and before[1] == (None, None)
+    identities.set_acl(jdir, str(home), ("user:www-data:r-x", "default:user:www-data:r-x"),
+                       recursive=True)
+    assert [e["k"] for e in jdir.entries()] == ["acl"]
+    assert all(a != b for a, b in zip(_acls(*watched), before, strict=True))
+    (home / "gone").rmdir()
+    (home / "gone").symlink_to(outside)
+    with safefs.opened_dir(str(outside)) as fd:
+        safefs.grant(fd, ("user:www-data:r-x",))
+    outside_acl = _acls(outside)
+    done = jdir.rollback()
+    assert _acls(*watched) == before
+    assert _acls(outside) == outside_acl
+    assert done == [f"acl {home}"]
+
+
+def test_jail_records_remove_the_new_jail_only(jdir: Journal, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A jail this apply built from nothing is removed; its symlinks are unlinked,
+    never followed; another pool's jail stays."""
+    monkeypatch.setattr(layout, "JAILS_DIR", str(tmp_path / "jails"))
+    secret = tmp_path / "secret"
+    secret.write_text("keep\n")
+    new = tmp_path / "jails" / "p1"
+    (new / "etc" / "ssl").mkdir(parents=True)
+    (new / "etc" / "passwd").write_text("p1:x:1:1::/:/bin/false\n")
+    (new / "etc" / "ssl" / "certs").symlink_to(tmp_path)
+    (new / "etc" / "key").symlink_to(secret)
+    old = tmp_path / "jails" / "p2"
+    (old / "etc").mkdir(parents=True)
+    jdir.record({"k": "jail", "name": "p1"})
+    assert jdir.rollback() == ["jail p1"]
+    assert not new.exists() and old.is_dir()
+    assert secret.read_text() == "keep\n" and (tmp_path / "jails").is_dir()
+
+
+def test_nft_undo_loads_the_old_policy_or_deletes_the_table(
+        jdir: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(J.nftables, "load_text", lambda text: calls.append(f"load {text}"))
+    monkeypatch.setattr(J.nftables, "delete", lambda: calls.append("delete"))
+    jdir.record({"k": "nft", "old": "table inet phphost {}\n"})
+    jdir.record({"k": "nft", "old": None})
+    jdir.rollback()
+    assert calls == ["delete", "load table inet phphost {}\n"]
+
+
+def test_these_tests_cover_every_record_kind() -> None:
+    text = Path(__file__).read_text()
+    assert sorted(J._UNDO) == sorted(["path", "module", "modset", "jail", "group", "user",
+                                      "usergroup", "dir", "dirmode", "acl", "nft"])
+    untested = [k for k in J._UNDO if f'"k": "{k}"' not in text and f'"{k}"' not in text]
+    assert untested == []

@@ -34,11 +34,11 @@ from phphost.monitor.collect import (
     parse_ss,
     parse_vmrss,
 )
-from phphost.monitor.config import from_model, parse_monitor_json, render_monitor_json
 from phphost.monitor.metrics import all_families
 from phphost.monitor.peer import find_uid, kernel_address
-from phphost.monitor.render import monitor_files, render_apache_monitor, render_exporter_program
 from phphost.plan.desired import desired_state
+from phphost.render.monitor import monitor_files, render_apache_monitor, render_exporter_program
+from phphost.render.monitorconfig import from_model, parse_monitor_json, render_monitor_json
 from phphost.spec.loader import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]

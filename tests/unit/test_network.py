@@ -12,7 +12,7 @@ from phphost import layout
 from phphost.errors import SpecError
 from phphost.facts.gather import Facts
 from phphost.facts.state import State
-from phphost.jail import launch
+from phphost.launcher import launch
 from phphost.plan import actions as A
 from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan

@@ -206,7 +206,7 @@ def test_jail_change_reloads_that_master() -> None:
     from dataclasses import replace
 
     from phphost.facts.jails import JailState
-    from phphost.jail.build import Change
+    from phphost.jail.diff import Change
     from phphost.jail.manifest import Manifest
 
     want = replace(desired(), jailed=("app",))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
+from phphost.exitcodes import ExitCode
 from phphost.verify.matrix import (
-    EXIT_BREACHED,
-    EXIT_INCONCLUSIVE,
-    EXIT_OK,
     exit_status,
     render_matrix,
     report_json,
@@ -79,16 +77,16 @@ def test_summarize_takes_the_worst_and_counts_it() -> None:
 
 
 def test_exit_status() -> None:
-    assert exit_status(MIXED) == EXIT_BREACHED
+    assert exit_status(MIXED) == ExitCode.BREACHED
     assert exit_status(report(cell("a.b", "blog", B), cell("a.b", "ncs", E))) == \
-        EXIT_INCONCLUSIVE
-    assert exit_status(report(cell("a.b", "blog", B), cell("a.b", "ncs", NA))) == EXIT_OK
-    assert EXIT_OK == 0 and EXIT_BREACHED != EXIT_INCONCLUSIVE
+        ExitCode.INCONCLUSIVE
+    assert exit_status(report(cell("a.b", "blog", B), cell("a.b", "ncs", NA))) == ExitCode.OK
+    assert ExitCode.OK == 0 and ExitCode.BREACHED != ExitCode.INCONCLUSIVE
 
 
 def test_json_has_every_cell_and_the_summary() -> None:
     data = json.loads(report_json(MIXED))
-    assert data["breached"] is True and data["exit_status"] == EXIT_BREACHED
+    assert data["breached"] is True and data["exit_status"] == ExitCode.BREACHED
     assert data["summary"] == {"blocked": 3, "BREACHED": 1, "n/a": 2, "error": 1}
     assert len(data["cells"]) == len(MIXED.cells)
     assert data["cells"][2] == {

@@ -20,18 +20,16 @@ from phphost.audit import apacheconf, fpmconf, htaccess_probe
 from phphost.audit.apacheconf import Directive
 from phphost.audit.fpmconf import FpmPool
 from phphost.errors import HostError
+from phphost.facts import nftables
 from phphost.facts.accounts import AccountFacts, read_model_accounts
 from phphost.facts.gather import read_programs
 from phphost.facts.parse import ProgramStatus
-from phphost.host import nftables
-from phphost.host.files import read_text
-from phphost.host.runner import run
+from phphost.files import read_text
 from phphost.plan.desired import desired_state
-from phphost.render.fpm import JAIL_ROOT
+from phphost.runner import run
 from phphost.spec.model import Model
 
 APACHE_ROOT_CONF = f"{layout.APACHE_DIR}/apache2.conf"
-DEBIAN_FPM_GLOB = "/etc/php/*/fpm"
 MAX_TREE_ENTRIES = 200_000      # per tenant home
 MAX_JAIL_ENTRIES = 50_000       # per jail
 MAX_LISTED = 200                # offending paths kept per kind
@@ -114,7 +112,8 @@ def gather(model: Model) -> AuditFacts:
         apache=tuple(apacheconf.load(APACHE_ROOT_CONF, read_text, glob.glob, layout.APACHE_DIR)),
         apache_modules=read_apache_modules(),
         apache_version=first_line(["apache2", "-v"]),
-        php_versions={b: first_line([b, "-v"]) for b in sorted(glob.glob("/usr/sbin/php-fpm*"))},
+        php_versions={b: first_line([b, "-v"])
+                      for b in sorted(glob.glob(layout.FPM_BINARIES_GLOB))},
         programs=programs, supervisor_running=sup_running,
         files={f.path: read_text(f.path) for f in desired_state(model).files},
         accounts=read_model_accounts(model),
@@ -192,7 +191,7 @@ def read_fpm() -> tuple[list[FpmPool], list[FpmMaster]]:
     for conf in sorted(glob.glob(f"{layout.FPM_CONF_DIR}/*.conf")):
         pools += fpmconf.parse_fpm(conf, read_text(conf) or "", conf)
         masters.append(FpmMaster(conf, True, conf in running, supervised.get(conf, {})))
-    for base in sorted(glob.glob(DEBIAN_FPM_GLOB)):
+    for base in sorted(glob.glob(layout.DEBIAN_FPM_GLOB)):
         master = f"{base}/php-fpm.conf"
         for conf in [master, *sorted(glob.glob(f"{base}/pool.d/*.conf"))]:
             pools += fpmconf.parse_fpm(conf, read_text(conf) or "", master)
@@ -272,9 +271,9 @@ def scan_tree(tenant: str, home: str, limit: int = MAX_TREE_ENTRIES) -> TreeScan
 
 
 def jail_roots(model: Model) -> list[str]:
-    roots = {f"{JAIL_ROOT}/{p.name}" for p in model.pools if p.jail.enabled}
+    roots = {layout.jail_root(p.name) for p in model.pools if p.jail.enabled}
     with contextlib.suppress(OSError):
-        roots |= {f"{JAIL_ROOT}/{n}" for n in os.listdir(JAIL_ROOT)}
+        roots |= {layout.jail_root(n) for n in os.listdir(layout.JAILS_DIR)}
     return sorted(roots)
 
 

@@ -24,8 +24,8 @@ import time
 
 from phphost import layout
 
-APACHE = "/usr/sbin/apache2"
-MODULES = "/usr/lib/apache2/modules"
+APACHE = layout.APACHE_BINARY
+MODULES = layout.APACHE_MODULES_DIR
 ALLOWED, REFUSED = "allowed", "refused"
 
 

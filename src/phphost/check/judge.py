@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from phphost import layout
 from phphost.check.result import (
     BASE_CHECKS,
     CHECKS,
@@ -26,7 +27,6 @@ STAMPS = (1700000000, 1720000000)         # one in winter (EST), one in summer (
 ICONV_TEXT = "\u20ac5 caf\u00e9"
 ICONV_CP1252 = ICONV_TEXT.encode("cp1252").hex()
 SHELL_WORD = "phphost-check-ok"
-MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 MYSQL_AUTH_REFUSED = (1044, 1045, 1698)   # the server answered, and refused the login
 MAIL_FROM_HEADER = "Real Name <phphost-check-from@phphost.test>"
 MAIL_SENDER = "phphost-check-sender@phphost.test"
@@ -281,7 +281,7 @@ def judge_proc(a: Answer, _p: PoolFacts, _e: Expect) -> Outcome:
 
 
 def judge_mysql(a: Answer, _p: PoolFacts, e: Expect) -> Outcome:
-    sock = a.get("socket", MYSQL_SOCKET)
+    sock = a.get("socket", layout.MYSQL_SOCKET)
     errno = a.get("errno")
     if a.get("connected"):
         row = a.get("row") or []
@@ -339,7 +339,7 @@ def probe_args(check: str, pool: PoolFacts, e: Expect) -> dict[str, Any]:
     elif check == "sessions":
         args["step"] = 1
     elif check == "mysql":
-        args["socket"] = MYSQL_SOCKET
+        args["socket"] = layout.MYSQL_SOCKET
     return args
 
 

@@ -20,8 +20,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-EXIT_OK = 0
-EXIT_FAILED = 30
+from phphost.exitcodes import ExitCode
 
 
 class Verdict(StrEnum):
@@ -134,8 +133,8 @@ def row_of(feature: str, declared: bool | None, outcome: Outcome) -> Row:
     return Row(feature, declared, verdict, detail)
 
 
-def exit_status(report: Report) -> int:
-    return EXIT_FAILED if report.failed else EXIT_OK
+def exit_status(report: Report) -> ExitCode:
+    return ExitCode.CHECK_FAILED if report.failed else ExitCode.OK
 
 
 def report_json(report: Report) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from phphost import layout
 from phphost.check import judge as J
 from phphost.check.result import Report
 from phphost.check.smtp import Message, Sink
@@ -55,7 +56,7 @@ def host_dns(name: str) -> tuple[tuple[str, ...] | None, str]:
 
 def mysqld_running() -> bool:
     try:
-        return stat.S_ISSOCK(os.stat(J.MYSQL_SOCKET).st_mode)
+        return stat.S_ISSOCK(os.stat(layout.MYSQL_SOCKET).st_mode)
     except OSError:
         return False
 

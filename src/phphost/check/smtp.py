@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import default as email_policy
 
-from phphost.jail.mailer import split_server
+from phphost.launcher.mailer import split_server
 
 MAX_MESSAGE = 1 << 20
 NAME = "phphost-check"

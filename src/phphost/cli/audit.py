@@ -4,20 +4,20 @@ no changes). Output only; the rules live in phphost.audit."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import textwrap
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from phphost.audit.facts import gather
 from phphost.audit.findings import SEVERITIES, Finding, Severity, above
 from phphost.audit.rules import RULES, describe, run_rules
+from phphost.cli.result import Result
+from phphost.exitcodes import ExitCode
 from phphost.spec.loader import load_spec
-
-# exit status when a finding is above --fail-above (1..7 are phphost's errors, 10 plan's
-# "changes pending")
-EXIT_FINDINGS = 11
 
 
 def add_audit_parser(subparsers: Any) -> None:
@@ -36,23 +36,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.list:
         for rule_id, text in describe():
             print(f"{rule_id}  {text}")
-        return 0
+        return ExitCode.OK
     if not args.spec:
         print("phphost audit: a spec file is required", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     unknown = [r for r in args.rule if r not in RULES]
     if unknown:
         print(f"phphost audit: unknown rule(s) {', '.join(unknown)}; see --list",
               file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     model = load_spec(args.spec)
     findings = run_rules(model, gather(model), tuple(args.rule))
-    threshold: Severity = args.fail_above
-    if args.json:
-        print(json.dumps(audit_json(findings, threshold), indent=1))
-    else:
-        print_findings(findings, threshold)
-    return EXIT_FINDINGS if above(findings, threshold) else 0
+    return AuditResult(findings, args.fail_above).emit(args.json)
+
+
+@dataclass(frozen=True)
+class AuditResult(Result):
+    findings: list[Finding]
+    threshold: Severity
+
+    def text(self) -> str:
+        out = io.StringIO()
+        print_findings(self.findings, self.threshold, out)
+        return out.getvalue()
+
+    def json(self) -> str:
+        return json.dumps(audit_json(self.findings, self.threshold), indent=1) + "\n"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.FINDINGS if above(self.findings, self.threshold) else ExitCode.OK
 
 
 def audit_json(findings: list[Finding], threshold: Severity) -> dict[str, Any]:

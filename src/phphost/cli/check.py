@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-from phphost.check.result import exit_status, report_json
+from phphost.check.result import Report, exit_status, report_json
 from phphost.check.runner import Options, run_check
 from phphost.check.smtp import loopback_address
 from phphost.check.table import render_report
+from phphost.cli.result import Result
+from phphost.exitcodes import ExitCode
 from phphost.spec.loader import load_spec
 from phphost.verify.errors import VerifyError
 
@@ -59,7 +62,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         report, problems = run_check(model, opts)
     except OSError as err:
         raise VerifyError(f"check could not run: {err}") from err
-    print(report_json(report) if args.json else render_report(report), end="")
+    code = CheckResult(report).emit(args.json)
     for problem in problems:
         print(f"phphost: warning: could not remove {problem}", file=sys.stderr)
-    return exit_status(report)
+    return code
+
+
+@dataclass(frozen=True)
+class CheckResult(Result):
+    report: Report
+
+    def text(self) -> str:
+        return render_report(self.report)
+
+    def json(self) -> str:
+        return report_json(self.report)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_status(self.report)

@@ -7,10 +7,13 @@ import argparse
 import dataclasses
 import json
 from collections import Counter
+from dataclasses import dataclass
 
+from phphost.cli.result import Result
 from phphost.errors import SpecError
+from phphost.exitcodes import ExitCode
 from phphost.facts.jails import manifest_for
-from phphost.jail.build import ListingRow, jail_listing
+from phphost.jail.diff import ListingRow, jail_listing
 from phphost.spec.loader import load_spec
 
 
@@ -43,11 +46,37 @@ def cmd_jail(args: argparse.Namespace) -> int:
         raise SpecError(args.spec, f"pools.{args.pool}", "no such pool",
                         f"use one of: {', '.join(p.name for p in model.pools)}")
     if not pool.jail.enabled:
-        print(f"pool {pool.name} is not jailed (jail.enabled = false)")
-        return 0
-    rows = jail_listing(manifest_for(model, pool))
-    if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
-    else:
-        print(format_rows(rows))
-    return 0
+        return NotJailed(pool.name).emit(args.json)
+    return JailResult(jail_listing(manifest_for(model, pool))).emit(args.json)
+
+
+@dataclass(frozen=True)
+class JailResult(Result):
+    rows: list[ListingRow]
+
+    def text(self) -> str:
+        return format_rows(self.rows) + "\n"
+
+    def json(self) -> str:
+        return json.dumps([dataclasses.asdict(r) for r in self.rows], indent=1) + "\n"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
+
+
+@dataclass(frozen=True)
+class NotJailed(Result):
+    """Said in words even with --json, as it always was."""
+
+    pool: str
+
+    def text(self) -> str:
+        return f"pool {self.pool} is not jailed (jail.enabled = false)\n"
+
+    def json(self) -> str:
+        return self.text()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK

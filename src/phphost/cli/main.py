@@ -18,9 +18,11 @@ from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.check import add_check_parser, cmd_check
 from phphost.cli.jail import add_jail_parser, cmd_jail
 from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd_top
-from phphost.cli.output import Progress, plan_json, print_plan
+from phphost.cli.output import Progress, print_plan
+from phphost.cli.result import ApplyResult, PlanResult
 from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError, PlanError
+from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
 from phphost.facts.jails import gather_jails, manifest_for
@@ -34,8 +36,6 @@ from phphost.plan.destroy import make_destroy_plan
 from phphost.plan.planner import make_plan
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
-
-EXIT_CHANGES = 10
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,28 +85,13 @@ def _plan(model: Model) -> A.Plan:
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model)
     desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
-    return make_plan(desired, gather(desired, state), state, jails)
+    return make_plan(desired, gather(desired.wanted(), state), state, jails)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = _plan(load_spec(args.spec))
-    if args.json:
-        print(plan_json(plan))
-    else:
-        if os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl"):
-            print("note: an earlier apply was interrupted; apply rolls it back first.")
-        print_plan(plan, verbose=args.verbose)
-    return EXIT_CHANGES if plan.has_changes() else 0
-
-
-def _report(args: argparse.Namespace, plan: A.Plan, done: list[str], undone: list[str]) -> None:
-    if args.json:
-        print(json.dumps({"changed": done, "recovered": undone,
-                          "plan": json.loads(plan_json(plan))}, indent=1))
-        return
-    if undone:
-        print(f"Rolled back {len(undone)} change(s) of an interrupted apply first.")
-    print(f"{len(done)} change(s) made." if done else "No changes: the host already matches.")
+    interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
+    return PlanResult(plan, args.verbose, interrupted).emit(args.json)
 
 
 def _same_as_saved(plan: A.Plan, path: str) -> None:
@@ -136,8 +121,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if not args.json:
             print_plan(plan)
         done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
-        _report(args, plan, done, undone)
-    return 0
+        return ApplyResult(plan, done, undone).emit(args.json)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -147,21 +131,15 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         desired = desired_state(model, {p: manifest_for(model, model.pool(p))
                                         for p in (x.name for x in model.pools if x.jail.enabled)})
         state = read_state()
-        plan = make_destroy_plan(desired, gather(desired, state), state, args.purge)
+        plan = make_destroy_plan(desired, gather(desired.wanted(), state), state, args.purge)
         done = execute(plan, Progress(quiet=args.json))
-        _report(args, plan, done, undone)
-    return 0
+        return ApplyResult(plan, done, undone).emit(args.json)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from phphost.cli.status import pool_statuses, print_statuses
+    from phphost.cli.status import StatusResult, pool_statuses
 
-    rows = pool_statuses(read_state().pools)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print_statuses(rows)
-    return 0 if all(r["running"] for r in rows) else 1
+    return StatusResult(pool_statuses(read_state().pools)).emit(args.json)
 
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
@@ -169,7 +147,7 @@ COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "statu
             "jail": cmd_jail, "exporter": cmd_exporter, "top": cmd_top, "logs": cmd_logs}
 
 
-SIGPIPE_EXIT = 128 + 13
+SIGPIPE_EXIT = ExitCode.BROKEN_PIPE
 
 
 def internal_error(err: Exception) -> int:
@@ -177,7 +155,7 @@ def internal_error(err: Exception) -> int:
           "for the traceback; please report it)", file=sys.stderr)
     if os.environ.get("PHPHOST_DEBUG"):
         raise err
-    return 1
+    return ExitCode.ERROR
 
 
 def stdout_gone() -> bool:
@@ -206,7 +184,7 @@ def quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    started, code = time.time(), 1
+    started, code = time.time(), int(ExitCode.ERROR)
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()          # a closed pipe shows here, not at interpreter exit
@@ -223,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         print("phphost: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as err:   # a bug: say so in one line, never a traceback
         code = internal_error(err)
         return code

@@ -11,7 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 from phphost.errors import SpecError
-from phphost.monitor.config import MONITOR_CONF, MonitorConfig, from_model, read_monitor_config
+from phphost.exitcodes import ExitCode
+from phphost.render.monitorconfig import (
+    MONITOR_CONF,
+    MonitorConfig,
+    from_model,
+    read_monitor_config,
+)
 from phphost.spec.exporter import parse_listen
 from phphost.spec.loader import load_spec
 from phphost.spec.validate import At
@@ -57,7 +63,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
     cfg = monitor_config(args)
     serve(cfg, None if args.spec else args.config)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -74,9 +80,9 @@ def cmd_top(args: argparse.Namespace) -> int:
             import shutil
             width = args.width or shutil.get_terminal_size((120, 40)).columns
             print(top.render_text(items, args.sort, reverse, width), end="")
-        return 0
+        return ExitCode.OK
     top.run_live(cfg, interval, args.sort, reverse)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -89,4 +95,4 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(line)
     if args.follow:
         logs.follow(files)
-    return 0
+    return ExitCode.OK

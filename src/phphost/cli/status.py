@@ -4,13 +4,16 @@ page over each pool's socket."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from phphost import layout
+from phphost.cli.result import Result, dumps
 from phphost.errors import FastCGIError
+from phphost.exitcodes import ExitCode
 from phphost.facts.gather import fpm_master_pid, read_programs
 from phphost.fastcgi.status import fpm_status
-from phphost.host.files import read_text
+from phphost.files import read_text
 
 _LISTEN = re.compile(r"^listen\s*=\s*(\S+)\s*$", re.M)
 
@@ -41,13 +44,29 @@ def pool_statuses(pools: tuple[str, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_statuses(rows: list[dict[str, Any]]) -> None:
+def format_statuses(rows: list[dict[str, Any]]) -> str:
     head = f"{'pool':<16} {'state':<9} {'master':>7} {'pm':<9} {'active':>6} {'idle':>5} " \
            f"{'total':>5} {'accepted':>9}"
-    print(head)
+    lines = [head]
     for r in rows:
-        print(f"{r['pool']:<16} {r['state']:<9} {r['master_pid'] or '-':>7} {r.get('pm', '-'):<9} "
-              f"{r.get('active', '-'):>6} {r.get('idle', '-'):>5} {r.get('total', '-'):>5} "
-              f"{r.get('accepted', '-'):>9}")
+        lines.append(f"{r['pool']:<16} {r['state']:<9} {r['master_pid'] or '-':>7} "
+                     f"{r.get('pm', '-'):<9} {r.get('active', '-'):>6} {r.get('idle', '-'):>5} "
+                     f"{r.get('total', '-'):>5} {r.get('accepted', '-'):>9}")
         if "error" in r:
-            print(f"  ! {r['error']}")
+            lines.append(f"  ! {r['error']}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class StatusResult(Result):
+    rows: list[dict[str, Any]]
+
+    def text(self) -> str:
+        return format_statuses(self.rows)
+
+    def json(self) -> str:
+        return dumps(self.rows)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if all(r["running"] for r in self.rows) else ExitCode.NOT_RUNNING

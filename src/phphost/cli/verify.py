@@ -8,13 +8,17 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from phphost.cli.result import Result
 from phphost.errors import PhphostError
+from phphost.exitcodes import ExitCode
 from phphost.spec.loader import load_spec
 from phphost.verify import catalog
 from phphost.verify.errors import VerifyError
 from phphost.verify.matrix import exit_status, render_matrix, report_json
+from phphost.verify.result import Report
 from phphost.verify.runner import run_attacks
 
 
@@ -41,10 +45,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not attacks:
         raise VerifyError(f"--only {args.only} matches no attack; see `phphost verify -h`")
     report, problems = run_attacks(model, attacks)
-    print(report_json(report) if args.json else render_matrix(report, args.verbose), end="")
+    code = VerifyResult(report, args.verbose).emit(args.json)
     for problem in problems:
         print(f"phphost: warning: could not remove {problem}", file=sys.stderr)
-    return exit_status(report)
+    return code
+
+
+@dataclass(frozen=True)
+class VerifyResult(Result):
+    report: Report
+    verbose: bool = False
+
+    def text(self) -> str:
+        return render_matrix(self.report, self.verbose)
+
+    def json(self) -> str:
+        return report_json(self.report)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_status(self.report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""Read the host's actual state for the things a Desired (and the last State)
-names. Read-only: never changes the host."""
+"""Read the host's actual state for the things a Desired (plan.desired, as a Wanted)
+and the last State name. Read-only: never changes the host."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ import pwd
 from dataclasses import dataclass, field
 
 from phphost import layout, safefs
+from phphost.facts import nftables
 from phphost.facts.parse import (
     ProgramStatus,
     parse_apache_modules,
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
-from phphost.host import nftables
-from phphost.host.files import read_text
-from phphost.host.runner import run
-from phphost.jail.build import JAILS_DIR
-from phphost.plan.desired import Desired
+from phphost.files import read_text
+from phphost.runner import run
 
 
 @dataclass(frozen=True)
@@ -27,6 +25,21 @@ class DirFact:
     owner: str
     group: str
     mode: int          # permission bits incl. setgid
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What to read: the paths and identities a Desired names (Desired.wanted())."""
+
+    files: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
+    acls: tuple[tuple[str, bool], ...] = ()     # (path, recursive)
+    grants: tuple[tuple[str, tuple[str, ...]], ...] = ()   # recursive grants: (path, entries)
+    tls: tuple[tuple[str, str, str, str | None], ...] = ()   # (site, cert, key, chain)
+    sockets: tuple[tuple[str, str], ...] = ()   # (pool, socket path)
 
 
 @dataclass(frozen=True)
@@ -47,28 +60,27 @@ class Facts:
     nft_loaded: str | None = None    # sha256 of that listing recorded by the last load
 
 
-def gather(desired: Desired, state: State) -> Facts:
-    paths = {f.path for f in desired.files} | set(state.files)
-    users = {u.name for u in desired.users} | set(state.users)
-    groups = set(desired.groups) | set(state.groups)
+def gather(wanted: Wanted, state: State) -> Facts:
+    paths = set(wanted.files) | set(state.files)
+    users = set(wanted.users) | set(state.users)
+    groups = set(wanted.groups) | set(state.groups)
     unsafe: dict[str, str] = {}
-    dirs = {d.path: read_dir(d.path, unsafe) for d in desired.dirs}
-    acls = {a.path: read_acl(a.path) for a in desired.acls
-            if (dirs[a.path] if a.path in dirs else read_dir(a.path, unsafe)) is not None}
-    for docroot in (a.path for a in desired.acls if a.recursive):
+    dirs = {d: read_dir(d, unsafe) for d in wanted.dirs}
+    acls = {a: read_acl(a) for a, _ in wanted.acls
+            if (dirs[a] if a in dirs else read_dir(a, unsafe)) is not None}
+    for docroot in (a for a, recursive in wanted.acls if recursive):
         check_real_path(docroot, unsafe)
-    for acl in desired.acls:
-        if (acl.recursive and acl.path in acls and acl.path not in unsafe
-                and not set(acl.entries) <= acls[acl.path]):
-            check_hard_links(acl.path, unsafe)     # the grant apply will make walks it
-    for tls in desired.tls:
-        check_tls(tls.site, (tls.cert, tls.key, tls.chain), unsafe)
-    for master in desired.masters:
-        check_socket_dir(master.pool, master.socket, unsafe)
+    for path, entries in wanted.grants:
+        if path in acls and path not in unsafe and not set(entries) <= acls[path]:
+            check_hard_links(path, unsafe)     # the grant apply will make walks it
+    for site, cert, key, chain in wanted.tls:
+        check_tls(site, (cert, key, chain), unsafe)
+    for pool, sock in wanted.sockets:
+        check_socket_dir(pool, sock, unsafe)
     programs, sup_running = read_programs()
     return Facts(
         files={p: read_text(p) for p in sorted(paths)},
-        links={link: read_link(link) for link, _ in desired.links} | _state_links(state),
+        links={link: read_link(link) for link in wanted.links} | _state_links(state),
         users={u: g for u in sorted(users) if (g := primary_group(u)) is not None},
         groups=frozenset(g for g in groups if group_exists(g)),
         dirs=dirs,
@@ -86,7 +98,8 @@ def gather(desired: Desired, state: State) -> Facts:
 
 def read_jail_dirs() -> frozenset[str]:
     try:
-        return frozenset(n for n in os.listdir(JAILS_DIR) if os.path.isdir(f"{JAILS_DIR}/{n}"))
+        return frozenset(n for n in os.listdir(layout.JAILS_DIR)
+                         if os.path.isdir(layout.jail_root(n)))
     except FileNotFoundError:
         return frozenset()
 
@@ -239,7 +252,7 @@ def fpm_master_pid(launcher_pid: int) -> int | None:
 
 
 def apache_running() -> bool:
-    text = read_text("/run/apache2/apache2.pid")
+    text = read_text(layout.APACHE_PID_FILE)
     if not text or not text.strip().isdigit():
         return False
     return os.path.exists(f"/proc/{int(text.strip())}")

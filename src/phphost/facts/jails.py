@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from phphost.jail.build import Change, default_root, diff_jail, gather_facts
-from phphost.jail.hostview import RealHostView
+from phphost import layout
+from phphost.facts.hostview import RealHostView
+from phphost.facts.jailscan import gather_facts, scan_jail, store_index
+from phphost.jail.diff import Change, diff_jail
+from phphost.jail.features import build_manifest
 from phphost.jail.invariants import check_invariants, neighbours_of
-from phphost.jail.manifest import Manifest, build_manifest
-from phphost.jail.ondisk import scan_jail
-from phphost.jail.store import STORE_DIR, Store
+from phphost.jail.manifest import Manifest
 from phphost.spec.model import Model, Pool
 
 
@@ -29,16 +30,16 @@ def manifest_for(model: Model, pool: Pool, host: RealHostView | None = None) -> 
 
 
 def _store_index() -> dict[tuple[int, int], str]:
-    return Store(STORE_DIR).index() if os.path.isdir(STORE_DIR) else {}
+    return store_index(layout.STORE_DIR) if os.path.isdir(layout.STORE_DIR) else {}
 
 
 def jail_state(model: Model, pool: Pool, host: RealHostView, index: dict[tuple[int, int], str],
                ) -> JailState:
     """PlanError when the jail on disk (or its parents) breaks an invariant."""
-    root = default_root(pool.name)
+    root = layout.jail_root(pool.name)
     manifest = manifest_for(model, pool, host)
     facts = gather_facts(root)
-    check_invariants(manifest, facts, neighbours_of(model, pool.name, default_root))
+    check_invariants(manifest, facts, neighbours_of(model, pool.name, layout.jail_root))
     on_disk = scan_jail(root, index) if os.path.isdir(root) else {}
     return JailState(pool.name, root, manifest, tuple(diff_jail(manifest, on_disk)))
 

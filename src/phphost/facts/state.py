@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from phphost import layout
 from phphost.errors import FactError
-from phphost.host.files import read_text
+from phphost.files import read_text
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-from phphost import layout, safefs
+from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
-from phphost.host import files, identities, jails, nftables, services, staging
+from phphost.host import identities, jails, nftables, services, staging
 from phphost.host.journal import Journal
-from phphost.host.runner import run
 from phphost.host.tls import check_files
 from phphost.plan import actions as A
+from phphost.runner import run
 
 Progress = Callable[[int, int, str], None]
 T = TypeVar("T", bound=A.Action)
@@ -137,12 +137,13 @@ class _Runner:
         for load in self._all(A.LoadNftables):
             self.current = load
             nftables.check(load.content)
-        old_policy = files.read_text(layout.NFT_CONF)
+        nft = self._of(A.LoadNftables, A.UnloadNftables)
+        old_policy = files.read_text(layout.NFT_CONF) if nft else None
         for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
             self.current = a
             self._file(a)
             self._step(a)
-        for n in self._of(A.LoadNftables, A.UnloadNftables):
+        for n in nft:
             self.current = n
             self._network(n, old_policy)
             self._step(n)

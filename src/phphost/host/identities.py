@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from phphost import layout, safefs
 from phphost.host.journal import Journal
-from phphost.host.runner import run
+from phphost.runner import run
 
 
 def create_group(journal: Journal, name: str) -> None:
@@ -23,7 +23,7 @@ def create_group(journal: Journal, name: str) -> None:
 def create_user(journal: Journal, name: str, group: str, home: str, system: bool) -> None:
     journal.record({"k": "user", "name": name})
     argv = ["useradd", "--no-create-home", "--home-dir", home,
-            "--shell", "/usr/sbin/nologin", "--gid", group]
+            "--shell", layout.NOLOGIN, "--gid", group]
     run([*argv, "--system", name] if system else [*argv, name])
 
 

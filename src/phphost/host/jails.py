@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 
-from phphost.jail.build import build_jail, default_root, gather_facts, remove_jail
+from phphost import layout
+from phphost.facts.hostview import RealHostView
+from phphost.facts.jailscan import gather_facts
+from phphost.host.jailbuild import build_jail, remove_jail
+from phphost.host.jailstore import Store
 from phphost.jail.features import complete_identities
-from phphost.jail.hostview import RealHostView
 from phphost.jail.invariants import Neighbours, check_invariants
 from phphost.jail.manifest import Manifest
-from phphost.jail.store import STORE_DIR, Store
 
 
 def build(manifest: Manifest, user: str, group: str) -> None:
@@ -23,21 +25,21 @@ def build(manifest: Manifest, user: str, group: str) -> None:
     changed since the plan); those about its sources are pure and held at plan time."""
     if manifest.uid is None or (manifest.needs_mail_group and manifest.mail_gid is None):
         manifest = complete_identities(manifest, RealHostView(), user, group)
-    root = default_root(manifest.pool)
+    root = layout.jail_root(manifest.pool)
     check_invariants(manifest, gather_facts(root), Neighbours())
     build_jail(manifest, root)
 
 
 def exists(pool: str) -> bool:
-    return os.path.isdir(default_root(pool))
+    return os.path.isdir(layout.jail_root(pool))
 
 
 def remove(pool: str) -> None:
-    root = default_root(pool)
+    root = layout.jail_root(pool)
     if os.path.isdir(root):
         remove_jail(root)
 
 
 def collect_garbage() -> None:
-    if os.path.isdir(STORE_DIR):
-        Store(STORE_DIR).gc()
+    if os.path.isdir(layout.STORE_DIR):
+        Store(layout.STORE_DIR).gc()

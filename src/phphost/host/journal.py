@@ -12,10 +12,10 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from phphost import layout, safefs
+from phphost import files, layout, safefs
 from phphost.errors import PhphostError
-from phphost.host import files, jails, nftables
-from phphost.host.runner import run
+from phphost.host import jails, nftables
+from phphost.runner import run
 
 Entry = dict[str, Any]
 

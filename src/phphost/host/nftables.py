@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from phphost import layout
+from phphost import files, layout
 from phphost.errors import HostError
-from phphost.host import files
-from phphost.host.runner import run
+from phphost.facts.nftables import live
 from phphost.render.nftables import digest, table_name
+from phphost.runner import run
 
 
 def _nft(*args: str, check: bool = True, input_text: str | None = None) -> str:
@@ -22,20 +22,6 @@ def _nft(*args: str, check: bool = True, input_text: str | None = None) -> str:
                         "nftables (apt-get install nftables; scripts/setup-demo installs it)")
     proc = run([layout.NFT_BINARY, *args], check=check, input_text=input_text)
     return proc.stdout if proc.returncode == 0 else ""
-
-
-def live() -> str | None:
-    """`nft list table inet phphost`, or None when there is no such table (or no nft)."""
-    if not os.path.exists(layout.NFT_BINARY):
-        return None
-    family, name = layout.NFT_TABLE
-    proc = run([layout.NFT_BINARY, "list", "table", family, name], check=False)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def loaded_digest() -> str | None:
-    text = files.read_text(layout.NFT_LOADED)
-    return text.strip() if text else None
 
 
 def check(content: str) -> None:

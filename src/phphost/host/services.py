@@ -10,7 +10,7 @@ from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
 from phphost.facts.gather import apache_running, read_programs
 from phphost.fastcgi.status import fpm_ping, fpm_status
-from phphost.host.runner import run
+from phphost.runner import run
 
 SUPERVISORCTL = ("supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF)
 
@@ -26,14 +26,14 @@ def supervisorctl(*args: str, check: bool = True) -> str:
 def ensure_supervisord() -> None:
     if read_programs()[1]:
         return
-    os.makedirs("/var/log/supervisor", exist_ok=True)
+    os.makedirs(layout.SUPERVISOR_LOG_DIR, exist_ok=True)
     run(["supervisord", "-c", layout.SUPERVISOR_MAIN_CONF])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if read_programs()[1]:
             return
         time.sleep(0.2)
-    raise HostError("supervisord did not come up within 15s: see /var/log/supervisor/")
+    raise HostError(f"supervisord did not come up within 15s: see {layout.SUPERVISOR_LOG_DIR}/")
 
 
 def update_programs(names: list[str]) -> None:

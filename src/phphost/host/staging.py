@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from phphost import layout
 from phphost.errors import ValidationFailed
-from phphost.host.runner import run
 from phphost.plan import actions as A
+from phphost.runner import run
 
 _DEPENDS = re.compile(r"^#\s*Depends:\s*(.*)$", re.MULTILINE)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from phphost import safefs
 from phphost.errors import ValidationFailed
-from phphost.host.runner import run
+from phphost.runner import run
 
 
 def _fail(site: str, key: str, problem: str) -> ValidationFailed:

@@ -22,7 +22,7 @@ SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/s
 
 
 class HostView(Protocol):
-    """The host facts the pure jail code needs. `jail.hostview.RealHostView` reads
+    """The host facts the pure jail code needs. `facts.hostview.RealHostView` reads
     them from the host; tests give recorded ones."""
 
     def kind(self, path: str) -> HostKind | None:

@@ -15,7 +15,6 @@ from dataclasses import replace
 
 from phphost import layout
 from phphost.errors import PlanError
-from phphost.jail import mailer
 from phphost.jail.closure import (
     Closure,
     HostView,
@@ -34,13 +33,12 @@ from phphost.jail.manifest import (
     generated,
     is_inside,
 )
+from phphost.launcher import mailer
 from phphost.spec.model import JAIL_FEATURES, Pool, Tenant
 
 ZONEINFO = "/usr/share/zoneinfo"
 LOCALE_DIR = "/usr/lib/locale"
-SESSION_DIR = "/var/lib/php/sessions"
 MYSQL_RUN_DIR = "/run/mysqld"
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 OPENSSL_CNF = "/etc/ssl/openssl.cnf"
 # OpenSSL's compiled-in OPENSSLDIR on Debian: X509_get_default_cert_file() etc.
 OPENSSLDIR_LINKS = ("/usr/lib/ssl/cert.pem", "/usr/lib/ssl/openssl.cnf")
@@ -59,7 +57,7 @@ class Context:
     def __init__(self, pool: Pool, tenant: Tenant, host: HostView,
                  sendmail: str | None = None) -> None:
         self.pool = pool
-        self.sendmail = sendmail or mailer.SENDMAIL_BINARY
+        self.sendmail = sendmail or layout.SENDMAIL_BINARY
         self.tenant = tenant
         self.host = host
         self.out = ManifestBuilder(pool.name, host)
@@ -191,7 +189,7 @@ def feature_dns(ctx: Context) -> None:
 
 
 def feature_tls(ctx: Context) -> None:
-    ctx.add_paths("tls", CA_BUNDLE, OPENSSL_CNF)
+    ctx.add_paths("tls", layout.CA_BUNDLE, OPENSSL_CNF)
     links = [p for p in OPENSSLDIR_LINKS if first_existing(ctx.host, [p])]
     if links:
         ctx.add_paths("tls", *links)
@@ -237,7 +235,8 @@ def _is_ip(text: str) -> bool:
 
 
 def feature_sessions(ctx: Context) -> None:
-    ctx.out.put(Entry(SESSION_DIR, "dir", None, POOL_DIR_MODE, owner="pool", why="sessions"))
+    ctx.out.put(Entry(layout.PHP_SESSION_DIR, "dir", None, POOL_DIR_MODE, owner="pool",
+                      why="sessions"))
 
 
 def feature_iconv(ctx: Context) -> None:
@@ -351,3 +350,11 @@ def _ids(line: str | None) -> tuple[int | None, int | None]:
     if len(fields) < 4 or not fields[2].isdigit() or not fields[3].isdigit():
         raise PlanError(f"cannot read uid/gid from passwd line {line!r}")
     return int(fields[2]), int(fields[3])
+
+
+def build_manifest(pool: Pool, tenant: Tenant, probe: HostView, *,
+                   sendmail: str | None = None) -> Manifest:
+    """The manifest of `pool`'s jail: its features, programs and mounts (the tenant
+    home read-only at its own path, `writable` paths read-write over it).
+    `sendmail`: the built mailer on the host (default layout.SENDMAIL_BINARY)."""
+    return build(pool, tenant, probe, sendmail)

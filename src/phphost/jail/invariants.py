@@ -1,5 +1,5 @@
 """Safety invariants of a jail, checked over its manifest and facts of the jail on
-disk. Pure: `gather_facts` (jail.build) reads the facts.
+disk. Pure: `gather_facts` (facts.jailscan) reads the facts.
 
 - the jail root and every parent are root's and not group/world-writable (else a
   user could rename a directory and swap the jail under FPM's chroot);
@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from phphost.errors import PlanError
+from phphost.jail.diff import DiskEntry, PathStat
 from phphost.jail.manifest import ALLOWED_DEVICES, Manifest, is_inside
-from phphost.jail.ondisk import DiskEntry, PathStat
 from phphost.spec.model import Model
 
 

@@ -13,7 +13,6 @@ from typing import Literal
 
 from phphost.errors import PlanError
 from phphost.jail.closure import Closure, HostView
-from phphost.spec.model import Pool, Tenant
 
 Kind = Literal["dir", "file", "symlink", "device", "mount"]
 # "mail": root's, group phphost-mail (the setgid sendmail of the 'mail' feature)
@@ -229,13 +228,3 @@ def _describe(entry: Entry) -> str:
     if entry.kind == "file":
         return f"a file from {entry.source or 'generated content'}"
     return f"a {entry.kind}"
-
-
-def build_manifest(pool: Pool, tenant: Tenant, probe: HostView, *,
-                   sendmail: str | None = None) -> Manifest:
-    """The manifest of `pool`'s jail: its features, programs and mounts (the tenant
-    home read-only at its own path, `writable` paths read-write over it).
-    `sendmail`: the built mailer on the host (default mailer.SENDMAIL_BINARY)."""
-    from phphost.jail.features import build  # features need the types defined above
-
-    return build(pool, tenant, probe, sendmail)

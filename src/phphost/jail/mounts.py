@@ -10,16 +10,17 @@ Targets are paths inside the jail; mounts are listed parents first.
 from __future__ import annotations
 
 import json
+import posixpath
 
 from phphost import layout
-from phphost.jail.launch import (  # the launcher is stdlib-only: the parsing lives there
+from phphost.jail.manifest import Manifest
+from phphost.launcher.launch import (  # the launcher is stdlib-only: the parsing lives there
     MountSpec,
     MountType,
     order,
     parse_mount_arg,
     parse_mounts_json,
 )
-from phphost.jail.manifest import Manifest
 
 __all__ = ["MountSpec", "mounts_file", "mounts_of", "order", "parse_mount_arg",
            "parse_mounts_json", "render_mounts_json"]
@@ -45,3 +46,31 @@ def render_mounts_json(manifest: Manifest) -> str:
     return json.dumps({"pool": manifest.pool, "mounts": mounts}, indent=2) + "\n"
 
 
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> tuple[str, ...]:
+    """Pure: mount points of /proc/self/mountinfo (field 5)."""
+    points = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            points.append(_unescape(fields[4]))
+    return tuple(points)
+
+
+def mounts_under(root: str, mountinfo: str) -> tuple[str, ...]:
+    """Pure: mount points at or beneath `root` in the given mount table."""
+    top = posixpath.normpath(root)
+    return tuple(p for p in parse_mountinfo(mountinfo)
+                 if p == top or p.startswith(top.rstrip("/") + "/"))

@@ -24,17 +24,14 @@ from phphost.errors import FastCGIError
 from phphost.facts.parse import ProgramStatus, parse_supervisorctl_status
 from phphost.fastcgi.client import fcgi_request
 from phphost.fastcgi.status import FpmStatus, parse_fpm_status
-from phphost.jail.build import JAILS_DIR
-from phphost.monitor.config import POOL_LOG, MonitorConfig
+from phphost.render.monitorconfig import POOL_LOG, MonitorConfig
 
 STATUS_LIMIT = 1 << 20          # bytes of FPM status accepted from one pool
 MAX_PROCESSES = 1024            # per-process entries kept per pool
 CMD_OUTPUT_LIMIT = 8 << 20      # bytes of ss / supervisorctl output read
 LOG_CHUNK = 8 << 20             # bytes of the pool log read per poll; more is skipped
 LINE_LIMIT = 4096
-RUNS_FILE = f"{layout.STATE_DIR}/runs.json"
 # where a pool's cgroup would be (none exist yet: phphost does not make them)
-CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")
 
 
 # --- FPM status ---------------------------------------------------------------------------
@@ -298,7 +295,7 @@ def parse_cpu_stat(text: str | None) -> float | None:
 
 def read_cgroup(pool: str) -> CgroupUsage | None:
     """The pool's cgroup v2 usage, or None when phphost made no cgroup for it."""
-    for pattern in CGROUP_DIRS:
+    for pattern in layout.CGROUP_DIRS:
         base = pattern.format(pool=pool)
         if os.path.isdir(base):
             return CgroupUsage(_int_text(_read_small(f"{base}/memory.current")),
@@ -307,7 +304,7 @@ def read_cgroup(pool: str) -> CgroupUsage | None:
     return None
 
 
-def jail_built(pool: str, root: str = JAILS_DIR) -> float | None:
+def jail_built(pool: str, root: str = layout.JAILS_DIR) -> float | None:
     """When the pool's jail last changed: the newest mtime of its root and top-level
     entries (lstat: nothing in the jail is followed). None when it has no jail."""
     base = f"{root}/{pool}"
@@ -347,7 +344,7 @@ def parse_runs(text: str | None) -> dict[str, RunRecord]:
     return out
 
 
-def read_runs(path: str = RUNS_FILE) -> dict[str, RunRecord]:
+def read_runs(path: str = layout.RUNS_FILE) -> dict[str, RunRecord]:
     return parse_runs(_read_small(path))
 
 

@@ -22,9 +22,9 @@ from prometheus_client.process_collector import ProcessCollector
 
 from phphost.errors import FactError, PhphostError
 from phphost.monitor.collect import PoolLogTail, PoolScraper, take_snapshot
-from phphost.monitor.config import MonitorConfig, read_monitor_config
 from phphost.monitor.metrics import all_families
 from phphost.monitor.peer import peer_uid
+from phphost.render.monitorconfig import MonitorConfig, read_monitor_config
 
 MAX_CONCURRENT_SCRAPES = 4
 REQUEST_TIMEOUT = 10.0

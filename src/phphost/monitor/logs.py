@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from phphost import layout
 from phphost.errors import PhphostError
-from phphost.monitor.config import APACHE_LOG_DIR, MonitorConfig
+from phphost.render.monitorconfig import MonitorConfig
 
 TAIL_BYTES = 1 << 20        # read at most this much from the end of each file
 FOLLOW_CHUNK = 1 << 20
@@ -41,7 +41,7 @@ def pool_logs(pool: str) -> list[LogFile]:
 
 
 def site_logs(site: str) -> list[LogFile]:
-    base = f"{APACHE_LOG_DIR}/phphost-{site}"
+    base = f"{layout.APACHE_LOG_DIR}/phphost-{site}"
     return [LogFile(f"{site}.error", f"{base}-error.log"),
             LogFile(f"{site}.access", f"{base}-access.log")]
 

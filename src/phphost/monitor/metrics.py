@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from phphost.fastcgi.status import FpmStatus
 from phphost.monitor.collect import PoolView, Snapshot
-from phphost.monitor.config import MonitorConfig
+from phphost.render.monitorconfig import MonitorConfig
 
 POOL = ["pool", "tenant"]
 CHILD = ["pool", "tenant", "child"]

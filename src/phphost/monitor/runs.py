@@ -12,13 +12,13 @@ import time
 
 from phphost import layout
 from phphost.errors import PhphostError
-from phphost.host.files import atomic_write
-from phphost.monitor.collect import RUNS_FILE, parse_runs
+from phphost.files import atomic_write
+from phphost.monitor.collect import parse_runs
 
 RECORDED = ("apply", "check", "verify", "audit")
 
 
-def record_run(command: str, exit_code: int, started: float, path: str = RUNS_FILE) -> None:
+def record_run(command: str, exit_code: int, started: float, path: str = layout.RUNS_FILE) -> None:
     """Record `command`'s run; does nothing unless phphost's state dir exists and we
     are root (it is root's), and swallows any failure to write."""
     if command not in RECORDED or os.geteuid() != 0 or not os.path.isdir(layout.STATE_DIR):

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from phphost.monitor.collect import PoolLogTail, PoolScraper, PoolView, Snapshot, take_snapshot
 from phphost.monitor.collect import tree_rss as _tree_rss
-from phphost.monitor.config import MonitorConfig
+from phphost.render.monitorconfig import MonitorConfig
 
 
 @dataclass(frozen=True)

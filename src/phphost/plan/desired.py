@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 from phphost import layout
+from phphost.facts.gather import Wanted
 from phphost.jail.manifest import Manifest
 from phphost.jail.mounts import render_mounts_json
-from phphost.monitor.render import monitor_files
 from phphost.render.apache import (
     conflicting_modules,
     render_apache_global,
@@ -20,6 +20,7 @@ from phphost.render.apache import (
 )
 from phphost.render.fpm import render_fpm_conf
 from phphost.render.logrotate import render_logrotate
+from phphost.render.monitor import monitor_files
 from phphost.render.nftables import parse_resolvers, render_nftables
 from phphost.render.supervisor import render_supervisor_program
 from phphost.spec.model import Model
@@ -95,6 +96,20 @@ class Desired:
     def master(self, pool: str) -> DesiredMaster | None:
         return next((m for m in self.masters if m.pool == pool), None)
 
+    def wanted(self) -> Wanted:
+        """What facts.gather must read for this Desired."""
+        return Wanted(
+            files=tuple(f.path for f in self.files),
+            links=tuple(link for link, _ in self.links),
+            users=tuple(u.name for u in self.users),
+            groups=self.groups,
+            dirs=tuple(d.path for d in self.dirs),
+            acls=tuple((a.path, a.recursive) for a in self.acls),
+            grants=tuple((a.path, a.entries) for a in self.acls if a.recursive),
+            tls=tuple((t.site, t.cert, t.key, t.chain) for t in self.tls),
+            sockets=tuple((m.pool, m.socket) for m in self.masters),
+        )
+
 
 def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None,
                   resolvers: tuple[str, ...] | None = None) -> Desired:
@@ -126,9 +141,9 @@ def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None,
 
 
 def launcher_source() -> str:
-    """The master launcher (jail/launch.py: stdlib only), installed as a script run
+    """The master launcher (launcher/launch.py: stdlib only), installed as a script run
     by Debian's python3 in isolated mode."""
-    code = (resources.files("phphost.jail") / "launch.py").read_text(encoding="utf-8")
+    code = (resources.files("phphost.launcher") / "launch.py").read_text(encoding="utf-8")
     return "#!/usr/bin/python3 -I\n" + code
 
 

@@ -4,24 +4,23 @@ has its own [global] section, pid file, error log and opcache segment. Pure."""
 from __future__ import annotations
 
 from phphost import layout
+from phphost.launcher.mailer import SENDMAIL_PATH
 from phphost.render.common import HEADER, check_value
 from phphost.spec.model import Pool, PoolSettings, Tenant
 
 # Jails live here, one directory per pool (jails themselves come later).
-JAIL_ROOT = "/var/lib/phphost/jails"   # = phphost.jail.build.JAILS_DIR
 
 # php_admin_value defaults that jail features bring (paths are inside the jail).
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 FEATURE_INI: dict[str, tuple[tuple[str, str], ...]] = {
-    "mail": (("sendmail_path", "/usr/sbin/sendmail -t -i"),),
+    "mail": (("sendmail_path", SENDMAIL_PATH),),
     # Debian turns PHP's own session GC off and cleans /var/lib/php/sessions from a
     # cron job that never sees a jail: let PHP collect its own garbage.
-    "sessions": (("session.save_path", "/var/lib/php/sessions"),
+    "sessions": (("session.save_path", layout.PHP_SESSION_DIR),
                  ("session.gc_probability", "1"), ("session.gc_divisor", "100")),
-    "tls": (("openssl.cafile", CA_BUNDLE), ("curl.cainfo", CA_BUNDLE)),
+    "tls": (("openssl.cafile", layout.CA_BUNDLE), ("curl.cainfo", layout.CA_BUNDLE)),
     # Debian's PHP looks in /var/run/mysqld; the jail binds /run/mysqld only
-    "mysql": (("mysqli.default_socket", MYSQL_SOCKET), ("pdo_mysql.default_socket", MYSQL_SOCKET)),
+    "mysql": (("mysqli.default_socket", layout.MYSQL_SOCKET),
+              ("pdo_mysql.default_socket", layout.MYSQL_SOCKET)),
 }
 
 _INI_SPECIAL = ";\""
@@ -48,7 +47,7 @@ def _opcache_defaults(settings: PoolSettings) -> tuple[tuple[str, str], ...]:
 
 
 def jail_root(pool: str) -> str:
-    return f"{JAIL_ROOT}/{pool}"
+    return layout.jail_root(pool)
 
 
 def render_fpm_conf(pool: Pool, tenant: Tenant) -> str:
@@ -163,7 +162,7 @@ def _ini_key(key: str) -> str:
 
 
 def launcher_args(pool: Pool) -> list[str]:
-    """phphost's launcher (phphost/jail/launch.py): private PID and mount namespaces;
+    """phphost's launcher (phphost/launcher/launch.py): private PID and mount namespaces;
     a jailed pool gets its jail's mounts, an unjailed one a /proc of its own."""
     args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns"]
     if pool.jail.enabled:

@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 
 from phphost import layout
-from phphost.jail import mailer
+from phphost.launcher import mailer
 from phphost.spec.model import Model, Pool
 
 HEADER = """\

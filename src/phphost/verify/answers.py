@@ -11,6 +11,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from phphost import layout
 from phphost.verify.errors import VerifyError
 
 MAX_ANSWER_BYTES = 4 << 20      # the largest honest answer (fs reads of 64 KiB) is far below
@@ -103,6 +104,6 @@ def session_dir(ini: Mapping[str, str]) -> str:
     `session.save_path` ("N;/dir" and "N;MODE;/dir" name /dir), Debian's
     /var/lib/php/sessions by default (also the jail's sessions feature), the temp dir
     when empty."""
-    raw = ini.get("session.save_path", "/var/lib/php/sessions")
+    raw = ini.get("session.save_path", layout.PHP_SESSION_DIR)
     path = raw.rsplit(";", 1)[-1]
     return posixpath.normpath(path) if path else "/tmp"

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from phphost.spec.model import Model, Site
+from phphost.verify.context import Ctx, Pair
 from phphost.verify.result import AttackInfo, Result
-
-if TYPE_CHECKING:
-    from phphost.verify.context import Ctx
 
 # pool: PHP in each pool; site: files and HTTP requests on each site with a docroot.
 # ">tenant" / ">pool": once per other tenant / other pool as the target.
@@ -29,27 +27,6 @@ class Attack:
     @property
     def info(self) -> AttackInfo:
         return AttackInfo(self.id, self.family, self.description)
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Who attacks (a pool or a site of `tenant`) and whom (a tenant, a pool or nobody)."""
-
-    tenant: str
-    pool: str | None = None
-    site: str | None = None
-    target_tenant: str | None = None
-    target_pool: str | None = None
-
-    @property
-    def attacker(self) -> str:
-        return f"pool:{self.pool}" if self.pool is not None else f"site:{self.site}"
-
-    @property
-    def target(self) -> str | None:
-        if self.target_pool is not None:
-            return f"pool:{self.target_pool}"
-        return f"tenant:{self.target_tenant}" if self.target_tenant is not None else None
 
 
 def attack_sites(model: Model) -> list[Site]:

@@ -16,7 +16,6 @@ from phphost.verify.fixtures import Canary, code_dir
 from phphost.verify.fsops import FsResult, controlled, describe, op, run_ops, tried_line
 from phphost.verify.result import Result, judged, not_applicable
 
-APACHE_LOG_DIR = "/var/log/apache2"
 FAMILY = "files"
 
 
@@ -111,7 +110,7 @@ def log_files(model: Model, tenant: Tenant) -> list[str]:
         paths += [layout.fpm_log(pool.name), supervisor_log(pool.name)]
     for site in model.sites:
         if site.tenant == tenant.name:
-            paths += [f"{APACHE_LOG_DIR}/phphost-{site.name}-{kind}.log"
+            paths += [f"{layout.APACHE_LOG_DIR}/phphost-{site.name}-{kind}.log"
                       for kind in ("access", "error")]
     return paths
 

@@ -25,8 +25,8 @@ def host_only_paths(ctx: Ctx) -> list[str]:
     """Host paths no jail may show: phphost's own config and state, Apache's config,
     the sockets dir, other tenants' homes."""
     others = [t.home for t in ctx.model.tenants if t.name != ctx.pool.tenant]
-    return [layout.FPM_CONF_DIR, layout.STATE_DIR, "/etc/apache2", "/etc/shadow",
-            "/etc/supervisor", layout.RUN_DIR, "/root", *others]
+    return [layout.FPM_CONF_DIR, layout.STATE_DIR, layout.APACHE_DIR, "/etc/shadow",
+            layout.SUPERVISOR_DIR, layout.RUN_DIR, "/root", *others]
 
 
 def _seen(ctx: Ctx) -> dict[str, Any] | None:

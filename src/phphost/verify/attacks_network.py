@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from phphost.jail import mailer
+from phphost.launcher import mailer
 from phphost.spec.model import Pool
 from phphost.verify.answers import HostileAnswer
 from phphost.verify.attack import Attack

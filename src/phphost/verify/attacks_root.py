@@ -26,11 +26,11 @@ from pathlib import Path
 from phphost import layout, safefs
 from phphost.errors import PhphostError
 from phphost.facts.gather import read_dir
+from phphost.facts.hostview import RealHostView
 from phphost.host import identities
+from phphost.host.jailbuild import build_jail
 from phphost.host.journal import Journal
-from phphost.jail.build import build_jail
 from phphost.jail.closure import Closure
-from phphost.jail.hostview import RealHostView
 from phphost.jail.manifest import Entry, Manifest
 from phphost.plan.desired import WEB_ACL_READ, WEB_ACL_TRAVERSE
 from phphost.spec.model import Tenant

@@ -6,12 +6,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phphost.spec.model import Model, Pool, Site, Tenant
-from phphost.verify.attack import Pair
 from phphost.verify.errors import VerifyError
 from phphost.verify.fixtures import Fixtures
 from phphost.verify.probes import Probes
 from phphost.verify.scratch import Scratch
 from phphost.verify.web import Web
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Who attacks (a pool or a site of `tenant`) and whom (a tenant, a pool or nobody)."""
+
+    tenant: str
+    pool: str | None = None
+    site: str | None = None
+    target_tenant: str | None = None
+    target_pool: str | None = None
+
+    @property
+    def attacker(self) -> str:
+        return f"pool:{self.pool}" if self.pool is not None else f"site:{self.site}"
+
+    @property
+    def target(self) -> str | None:
+        if self.target_pool is not None:
+            return f"pool:{self.target_pool}"
+        return f"tenant:{self.target_tenant}" if self.target_tenant is not None else None
 
 
 @dataclass

@@ -4,7 +4,8 @@ reported as `error`, never as blocked)."""
 from __future__ import annotations
 
 from phphost.errors import PhphostError
+from phphost.exitcodes import ExitCode
 
 
 class VerifyError(PhphostError):
-    exit_code = 8
+    exit_code: int = ExitCode.VERIFY

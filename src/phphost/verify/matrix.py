@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from phphost.exitcodes import ExitCode
 from phphost.verify.result import SEVERITY, Cell, Report, Verdict
-
-EXIT_OK = 0
-EXIT_BREACHED = 20        # at least one attack got through
-EXIT_INCONCLUSIVE = 21    # nothing got through, but some attacks could not run
 
 _GAP = "  "
 
 
-def exit_status(report: Report) -> int:
+def exit_status(report: Report) -> ExitCode:
     if report.breached:
-        return EXIT_BREACHED
-    return EXIT_INCONCLUSIVE if report.count(Verdict.ERROR) else EXIT_OK
+        return ExitCode.BREACHED
+    return ExitCode.INCONCLUSIVE if report.count(Verdict.ERROR) else ExitCode.OK
 
 
 def summarize(cells: Iterable[Cell]) -> str:

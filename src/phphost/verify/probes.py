@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from phphost import safefs
+from phphost import layout, safefs
 from phphost.errors import FastCGIError
 from phphost.fastcgi.client import fcgi_request
 from phphost.fastcgi.status import php_params
@@ -30,7 +30,6 @@ from phphost.spec.model import Model, Pool
 from phphost.verify.answers import MAX_ANSWER_BYTES, parse_answer
 from phphost.verify.errors import VerifyError
 
-PROBE_ROOT = "/var/lib/phphost-probes"
 JAIL_PROBE_ROOT = "/phphost-probes"     # inside a jail (see probe_dir)
 TIMEOUT = 30.0
 
@@ -44,7 +43,7 @@ class ProbeDir:
 def probe_dir(pool: Pool, run_id: str) -> ProbeDir:
     """Where this run's probes for `pool` live. Pure."""
     if not pool.jail.enabled:
-        path = f"{PROBE_ROOT}/{run_id}/{pool.name}"
+        path = f"{layout.PROBE_ROOT}/{run_id}/{pool.name}"
         return ProbeDir(path, path)
     # JAIL HOOK: a chrooted pool can only open scripts inside its jail, addressed by
     # their path inside it. This places them at <jail root>/phphost-probes/<run id>/

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from phphost.errors import PhphostError
 from phphost.spec.model import Model
-from phphost.verify.attack import Attack, Pair, pairs_for
-from phphost.verify.context import Ctx, Run
+from phphost.verify.attack import Attack, pairs_for
+from phphost.verify.context import Ctx, Pair, Run
 from phphost.verify.result import Cell, Report, Result, Verdict, verdict_of
 
 # what a cell may raise and still be reported (as `error`) rather than stop the run

@@ -1,7 +1,7 @@
 """The FPM master launcher: private mount namespace, jail mounts, exec. Standalone
 (standard library only), so it can also be installed as a single file.
 
-    python -m phphost.jail.launch --pool NAME --jail ROOT [--pid-ns] \
+    python -m phphost.launcher.launch --pool NAME --jail ROOT [--pid-ns] \
         [--mounts /etc/phphost/fpm/NAME.mounts.json] [--mount SRC:DST:ro|rw ...] \
         -- /usr/sbin/php-fpm8.2 --nodaemonize --fpm-config ... [-d k=v ...]
 
@@ -150,7 +150,7 @@ def order(mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
 def launcher_argv(python: str, pool: str, jail: str, mounts_file: str,
                   command: Sequence[str], pid_ns: bool = False) -> list[str]:
     """Pure: the supervisord command of a jailed pool's master."""
-    return [python, "-m", "phphost.jail.launch", "--pool", pool, "--jail", jail,
+    return [python, "-m", "phphost.launcher.launch", "--pool", pool, "--jail", jail,
             *(["--pid-ns"] if pid_ns else []), "--mounts", mounts_file, "--", *command]
 
 

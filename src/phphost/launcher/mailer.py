@@ -6,16 +6,14 @@ it looks up the user's home when HOME is unset, and it does not solve PHP's
 `/bin/sh -c sendmail_path`; the C program links only libc and doubles as a mail-only
 /bin/sh for jails without the shell feature.
 
-    python -m phphost.jail.mailer build [DEST]   # gcc, default DEST = SENDMAIL_BINARY
+Building it on the host is host.sendmail's (`python -m phphost.host.sendmail build`);
+this module imports nothing from phphost.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from importlib import resources
 
-SENDMAIL_BINARY = "/usr/local/lib/phphost/phphost-sendmail"   # on the host
 JAIL_SENDMAIL = "/usr/sbin/sendmail"                          # inside a jail
 JAIL_CONF = "/etc/phphost-sendmail.conf"                      # inside a jail
 SENDMAIL_PATH = f"{JAIL_SENDMAIL} -t -i"   # php_admin_value[sendmail_path]
@@ -27,7 +25,7 @@ CFLAGS = (
 
 
 def source_path() -> str:
-    return str(resources.files("phphost.jail").joinpath("sendmail.c"))
+    return str(resources.files("phphost.launcher").joinpath("sendmail.c"))
 
 
 def build_argv(dest: str, source: str | None = None, cc: str = "gcc") -> list[str]:
@@ -49,30 +47,5 @@ def render_sendmail_conf(server: str, sender: str, helo: str) -> str:
     for key, value in (("server", server), ("sender", sender), ("helo", helo)):
         if not value or any(c.isspace() or not c.isprintable() for c in value):
             raise ValueError(f"sendmail {key} {value!r} must be one printable word")
-    return (f"# phphost: jail mailer (man: src/phphost/jail/sendmail.c)\n"
+    return (f"# phphost: jail mailer (man: src/phphost/launcher/sendmail.c)\n"
             f"server {server}\nsender {sender}\nhelo {helo}\n")
-
-
-def build_sendmail(dest: str = SENDMAIL_BINARY) -> None:
-    """Compile the mailer to dest (root-owned, 0755), atomically."""
-    from phphost.host.runner import run
-
-    os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-    tmp = f"{dest}.tmp"
-    run(build_argv(tmp))
-    os.chmod(tmp, 0o755)  # noqa: S103 - a program every pool user runs
-    os.replace(tmp, dest)
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "build" or len(argv) > 2:
-        print("usage: python -m phphost.jail.mailer build [DEST]", file=sys.stderr)
-        return 64
-    dest = argv[1] if len(argv) == 2 else SENDMAIL_BINARY
-    build_sendmail(dest)
-    print(dest)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

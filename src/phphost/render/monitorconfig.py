@@ -14,8 +14,7 @@ from phphost.errors import FactError
 from phphost.spec.model import ExporterSettings, Model
 
 MONITOR_CONF = f"{layout.ETC}/monitor.json"
-APACHE_LOG_DIR = "/var/log/apache2"
-POOL_LOG = f"{APACHE_LOG_DIR}/phphost-pools.log"      # Apache's one line per pool request
+POOL_LOG = f"{layout.APACHE_LOG_DIR}/phphost-pools.log"      # Apache's one line per pool request
 MAX_CONF_BYTES = 4 << 20
 
 

@@ -13,21 +13,14 @@ import hashlib
 import os
 import stat
 
+from phphost import layout
 from phphost.errors import HostError
-
-STORE_DIR = "/var/lib/phphost/jail-store"
-
-
-def object_name(digest: str, mode: int, gid: int = 0) -> str:
-    """Pure: the store name of content `digest` with permission bits `mode` and group
-    `gid` (not root only for the jail's setgid sendmail, docs/network.md)."""
-    if mode & 0o7000 or gid:
-        return f"{digest}.{mode:04o}.{gid}"
-    return f"{digest}.x" if mode & 0o111 else digest
+from phphost.facts.jailscan import store_index
+from phphost.jail.diff import object_name
 
 
 class Store:
-    def __init__(self, path: str = STORE_DIR) -> None:
+    def __init__(self, path: str = layout.STORE_DIR) -> None:
         self.path = path
 
     def ensure(self, same_fs_as: str) -> None:
@@ -40,13 +33,7 @@ class Store:
 
     def index(self) -> dict[tuple[int, int], str]:
         """(st_dev, st_ino) -> object name, for recognising links on disk."""
-        found: dict[tuple[int, int], str] = {}
-        with contextlib.suppress(FileNotFoundError), os.scandir(self.path) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and not entry.name.startswith("."):
-                    found[(st.st_dev, st.st_ino)] = entry.name
-        return found
+        return store_index(self.path)
 
     def object_path(self, digest: str, mode: int, gid: int = 0) -> str:
         return os.path.join(self.path, object_name(digest, mode, gid))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 from phphost import layout
-from phphost.monitor.config import MONITOR_CONF, POOL_LOG, render_monitor_json
 from phphost.render.common import HEADER
+from phphost.render.monitorconfig import MONITOR_CONF, POOL_LOG, render_monitor_json
 from phphost.render.supervisor import command_line
 from phphost.spec.model import Model
 

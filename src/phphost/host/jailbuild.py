@@ -6,7 +6,7 @@ are replaced atomically (link beside, rename over), entries no longer wanted are
 removed without following symlinks or leaving the filesystem, and nothing is done
 while anything is mounted inside the jail in the namespace we run in.
 
-`diff_jail` and `jail_listing` are pure, for `phphost plan` and `phphost jail show`.
+What to change is jail.diff's (pure); reading the jail is facts.jailscan's.
 """
 
 from __future__ import annotations
@@ -15,146 +15,19 @@ import contextlib
 import os
 import posixpath
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterator
 
+from phphost import layout
 from phphost.errors import HostError
-from phphost.jail.invariants import JailFacts
+from phphost.facts.jailscan import read_mountinfo, scan_jail
+from phphost.host.jailstore import Store
+from phphost.jail.diff import Action, Change, diff_jail
 from phphost.jail.manifest import Entry, Manifest, is_inside
-from phphost.jail.ondisk import (
-    DIR_FLAGS,
-    DiskEntry,
-    parent_stats,
-    refuse_mounts,
-    remove_path,
-    scan_jail,
-)
-from phphost.jail.store import STORE_DIR, Store, object_name
-
-JAILS_DIR = "/var/lib/phphost/jails"
-
-Action = Literal["create", "update", "remove"]
+from phphost.jail.mounts import mounts_under
+from phphost.safefs import DIR_FLAGS
 
 
-def default_root(pool: str) -> str:
-    return f"{JAILS_DIR}/{pool}"
-
-
-@dataclass(frozen=True)
-class Change:
-    action: Action
-    path: str           # inside the jail
-    kind: str
-    why: str = ""
-    detail: str = ""
-
-    def __str__(self) -> str:
-        extra = f" ({self.detail})" if self.detail else ""
-        why = f" [{self.why}]" if self.why else ""
-        return f"{self.action} {self.kind} {self.path}{extra}{why}"
-
-
-# ---------------------------------------------------------------- pure diff
-
-
-_DISK_KIND = {"dir": "dir", "mount": "dir", "file": "file", "symlink": "symlink",
-              "device": "device"}
-
-
-def _mismatch(entry: Entry, disk: DiskEntry, ids: tuple[int, int] | None) -> str:
-    """Pure: why the disk entry is not what the manifest wants ("" = it is)."""
-    if _DISK_KIND[entry.kind] != disk.kind:
-        return f"was a {disk.kind}"
-    if entry.kind == "symlink":
-        return "" if disk.target == entry.source else f"target {disk.target} -> {entry.source}"
-    if entry.kind == "device" and (disk.rdev != entry.device or not disk.char):
-        return f"device {disk.rdev} -> {entry.device}"
-    gid = ids[1] if ids is not None and entry.owner == "mail" else 0
-    if entry.kind == "file" and disk.digest != object_name(entry.digest, entry.mode, gid):
-        return "content"
-    problems = []
-    if disk.mode != entry.mode:
-        problems.append(f"mode {disk.mode:04o} -> {entry.mode:04o}")
-    if ids is not None and (disk.uid, disk.gid) != ids:
-        problems.append(f"owner {disk.uid}:{disk.gid} -> {ids[0]}:{ids[1]}")
-    return ", ".join(problems)
-
-
-def _ids(manifest: Manifest, entry: Entry) -> tuple[int, int] | None:
-    if entry.owner == "pool":
-        if manifest.uid is None or manifest.gid is None:
-            return None
-        return manifest.uid, manifest.gid
-    if entry.owner == "mail":
-        return None if manifest.mail_gid is None else (0, manifest.mail_gid)
-    return 0, 0
-
-
-def diff_jail(manifest: Manifest, on_disk: Mapping[str, DiskEntry]) -> list[Change]:
-    """Pure: what building `manifest` over `on_disk` (scan_jail output) changes.
-    Removals first (the topmost path of each removed tree), then creations and
-    updates parents first. An empty list means the jail is up to date."""
-    want = manifest.on_disk()
-    gone: list[str] = []
-    changes: list[Change] = []
-    for path, entry in sorted(want.items()):
-        disk = on_disk.get(path)
-        if disk is None:
-            changes.append(Change("create", path, entry.kind, entry.why, _source(entry)))
-            continue
-        problem = _mismatch(entry, disk, _ids(manifest, entry))
-        if problem:
-            changes.append(Change("update", path, entry.kind, entry.why, problem))
-            if problem.startswith("was a "):
-                gone.append(path)
-    removals = []
-    for path in sorted(on_disk):
-        if path in want or any(is_inside(path, top) for top in gone):
-            continue
-        removals.append(Change("remove", path, on_disk[path].kind))
-        gone.append(path)
-    return removals + changes
-
-
-def _source(entry: Entry) -> str:
-    if entry.kind == "mount":
-        return f"{'rw' if entry.writable else 'ro'} {entry.fstype} {entry.source}"
-    if entry.kind == "symlink":
-        return f"-> {entry.source}"
-    if entry.kind == "device" and entry.device is not None:
-        return f"c {entry.device[0]},{entry.device[1]}"
-    if entry.kind == "file":
-        return f"from {entry.source}" if entry.host_path else "generated"
-    return ""
-
-
-@dataclass(frozen=True)
-class ListingRow:
-    path: str
-    kind: str
-    detail: str
-    mode: str
-    owner: str
-    why: str
-
-
-def jail_listing(manifest: Manifest) -> list[ListingRow]:
-    """Pure: rows for `phphost jail show POOL`: every file, symlink, device, mount and
-    pool-owned directory, with the feature or program that brought it in."""
-    rows = []
-    for e in manifest.entries:
-        if e.kind == "dir" and e.owner == "root":
-            continue
-        mode = "" if e.kind == "symlink" else f"{e.mode:04o}"
-        rows.append(ListingRow(e.path, e.kind, _source(e), mode, e.owner, e.why))
-    return rows
-
-
-# ---------------------------------------------------------------- side effects
-
-
-def build_jail(manifest: Manifest, root: str, store_dir: str = STORE_DIR) -> list[Change]:
+def build_jail(manifest: Manifest, root: str, store_dir: str = layout.STORE_DIR) -> list[Change]:
     """Bring the jail at `root` to `manifest`, in place. Returns what changed."""
     if manifest.pending:
         raise HostError(f"pool {manifest.pool!r}: {', '.join(manifest.pending)} need the "
@@ -287,8 +160,59 @@ def remove_jail(root: str) -> list[str]:
     return [posixpath.join("/", n) for n in names]
 
 
-def gather_facts(root: str) -> JailFacts:
-    """Facts of the jail on disk for jail.invariants (a jail not built yet has none
-    but its existing parents)."""
-    real = os.path.realpath(root)
-    return JailFacts(real, parent_stats(real), scan_jail(real))
+# ---------------------------------------------------------------- removal
+
+
+def refuse_mounts(root: str, what: str) -> None:
+    """HostError when anything is mounted in the jail in this mount namespace."""
+    found = mounts_under(root, read_mountinfo())
+    if found:
+        raise HostError(
+            f"cannot {what} {root}: {', '.join(found)} mounted there in this mount namespace. "
+            "Jail mounts belong in the FPM master's private namespace only; phphost "
+            "never deletes through a mount. Unmount them (umount PATH) and run again")
+
+
+@contextlib.contextmanager
+def open_parent(root: str, path: str) -> Iterator[tuple[int, str]]:
+    """(fd of the directory holding jail path `path`, its last name), walking from
+    the jail root with O_NOFOLLOW so no symlink can lead elsewhere."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise ValueError("the jail root has no parent inside the jail")
+    fd = os.open(root, DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            sub = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        yield fd, parts[-1]
+    finally:
+        os.close(fd)
+
+
+def remove_path(root: str, path: str) -> None:
+    """Remove jail path `path` (a whole tree when a directory) without following
+    symlinks, without leaving the jail root's device."""
+    dev = os.stat(root, follow_symlinks=False).st_dev
+    with open_parent(root, path) as (fd, name):
+        _remove_at(fd, name, dev, f"{root.rstrip('/')}{path}")
+
+
+def _remove_at(fd: int, name: str, dev: int, shown: str) -> None:
+    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=fd)
+        return
+    if st.st_dev != dev:
+        raise HostError(f"refusing to remove {shown}: it is on another filesystem "
+                        "(a mount point); unmount it first")
+    sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+    try:
+        with os.scandir(sub) as it:
+            names = [e.name for e in it]
+        for child in names:
+            _remove_at(sub, child, dev, f"{shown}/{child}")
+    finally:
+        os.close(sub)
+    os.rmdir(name, dir_fd=fd)

@@ -9,12 +9,10 @@ import socket
 import stat
 from collections.abc import Callable
 
-from phphost import safefs
+from phphost import layout, safefs
 from phphost.errors import FactError, PlanError
-from phphost.host.runner import run
 from phphost.jail.closure import HostKind, UntrustedProgram, resolve_chain
-
-LDD = "/usr/bin/ldd"
+from phphost.runner import run
 
 
 class RealHostView:
@@ -63,7 +61,7 @@ class RealHostView:
         (nobody but root can swap it between the check and the run)."""
         real = self._trusted_real(path)
         if real not in self._ldd:
-            proc = run([LDD, "--", real], check=False, timeout=30)
+            proc = run([layout.LDD, "--", real], check=False, timeout=30)
             self._ldd[real] = proc.stdout + proc.stderr
         return self._ldd[real]
 

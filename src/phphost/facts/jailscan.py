@@ -1,0 +1,119 @@
+"""A jail as it is on disk, read only: scanning (lstat, never following symlinks),
+the mount table of this namespace, the jail root's parents, the store's index.
+
+Every walk here works on directory file descriptors opened with O_NOFOLLOW, checks
+the device of each directory it enters, and never descends into directories owned
+by anyone but root (the pool's own /tmp and session dir). Removal, which relies on
+the same discipline, is host.jailbuild's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import stat
+from collections.abc import Collection, Iterator, Mapping
+
+from phphost.jail.diff import DiskEntry, PathStat
+from phphost.jail.invariants import JailFacts
+from phphost.safefs import DIR_FLAGS
+
+
+def read_mountinfo() -> str:
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        return fh.read()
+
+
+# ---------------------------------------------------------------- scanning
+
+
+def _entry(st: os.stat_result, digest: str | None, target: str | None) -> DiskEntry:
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        return DiskEntry("dir", mode, st.st_uid, st.st_gid)
+    if stat.S_ISREG(st.st_mode):
+        return DiskEntry("file", mode, st.st_uid, st.st_gid, digest=digest)
+    if stat.S_ISLNK(st.st_mode):
+        return DiskEntry("symlink", mode, st.st_uid, st.st_gid, target=target)
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+        return DiskEntry("device", mode, st.st_uid, st.st_gid, rdev=rdev,
+                         char=stat.S_ISCHR(st.st_mode))
+    return DiskEntry("other", mode, st.st_uid, st.st_gid)
+
+
+def scan_jail(root: str, store_index: Mapping[tuple[int, int], str] | None = None,
+              prune: Collection[str] = ()) -> dict[str, DiskEntry]:
+    """Everything in the jail, keyed by path inside the jail ("/" is the root).
+
+    Does not descend into directories that are not root's (the pool's data), that
+    lie on another device, or whose jail path is in `prune`. Files linked to a store
+    object carry its name as digest (store_index: (st_dev, st_ino) -> name)."""
+    index = store_index or {}
+    try:
+        fd = os.open(root, DIR_FLAGS)
+    except FileNotFoundError:
+        return {}
+    try:
+        top = os.fstat(fd)
+        found = {"/": _entry(top, None, None)}
+        for path, st, target in _walk(fd, "/", top.st_dev, prune):
+            found[path] = _entry(st, index.get((st.st_dev, st.st_ino)), target)
+        return found
+    finally:
+        os.close(fd)
+
+
+def _walk(fd: int, where: str, dev: int, prune: Collection[str]
+          ) -> Iterator[tuple[str, os.stat_result, str | None]]:
+    with os.scandir(fd) as it:
+        names = sorted(e.name for e in it)
+    for name in names:
+        path = posixpath.join(where, name)
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+        yield path, st, target
+        if (stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_dev == dev
+                and path not in prune):
+            sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+            try:
+                yield from _walk(sub, path, dev, prune)
+            finally:
+                os.close(sub)
+
+
+def parent_stats(root: str) -> tuple[PathStat, ...]:
+    """The jail root and each of its parents up to /, after resolving symlinks (the
+    directories that really hold the jail); parts not created yet are left out."""
+    out = []
+    path = os.path.realpath(root)
+    while True:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:   # not built yet: check what exists
+            path = posixpath.dirname(path)
+            continue
+        out.append(PathStat(path, st.st_uid, stat.S_IMODE(st.st_mode)))
+        if path == "/":
+            return tuple(out)
+        path = posixpath.dirname(path)
+
+
+def gather_facts(root: str) -> JailFacts:
+    """Facts of the jail on disk for jail.invariants (a jail not built yet has none
+    but its existing parents)."""
+    real = os.path.realpath(root)
+    return JailFacts(real, parent_stats(real), scan_jail(real))
+
+
+def store_index(path: str) -> dict[tuple[int, int], str]:
+    """(st_dev, st_ino) -> object name of the jail store at path, for recognising
+    links on disk ({} when there is no store)."""
+    found: dict[tuple[int, int], str] = {}
+    with contextlib.suppress(FileNotFoundError), os.scandir(path) as it:
+        for entry in it:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and not entry.name.startswith("."):
+                found[(st.st_dev, st.st_ino)] = entry.name
+    return found
