@@ -5,7 +5,8 @@ from nothing again, the way scripts/setup-demo does after its package and venv s
 phphost writes is removed outright (src/phphost/layout.py, plan/destroy.py: /etc/phphost,
 /var/lib/phphost with the jails and the store, /var/log/phphost, /run/phphost,
 /usr/local/lib/phphost with the launcher and the jails' sendmail, supervisor programs,
-Apache sites and conf, the Apache modules apply enabled beyond Debian's defaults), with
+Apache sites and conf, the logrotate file, the nftables table, the Apache modules apply
+enabled beyond Debian's defaults), with
 every user and group phphost's state said it created, and the demo wiki's database. The
 tenant homes go with --purge; the demo's content (scripts/demo_content.py) and wiki
 (scripts/demo_mediawiki.py) are provisioned again, so the demo host is left applied,
@@ -28,6 +29,7 @@ from types import ModuleType
 
 from phphost import layout
 from phphost.facts.gather import apache_running, read_programs
+from phphost.facts.nftables import live as nft_live
 from phphost.layout import JAILS_DIR
 from phphost.render.apache import required_modules
 from phphost.spec.model import Model
@@ -38,7 +40,8 @@ SCRIPTS = ROOT / "scripts"
 
 TREES = (layout.ETC, layout.STATE_DIR, layout.LOG_DIR, layout.RUN_DIR, "/usr/local/lib/phphost")
 GLOBS = (f"{layout.SUPERVISOR_CONF_DIR}/phphost-*", f"{layout.APACHE_DIR}/sites-*/phphost-*",
-         f"{layout.APACHE_DIR}/conf-*/phphost.conf", "/var/log/apache2/phphost-*")
+         f"{layout.APACHE_DIR}/conf-*/phphost.conf", f"{layout.APACHE_LOG_DIR}/phphost-*",
+         layout.LOGROTATE_CONF)
 # What Debian's apache2 enables on a fresh install (apache2.postinst), which a wipe keeps.
 DEBIAN_MODULES = frozenset({
     "access_compat", "alias", "auth_basic", "authn_core", "authn_file", "authz_core",
@@ -142,6 +145,7 @@ def wipe(model: Model) -> dict[str, list[str]]:
             shutil.rmtree(tree)
     if leftovers:
         sh(["supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF, "update"], check=False)
+    sh([layout.NFT_BINARY, "delete", "table", *layout.NFT_TABLE], check=False)
     extra = sorted(set(required_modules(model)) - DEBIAN_MODULES)
     on = [m for m in extra if os.path.lexists(f"{layout.APACHE_DIR}/mods-enabled/{m}.load")]
     disable_modules(on)
@@ -170,6 +174,7 @@ def assert_wiped(model: Model, state: dict[str, list[str]]) -> None:
     left += [t.home for t in model.tenants if os.path.lexists(t.home)]
     left += [f"user {p.user}" for p in model.pools if exists(pwd.getpwnam, p.user)]
     left += [f"program {n}" for n in read_programs()[0] if n.startswith("phphost-")]
+    left += ["nftables table"] if nft_live() is not None else []
     assert not left, f"the wipe left: {left}"
     # the demo names now fall through to Debian's default site: no phphost vhost answers
     assert "site=" not in get(model.sites[0].server_name)[2]
