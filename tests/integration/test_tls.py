@@ -7,6 +7,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
+from phphost.exitcodes import ExitCode
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.conftest import DEMO
@@ -49,7 +50,7 @@ def test_tls_site_redirects_and_serves_php(demo: Model, spec_dir: Path, demo_tex
 def test_tls_files_in_a_tenant_home_are_refused(demo: Model, spec_dir: Path,
                                                 demo_text: str) -> None:
     """apache2 opens TLS files by name, as root, at every reload: files the tenant can
-    swap (its home) are refused before anything changes (exit 6)."""
+    swap (its home) are refused by the plan, before anything changes (exit 4)."""
     site = next(s for s in demo.sites if s.php and s.pool and not s.routes)
     tenant = demo.tenant(site.tenant or "")
     name = "tenantkey.demo.test"
@@ -65,8 +66,9 @@ def test_tls_files_in_a_tenant_home_are_refused(demo: Model, spec_dir: Path,
     before = hostkit.snapshot()
     try:
         proc = phphost("apply", spec, check=False)
-        assert proc.returncode == 6, proc.stdout + proc.stderr
+        assert proc.returncode == ExitCode.PLAN, proc.stdout + proc.stderr
         assert "root-owned file in directories only root can write" in proc.stderr
+        assert phphost("plan", spec, check=False).returncode == ExitCode.PLAN
         assert hostkit.snapshot() == before
     finally:
         home_cert.unlink()
