@@ -25,7 +25,7 @@ NEIGHBOURS = Neighbours(tenant_homes={"other": OTHER.home},
 
 def facts(entries: dict[str, DiskEntry] | None = None,
           parents: tuple[PathStat, ...] = GOOD_PARENTS) -> JailFacts:
-    base = {"/": DiskEntry("dir", 0o755, 0, 0), "/tmp": DiskEntry("dir", 0o700, 990, 1001),
+    base = {"/": DiskEntry("dir", 0o755, 0, 0), "/tmp": DiskEntry("dir", 0o755, 0, 0),
             "/dev/null": DiskEntry("device", 0o666, 0, 0, rdev=(1, 3)),
             "/etc/passwd": DiskEntry("file", 0o444, 0, 0)}
     return JailFacts(ROOT, parents, {**base, **(entries or {})})

@@ -236,6 +236,9 @@ def test_invalid_names(section: str, bad: str) -> None:
     ("process_control_timeout = 0", "process_control_timeout", "at least 1"),
     ('request_terminate_timeout = "10 minutes"', "request_terminate_timeout", "5m"),
     ("max_requests = -1", "max_requests", "at least 0"),
+    ('tmp_size = "64X"', "tmp_size", '"64M"'),
+    ('tmp_size = "512K"', "tmp_size", "1M..16384M"),
+    ("tmp_size = true", "tmp_size", "size"),
 ])
 def test_setting_values(line: str, key: str, word: str) -> None:
     fails(f"[templates.t]\n{line}\n", f"templates.t.{key}", word)
@@ -465,3 +468,12 @@ def test_apache_values() -> None:
     fails("[apache]\nthreads_per_child = 0\n", "apache.threads_per_child", "at least 1")
     fails("[apache]\nhttps_port = 80\n", "apache.https_port", "different")
     fails("[apache]\nkeepalive = 1\n", "apache.keepalive", "proxy_timeout")
+
+
+@pytest.mark.parametrize(("value", "size"), [('"64M"', 64 << 20), ('"1g"', 1 << 30),
+                                             ("2097152", 2 << 20), ('"2048K"', 2 << 20)])
+def test_tmp_size_inherited_from_templates(value: str, size: int) -> None:
+    model = parse(BASE.replace('tenant = "acme"\n', 'tenant = "acme"\ntemplate = "t"\n', 1)
+                  + f"\n[templates.t]\ntmp_size = {value}\n")
+    assert model.pool("web").settings.tmp_size == size
+    assert parse(BASE).pool("web").settings.tmp_size == 64 << 20

@@ -115,6 +115,8 @@ def diff_jail(manifest: Manifest, on_disk: Mapping[str, DiskEntry]) -> list[Chan
 
 
 def _source(entry: Entry) -> str:
+    if entry.kind == "mount" and entry.fstype == "tmpfs":
+        return f"rw tmpfs size={entry.size // (1024 * 1024)}M noexec"
     if entry.kind == "mount":
         return f"{'rw' if entry.writable else 'ro'} {entry.fstype} {entry.source}"
     if entry.kind == "symlink":
@@ -178,7 +180,9 @@ def build_jail(manifest: Manifest, root: str, store_dir: str = STORE_DIR) -> lis
 def _refuse_under_mount_targets(manifest: Manifest, changes: list[Change], root: str) -> None:
     """A mount target is an empty directory on the host. Anything found beneath one
     was put there by hand: say so instead of deleting it."""
-    targets = [e.path for e in manifest.mounts]
+    # a tmpfs target may hold what the pool left in it when it was a pool-owned dir
+    # (a jail built before /tmp became a tmpfs): the pool's own scratch, removed
+    targets = [e.path for e in manifest.mounts if e.fstype != "tmpfs"]
     for change in changes:
         top = next((t for t in targets if change.action == "remove"
                     and change.path != t and is_inside(change.path, t)), None)

@@ -5,10 +5,12 @@
         [--mounts /etc/phphost/fpm/NAME.mounts.json] [--mount SRC:DST:ro|rw ...] \
         -- /usr/sbin/php-fpm8.2 --nodaemonize --fpm-config ... [-d k=v ...]
 
-supervisord runs this; it unshares a mount namespace, makes every mount in it
+supervisord runs this; it unshares an IPC namespace (SysV IPC and POSIX message
+queues private to the master and its workers) and a mount namespace, makes every mount in it
 private (nothing propagates back to the host), bind-mounts each source onto its
 target inside the jail (nosuid, nodev; read-only ones remounted MS_RDONLY, writable
-ones noexec; "proc" mounts a read-only procfs with hidepid=invisible), then execs the
+ones noexec; "proc" mounts a read-only procfs with hidepid=invisible; "tmpfs" a
+private tmpfs of the given size, noexec, nosuid, nodev, mode 1777), then execs the
 command, so the supervised pid is the FPM master. The host's mount table never shows
 a jail mount, so removing or rebuilding a jail on the host can never reach into what
 a mount points at.
@@ -45,6 +47,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWIPC = 0x08000000
 PR_SET_PDEATHSIG = 1
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGHUP)
@@ -52,15 +55,17 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, sign
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-MountType = Literal["bind", "proc"]
+MountType = Literal["bind", "proc", "tmpfs"]
+TMPFS_MODE = "1777"       # the pool user is the only user in its jail: a sticky /tmp
 
 
 @dataclass(frozen=True)
 class MountSpec:
-    source: str          # host path ("proc" for procfs)
+    source: str          # host path ("proc" for procfs, "tmpfs" for a tmpfs)
     target: str          # path inside the jail
     writable: bool = False
     type: MountType = "bind"
+    size: int = 0        # tmpfs: its size in bytes (> 0)
 
 
 class LaunchError(Exception):
@@ -97,12 +102,15 @@ def _mount_item(item: Any, where: str) -> MountSpec:
     if not isinstance(item, dict):
         raise ValueError(f"{where} is not an object")
     kind, source, target = item.get("type", "bind"), item.get("source"), item.get("target")
-    writable = item.get("writable", False)
-    if kind not in ("bind", "proc") or not isinstance(writable, bool):
-        raise ValueError(f"{where}: type must be bind or proc, writable true or false")
+    writable, size = item.get("writable", False), item.get("size", 0)
+    if kind not in ("bind", "proc", "tmpfs") or not isinstance(writable, bool):
+        raise ValueError(f"{where}: type must be bind, proc or tmpfs, writable true or false")
     if not isinstance(source, str) or not isinstance(target, str):
         raise ValueError(f"{where}: source and target must be strings")
-    return checked(MountSpec(source, target, writable, kind), where)
+    if kind == "tmpfs" and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        raise ValueError(f"{where}: a tmpfs needs \"size\", a number of bytes > 0")
+    return checked(MountSpec(source, target, writable, kind, size if kind == "tmpfs" else 0),
+                   where)
 
 
 def checked(m: MountSpec, where: str) -> MountSpec:
@@ -115,8 +123,8 @@ def checked(m: MountSpec, where: str) -> MountSpec:
     target = posixpath.normpath(m.target)
     if target == "/":
         raise ValueError(f"{where}: cannot mount over the jail root")
-    source = posixpath.normpath(m.source) if m.type == "bind" else "proc"
-    return MountSpec(source, target, m.writable, m.type)
+    source = posixpath.normpath(m.source) if m.type == "bind" else m.type
+    return MountSpec(source, target, m.writable, m.type, m.size)
 
 
 def parse_mount_arg(text: str) -> MountSpec:
@@ -216,6 +224,13 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int,
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), what)
 
 
+def private_ipc() -> None:
+    """A new IPC namespace: SysV shared memory, semaphores, message queues and POSIX
+    message queues of this master and its workers are invisible to every other pool
+    (and theirs to it), and go away with the master."""
+    _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
+
+
 def private_namespace() -> None:
     """A new mount namespace whose mounts never propagate to or from the host."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS) (are we root?)")
@@ -276,8 +291,22 @@ def _fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def tmpfs_options(m: MountSpec) -> str:
+    """Pure: the data of a tmpfs mount: bounded in bytes and inodes, sticky."""
+    return f"size={m.size},nr_inodes={max(1024, m.size // 4096)},mode={TMPFS_MODE}"
+
+
 def mount_one(m: MountSpec, jail_fd: int, slash_fd: int, inside_mount: bool) -> None:
     where = f"mount {m.source} -> {m.target}"
+    if m.type == "tmpfs":
+        tfd = open_nofollow(jail_fd, m.target, create=not inside_mount, want_dir=True,
+                            shown=f"{where}: target")
+        try:
+            _mount("tmpfs", _fdpath(tfd), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   tmpfs_options(m), where)
+        finally:
+            os.close(tfd)
+        return
     if m.type == "proc":
         tfd = open_nofollow(jail_fd, m.target, create=not inside_mount, want_dir=True,
                             shown=f"{where}: target")
@@ -350,6 +379,7 @@ def run_in_pid_namespace(plan: LaunchPlan) -> int:
         code = 127
         try:
             _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+            private_ipc()
             set_up(plan)
             code = _exec(plan)
         except (LaunchError, OSError) as err:
@@ -378,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = parse_args(args)
         if plan.pid_ns:
             return run_in_pid_namespace(plan)
+        private_ipc()
         set_up(plan)
     except (LaunchError, OSError) as err:
         return _fail(pool, err)

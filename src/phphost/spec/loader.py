@@ -43,11 +43,16 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     priority                   integer -19..20                            unset
     listen_backlog             integer >= 1                               64
     opcache_memory_mb          integer 8..4096                            64
+    tmp_size                   size "1M".."16G" (jailed pools' /tmp)     "64M"
     php_admin_values           table: ini name -> string/number/boolean   {}
     php_values                 table: ini name -> string/number/boolean   {}
     php_ini                    table: master-level ini (-d flags)         {}
     ========================== ========================================== =========
 
+    Sizes are a whole number of bytes or a string with ``K``, ``M`` or ``G``
+    (powers of 1024): ``"64M"``. ``tmp_size`` bounds the jail's private ``/tmp``:
+    a tmpfs the launcher mounts ``noexec,nosuid,nodev`` (mode 1777) in the master's
+    own mount namespace; its pages count against the pool's memory.
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.

@@ -30,6 +30,7 @@ class PoolSettings:
     priority: int | None = None     # process.priority (-19 .. 20), None = inherit
     listen_backlog: int = 64
     opcache_memory_mb: int = 64
+    tmp_size: int = 64 * 1024 * 1024   # bytes: the jail's private /tmp (a tmpfs)
     php_admin_values: tuple[tuple[str, str], ...] = ()
     php_values: tuple[tuple[str, str], ...] = ()
     # php.ini settings that only a master can take (PHP_INI_SYSTEM), given as -d flags

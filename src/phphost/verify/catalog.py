@@ -13,6 +13,7 @@ from phphost.verify import (
     attacks_htaccess,
     attacks_jail,
     attacks_procs,
+    attacks_resources,
     attacks_root,
 )
 from phphost.verify.attack import Attack
@@ -24,6 +25,7 @@ ALL: tuple[Attack, ...] = (
     *attacks_apache.ATTACKS,
     *attacks_htaccess.ATTACKS,
     *attacks_jail.ATTACKS,
+    *attacks_resources.ATTACKS,
     *attacks_root.ATTACKS,
     *attacks_answers.ATTACKS,
 )
