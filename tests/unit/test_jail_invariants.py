@@ -119,3 +119,15 @@ def test_a_dropped_pool_dir_does_not_block_the_rebuild_that_removes_it() -> None
     assert any("owned by uid 991" in p for p in problems(entries=foreign))
     stray_file = {"/var/lib/php/x": DiskEntry("file", 0o600, 990, 1001)}
     assert any("owned by uid 990" in p for p in problems(entries=stray_file))
+
+
+def test_the_pool_owned_tmp_of_an_older_jail_does_not_block_the_tmpfs_rebuild() -> None:
+    """/tmp was a pool-owned dir before it became a tmpfs target: it and the pool's
+    own files in it go away with the build; anything setuid or foreign still counts."""
+    old_tmp = {"/tmp": DiskEntry("dir", 0o700, 990, 1001),
+               "/tmp/sess": DiskEntry("file", 0o600, 990, 1001)}
+    assert problems(entries=old_tmp) == []
+    suid = {**old_tmp, "/tmp/x": DiskEntry("file", 0o4755, 990, 1001)}
+    assert any("setuid" in p for p in problems(entries=suid))
+    foreign = {**old_tmp, "/tmp/y": DiskEntry("file", 0o644, 991, 1001)}
+    assert any("owned by uid 991" in p for p in problems(entries=foreign))

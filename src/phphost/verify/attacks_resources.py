@@ -131,9 +131,19 @@ def tmp_exec(ctx: Ctx) -> Result:
                                              for r in rows):
         raise VerifyError(f"control failed: pool {pool.name} could write none of "
                           f"{', '.join(dirs)}: {rows!r:.300}")
-    shown = "; ".join(f"{r.get('dir')}: {str(r.get('error'))[:80] or 'not run'}"
-                      for r in rows if isinstance(r, dict))
-    return judged(exec_hits(rows), tried, f"written but not run (noexec): {shown}")
+    shown = "; ".join(f"{r.get('dir')}: " + _outcome(r) for r in rows if isinstance(r, dict))
+    return judged(exec_hits(rows), tried, f"not run: {shown}")
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    """Pure: how one directory's attempt ended, for the evidence."""
+    if not row.get("written"):
+        return f"not written ({str(row.get('error'))[:80]})"
+    if row.get("ran"):
+        status = row.get("status")
+        return f"exit {status}" + (" (exec refused: noexec)" if status == 127 else "") \
+            + (f", stderr {str(row.get('error'))[:60]!r}" if row.get("error") else "")
+    return f"proc_open failed ({str(row.get('error'))[:80]})"
 
 
 ATTACKS = (

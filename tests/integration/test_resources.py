@@ -1,0 +1,129 @@
+"""Resource isolation on the live demo host (issue 7): each jail's private /tmp is a
+bounded noexec tmpfs where uploads still land, each master has its own IPC
+namespace; verify's resources family is BREACHED on a host weakened for each."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pwd
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from phphost import layout
+from phphost.jail.build import default_root
+from phphost.spec.model import Model
+from tests.integration.test_verify import breached, cells, verdicts
+from tests.integration.test_verify_weakened import BREACHED, check, edit, restart_master, weakened
+
+UPLOAD_PHP = r"""<?php
+header('Content-Type: application/json');
+$f = $_FILES['up'] ?? null;
+$out = ['tmp_dir' => $f ? dirname($f['tmp_name']) : null, 'error' => $f['error'] ?? null,
+        'upload_tmp_dir' => ini_get('upload_tmp_dir'), 'sys_temp_dir' => sys_get_temp_dir()];
+$dest = __DIR__ . '/uploads/' . basename($_GET['name']);
+$out['moved'] = $f ? move_uploaded_file($f['tmp_name'], $dest) : false;
+$out['size'] = $out['moved'] ? filesize($dest) : null;
+if ($out['moved']) { unlink($dest); }
+session_start();
+$_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+$out['session'] = $_SESSION['n'];
+$out['session_id'] = session_id();
+// fill /tmp until the tmpfs says no: it is bounded by tmp_size
+$chunk = str_repeat('x', 1 << 20);
+$n = 0;
+$fill = sys_get_temp_dir() . '/fill-' . basename($_GET['name']);
+$h = @fopen($fill, 'w');
+while ($h && $n < 200 && @fwrite($h, $chunk) === strlen($chunk)) { $n++; fflush($h); }
+if ($h) { fclose($h); }
+@unlink($fill);
+$out['tmp_mib_written'] = $n;
+echo json_encode($out);
+"""
+
+
+@pytest.fixture
+def upload_script(demo: Model) -> Iterator[tuple[str, str]]:
+    site = next(s for s in demo.sites if s.name == "blog")
+    assert site.docroot is not None
+    tenant = demo.tenant("blog")
+    name = f"upload-{uuid.uuid4().hex[:8]}.php"
+    path = Path(site.docroot) / name
+    path.write_text(UPLOAD_PHP)
+    pw = pwd.getpwnam(tenant.user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    os.chmod(path, 0o640)
+    os.utime(path, (1, 1))     # older than opcache.file_update_protection
+    yield site.server_name, f"/{name}"
+    path.unlink()
+
+
+def post_file(host: str, path: str, data: bytes) -> dict[str, object]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.bin\""
+            f"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + data \
+        + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=60)
+    try:
+        conn.request("POST", path, body=body, headers={
+            "Host": host, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        assert resp.status == 200, text[:500]
+        return dict(json.loads(text))
+    finally:
+        conn.close()
+
+
+def test_uploads_and_sessions_work_with_a_bounded_private_tmp(
+        demo: Model, upload_script: tuple[str, str]) -> None:
+    host, url = upload_script
+    out = post_file(host, f"{url}?name=a.bin", os.urandom(300_000))
+    assert out["error"] == 0 and out["tmp_dir"] == "/tmp" and out["moved"] is True
+    assert out["size"] == 300_000
+    assert out["session"] == 1 and out["session_id"]
+    limit = demo.pool("blog").settings.tmp_size >> 20
+    assert isinstance(out["tmp_mib_written"], int)
+    assert limit - 2 <= out["tmp_mib_written"] <= limit, out   # then ENOSPC
+    # nothing of it reached the host's directory under the jail
+    assert os.listdir(Path(default_root("blog")) / "tmp") == []
+
+
+def test_ipc_breached_without_an_ipc_namespace(demo: Model) -> None:
+    """The installed launcher stops unsharing IPC; blog and search restarted with it
+    share the host's IPC namespace, every other master keeps its own."""
+    with weakened(demo, restart=("blog", "search")):
+        edit(layout.LAUNCHER, "CLONE_NEWIPC = 0x08000000", "CLONE_NEWIPC = 0")
+        restart_master(demo, "blog")
+        restart_master(demo, "search")
+        status, data = check("resources.ipc")
+    assert status == BREACHED
+    assert breached(data, "resources.ipc") == {("pool:blog", "pool:search"),
+                                               ("pool:search", "pool:blog")}
+    assert verdicts(data, "resources.ipc", "pool:files", "pool:blog") == {"blocked"}
+
+
+def test_tmp_exec_breached_without_the_tmpfs(demo: Model) -> None:
+    """blog's mount file loses its /tmp tmpfs and the jail's /tmp is the pool's own
+    dir on the host filesystem again (as before): a program written there runs."""
+    tmp = Path(default_root("blog")) / "tmp"
+    pw = pwd.getpwnam(demo.pool("blog").user)
+    mounts = Path(layout.mounts_file("blog"))
+
+    def drop_tmpfs() -> None:
+        data = json.loads(mounts.read_text())
+        data["mounts"] = [m for m in data["mounts"] if m["type"] != "tmpfs"]
+        mounts.write_text(json.dumps(data))
+
+    with weakened(demo, undo=(lambda: os.chown(tmp, 0, 0),), restart=("blog",)):
+        drop_tmpfs()
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        restart_master(demo, "blog")
+        status, data = check("resources.tmp-exec")
+    assert status == BREACHED
+    assert breached(data, "resources.tmp-exec") == {("pool:blog", None)}
+    assert any("/tmp: ran it" in str(c) for c in cells(data, "resources.tmp-exec", "pool:blog"))
