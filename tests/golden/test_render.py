@@ -390,11 +390,12 @@ def test_fpm_rejects_wrong_tenant_and_injection() -> None:
 
 def test_fpm_argv() -> None:
     argv = render_fpm_argv(MODEL.pool("acme"))
-    launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--jail", "/",
-                "--mount", "proc:/proc:ro", "--"]
-    assert argv[:13] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
+    # max_children 9 -> pids_max = RLIMIT_NPROC = 8 * 9 + 16 (docs/sizing.md)
+    launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--cgroup", "phphost/acme",
+                "--nproc", "80", "--jail", "/", "--mount", "proc:/proc:ro", "--"]
+    assert argv[:17] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
                          "--fpm-config", layout.fpm_conf("acme")]
-    flags = argv[13:]
+    flags = argv[17:]
     assert flags[0::2] == ["-d"] * (len(flags) // 2)
     pairs = [f.split("=", 1) for f in flags[1::2]]
     keys = [k for k, _ in pairs]
@@ -402,7 +403,7 @@ def test_fpm_argv() -> None:
     assert dict(pairs)["opcache.memory_consumption"] == "96"      # php_ini wins
     assert dict(pairs)["opcache.jit"] == "tracing"
     assert dict(pairs)["opcache.validate_root"] == "1"
-    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[14::2])
+    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[18::2])
     assert blog["opcache.memory_consumption"] == "64"
 
 
@@ -558,5 +559,6 @@ def test_redirect_site_with_tls_redirects_from_both_ports() -> None:
 
 def test_jailed_master_gets_its_mounts_file() -> None:
     argv = render_fpm_argv(MODEL.pool("blog"))
-    assert argv[:9] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--jail",
-                        jail_root("blog"), "--mounts", layout.mounts_file("blog"), "--"]
+    assert argv[:13] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
+                         "phphost/blog", "--nproc", argv[7], "--jail", jail_root("blog"),
+                         "--mounts", layout.mounts_file("blog"), "--"]

@@ -7,17 +7,21 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass, field
+from typing import Any
 
 from phphost import layout, safefs
+from phphost.errors import PlanError
 from phphost.facts.parse import (
     ProgramStatus,
     parse_apache_modules,
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
+from phphost.host import cgroups
 from phphost.host.files import read_text
 from phphost.host.runner import run
 from phphost.jail.build import JAILS_DIR
+from phphost.plan.cgroups import CgroupHost, pool_cgroup
 from phphost.plan.desired import Desired
 
 
@@ -42,6 +46,10 @@ class Facts:
     apache_running: bool = False
     jails: frozenset[str] = frozenset()    # pools with a jail directory on disk
     unsafe: dict[str, str] = field(default_factory=dict)   # path -> why phphost won't touch it
+    cgroups: CgroupHost = field(default_factory=CgroupHost)
+    cgroup_files: dict[str, str | None] = field(default_factory=dict)  # limit file -> value
+    cgroup_dirs: frozenset[str] = frozenset()      # existing pool cgroup directories
+    cgroup_pools: frozenset[str] = frozenset()     # pools with a cgroup on the host
 
 
 def gather(desired: Desired, state: State) -> Facts:
@@ -68,7 +76,24 @@ def gather(desired: Desired, state: State) -> Facts:
         apache_running=apache_running(),
         jails=read_jail_dirs(),
         unsafe=unsafe,
+        **_cgroup_facts(desired),
     )
+
+
+def _cgroup_facts(desired: Desired) -> dict[str, Any]:
+    host = cgroups.detect()
+    values: dict[str, str | None] = {}
+    dirs: set[str] = set()
+    for pool, lim in desired.limits:
+        try:
+            cg = pool_cgroup(pool, lim, host)
+        except PlanError:
+            continue            # the planner refuses it, naming the key
+        if cg is not None:
+            values.update(cgroups.current(cg))
+            dirs.update(d for d in cg.dirs if d not in cgroups.missing_dirs(cg))
+    return {"cgroups": host, "cgroup_files": values, "cgroup_dirs": frozenset(dirs),
+            "cgroup_pools": cgroups.existing_pools(host)}
 
 
 def read_jail_dirs() -> frozenset[str]:

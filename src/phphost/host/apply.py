@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from phphost import layout, safefs
 from phphost.errors import HostError, PhphostError
-from phphost.host import files, identities, jails, services, staging
+from phphost.host import cgroups, files, identities, jails, services, staging
 from phphost.host.journal import Journal
 from phphost.host.runner import run
 from phphost.host.tls import check_files
@@ -132,6 +132,11 @@ class _Runner:
                 self.journal.record({"k": "jail", "name": j.pool})
             jails.build(j.manifest, j.user, j.group)
             self._step(j)
+        for c in self._all(A.SetCgroup):
+            self.current = c
+            if c.cgroup is not None:
+                cgroups.apply(c.cgroup, self.journal.record)
+            self._step(c)
         staging.validate_fpm(self.plan.actions)
         for a in self._of(A.WriteFile, A.RemoveFile, A.Symlink, A.ApacheModule):
             self.current = a
@@ -210,6 +215,9 @@ class _Runner:
         for r in self._all(A.RemoveJail):
             jails.remove(r.pool)
             self._step(r)
+        for c in self._all(A.RemoveCgroup):
+            cgroups.remove(cgroups.detect(), c.pool)
+            self._step(c)
         if self._of(A.BuildJail, A.RemoveJail):
             jails.collect_garbage()
         for u in self._all(A.RemoveUser):

@@ -14,7 +14,7 @@ from typing import Any
 
 from phphost import layout, safefs
 from phphost.errors import PhphostError
-from phphost.host import files, jails
+from phphost.host import cgroups, files, jails
 from phphost.host.runner import run
 
 Entry = dict[str, Any]
@@ -172,6 +172,14 @@ def _undo_acl(e: Entry) -> None:
                 os.close(fd)
 
 
+def _undo_cgroupfile(e: Entry) -> None:
+    cgroups.undo_file(e["path"], e["old"])
+
+
+def _undo_cgroupdir(e: Entry) -> None:
+    cgroups.undo_dir(e["path"])
+
+
 def _unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
 
@@ -187,4 +195,6 @@ _UNDO: dict[str, Callable[[Entry], None]] = {
     "dir": _undo_dir,
     "dirmode": _undo_dirmode,
     "acl": _undo_acl,
+    "cgroupfile": _undo_cgroupfile,
+    "cgroupdir": _undo_cgroupdir,
 }

@@ -2,6 +2,7 @@
 (standard library only), so it can also be installed as a single file.
 
     python -m phphost.jail.launch --pool NAME --jail ROOT [--pid-ns] \
+        [--cgroup phphost/NAME] [--nproc N] \
         [--mounts /etc/phphost/fpm/NAME.mounts.json] [--mount SRC:DST:ro|rw ...] \
         -- /usr/sbin/php-fpm8.2 --nodaemonize --fpm-config ... [-d k=v ...]
 
@@ -14,6 +15,11 @@ private tmpfs of the given size, noexec, nosuid, nodev, mode 1777), then execs t
 command, so the supervised pid is the FPM master. The host's mount table never shows
 a jail mount, so removing or rebuilding a jail on the host can never reach into what
 a mount points at.
+
+With --cgroup the launcher first moves itself into phphost/NAME in every mounted
+cgroup hierarchy where apply created it (so the master and every worker are counted
+and limited there), and with --nproc sets RLIMIT_NPROC: the master runs as root and
+is exempt, its workers run as the pool user and are not.
 
 With --pid-ns the master instead becomes PID 1 of a new PID namespace (a killed
 master takes every worker with it) and the launcher stays as the supervised process,
@@ -30,6 +36,8 @@ import ctypes
 import json
 import os
 import posixpath
+import re
+import resource
 import signal
 import stat
 import sys
@@ -79,6 +87,8 @@ class LaunchPlan:
     mounts: tuple[MountSpec, ...]
     command: tuple[str, ...]
     pid_ns: bool = False
+    cgroup: str | None = None   # e.g. "phphost/blog": joined in every hierarchy that has it
+    nproc: int | None = None    # RLIMIT_NPROC for the workers (root's master is exempt)
 
 
 # ---------------------------------------------------------------- pure
@@ -146,6 +156,9 @@ def order(mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
     return tuple(sorted(mounts, key=lambda m: (m.target.count("/"), m.target)))
 
 
+_CGROUP_RE = re.compile(r"^phphost/[a-z][a-z0-9_-]{0,30}$")
+
+
 def launcher_argv(python: str, pool: str, jail: str, mounts_file: str,
                   command: Sequence[str], pid_ns: bool = False) -> list[str]:
     """Pure: the supervisord command of a jailed pool's master."""
@@ -160,7 +173,8 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
                           "[--mount SRC:DST:ro|rw] -- COMMAND ARGS")
     split = list(argv).index("--")
     opts, command = list(argv[:split]), tuple(argv[split + 1 :])
-    values: dict[str, list[str]] = {"--pool": [], "--jail": [], "--mounts": [], "--mount": []}
+    values: dict[str, list[str]] = {"--pool": [], "--jail": [], "--mounts": [], "--mount": [],
+                                    "--cgroup": [], "--nproc": []}
     pid_ns = "--pid-ns" in opts
     opts = [o for o in opts if o != "--pid-ns"]
     while opts:
@@ -173,6 +187,7 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
     pool, jail = values["--pool"][0], values["--jail"][0]
     if not jail.startswith("/") or not command[0].startswith("/"):
         raise LaunchError("the jail root and the command must be absolute paths")
+    cgroup, nproc = _cgroup_nproc(values["--cgroup"], values["--nproc"])
     try:
         mounts = [parse_mount_arg(m) for m in values["--mount"]]
         for path in values["--mounts"]:
@@ -181,9 +196,30 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
             if owner != pool:
                 raise LaunchError(f"{path} is the mount file of pool {owner!r}, not {pool!r}")
             mounts += listed
-        return LaunchPlan(pool, jail, order(tuple(mounts)), command, pid_ns)
+        return LaunchPlan(pool, jail, order(tuple(mounts)), command, pid_ns, cgroup, nproc)
     except ValueError as err:
         raise LaunchError(str(err)) from err
+
+
+def _cgroup_nproc(cgroups: list[str], nprocs: list[str]) -> tuple[str | None, int | None]:
+    if len(cgroups) > 1 or len(nprocs) > 1:
+        raise LaunchError("--cgroup and --nproc are given at most once")
+    if cgroups and not _CGROUP_RE.match(cgroups[0]):
+        raise LaunchError(f"--cgroup {cgroups[0]!r}: expected phphost/POOL")
+    if nprocs and not (nprocs[0].isdigit() and 0 < int(nprocs[0]) < 1 << 22):
+        raise LaunchError(f"--nproc {nprocs[0]!r}: expected a number of processes")
+    return (cgroups[0] if cgroups else None), (int(nprocs[0]) if nprocs else None)
+
+
+def cgroup_mounts(mountinfo: str) -> list[str]:
+    """Pure: mount points of cgroup (v1) and cgroup2 filesystems in a mountinfo text."""
+    points = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, fstype = left.split(" "), right.split(" ")[0]
+        if sep and len(fields) > 4 and fstype in ("cgroup", "cgroup2"):
+            points.append(fields[4].replace("\\040", " "))
+    return points
 
 
 def _read(path: str) -> str:
@@ -335,6 +371,33 @@ def mount_one(m: MountSpec, jail_fd: int, slash_fd: int, inside_mount: bool) -> 
         os.close(rfd)
 
 
+def join_cgroups(plan: LaunchPlan) -> list[str]:
+    """Move this process into the pool's cgroup in every hierarchy where apply made it
+    (before the master is forked: it and every worker inherit it), and set the
+    workers' RLIMIT_NPROC. A cgroup that exists but refuses us stops the launch."""
+    joined: list[str] = []
+    if plan.cgroup is not None:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            points = cgroup_mounts(fh.read())
+        for point in points:
+            procs = f"{point}/{plan.cgroup}/cgroup.procs"
+            if not os.path.isdir(f"{point}/{plan.cgroup}"):
+                continue
+            try:
+                fd = os.open(procs, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.write(fd, str(os.getpid()).encode())
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                raise LaunchError(f"cannot join cgroup {point}/{plan.cgroup}: "
+                                  f"{err.strerror}") from err
+            joined.append(f"{point}/{plan.cgroup}")
+    if plan.nproc is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (plan.nproc, plan.nproc))
+    return joined
+
+
 def set_up(plan: LaunchPlan) -> None:
     private_namespace()
     slash_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -406,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = args[args.index("--pool") + 1] if "--pool" in args[:-1] else "?"
     try:
         plan = parse_args(args)
+        join_cgroups(plan)
         if plan.pid_ns:
             return run_in_pid_namespace(plan)
         private_ipc()

@@ -20,6 +20,7 @@ from phphost.render.apache import (
 )
 from phphost.render.fpm import render_fpm_conf
 from phphost.render.supervisor import render_supervisor_program
+from phphost.spec.limits import Limits, pool_limits
 from phphost.spec.model import Model
 
 WEB_ACL_TRAVERSE = f"user:{layout.WEB_USER}:--x"
@@ -89,6 +90,7 @@ class Desired:
     jailed: tuple[str, ...] = ()
     masters: tuple[DesiredMaster, ...] = ()
     tls: tuple[DesiredTls, ...] = ()
+    limits: tuple[tuple[str, Limits], ...] = ()     # pool -> its resource limits
 
     def master(self, pool: str) -> DesiredMaster | None:
         return next((m for m in self.masters if m.pool == pool), None)
@@ -113,6 +115,7 @@ def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None) -> 
                       for p in model.pools),
         tls=tuple(DesiredTls(s.name, s.tls.cert, s.tls.key, s.tls.chain)
                   for s in model.sites if s.tls is not None),
+        limits=tuple((p.name, pool_limits(p)) for p in model.pools),
     )
 
 

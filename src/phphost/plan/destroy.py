@@ -32,6 +32,8 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
                                      tuple(sorted(layout.program_name(a.pool) for a in stops)),
                                      gone))
     acts += [A.RemoveJail("pool is destroyed", p) for p in desired.pools if p in facts.jails]
+    acts += [A.RemoveCgroup("pool is destroyed", p) for p in desired.pools
+             if p in facts.cgroup_pools]
     created = set(state.users)
     acts += [A.RemoveUser("pool runtime user phphost created", u.name) for u in desired.users
              if u.system and u.name in created and u.name in facts.users]

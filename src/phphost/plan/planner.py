@@ -10,7 +10,9 @@ from phphost.facts.gather import Facts
 from phphost.facts.jails import JailState
 from phphost.facts.state import State, StateBuilder
 from phphost.plan import actions as A
+from phphost.plan.cgroups import pool_cgroup
 from phphost.plan.desired import Desired
+from phphost.spec.limits import describe as describe_limits
 
 
 def make_plan(desired: Desired, facts: Facts, state: State,
@@ -23,6 +25,7 @@ def make_plan(desired: Desired, facts: Facts, state: State,
     acts += _module_actions(desired, facts)
     acts += _identity_actions(desired, facts, noops)
     acts += _jail_actions(desired, facts, jails or {}, noops)
+    acts += _cgroup_actions(desired, facts, noops)
     acts += _master_actions(desired, facts, state, acts)
     acts += _program_actions(desired, acts)
     apache = _apache_actions(desired, facts, acts)
@@ -138,6 +141,36 @@ def _jail_actions(desired: Desired, facts: Facts, jails: Mapping[str, JailState]
     return acts
 
 
+def _cgroup_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[A.Action]:
+    """Each pool's cgroup and limits (PlanError: a limit the spec sets that this host
+    cannot enforce); cgroups of pools no longer in the spec are removed."""
+    out: list[A.Action] = []
+    for pool, lim in desired.limits:
+        cg = pool_cgroup(pool, lim, facts.cgroups)
+        shown = describe_limits(lim)
+        if cg is None:
+            noops.append(f"limits of pool {pool}: no cgroup hierarchy on this host; only "
+                         f"RLIMIT_NPROC {lim.nproc} applies (wanted: {shown})")
+            continue
+        noops += [f"limits of pool {pool}: {note}" for note in cg.notes]
+        create = tuple(d for d in cg.dirs if d not in facts.cgroup_dirs)
+        stale = [path for path, value in cg.writes if facts.cgroup_files.get(path) != value]
+        if create or stale:
+            why = "the pool has no cgroup yet" if create else \
+                f"{len(stale)} limit(s) differ: {', '.join(p.rsplit('/', 1)[-1] for p in stale)}"
+            out.append(A.SetCgroup(why, cg, shown, create))
+        else:
+            noops.append(f"limits of pool {pool} (cgroup {cg.version}): {shown}")
+    for pool in sorted(facts.cgroup_pools - set(desired.pools)):
+        out.append(A.RemoveCgroup("pool no longer in the spec", pool))
+    return out
+
+
+def _new_cgroup(acts: list[A.Action], pool: str) -> bool:
+    return any(isinstance(a, A.SetCgroup) and a.create and a.cgroup is not None
+               and a.cgroup.pool == pool for a in acts)
+
+
 def _written(acts: list[A.Action], path: str) -> bool:
     return any(isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path == path for a in acts)
 
@@ -168,6 +201,8 @@ def _master_actions(desired: Desired, facts: Facts, state: State,
         elif _written(acts, layout.mounts_file(pool)):
             out.append(A.RestartMaster("jail mounts changed: only a new master sees them", pool,
                                        sock))
+        elif _new_cgroup(acts, pool):
+            out.append(A.RestartMaster("a new cgroup: only a new master joins it", pool, sock))
         elif _socket_changed(acts, layout.fpm_conf(pool)):
             out.append(A.RestartMaster("socket settings changed: FPM keeps its socket on reload",
                                        pool, sock))

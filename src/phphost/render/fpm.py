@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from phphost import layout
 from phphost.render.common import HEADER, check_value
+from phphost.spec.limits import pool_limits
 from phphost.spec.model import Pool, PoolSettings, Tenant
 
 # Jails live here, one directory per pool (jails themselves come later).
@@ -161,7 +162,8 @@ def _ini_key(key: str) -> str:
 def launcher_args(pool: Pool) -> list[str]:
     """phphost's launcher (phphost/jail/launch.py): private PID and mount namespaces;
     a jailed pool gets its jail's mounts, an unjailed one a /proc of its own."""
-    args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns"]
+    args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns", "--cgroup", f"phphost/{pool.name}",
+            "--nproc", str(pool_limits(pool).nproc)]
     if pool.jail.enabled:
         return [*args, "--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
     return [*args, "--jail", "/", "--mount", "proc:/proc:ro"]

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 
 from phphost import layout
+from phphost.spec.limits import limit_problems
 from phphost.spec.model import JAIL_FEATURES, JailSpec, Mount, Pool, Tenant
 from phphost.spec.settings import (
     SETTING_KEYS,
@@ -68,7 +69,7 @@ def _pool(
     resolved = resolve([*chain(template, templates), Layer("the pool", own)])
     check_pm(at, resolved, own)
     home = tenants[tenant].home
-    return Pool(
+    pool = Pool(
         name=pname,
         tenant=tenant,
         user=_runtime_user(at.sub("user"), tbl.get("user"), pname),
@@ -77,6 +78,10 @@ def _pool(
         writable=_writable(at.sub("writable"), tbl.get("writable", []), home),
         jail=_jail(at.sub("jail"), tbl["jail"], tenants, tenant) if "jail" in tbl else JailSpec(),
     )
+    for key, problem, remedy in limit_problems(pool):
+        at.sub(key).fail(problem + (f" ({resolved.show(key)})" if key in resolved.origin
+                                    else ""), remedy)
+    return pool
 
 
 def _runtime_user(at: At, value: object, pname: str) -> str:
