@@ -14,9 +14,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import struct
+import time
 import zlib
 from typing import Any
 
+from phphost.spec.limits import pool_limits
 from phphost.verify.attack import Attack
 from phphost.verify.context import Ctx
 from phphost.verify.errors import VerifyError
@@ -146,9 +148,94 @@ def _outcome(row: dict[str, Any]) -> str:
     return f"proc_open failed ({str(row.get('error'))[:80]})"
 
 
+# --- fork loop and memory hog ----------------------------------------------------------
+
+FORK_SLACK = 16
+MEMORY_SLACK = 64 * 1024 * 1024
+RECOVERY_SECONDS = 30.0
+
+
+def fork_verdict(created: int, pids_max: int) -> bool:
+    """Pure: did the fork loop pass the limit? Under it, the launcher, the master and
+    the worker itself already count, so `pids_max` children are impossible."""
+    return created >= pids_max
+
+
+def fork(ctx: Ctx) -> Result:
+    pool = ctx.pool
+    lim = pool_limits(pool)
+    n = min(4096, lim.pids_max + FORK_SLACK)
+    ctx.run.probes.run(pool, "whoami.php")
+    out = ctx.probe("fork.php", {"n": n, "prog": f"/{ctx.name('no-such-program')}"})
+    if not out.get("have"):
+        raise VerifyError(f"pool {pool.name}: PHP has no proc_open")
+    created = out.get("created")
+    if not isinstance(created, int) or created < 0:
+        raise VerifyError(f"pool {pool.name}: fork probe answered {out!r:.200}")
+    tried = (f"PHP in pool {pool.name} forks up to {n} children with proc_open and keeps "
+             f"them (pids_max {lim.pids_max}, RLIMIT_NPROC {lim.nproc})")
+    if fork_verdict(created, lim.pids_max):
+        return judged([f"{created} children forked, past pids_max {lim.pids_max}"], tried, "")
+    return judged([], tried, f"{created} children, then: {str(out.get('error'))[:120]}")
+
+
+def _serves(ctx: Ctx, pool_name: str, deadline: float) -> bool:
+    pool = ctx.model.pool(pool_name)
+    while True:
+        try:
+            ctx.run.probes.run(pool, "whoami.php")
+            return True
+        except VerifyError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+
+
+def memory(ctx: Ctx) -> Result:
+    """A SysV segment past memory_max, filled from one worker: the kernel must kill the
+    pool (or the hog) before it is all written, the pool must serve again and every
+    other pool must have kept serving."""
+    pool = ctx.pool
+    lim = pool_limits(pool)
+    if lim.memory_max is None:
+        return not_applicable("no memory limit (memory_limit = -1 and no memory_max)")
+    size = lim.memory_max + MEMORY_SLACK
+    ctx.run.probes.run(pool, "whoami.php")
+    tried = (f"PHP in pool {pool.name} fills a {size >> 20}M SysV segment (past memory_max "
+             f"{lim.memory_max >> 20}M; PHP's memory_limit does not count it)")
+    try:
+        out: dict[str, Any] | None = ctx.probe(
+            "memory.php", {"size": size, "key": ipc_key(ctx.run.run_id, f"mem:{pool.name}")})
+        killed = ""
+    except VerifyError as err:
+        out, killed = None, str(err)
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    others = [p.name for p in ctx.model.pools if p.name != pool.name]
+    down = [p for p in others if not _serves(ctx, p, deadline)]
+    back = _serves(ctx, pool.name, deadline)
+    hits = [f"pool {p} stopped serving" for p in down]
+    if out is not None:
+        if not out.get("have"):
+            raise VerifyError(f"pool {pool.name}: PHP has no shmop")
+        written = out.get("written")
+        if isinstance(written, int) and written >= size - (1 << 20):
+            hits.append(f"wrote {written >> 20}M, past memory_max {lim.memory_max >> 20}M")
+        seen = f"stopped at {int(written or 0) >> 20}M: {str(out.get('error'))[:100]}"
+    else:
+        seen = f"the worker was killed ({killed[:100]})"
+    if not back:
+        raise VerifyError(f"pool {pool.name} did not serve again within "
+                          f"{RECOVERY_SECONDS:.0f}s after the hog ({seen})")
+    return judged(hits, tried, f"{seen}; pool {pool.name} serves again; "
+                  f"{len(others)} other pool(s) kept serving")
+
+
 ATTACKS = (
     Attack("resources.ipc", FAMILY, "SysV shared memory and message queues of another pool",
            "pool>pool", ipc),
     Attack("resources.tmp-exec", FAMILY, "run a program written to /tmp or a writable dir",
            "pool", tmp_exec),
+    Attack("resources.fork", FAMILY, "fork past the pool's pids limit", "pool", fork),
+    Attack("resources.memory", FAMILY, "use memory past the pool's memory limit", "pool",
+           memory),
 )
