@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from phphost import layout
+from phphost.host import cgroups
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.conftest import DEMO
@@ -53,6 +54,7 @@ def test_destroy_keeps_data_and_foreign_config(demo: Model) -> None:
         assert all(c.read_text() == "tenant data\n" for c in canaries)
         assert foreign.exists() and Path("/etc/apache2/sites-enabled/000-default.conf").exists()
         assert all(not user_exists(p.user) for p in demo.pools)
+        assert not cgroups.existing_pools(cgroups.detect()) & {p.name for p in demo.pools}
         assert all(user_exists(t.user) for t in demo.tenants)
         # the names now fall through to Debian's default vhost: no PHP runs for them
         assert get(demo.sites[0].server_name, "/index.php")[0] == 404

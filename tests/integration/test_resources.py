@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,15 @@ from pathlib import Path
 import pytest
 
 from phphost import layout
+from phphost.facts.gather import fpm_master_pid
+from phphost.host import cgroups
 from phphost.jail.build import default_root
+from phphost.plan.cgroups import pool_cgroup
+from phphost.spec.limits import pool_limits
+from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
+from tests.integration import hostkit
+from tests.integration.conftest import DEMO
 from tests.integration.test_verify import breached, cells, verdicts
 from tests.integration.test_verify_weakened import BREACHED, check, edit, restart_master, weakened
 
@@ -127,3 +135,75 @@ def test_tmp_exec_breached_without_the_tmpfs(demo: Model) -> None:
     assert status == BREACHED
     assert breached(data, "resources.tmp-exec") == {("pool:blog", None)}
     assert any("/tmp: ran it" in str(c) for c in cells(data, "resources.tmp-exec", "pool:blog"))
+
+
+# --- cgroups ----------------------------------------------------------------------------
+
+
+def _cgroup_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cgroup").read_text()
+
+
+def test_every_master_and_worker_lives_in_its_pool_cgroup(demo: Model) -> None:
+    host = cgroups.detect()
+    if host.version == "none":
+        pytest.skip("no cgroups on this host")
+    pids = hostkit.master_pids()
+    for p in demo.pools:
+        lim = pool_limits(p)
+        cg = pool_cgroup(p.name, lim, host)
+        assert cg is not None
+        assert all(cgroups.current(cg)[path] == value for path, value in cg.writes), p.name
+        launcher = pids[layout.program_name(p.name)]
+        assert launcher is not None
+        master = fpm_master_pid(launcher)
+        assert master is not None and f"/phphost/{p.name}\n" in _cgroup_of(master)
+        procs = {int(x) for d in cg.dirs for x in Path(f"{d}/cgroup.procs").read_text().split()}
+        assert {launcher, master} <= procs
+        limits = Path(f"/proc/{master}/limits").read_text()
+        assert re.search(rf"Max processes\s+{lim.nproc}\s+{lim.nproc}", limits), limits
+    plan = hostkit.phphost("plan", "-v", str(DEMO))
+    assert "No changes" in plan.stdout and "limits of pool blog (cgroup" in plan.stdout
+    status = hostkit.phphost("status").stdout
+    row = next(line for line in status.splitlines() if line.startswith("blog "))
+    assert re.search(r"\d+\.\dM\s+\d+\s+\d+\.\d\ds$", row), status
+
+
+def test_changed_limits_apply_live_and_unenforceable_ones_are_refused(
+        demo: Model, spec_dir: Path) -> None:
+    host = cgroups.detect()
+    if host.version == "none":
+        pytest.skip("no cgroups on this host")
+    text = hostkit.set_pool_key(DEMO.read_text(), "pools.blog", "memory_max", '"300M"')
+    spec = hostkit.write_spec(spec_dir, "limits.toml", text)
+    before = hostkit.master_pids()[layout.program_name("blog")]
+    try:
+        plan = hostkit.phphost("plan", spec, check=False).stdout
+        assert "set limits of pool blog (cgroup" in plan and "memory 300M" in plan
+        assert "restart FPM master" not in plan       # limits change live
+        hostkit.phphost("apply", spec)
+        cg = pool_cgroup("blog", pool_limits(load_spec(spec).pool("blog")), host)
+        assert cg is not None and str(300 << 20) in cgroups.current(cg).values()
+        assert hostkit.master_pids()[layout.program_name("blog")] == before
+    finally:
+        hostkit.phphost("apply", str(DEMO))
+    if not host.enforces("io"):
+        bad = hostkit.write_spec(spec_dir, "io.toml", hostkit.set_pool_key(
+            DEMO.read_text(), "pools.blog", "io_weight", "500"))
+        proc = hostkit.phphost("plan", bad, check=False)
+        assert proc.returncode != 0 and "pools.blog.io_weight: this host cannot enforce" \
+            in proc.stderr, proc.stderr
+    assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0
+
+
+def test_limits_breached_when_the_launcher_skips_them(demo: Model) -> None:
+    """The installed launcher no longer joins the cgroups nor sets RLIMIT_NPROC; blog
+    restarted with it forks and allocates past its limits, every other pool is held."""
+    with weakened(demo, restart=("blog",)):
+        edit(layout.LAUNCHER, "        join_cgroups(plan)\n", "")
+        restart_master(demo, "blog")
+        status, data = check("resources.fork", "resources.memory")
+    assert status == BREACHED
+    assert breached(data, "resources.fork") == {("pool:blog", None)}
+    assert breached(data, "resources.memory") == {("pool:blog", None)}
+    assert verdicts(data, "resources.memory", "pool:files") == {"blocked"}

@@ -177,3 +177,18 @@ def usage(host: CgroupHost, pool: str) -> dict[str, int | None]:
     return {"memory": num(v1("memory", "memory.usage_in_bytes")),
             "pids": num(v1("pids", "pids.current")),
             "cpu_usec": ns // 1000 if ns is not None else None}
+
+
+def oom_kills(host: CgroupHost, pool: str) -> int | None:
+    """How many processes the kernel's OOM killer has killed in the pool's cgroup."""
+    if host.v2 is not None:
+        path = f"{host.v2}/{GROUP}/{pool}/memory.events"
+    elif "memory" in host.v1:
+        path = f"{host.v1['memory']}/{GROUP}/{pool}/memory.oom_control"
+    else:
+        return None
+    for line in (_read(path) or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None

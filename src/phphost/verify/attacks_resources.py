@@ -18,6 +18,7 @@ import time
 import zlib
 from typing import Any
 
+from phphost.host import cgroups
 from phphost.spec.limits import pool_limits
 from phphost.verify.attack import Attack
 from phphost.verify.context import Ctx
@@ -201,6 +202,8 @@ def memory(ctx: Ctx) -> Result:
         return not_applicable("no memory limit (memory_limit = -1 and no memory_max)")
     size = lim.memory_max + MEMORY_SLACK
     ctx.run.probes.run(pool, "whoami.php")
+    host = cgroups.detect()
+    kills_before = cgroups.oom_kills(host, pool.name)
     tried = (f"PHP in pool {pool.name} fills a {size >> 20}M SysV segment (past memory_max "
              f"{lim.memory_max >> 20}M; PHP's memory_limit does not count it)")
     try:
@@ -223,6 +226,9 @@ def memory(ctx: Ctx) -> Result:
         seen = f"stopped at {int(written or 0) >> 20}M: {str(out.get('error'))[:100]}"
     else:
         seen = f"the worker was killed ({killed[:100]})"
+    kills_after = cgroups.oom_kills(host, pool.name)
+    if kills_before is not None and kills_after is not None:
+        seen += f"; OOM kills in its cgroup {kills_before} -> {kills_after}"
     if not back:
         raise VerifyError(f"pool {pool.name} did not serve again within "
                           f"{RECOVERY_SECONDS:.0f}s after the hog ({seen})")
