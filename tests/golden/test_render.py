@@ -6,6 +6,7 @@ Regenerate the expected files with PHPHOST_UPDATE_GOLDEN=1 and review the diff."
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from phphost.render.apache import (
     required_modules,
 )
 from phphost.render.common import HEADER
-from phphost.render.fpm import jail_root, render_fpm_argv, render_fpm_conf
+from phphost.render.fpm import jail_root, render_fpm_argv, render_fpm_conf, render_limits_json
 from phphost.render.supervisor import command_line, render_supervisor_program
 from phphost.spec.model import (
     TLS,
@@ -390,9 +391,9 @@ def test_fpm_rejects_wrong_tenant_and_injection() -> None:
 
 def test_fpm_argv() -> None:
     argv = render_fpm_argv(MODEL.pool("acme"))
-    # max_children 9 -> pids_max = RLIMIT_NPROC = 8 * 9 + 16 (docs/sizing.md)
     launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--cgroup", "phphost/acme",
-                "--nproc", "80", "--jail", "/", "--mount", "proc:/proc:ro", "--"]
+                "--limits", layout.limits_file("acme"), "--jail", "/", "--mount",
+                "proc:/proc:ro", "--"]
     assert argv[:17] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
                          "--fpm-config", layout.fpm_conf("acme")]
     flags = argv[17:]
@@ -560,5 +561,11 @@ def test_redirect_site_with_tls_redirects_from_both_ports() -> None:
 def test_jailed_master_gets_its_mounts_file() -> None:
     argv = render_fpm_argv(MODEL.pool("blog"))
     assert argv[:13] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
-                         "phphost/blog", "--nproc", argv[7], "--jail", jail_root("blog"),
+                         "phphost/blog", "--limits", layout.limits_file("blog"), "--jail",
+                         jail_root("blog"),
                          "--mounts", layout.mounts_file("blog"), "--"]
+
+
+def test_limits_file_carries_rlimit_nproc() -> None:
+    # max_children 8 -> pids_max = RLIMIT_NPROC = 8 * 8 + 16 (docs/sizing.md)
+    assert json.loads(render_limits_json(MODEL.pool("acme"))) == {"pool": "acme", "nproc": 80}

@@ -123,6 +123,11 @@ def test_launcher_options() -> None:
                       read=lambda p: "")
     assert (plan.cgroup, plan.nproc) == ("phphost/blog", 40)
     assert parse_args([*base, "--", "/x"]).cgroup is None
+    limits = '{"pool": "blog", "nproc": 56}'
+    assert parse_args([*base, "--limits", "/f", "--", "/x"], read=lambda p: limits).nproc == 56
+    for text in ('{"pool": "other", "nproc": 5}', '{"pool": "blog", "nproc": true}', "x"):
+        with pytest.raises(LaunchError):
+            parse_args([*base, "--limits", "/f", "--", "/x"], read=lambda p, t=text: t)
     for bad in (["--cgroup", "../../x"], ["--cgroup", "/sys/fs/cgroup"], ["--nproc", "0"],
                 ["--nproc", "x"], ["--nproc", "1", "--nproc", "2"]):
         with pytest.raises(LaunchError):

@@ -189,6 +189,12 @@ class _Runner:
             self.current = m
             self._master(m)
             self._step(m)
+        for n in self._all(A.SetProcessLimit):
+            self.current = n
+            old = services.set_nproc(n.pool, n.nproc)
+            if old is not None:
+                self.journal.record({"k": "nproc", "name": n.pool, "old": old})
+            self._step(n)
         for r in self._all(A.ReloadApache):
             services.apache_reload(r.restart)
             self._step(r)

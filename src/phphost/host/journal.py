@@ -14,7 +14,7 @@ from typing import Any
 
 from phphost import layout, safefs
 from phphost.errors import PhphostError
-from phphost.host import cgroups, files, jails
+from phphost.host import cgroups, files, jails, services
 from phphost.host.runner import run
 
 Entry = dict[str, Any]
@@ -180,6 +180,10 @@ def _undo_cgroupdir(e: Entry) -> None:
     cgroups.undo_dir(e["path"])
 
 
+def _undo_nproc(e: Entry) -> None:
+    services.set_nproc(e["name"], int(e["old"]))
+
+
 def _unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
 
@@ -197,4 +201,5 @@ _UNDO: dict[str, Callable[[Entry], None]] = {
     "acl": _undo_acl,
     "cgroupfile": _undo_cgroupfile,
     "cgroupdir": _undo_cgroupdir,
+    "nproc": _undo_nproc,
 }

@@ -2,7 +2,7 @@
 (standard library only), so it can also be installed as a single file.
 
     python -m phphost.jail.launch --pool NAME --jail ROOT [--pid-ns] \
-        [--cgroup phphost/NAME] [--nproc N] \
+        [--cgroup phphost/NAME] [--limits FILE | --nproc N] \
         [--mounts /etc/phphost/fpm/NAME.mounts.json] [--mount SRC:DST:ro|rw ...] \
         -- /usr/sbin/php-fpm8.2 --nodaemonize --fpm-config ... [-d k=v ...]
 
@@ -18,7 +18,8 @@ a mount points at.
 
 With --cgroup the launcher first moves itself into phphost/NAME in every mounted
 cgroup hierarchy where apply created it (so the master and every worker are counted
-and limited there), and with --nproc sets RLIMIT_NPROC: the master runs as root and
+and limited there), and with --limits (a JSON file {"pool": NAME, "nproc": N}) or
+--nproc sets RLIMIT_NPROC: the master runs as root and
 is exempt, its workers run as the pool user and are not.
 
 With --pid-ns the master instead becomes PID 1 of a new PID namespace (a killed
@@ -174,7 +175,7 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
     split = list(argv).index("--")
     opts, command = list(argv[:split]), tuple(argv[split + 1 :])
     values: dict[str, list[str]] = {"--pool": [], "--jail": [], "--mounts": [], "--mount": [],
-                                    "--cgroup": [], "--nproc": []}
+                                    "--cgroup": [], "--nproc": [], "--limits": []}
     pid_ns = "--pid-ns" in opts
     opts = [o for o in opts if o != "--pid-ns"]
     while opts:
@@ -188,6 +189,8 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
     if not jail.startswith("/") or not command[0].startswith("/"):
         raise LaunchError("the jail root and the command must be absolute paths")
     cgroup, nproc = _cgroup_nproc(values["--cgroup"], values["--nproc"])
+    for path in values["--limits"]:
+        nproc = parse_limits_json(read(path) if read is not None else _read(path), pool, path)
     try:
         mounts = [parse_mount_arg(m) for m in values["--mount"]]
         for path in values["--mounts"]:
@@ -211,6 +214,20 @@ def _cgroup_nproc(cgroups: list[str], nprocs: list[str]) -> tuple[str | None, in
     return (cgroups[0] if cgroups else None), (int(nprocs[0]) if nprocs else None)
 
 
+def parse_limits_json(text: str, pool: str, where: str) -> int:
+    """Pure: RLIMIT_NPROC from a limits file ({"pool": NAME, "nproc": N})."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise LaunchError(f"{where} is not JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("pool") != pool:
+        raise LaunchError(f"{where} is not the limits file of pool {pool!r}")
+    nproc = data.get("nproc")
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or not 0 < nproc < 1 << 22:
+        raise LaunchError(f"{where}: \"nproc\" must be a number of processes")
+    return nproc
+
+
 def cgroup_mounts(mountinfo: str) -> list[str]:
     """Pure: mount points of cgroup (v1) and cgroup2 filesystems in a mountinfo text."""
     points = []
@@ -227,7 +244,7 @@ def _read(path: str) -> str:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except OSError as err:
-        raise LaunchError(f"cannot read mount file {path}: {err.strerror}") from err
+        raise LaunchError(f"cannot read {path}: {err.strerror}") from err
 
 
 def remount_flags(m: MountSpec) -> int:

@@ -174,6 +174,15 @@ class RemoveCgroup(Action):
 
 
 @dataclass(frozen=True)
+class SetProcessLimit(Action):
+    pool: str = ""
+    nproc: int = 0
+
+    def describe(self) -> str:
+        return f"set RLIMIT_NPROC {self.nproc} on the running processes of pool {self.pool}"
+
+
+@dataclass(frozen=True)
 class StartMaster(Action):
     pool: str = ""
     socket: str = ""          # where its FPM status answers (apply waits on it)

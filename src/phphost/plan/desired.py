@@ -18,7 +18,7 @@ from phphost.render.apache import (
     render_site,
     required_modules,
 )
-from phphost.render.fpm import render_fpm_conf
+from phphost.render.fpm import render_fpm_conf, render_limits_json
 from phphost.render.supervisor import render_supervisor_program
 from phphost.spec.limits import Limits, pool_limits
 from phphost.spec.model import Model
@@ -140,6 +140,7 @@ def _files(model: Model, jails: Mapping[str, Manifest]) -> tuple[DesiredFile, ..
         files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))
         sup = render_supervisor_program(pool)
         files.append(DesiredFile(layout.supervisor_conf(pool.name), sup))
+        files.append(DesiredFile(layout.limits_file(pool.name), render_limits_json(pool)))
     for site in model.sites:
         files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
     files += [DesiredFile(*f) for f in monitor_files(model)]   # [exporter] (docs/monitoring.md)

@@ -27,6 +27,7 @@ def make_plan(desired: Desired, facts: Facts, state: State,
     acts += _jail_actions(desired, facts, jails or {}, noops)
     acts += _cgroup_actions(desired, facts, noops)
     acts += _master_actions(desired, facts, state, acts)
+    acts += _nproc_actions(desired, acts)
     acts += _program_actions(desired, acts)
     apache = _apache_actions(desired, facts, acts)
     acts += _tls_actions(desired) if apache else []
@@ -164,6 +165,15 @@ def _cgroup_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[A.
     for pool in sorted(facts.cgroup_pools - set(desired.pools)):
         out.append(A.RemoveCgroup("pool no longer in the spec", pool))
     return out
+
+
+def _nproc_actions(desired: Desired, acts: list[A.Action]) -> list[A.Action]:
+    """A changed RLIMIT_NPROC reaches a master that keeps running live (prlimit); one
+    that starts or restarts reads it from its limits file."""
+    fresh = {a.pool for a in acts if isinstance(a, (A.StartMaster, A.RestartMaster))}
+    return [A.SetProcessLimit("process limit changed: set live, no restart", pool, lim.nproc)
+            for pool, lim in desired.limits
+            if pool not in fresh and _written(acts, layout.limits_file(pool))]
 
 
 def _new_cgroup(acts: list[A.Action], pool: str) -> bool:

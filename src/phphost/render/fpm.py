@@ -3,6 +3,8 @@ has its own [global] section, pid file, error log and opcache segment. Pure."""
 
 from __future__ import annotations
 
+import json
+
 from phphost import layout
 from phphost.render.common import HEADER, check_value
 from phphost.spec.limits import pool_limits
@@ -163,10 +165,17 @@ def launcher_args(pool: Pool) -> list[str]:
     """phphost's launcher (phphost/jail/launch.py): private PID and mount namespaces;
     a jailed pool gets its jail's mounts, an unjailed one a /proc of its own."""
     args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns", "--cgroup", f"phphost/{pool.name}",
-            "--nproc", str(pool_limits(pool).nproc)]
+            "--limits", layout.limits_file(pool.name)]
     if pool.jail.enabled:
         return [*args, "--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
     return [*args, "--jail", "/", "--mount", "proc:/proc:ro"]
+
+
+def render_limits_json(pool: Pool) -> str:
+    """The launcher's limits file: RLIMIT_NPROC of the workers (spec/limits.py). A file,
+    not an argument: a changed limit must not change the supervisord command line
+    (that restarts the master); apply sets it live on the running pool instead."""
+    return json.dumps({"pool": pool.name, "nproc": pool_limits(pool).nproc}) + "\n"
 
 
 def render_fpm_argv(pool: Pool) -> list[str]:
