@@ -179,7 +179,8 @@ class _Runner:
 
     def services(self) -> None:
         masters = [*self._masters(), *self._all(A.StopMaster)]
-        if not masters and not self._all(A.ReloadApache) and not self.programs.update:
+        if not masters and not self._all(A.ReloadApache) and not self.programs.update \
+                and not self._all(A.SetProcessLimit):
             return
         self.services_touched = True
         if masters or self.programs.update:
