@@ -175,13 +175,13 @@ def test_changed_limits_apply_live_and_unenforceable_ones_are_refused(
     if host.version == "none":
         pytest.skip("no cgroups on this host")
     text = hostkit.set_pool_key(DEMO.read_text(), "pools.blog", "memory_max", '"300M"')
-    text = hostkit.set_pool_key(text, "pools.blog", "pids_max", "50")
+    text = hostkit.set_pool_key(text, "pools.blog", "pids_max", "30")    # below 40: live
     spec = hostkit.write_spec(spec_dir, "limits.toml", text)
     before = hostkit.master_pids()[layout.program_name("blog")]
     try:
         plan = hostkit.phphost("plan", spec, check=False).stdout
         assert "set limits of pool blog (cgroup" in plan and "memory 300M" in plan
-        assert "set RLIMIT_NPROC 50 on the running processes of pool blog" in plan
+        assert "set RLIMIT_NPROC 30 on the running processes of pool blog" in plan
         assert "restart FPM master" not in plan       # limits change live
         hostkit.phphost("apply", spec)
         cg = pool_cgroup("blog", pool_limits(load_spec(spec).pool("blog")), host)
@@ -190,7 +190,7 @@ def test_changed_limits_apply_live_and_unenforceable_ones_are_refused(
         assert before is not None
         master = fpm_master_pid(before)
         assert master is not None
-        assert re.search(r"Max processes\s+50\s+50", Path(f"/proc/{master}/limits").read_text())
+        assert re.search(r"Max processes\s+30\s+30", Path(f"/proc/{master}/limits").read_text())
     finally:
         hostkit.phphost("apply", str(DEMO))
     if not host.enforces("io"):

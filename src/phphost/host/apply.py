@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
@@ -192,10 +193,12 @@ class _Runner:
             self._step(m)
         for n in self._all(A.SetProcessLimit):
             self.current = n
-            old = services.set_nproc(n.pool, n.nproc)
+            old, note = services.set_nproc(n.pool, n.nproc)
             if old is not None:
                 self.journal.record({"k": "nproc", "name": n.pool, "old": old})
             self._step(n)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         for r in self._all(A.ReloadApache):
             services.apache_reload(r.restart)
             self._step(r)

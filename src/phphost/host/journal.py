@@ -181,7 +181,7 @@ def _undo_cgroupdir(e: Entry) -> None:
 
 
 def _undo_nproc(e: Entry) -> None:
-    services.set_nproc(e["name"], int(e["old"]))
+    services.set_nproc(e["name"], int(e["old"]))    # best effort (raising may need a restart)
 
 
 def _unb64(text: str | None) -> bytes | None:

@@ -168,19 +168,28 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def set_nproc(pool: str, nproc: int) -> int | None:
+def set_nproc(pool: str, nproc: int) -> tuple[int | None, str]:
     """RLIMIT_NPROC on the pool's running launcher, master and workers (new workers
-    inherit the master's). Returns the launcher's old limit (None: not running)."""
+    inherit the master's). Returns (the launcher's old limit or None when it is not
+    running, a note when the new limit could not be set live)."""
     programs, _ = read_programs()
     prog = programs.get(layout.program_name(pool))
     if prog is None or not prog.pid:
-        return None
+        return None, ""
     old: int | None = None
+    note = ""
     for pid in _descendants(prog.pid):
         try:
-            before = resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
-        except (ProcessLookupError, PermissionError):
+            before = resource.prlimit(pid, resource.RLIMIT_NPROC)
+            resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
+        except ProcessLookupError:
             continue        # exited meanwhile
+        except PermissionError:
+            # raising a hard limit needs CAP_SYS_RESOURCE, which some containers'
+            # root lacks: the launcher sets the new one when the master next starts
+            note = (f"RLIMIT_NPROC {nproc} of pool {pool} takes effect when its master "
+                    "restarts (raising a running process's hard limit needs CAP_SYS_RESOURCE)")
+            break
         if pid == prog.pid:
             old = before[1]
-    return old
+    return old, note
