@@ -154,6 +154,8 @@ def _cgroup_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[A.
                          f"RLIMIT_NPROC {lim.nproc} applies (wanted: {shown})")
             continue
         noops += [f"limits of pool {pool}: {note}" for note in cg.notes]
+        skipped = [note.split(":", 1)[0] for note in cg.notes]
+        shown += f" (not enforced here: {', '.join(skipped)})" if skipped else ""
         create = tuple(d for d in cg.dirs if d not in facts.cgroup_dirs)
         stale = [path for path, value in cg.writes if facts.cgroup_files.get(path) != value]
         if create or stale:
