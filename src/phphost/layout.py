@@ -78,6 +78,11 @@ def mounts_file(pool: str) -> str:
     return f"{FPM_CONF_DIR}/{pool}.mounts.json"
 
 
+def limits_file(pool: str) -> str:
+    """The process limits the pool's launcher sets (JSON: RLIMIT_NPROC)."""
+    return f"{FPM_CONF_DIR}/{pool}.limits.json"
+
+
 def pid_file(pool: str) -> str:
     return f"{RUN_DIR}/{pool}.pid"
 

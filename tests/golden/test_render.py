@@ -6,6 +6,7 @@ Regenerate the expected files with PHPHOST_UPDATE_GOLDEN=1 and review the diff."
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from phphost.render.apache import (
     required_modules,
 )
 from phphost.render.common import HEADER
-from phphost.render.fpm import jail_root, render_fpm_argv, render_fpm_conf
+from phphost.render.fpm import jail_root, render_fpm_argv, render_fpm_conf, render_limits_json
 from phphost.render.logrotate import render_logrotate
 from phphost.render.supervisor import command_line, render_supervisor_program
 from phphost.spec.model import (
@@ -393,11 +394,12 @@ def test_fpm_rejects_wrong_tenant_and_injection() -> None:
 
 def test_fpm_argv() -> None:
     argv = render_fpm_argv(MODEL.pool("acme"))
-    launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--jail", "/",
-                "--mount", "proc:/proc:ro", "--"]
-    assert argv[:13] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
+    launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--cgroup", "phphost/acme",
+                "--limits", layout.limits_file("acme"), "--network-policy", layout.NFT_CONF,
+                "--jail", "/", "--mount", "proc:/proc:ro", "--"]
+    assert argv[:19] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
                          "--fpm-config", layout.fpm_conf("acme")]
-    flags = argv[13:]
+    flags = argv[19:]
     assert flags[0::2] == ["-d"] * (len(flags) // 2)
     pairs = [f.split("=", 1) for f in flags[1::2]]
     keys = [k for k, _ in pairs]
@@ -405,7 +407,7 @@ def test_fpm_argv() -> None:
     assert dict(pairs)["opcache.memory_consumption"] == "96"      # php_ini wins
     assert dict(pairs)["opcache.jit"] == "tracing"
     assert dict(pairs)["opcache.validate_root"] == "1"
-    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[14::2])
+    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[20::2])
     assert blog["opcache.memory_consumption"] == "64"
 
 
@@ -562,5 +564,12 @@ def test_redirect_site_with_tls_redirects_from_both_ports() -> None:
 
 def test_jailed_master_gets_its_mounts_file() -> None:
     argv = render_fpm_argv(MODEL.pool("blog"))
-    assert argv[:9] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--jail",
-                        jail_root("blog"), "--mounts", layout.mounts_file("blog"), "--"]
+    assert argv[:15] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
+                         "phphost/blog", "--limits", layout.limits_file("blog"),
+                         "--network-policy", layout.NFT_CONF, "--jail", jail_root("blog"),
+                         "--mounts", layout.mounts_file("blog"), "--"]
+
+
+def test_limits_file_carries_rlimit_nproc() -> None:
+    # max_children 8 -> pids_max = RLIMIT_NPROC = 8 * 8 + 16 (docs/sizing.md)
+    assert json.loads(render_limits_json(MODEL.pool("acme"))) == {"pool": "acme", "nproc": 80}

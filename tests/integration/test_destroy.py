@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from phphost import layout
+from phphost.facts import cgroups
 from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.conftest import DEMO
@@ -54,6 +55,7 @@ def test_destroy_keeps_data_and_foreign_config(demo: Model) -> None:
         assert all(c.read_text() == "tenant data\n" for c in canaries)
         assert foreign.exists() and Path("/etc/apache2/sites-enabled/000-default.conf").exists()
         assert all(not user_exists(p.user) for p in demo.pools)
+        assert not cgroups.existing_pools(cgroups.detect()) & {p.name for p in demo.pools}
         assert all(user_exists(t.user) for t in demo.tenants)
         # the network policy (docs/network.md): file and table gone
         assert not Path(layout.NFT_CONF).exists()

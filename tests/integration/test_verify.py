@@ -63,7 +63,7 @@ def test_every_attack_runs_without_errors(intact: tuple[int, dict[str, Any]]) ->
     errors = [c for c in data["cells"] if c["verdict"] == "error"]
     assert not errors, errors
     assert {a["family"] for a in data["attacks"]} == {"files", "processes", "fpm", "apache",
-                                                      "jail", "network", "root"}
+                                                      "jail", "network", "root", "resources"}
 
 
 def test_only_the_known_holes_get_through(intact: tuple[int, dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from phphost.jail.manifest import is_inside
 from phphost.render.fpm import jail_root
 from phphost.spec.model import Model, Pool
 from phphost.verify import answers, attacks_answers, fixtures, probes, scratch
@@ -28,7 +29,9 @@ def _trusting_session_canary(sandbox: scratch.Scratch, pool: Pool, sid: str, tok
     del sid
     if out.get("handler") != "files" or not out.get("id"):
         return None
-    top = jail_root(pool.name) if pool.jail.enabled else ""
+    # a writable dir is a same-path mount: its host path is its jail path
+    seen_at_own_path = any(is_inside(str(out["dir"]), w) for w in pool.writable)
+    top = jail_root(pool.name) if pool.jail.enabled and not seen_at_own_path else ""
     canary = SessionCanary(top + str(out["dir"]), top + str(out["file"]), token)
     sandbox.track(canary.file)
     return canary
@@ -57,9 +60,14 @@ def _trusting_ours(self: scratch.Scratch, path: str) -> bool:
 
 
 def _cells(model: Model) -> list[Any]:
+    """The cells of pools that can plant somewhere root sees (a jailed pool's /tmp is a
+    private tmpfs: a pool without sessions or writable dirs is n/a)."""
     report, problems = run_attacks(model, ATTACK)
     assert problems == []
-    return list(report.cells)
+    na = {c.attacker for c in report.cells if c.verdict == Verdict.NA}
+    assert na == {f"pool:{p.name}" for p in model.pools
+                  if attacks_answers.planting_dir(p) is None}
+    return [c for c in report.cells if c.verdict != Verdict.NA]
 
 
 def test_crafted_answers_are_blocked(demo: Model) -> None:

@@ -52,7 +52,7 @@ def test_status_result_fails_when_a_pool_is_down() -> None:
     text, code = emitted(StatusResult([up, down]), False)
     assert code == ExitCode.NOT_RUNNING
     assert text.splitlines()[0].split() == ["pool", "state", "master", "pm", "active", "idle",
-                                            "total", "accepted"]
+                                            "total", "accepted", "memory", "pids", "cpu"]
     assert text.endswith("  ! connect refused\n")
     assert json.loads(StatusResult([down]).json()) == [down]
 

@@ -51,7 +51,7 @@ def test_changed_content_mode_owner_and_link() -> None:
     disk["/tmp"] = DiskEntry("dir", 0o1777, 0, 0)
     disk["/usr/bin/sh"] = DiskEntry("symlink", 0o777, 0, 0, target="bash")
     got = {c.path: c.detail for c in diff_jail(m, disk)}
-    assert got == {"/tmp": "mode 1777 -> 0700, owner 0:0 -> 990:1001",
+    assert got == {"/tmp": "mode 1777 -> 0755",
                    "/usr/bin/sh": "target bash -> dash",
                    "/usr/share/zoneinfo/Europe/Paris": "content"}
 

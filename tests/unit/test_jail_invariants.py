@@ -25,7 +25,7 @@ NEIGHBOURS = Neighbours(tenant_homes={"other": OTHER.home},
 
 def facts(entries: dict[str, DiskEntry] | None = None,
           parents: tuple[PathStat, ...] = GOOD_PARENTS) -> JailFacts:
-    base = {"/": DiskEntry("dir", 0o755, 0, 0), "/tmp": DiskEntry("dir", 0o700, 990, 1001),
+    base = {"/": DiskEntry("dir", 0o755, 0, 0), "/tmp": DiskEntry("dir", 0o755, 0, 0),
             "/dev/null": DiskEntry("device", 0o666, 0, 0, rdev=(1, 3)),
             "/etc/passwd": DiskEntry("file", 0o444, 0, 0)}
     return JailFacts(ROOT, parents, {**base, **(entries or {})})
@@ -145,3 +145,15 @@ def test_store_names_setgid_objects_apart() -> None:
     assert object_name("ab", 0o555) == "ab.x"
     assert object_name("ab", 0o444) == "ab"
     assert object_name("ab", 0o2555, 995) == "ab.2555.995"
+
+
+def test_the_pool_owned_tmp_of_an_older_jail_does_not_block_the_tmpfs_rebuild() -> None:
+    """/tmp was a pool-owned dir before it became a tmpfs target: it and the pool's
+    own files in it go away with the build; anything setuid or foreign still counts."""
+    old_tmp = {"/tmp": DiskEntry("dir", 0o700, 990, 1001),
+               "/tmp/sess": DiskEntry("file", 0o600, 990, 1001)}
+    assert problems(entries=old_tmp) == []
+    suid = {**old_tmp, "/tmp/x": DiskEntry("file", 0o4755, 990, 1001)}
+    assert any("setuid" in p for p in problems(entries=suid))
+    foreign = {**old_tmp, "/tmp/y": DiskEntry("file", 0o644, 991, 1001)}
+    assert any("owned by uid 991" in p for p in problems(entries=foreign))

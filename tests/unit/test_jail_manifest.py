@@ -36,7 +36,7 @@ def test_base() -> None:
     assert text(m, "/etc/group") == "root:x:0:\nncs:x:1001:\n"
     assert text(m, "/etc/nsswitch.conf").endswith("hosts: files\n")
     tmp = entry(m, "/tmp")
-    assert (tmp.kind, tmp.owner, tmp.mode) == ("dir", "pool", 0o700)
+    assert (tmp.kind, tmp.owner, tmp.fstype, tmp.size) == ("mount", "root", "tmpfs", 64 << 20)
     assert {e.path: e.device for e in m.entries if e.kind == "device"} == {
         "/dev/null": (1, 3), "/dev/zero": (1, 5), "/dev/random": (1, 8), "/dev/urandom": (1, 9)}
     assert entry(m, "/usr/share/zoneinfo/Europe/Paris").kind == "file"
@@ -135,6 +135,7 @@ def test_mounts() -> None:
     got = [(e.path, e.source, e.writable, e.fstype, e.why) for e in m.mounts]
     assert got == [
         ("/proc", "proc", False, "proc", "proc"),
+        ("/tmp", "tmpfs", True, "tmpfs", "base"),
         ("/run/mysqld", "/run/mysqld", False, "bind", "mysql"),
         ("/srv/www/ncs", "/srv/www/ncs", False, "bind", "home"),
         ("/var/cache/blog", "/srv/cache/blog", True, "bind", "mount"),

@@ -25,6 +25,7 @@ from phphost.launcher.launch import (
     launcher_argv,
     parse_args,
     remount_flags,
+    tmpfs_options,
 )
 from tests.unit.test_jail_fakes import TENANT, debian_host, pool
 
@@ -38,7 +39,11 @@ def test_render_and_parse_round_trip() -> None:
                                              "target": "/proc", "writable": False}
     owner, mounts = parse_mounts_json(text)
     assert owner == "blog"
+    assert json.loads(text)["mounts"][1] == {"type": "tmpfs", "source": "tmpfs",
+                                             "target": "/tmp", "writable": True,
+                                             "size": 64 * 1024 * 1024}
     assert mounts == (MountSpec("proc", "/proc", False, "proc"),
+                      MountSpec("tmpfs", "/tmp", True, "tmpfs", 64 * 1024 * 1024),
                       MountSpec("/srv/www/ncs", "/srv/www/ncs"),
                       MountSpec("/srv/www/ncs/data", "/srv/www/ncs/data", True))
     assert mounts_file("blog") == "/etc/phphost/fpm/blog.mounts.json"
@@ -123,3 +128,14 @@ def test_launcher_is_standalone() -> None:
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m and m.startswith("phphost") for m in modules), modules
+
+
+def test_tmpfs_mounts() -> None:
+    item = {"type": "tmpfs", "source": "tmpfs", "target": "/tmp", "writable": True,
+            "size": 1 << 20}
+    _, mounts = parse_mounts_json(json.dumps({"pool": "blog", "mounts": [item]}))
+    assert mounts == (MountSpec("tmpfs", "/tmp", True, "tmpfs", 1 << 20),)
+    assert tmpfs_options(mounts[0]) == "size=1048576,nr_inodes=1024,mode=1777"
+    for bad in (0, -1, "1M", True, None):
+        with pytest.raises(ValueError, match="size"):
+            parse_mounts_json(json.dumps({"pool": "b", "mounts": [{**item, "size": bad}]}))

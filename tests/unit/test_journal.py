@@ -1,5 +1,6 @@
 """Every journal record kind and its undo, in temporary directories: path, module,
-modset, jail, group, user, usergroup, dir, dirmode, acl, nft. Commands (groupadd, useradd,
+modset, jail, group, user, usergroup, dir, dirmode, acl, nft, cgroupfile, cgroupdir,
+nproc. Commands (groupadd, useradd,
 usermod, a2enmod) are recorded, not run."""
 
 from __future__ import annotations
@@ -210,9 +211,28 @@ def test_nft_undo_loads_the_old_policy_or_deletes_the_table(
     assert calls == ["delete", "load table inet phphost {}\n"]
 
 
+def test_cgroup_and_nproc_undos(jdir: Journal, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A limit file gets its old value back, a cgroup dir made by this apply goes, a
+    live RLIMIT_NPROC change is set back on the running pool."""
+    calls: list[str] = []
+    monkeypatch.setattr(J.services, "set_nproc", lambda pool, n: calls.append(f"nproc {pool} {n}"))
+    limit = tmp_path / "pids.max"
+    limit.write_text("30")   # a cgroup file is written in place, as the kernel takes it
+    made = tmp_path / "phphost"
+    made.mkdir()
+    jdir.record({"k": "cgroupdir", "path": str(made)})
+    jdir.record({"k": "cgroupfile", "path": str(limit), "old": "40"})
+    jdir.record({"k": "nproc", "name": "blog", "old": 40})
+    jdir.rollback()
+    assert calls == ["nproc blog 40"]
+    assert limit.read_text() == "40" and not made.exists()
+
+
 def test_these_tests_cover_every_record_kind() -> None:
     text = Path(__file__).read_text()
     assert sorted(J._UNDO) == sorted(["path", "module", "modset", "jail", "group", "user",
-                                      "usergroup", "dir", "dirmode", "acl", "nft"])
+                                      "usergroup", "dir", "dirmode", "acl", "nft", "cgroupfile",
+                                      "cgroupdir", "nproc"])
     untested = [k for k in J._UNDO if f'"k": "{k}"' not in text and f'"{k}"' not in text]
     assert untested == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from phphost import layout
@@ -13,6 +15,8 @@ from phphost.plan import actions as A
 from phphost.plan.desired import Desired, DesiredAcl, DesiredDir, DesiredFile, DesiredUser
 from phphost.plan.destroy import make_destroy_plan
 from phphost.plan.planner import make_plan
+from phphost.render.cgroups import CgroupHost, pool_cgroup
+from phphost.spec.limits import Limits
 
 FPM = layout.fpm_conf("app")
 SUP = layout.supervisor_conf("app")
@@ -228,3 +232,74 @@ def test_destroy_refuses_unsafe_paths_up_front() -> None:
             make_destroy_plan(desired(), facts, STATE, purge=purge)
         assert "/srv/acme: is a symlink" in str(err.value)
         assert "nothing was changed" in str(err.value)
+
+
+# --- resource limits --------------------------------------------------------------------
+
+V1 = CgroupHost(v1={"memory": "/c/memory", "pids": "/c/pids", "cpu": "/c/cpu"})
+LIMITS = Limits(memory_max=256 << 20, memory_high=230 << 20, pids_max=40, nproc=40,
+                cpu_weight=100, cpu_max=None, io_weight=100, explicit=frozenset())
+
+
+def limited(limits: Limits = LIMITS) -> Desired:
+    d = desired()
+    return dataclasses.replace(d, files=(*d.files, DesiredFile(layout.limits_file("app"),
+                                                               "nproc\n")),
+                               limits=(("app", limits),))
+
+
+def limited_facts(**over: object) -> Facts:
+    cg = pool_cgroup("app", LIMITS, V1)
+    assert cg is not None
+    d = limited()
+    base: dict[str, object] = dict(files={f.path: f.content for f in d.files}, cgroups=V1,
+                                   cgroup_files=dict(cg.writes), cgroup_dirs=frozenset(cg.dirs),
+                                   cgroup_pools=frozenset({"app"}))
+    base.update(over)
+    return converged(**base)
+
+
+def test_limits_in_place_are_a_noop_shown_in_noops() -> None:
+    plan = make_plan(limited(), limited_facts(), STATE)
+    assert not plan.has_changes()
+    assert any(n.startswith("limits of pool app (cgroup v1): memory 256M") for n in plan.noops)
+
+
+def test_a_new_cgroup_restarts_the_running_master_once() -> None:
+    plan = make_plan(limited(), limited_facts(cgroup_dirs=frozenset(), cgroup_files={}), STATE)
+    sets = [a for a in plan.actions if isinstance(a, A.SetCgroup)]
+    assert len(sets) == 1 and sets[0].create == ("/c/memory/phphost/app", "/c/pids/phphost/app",
+                                                  "/c/cpu/phphost/app")
+    assert "create cgroup and set limits of pool app (cgroup v1): memory 256M" in \
+        sets[0].describe()
+    assert plan.one(A.RestartMaster) is not None
+
+
+def test_changed_limits_and_nproc_apply_live() -> None:
+    changed = dataclasses.replace(LIMITS, pids_max=30, nproc=30)
+    facts = limited_facts()
+    d = limited(changed)
+    files = tuple(f if f.path != layout.limits_file("app") else
+                  DesiredFile(f.path, "nproc 30\n") for f in d.files)
+    plan = make_plan(dataclasses.replace(d, files=files), facts, STATE)
+    kinds = [a.kind for a in plan.changes]
+    assert "SetCgroup" in kinds and "SetProcessLimit" in kinds
+    assert "RestartMaster" not in kinds and "ReloadMaster" not in kinds
+    assert "1 limit(s) differ: pids.max" in next(a.reason for a in plan.changes
+                                                 if isinstance(a, A.SetCgroup))
+
+
+def test_cgroups_of_dropped_pools_are_removed_and_destroy_removes_all() -> None:
+    facts = limited_facts(cgroup_pools=frozenset({"app", "old"}))
+    plan = make_plan(limited(), facts, STATE)
+    assert [a.pool for a in plan.actions if isinstance(a, A.RemoveCgroup)] == ["old"]
+    gone = make_destroy_plan(limited(), facts, STATE, purge=False)
+    assert [a.pool for a in gone.actions if isinstance(a, A.RemoveCgroup)] == ["app"]
+
+
+def test_explicit_limit_the_host_cannot_enforce_is_refused() -> None:
+    explicit = dataclasses.replace(LIMITS, explicit=frozenset({"memory_max"}))
+    with pytest.raises(PlanError, match=r"pools\.app\.memory_max: this host cannot enforce"):
+        make_plan(limited(explicit), limited_facts(cgroups=CgroupHost()), STATE)
+    plan = make_plan(limited(), limited_facts(cgroups=CgroupHost()), STATE)
+    assert any("no cgroup hierarchy on this host; only RLIMIT_NPROC 40" in n for n in plan.noops)

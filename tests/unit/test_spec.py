@@ -245,6 +245,15 @@ def test_invalid_names(section: str, bad: str) -> None:
     ("process_control_timeout = 0", "process_control_timeout", "at least 1"),
     ('request_terminate_timeout = "10 minutes"', "request_terminate_timeout", "5m"),
     ("max_requests = -1", "max_requests", "at least 0"),
+    ('tmp_size = "64X"', "tmp_size", '"64M"'),
+    ('tmp_size = "512K"', "tmp_size", "1M..16384M"),
+    ("tmp_size = true", "tmp_size", "size"),
+    ('memory_max = "8M"', "memory_max", "16M.."),
+    ("pids_max = 2", "pids_max", "from 8 to"),
+    ("cpu_weight = 0", "cpu_weight", "1 to 10000"),
+    ('cpu_max = "2"', "cpu_max", "CPUs"),
+    ("cpu_max = 0.001", "cpu_max", "0.01 to 1024"),
+    ("io_weight = 10001", "io_weight", "1 to 10000"),
 ])
 def test_setting_values(line: str, key: str, word: str) -> None:
     fails(f"[templates.t]\n{line}\n", f"templates.t.{key}", word)
@@ -483,3 +492,23 @@ def test_socket_in_a_shared_or_tenant_dir_is_refused() -> None:
     home = parse(BASE).tenants[0].home
     fails(BASE + f'[pools.p]\ntenant = "acme"\nsocket = "{home}/run/p.sock"\n',
           "pools.p.socket", "inside the home of tenant 'acme'")
+
+
+@pytest.mark.parametrize(("value", "size"), [('"64M"', 64 << 20), ('"1g"', 1 << 30),
+                                             ("2097152", 2 << 20), ('"2048K"', 2 << 20)])
+def test_tmp_size_inherited_from_templates(value: str, size: int) -> None:
+    model = parse(BASE.replace('tenant = "acme"\n', 'tenant = "acme"\ntemplate = "t"\n', 1)
+                  + f"\n[templates.t]\ntmp_size = {value}\n")
+    assert model.pool("web").settings.tmp_size == size
+    assert parse(BASE).pool("web").settings.tmp_size == 64 << 20
+
+
+def test_limits_inherited_and_checked_on_the_pool() -> None:
+    text = BASE.replace('tenant = "acme"\n', 'tenant = "acme"\ntemplate = "t"\n', 1)
+    model = parse(text + '\n[templates.t]\nmemory_max = "512M"\npids_max = 64\ncpu_max = 1.5\n')
+    s = model.pool("web").settings
+    assert (s.memory_max, s.pids_max, s.cpu_max, s.io_weight) == (512 << 20, 64, 1.5, None)
+    fails(text + '\n[templates.t]\nmemory_max = "64M"\nmemory_high = "128M"\n',
+          "pools.web.memory_high", "above memory_max", "from template t")
+    fails(text + "\n[templates.t]\nmax_children = 20\npids_max = 10\n",
+          "pools.web.pids_max", "at least 22")

@@ -99,7 +99,7 @@ def test_catalog_ids_unique_and_every_family_present() -> None:
     ids = [a.id for a in catalog.ALL]
     assert len(ids) == len(set(ids))
     assert set(catalog.FAMILIES) == {"files", "processes", "fpm", "apache", "jail", "network",
-                                     "root"}
+                                     "root", "resources"}
     assert all(a.id.startswith(a.family + ".") for a in catalog.ALL)
 
 

@@ -11,6 +11,7 @@ from phphost import layout
 from phphost.cli.result import Result, dumps
 from phphost.errors import FastCGIError
 from phphost.exitcodes import ExitCode
+from phphost.facts import cgroups
 from phphost.facts.gather import fpm_master_pid, read_programs
 from phphost.fastcgi.status import fpm_status
 from phphost.files import read_text
@@ -25,6 +26,7 @@ def pool_socket(pool: str) -> str:
 
 def pool_statuses(pools: tuple[str, ...]) -> list[dict[str, Any]]:
     programs, _ = read_programs()
+    host = cgroups.detect()
     rows = []
     for pool in pools:
         prog = programs.get(layout.program_name(pool))
@@ -40,18 +42,31 @@ def pool_statuses(pools: tuple[str, ...]) -> list[dict[str, Any]]:
                        accepted=st.accepted_conn, max_children_reached=st.max_children_reached)
         except FastCGIError as err:
             row.update(error=str(err), running=False)
+        use = cgroups.usage(host, pool)
+        row.update(memory=use["memory"], pids=use["pids"], cpu_usec=use["cpu_usec"])
         rows.append(row)
     return rows
 
 
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / (1 << 20):.1f}M"
+
+
+def _secs(usec: int | None) -> str:
+    return "-" if usec is None else f"{usec / 1e6:.2f}s"
+
+
 def format_statuses(rows: list[dict[str, Any]]) -> str:
     head = f"{'pool':<16} {'state':<9} {'master':>7} {'pm':<9} {'active':>6} {'idle':>5} " \
-           f"{'total':>5} {'accepted':>9}"
+           f"{'total':>5} {'accepted':>9} {'memory':>8} {'pids':>5} {'cpu':>9}"
     lines = [head]
     for r in rows:
         lines.append(f"{r['pool']:<16} {r['state']:<9} {r['master_pid'] or '-':>7} "
                      f"{r.get('pm', '-'):<9} {r.get('active', '-'):>6} {r.get('idle', '-'):>5} "
-                     f"{r.get('total', '-'):>5} {r.get('accepted', '-'):>9}")
+                     f"{r.get('total', '-'):>5} {r.get('accepted', '-'):>9} "
+                     f"{_mib(r.get('memory')):>8} "
+                     f"{r.get('pids') if r.get('pids') is not None else '-':>5} "
+                     f"{_secs(r.get('cpu_usec')):>9}")
         if "error" in r:
             lines.append(f"  ! {r['error']}")
     return "\n".join(lines) + "\n"

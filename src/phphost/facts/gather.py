@@ -7,9 +7,11 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass, field
+from typing import Any
 
 from phphost import layout, safefs
-from phphost.facts import nftables
+from phphost.errors import PlanError
+from phphost.facts import cgroups, nftables
 from phphost.facts.parse import (
     ProgramStatus,
     parse_apache_modules,
@@ -17,7 +19,9 @@ from phphost.facts.parse import (
 )
 from phphost.facts.state import State
 from phphost.files import read_text
+from phphost.render.cgroups import CgroupHost, pool_cgroup
 from phphost.runner import run
+from phphost.spec.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Wanted:
     grants: tuple[tuple[str, tuple[str, ...]], ...] = ()   # recursive grants: (path, entries)
     tls: tuple[tuple[str, str, str, str | None], ...] = ()   # (site, cert, key, chain)
     sockets: tuple[tuple[str, str], ...] = ()   # (pool, socket path)
+    limits: tuple[tuple[str, Limits], ...] = ()   # (pool, its resource limits)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Facts:
     unsafe: dict[str, str] = field(default_factory=dict)   # path -> why phphost won't touch it
     nft_live: str | None = None      # `nft list table inet phphost` (None: no table)
     nft_loaded: str | None = None    # sha256 of that listing recorded by the last load
+    cgroups: CgroupHost = field(default_factory=CgroupHost)
+    cgroup_files: dict[str, str | None] = field(default_factory=dict)  # limit file -> value
+    cgroup_dirs: frozenset[str] = frozenset()      # existing pool cgroup directories
+    cgroup_pools: frozenset[str] = frozenset()     # pools with a cgroup on the host
 
 
 def gather(wanted: Wanted, state: State) -> Facts:
@@ -93,7 +102,24 @@ def gather(wanted: Wanted, state: State) -> Facts:
         unsafe=unsafe,
         nft_live=nftables.live(),
         nft_loaded=nftables.loaded_digest(),
+        **_cgroup_facts(wanted),
     )
+
+
+def _cgroup_facts(wanted: Wanted) -> dict[str, Any]:
+    host = cgroups.detect()
+    values: dict[str, str | None] = {}
+    dirs: set[str] = set()
+    for pool, lim in wanted.limits:
+        try:
+            cg = pool_cgroup(pool, lim, host)
+        except PlanError:
+            continue            # the planner refuses it, naming the key
+        if cg is not None:
+            values.update(cgroups.current(cg))
+            dirs.update(d for d in cg.dirs if d not in cgroups.missing_dirs(cg))
+    return {"cgroups": host, "cgroup_files": values, "cgroup_dirs": frozenset(dirs),
+            "cgroup_pools": cgroups.existing_pools(host)}
 
 
 def read_jail_dirs() -> frozenset[str]:

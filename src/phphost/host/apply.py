@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
 from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
-from phphost.host import identities, jails, nftables, services, staging
+from phphost.facts import cgroups as cgroup_facts
+from phphost.host import cgroups, identities, jails, nftables, services, staging
 from phphost.host.journal import Journal
 from phphost.host.tls import check_files
 from phphost.plan import actions as A
@@ -133,6 +135,11 @@ class _Runner:
                 self.journal.record({"k": "jail", "name": j.pool})
             jails.build(j.manifest, j.user, j.group)
             self._step(j)
+        for c in self._all(A.SetCgroup):
+            self.current = c
+            if c.cgroup is not None:
+                cgroups.apply(c.cgroup, self.journal.record)
+            self._step(c)
         staging.validate_fpm(self.plan.actions)
         for load in self._all(A.LoadNftables):
             self.current = load
@@ -195,7 +202,8 @@ class _Runner:
 
     def services(self) -> None:
         masters = [*self._masters(), *self._all(A.StopMaster)]
-        if not masters and not self._all(A.ReloadApache) and not self.programs.update:
+        if not masters and not self._all(A.ReloadApache) and not self.programs.update \
+                and not self._all(A.SetProcessLimit):
             return
         self.services_touched = True
         if masters or self.programs.update:
@@ -205,6 +213,14 @@ class _Runner:
             self.current = m
             self._master(m)
             self._step(m)
+        for n in self._all(A.SetProcessLimit):
+            self.current = n
+            old, note = services.set_nproc(n.pool, n.nproc)
+            if old is not None:
+                self.journal.record({"k": "nproc", "name": n.pool, "old": old})
+            self._step(n)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         for r in self._all(A.ReloadApache):
             services.apache_reload(r.restart)
             self._step(r)
@@ -231,6 +247,9 @@ class _Runner:
         for r in self._all(A.RemoveJail):
             jails.remove(r.pool)
             self._step(r)
+        for c in self._all(A.RemoveCgroup):
+            cgroups.remove(cgroup_facts.detect(), c.pool)
+            self._step(c)
         if self._of(A.BuildJail, A.RemoveJail):
             jails.collect_garbage()
         for u in self._all(A.RemoveUser):

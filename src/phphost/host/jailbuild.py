@@ -54,7 +54,9 @@ def build_jail(manifest: Manifest, root: str, store_dir: str = layout.STORE_DIR)
 def _refuse_under_mount_targets(manifest: Manifest, changes: list[Change], root: str) -> None:
     """A mount target is an empty directory on the host. Anything found beneath one
     was put there by hand: say so instead of deleting it."""
-    targets = [e.path for e in manifest.mounts]
+    # a tmpfs target may hold what the pool left in it when it was a pool-owned dir
+    # (a jail built before /tmp became a tmpfs): the pool's own scratch, removed
+    targets = [e.path for e in manifest.mounts if e.fstype != "tmpfs"]
     for change in changes:
         top = next((t for t in targets if change.action == "remove"
                     and change.path != t and is_inside(change.path, t)), None)

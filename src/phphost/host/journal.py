@@ -14,7 +14,7 @@ from typing import Any
 
 from phphost import files, layout, safefs
 from phphost.errors import PhphostError
-from phphost.host import jails, nftables
+from phphost.host import cgroups, jails, nftables, services
 from phphost.runner import run
 
 Entry = dict[str, Any]
@@ -180,6 +180,18 @@ def _undo_acl(e: Entry) -> None:
                 os.close(fd)
 
 
+def _undo_cgroupfile(e: Entry) -> None:
+    cgroups.undo_file(e["path"], e["old"])
+
+
+def _undo_cgroupdir(e: Entry) -> None:
+    cgroups.undo_dir(e["path"])
+
+
+def _undo_nproc(e: Entry) -> None:
+    services.set_nproc(e["name"], int(e["old"]))    # best effort (raising may need a restart)
+
+
 def _unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
 
@@ -196,4 +208,7 @@ _UNDO: dict[str, Callable[[Entry], None]] = {
     "dir": _undo_dir,
     "dirmode": _undo_dirmode,
     "acl": _undo_acl,
+    "cgroupfile": _undo_cgroupfile,
+    "cgroupdir": _undo_cgroupdir,
+    "nproc": _undo_nproc,
 }

@@ -4,6 +4,7 @@ addressed by its own supervisor program name or pid, never by process name."""
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 from phphost import layout
@@ -146,3 +147,49 @@ def _wait_apache_started(timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise HostError("apache2 did not start: see /var/log/apache2/error.log")
         time.sleep(0.1)
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc/PID/task/TID/children)."""
+    out, todo = [], [pid]
+    while todo:
+        cur = todo.pop()
+        out.append(cur)
+        try:
+            tasks = os.listdir(f"/proc/{cur}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{cur}/task/{tid}/children", encoding="ascii") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def set_nproc(pool: str, nproc: int) -> tuple[int | None, str]:
+    """RLIMIT_NPROC on the pool's running launcher, master and workers (new workers
+    inherit the master's). Returns (the launcher's old limit or None when it is not
+    running, a note when the new limit could not be set live)."""
+    programs, _ = read_programs()
+    prog = programs.get(layout.program_name(pool))
+    if prog is None or not prog.pid:
+        return None, ""
+    old: int | None = None
+    note = ""
+    for pid in _descendants(prog.pid):
+        try:
+            before = resource.prlimit(pid, resource.RLIMIT_NPROC)
+            resource.prlimit(pid, resource.RLIMIT_NPROC, (nproc, nproc))
+        except ProcessLookupError:
+            continue        # exited meanwhile
+        except PermissionError:
+            # raising a hard limit needs CAP_SYS_RESOURCE, which some containers'
+            # root lacks: the launcher sets the new one when the master next starts
+            note = (f"RLIMIT_NPROC {nproc} of pool {pool} takes effect when its master "
+                    "restarts (raising a running process's hard limit needs CAP_SYS_RESOURCE)")
+            break
+        if pid == prog.pid:
+            old = before[1]
+    return old, note

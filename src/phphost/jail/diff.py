@@ -118,6 +118,8 @@ def diff_jail(manifest: Manifest, on_disk: Mapping[str, DiskEntry]) -> list[Chan
 
 
 def _source(entry: Entry) -> str:
+    if entry.kind == "mount" and entry.fstype == "tmpfs":
+        return f"rw tmpfs size={entry.size // (1024 * 1024)}M noexec"
     if entry.kind == "mount":
         return f"{'rw' if entry.writable else 'ro'} {entry.fstype} {entry.source}"
     if entry.kind == "symlink":

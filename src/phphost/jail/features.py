@@ -125,7 +125,10 @@ def _same_path_mounts(pool: Pool, tenant: Tenant) -> list[str]:
 
 def feature_base(ctx: Context) -> None:
     ctx.out.put(Entry("/", "dir", why="base"))
-    ctx.out.put(Entry("/tmp", "dir", None, POOL_DIR_MODE, owner="pool", why="base"))
+    # a private tmpfs (noexec, nosuid, nodev) the launcher mounts in the master's
+    # namespace: bounded by tmp_size, gone with the master, no program runs from it
+    ctx.out.put(Entry("/tmp", "mount", "tmpfs", why="base", writable=True, fstype="tmpfs",
+                      size=ctx.pool.settings.tmp_size))
     for path, devnum in ALLOWED_DEVICES.items():
         ctx.out.put(Entry(path, "device", devnum, DEVICE_MODE, why="base"))
     ctx.add_tree("base", ZONEINFO)

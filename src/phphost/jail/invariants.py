@@ -91,7 +91,13 @@ def _parents(pool: str, parents: tuple[PathStat, ...]) -> list[Violation]:
 def _on_disk(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> list[Violation]:
     out = []
     pool_dirs = set(manifest.pool_dirs) | _dropped_pool_dirs(manifest, entries)
+    # what the pool left in its old on-disk /tmp (now a tmpfs target): the build removes it
+    scratch = [p for p in pool_dirs if (w := manifest.get(p)) is not None and w.fstype == "tmpfs"]
     for path, e in sorted(entries.items()):
+        if any(path != top and is_inside(path, top) for top in scratch) \
+                and e.uid == manifest.uid and e.kind in ("file", "dir", "symlink") \
+                and not e.mode & (stat.S_ISUID | stat.S_ISGID):
+            continue
         if (e.kind not in ("dir", "symlink") and e.mode & (stat.S_ISUID | stat.S_ISGID)
                 and not _mailer(manifest, path, e)):
             out.append(Violation(manifest.pool, path, f"setuid/setgid (mode {e.mode:04o})",
@@ -116,11 +122,12 @@ def _mailer(manifest: Manifest, path: str, e: DiskEntry) -> bool:
 def _dropped_pool_dirs(manifest: Manifest, entries: Mapping[str, DiskEntry]) -> set[str]:
     """Directories this pool owned under an earlier manifest (a session dir after the
     'sessions' feature is dropped): the pool owned them all along, and the build
-    removes them, so they are no reason to refuse it."""
+    removes them, so they are no reason to refuse it. The same for the pool-owned
+    /tmp of a jail built before /tmp became a tmpfs: the build hands it to root."""
     wanted = manifest.by_path()
     return {path for path, e in entries.items()
-            if e.kind == "dir" and path not in wanted and manifest.uid is not None
-            and e.uid == manifest.uid}
+            if e.kind == "dir" and manifest.uid is not None and e.uid == manifest.uid
+            and (path not in wanted or wanted[path].fstype == "tmpfs")}
 
 
 def _device(pool: str, path: str, e: DiskEntry) -> list[Violation]:

@@ -39,7 +39,7 @@ class Entry:
 
     source: files - host path they are copied from (None when generated: `content`);
     symlinks - the raw link target; devices - (major, minor); mounts - host path
-    (or "proc" for a procfs mount, fstype "proc").
+    (or "proc" for a procfs mount, fstype "proc"; "tmpfs" for the private /tmp).
     owner "pool" is the pool's runtime user (its private /tmp, its session dir);
     everything else is root's and not writable by the pool.
     """
@@ -53,7 +53,8 @@ class Entry:
     writable: bool = False          # mounts: read-write bind
     digest: str = ""                # files: sha256 of the content ("" = not known yet)
     content: bytes | None = None    # generated files
-    fstype: str = "bind"            # mounts: "bind" or "proc"
+    fstype: str = "bind"            # mounts: "bind", "proc" or "tmpfs"
+    size: int = 0                   # tmpfs mounts: bytes
 
     def same_thing(self, other: Entry) -> bool:
         """Equal in everything but `why`."""
@@ -205,6 +206,9 @@ class ManifestBuilder:
                 f"{where} lies beneath {parent.path}, which is a {parent.kind} in the jail "
                 f"(from {parent.why}); use the real path"
                 + (f" (the link points to {parent.source})" if parent.kind == "symlink" else ""))
+        if parent.kind == "mount" and parent.fstype == "tmpfs":
+            raise PlanError(f"{where} lies in {parent.path}, the pool's private tmpfs, a "
+                            "directory the pool writes; mount somewhere else")
         if parent.kind == "mount" and entry.kind != "mount":
             raise PlanError(f"{where} would be hidden by the mount at {parent.path}; "
                             "mount somewhere else or drop the feature that needs the path")

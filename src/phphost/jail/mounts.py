@@ -2,7 +2,9 @@
 
     {"pool": "blog", "mounts": [
       {"type": "bind", "source": "/srv/www/ncs", "target": "/srv/www/ncs", "writable": false},
-      {"type": "proc", "source": "proc", "target": "/proc", "writable": false}]}
+      {"type": "proc", "source": "proc", "target": "/proc", "writable": false},
+      {"type": "tmpfs", "source": "tmpfs", "target": "/tmp", "writable": true,
+       "size": 67108864}]}
 
 Targets are paths inside the jail; mounts are listed parents first.
 """
@@ -34,15 +36,17 @@ def mounts_of(manifest: Manifest) -> tuple[MountSpec, ...]:
     """Pure: the manifest's mounts, parents first."""
     out = []
     for e in manifest.mounts:
-        kind: MountType = "proc" if e.fstype == "proc" else "bind"
-        out.append(MountSpec(str(e.source), e.path, e.writable, kind))
+        kind: MountType = "proc" if e.fstype == "proc" else \
+            "tmpfs" if e.fstype == "tmpfs" else "bind"
+        out.append(MountSpec(str(e.source), e.path, e.writable, kind, e.size))
     return tuple(out)
 
 
 def render_mounts_json(manifest: Manifest) -> str:
     """Pure: the launcher's mount file for this manifest."""
     mounts = [{"type": m.type, "source": m.source, "target": m.target,
-               "writable": m.writable} for m in mounts_of(manifest)]
+               "writable": m.writable, **({"size": m.size} if m.type == "tmpfs" else {})}
+              for m in mounts_of(manifest)]
     return json.dumps({"pool": manifest.pool, "mounts": mounts}, indent=2) + "\n"
 
 

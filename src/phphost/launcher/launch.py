@@ -2,16 +2,25 @@
 (standard library only), so it can also be installed as a single file.
 
     python -m phphost.launcher.launch --pool NAME --jail ROOT [--pid-ns] \
+        [--cgroup phphost/NAME] [--limits FILE | --nproc N] [--network-policy FILE] \
         [--mounts /etc/phphost/fpm/NAME.mounts.json] [--mount SRC:DST:ro|rw ...] \
         -- /usr/sbin/php-fpm8.2 --nodaemonize --fpm-config ... [-d k=v ...]
 
-supervisord runs this; it unshares a mount namespace, makes every mount in it
+supervisord runs this; it unshares an IPC namespace (SysV IPC and POSIX message
+queues private to the master and its workers) and a mount namespace, makes every mount in it
 private (nothing propagates back to the host), bind-mounts each source onto its
 target inside the jail (nosuid, nodev; read-only ones remounted MS_RDONLY, writable
-ones noexec; "proc" mounts a read-only procfs with hidepid=invisible), then execs the
+ones noexec; "proc" mounts a read-only procfs with hidepid=invisible; "tmpfs" a
+private tmpfs of the given size, noexec, nosuid, nodev, mode 1777), then execs the
 command, so the supervised pid is the FPM master. The host's mount table never shows
 a jail mount, so removing or rebuilding a jail on the host can never reach into what
 a mount points at.
+
+With --cgroup the launcher first moves itself into phphost/NAME in every mounted
+cgroup hierarchy where apply created it (so the master and every worker are counted
+and limited there), and with --limits (a JSON file {"pool": NAME, "nproc": N}) or
+--nproc sets RLIMIT_NPROC: the master runs as root and
+is exempt, its workers run as the pool user and are not.
 
 With --pid-ns the master instead becomes PID 1 of a new PID namespace (a killed
 master takes every worker with it) and the launcher stays as the supervised process,
@@ -20,10 +29,12 @@ forwarding signals to the master and exiting with its status.
 Sources and targets are opened component by component with O_NOFOLLOW and mounted
 through /proc/self/fd: a symlink planted in a tenant's home cannot redirect a bind.
 
-Before any of that, the pool's network policy (docs/network.md) must be in the kernel:
-when table inet phphost has no chain for this pool (after a reboot the kernel has no
-table at all), the launcher loads /etc/phphost/nftables.conf with `nft -f`; if the
-pool's chain is still missing, the master does not start.
+With --network-policy FILE (phphost renders it for every pool), before any of that the
+pool's network policy (docs/network.md) must be in the kernel: when table inet phphost
+has no chain for this pool (after a reboot the kernel has no table at all), the
+launcher loads FILE (/etc/phphost/nftables.conf) with `nft -f`; if the pool's chain is
+still missing, the master does not start. Without it (a launcher run by hand, the
+jail tests) no policy is asked for.
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ import ctypes
 import json
 import os
 import posixpath
+import re
+import resource
 import signal
 import stat
 import subprocess
@@ -51,6 +64,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWIPC = 0x08000000
 PR_SET_PDEATHSIG = 1
 NFT = "/usr/sbin/nft"                       # layout.NFT_BINARY
 NFT_CONF = "/etc/phphost/nftables.conf"     # layout.NFT_CONF
@@ -61,15 +75,17 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, sign
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-MountType = Literal["bind", "proc"]
+MountType = Literal["bind", "proc", "tmpfs"]
+TMPFS_MODE = "1777"       # the pool user is the only user in its jail: a sticky /tmp
 
 
 @dataclass(frozen=True)
 class MountSpec:
-    source: str          # host path ("proc" for procfs)
+    source: str          # host path ("proc" for procfs, "tmpfs" for a tmpfs)
     target: str          # path inside the jail
     writable: bool = False
     type: MountType = "bind"
+    size: int = 0        # tmpfs: its size in bytes (> 0)
 
 
 class LaunchError(Exception):
@@ -83,6 +99,9 @@ class LaunchPlan:
     mounts: tuple[MountSpec, ...]
     command: tuple[str, ...]
     pid_ns: bool = False
+    cgroup: str | None = None   # e.g. "phphost/blog": joined in every hierarchy that has it
+    nproc: int | None = None    # RLIMIT_NPROC for the workers (root's master is exempt)
+    network_policy: str | None = None   # nftables file that must hold the pool's chain
 
 
 # ---------------------------------------------------------------- pure
@@ -106,12 +125,15 @@ def _mount_item(item: Any, where: str) -> MountSpec:
     if not isinstance(item, dict):
         raise ValueError(f"{where} is not an object")
     kind, source, target = item.get("type", "bind"), item.get("source"), item.get("target")
-    writable = item.get("writable", False)
-    if kind not in ("bind", "proc") or not isinstance(writable, bool):
-        raise ValueError(f"{where}: type must be bind or proc, writable true or false")
+    writable, size = item.get("writable", False), item.get("size", 0)
+    if kind not in ("bind", "proc", "tmpfs") or not isinstance(writable, bool):
+        raise ValueError(f"{where}: type must be bind, proc or tmpfs, writable true or false")
     if not isinstance(source, str) or not isinstance(target, str):
         raise ValueError(f"{where}: source and target must be strings")
-    return checked(MountSpec(source, target, writable, kind), where)
+    if kind == "tmpfs" and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        raise ValueError(f"{where}: a tmpfs needs \"size\", a number of bytes > 0")
+    return checked(MountSpec(source, target, writable, kind, size if kind == "tmpfs" else 0),
+                   where)
 
 
 def checked(m: MountSpec, where: str) -> MountSpec:
@@ -124,8 +146,8 @@ def checked(m: MountSpec, where: str) -> MountSpec:
     target = posixpath.normpath(m.target)
     if target == "/":
         raise ValueError(f"{where}: cannot mount over the jail root")
-    source = posixpath.normpath(m.source) if m.type == "bind" else "proc"
-    return MountSpec(source, target, m.writable, m.type)
+    source = posixpath.normpath(m.source) if m.type == "bind" else m.type
+    return MountSpec(source, target, m.writable, m.type, m.size)
 
 
 def parse_mount_arg(text: str) -> MountSpec:
@@ -147,6 +169,9 @@ def order(mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
     return tuple(sorted(mounts, key=lambda m: (m.target.count("/"), m.target)))
 
 
+_CGROUP_RE = re.compile(r"^phphost/[a-z][a-z0-9_-]{0,30}$")
+
+
 def launcher_argv(python: str, pool: str, jail: str, mounts_file: str,
                   command: Sequence[str], pid_ns: bool = False) -> list[str]:
     """Pure: the supervisord command of a jailed pool's master."""
@@ -161,7 +186,9 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
                           "[--mount SRC:DST:ro|rw] -- COMMAND ARGS")
     split = list(argv).index("--")
     opts, command = list(argv[:split]), tuple(argv[split + 1 :])
-    values: dict[str, list[str]] = {"--pool": [], "--jail": [], "--mounts": [], "--mount": []}
+    values: dict[str, list[str]] = {"--pool": [], "--jail": [], "--mounts": [], "--mount": [],
+                                    "--cgroup": [], "--nproc": [], "--limits": [],
+                                    "--network-policy": []}
     pid_ns = "--pid-ns" in opts
     opts = [o for o in opts if o != "--pid-ns"]
     while opts:
@@ -174,6 +201,12 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
     pool, jail = values["--pool"][0], values["--jail"][0]
     if not jail.startswith("/") or not command[0].startswith("/"):
         raise LaunchError("the jail root and the command must be absolute paths")
+    cgroup, nproc = _cgroup_nproc(values["--cgroup"], values["--nproc"])
+    policies = values["--network-policy"]
+    if len(policies) > 1 or any(not p.startswith("/") for p in policies):
+        raise LaunchError("--network-policy is given at most once, as an absolute path")
+    for path in values["--limits"]:
+        nproc = parse_limits_json(read(path) if read is not None else _read(path), pool, path)
     try:
         mounts = [parse_mount_arg(m) for m in values["--mount"]]
         for path in values["--mounts"]:
@@ -182,9 +215,45 @@ def parse_args(argv: Sequence[str], read: Callable[[str], str] | None = None) ->
             if owner != pool:
                 raise LaunchError(f"{path} is the mount file of pool {owner!r}, not {pool!r}")
             mounts += listed
-        return LaunchPlan(pool, jail, order(tuple(mounts)), command, pid_ns)
+        return LaunchPlan(pool, jail, order(tuple(mounts)), command, pid_ns, cgroup, nproc,
+                          policies[0] if policies else None)
     except ValueError as err:
         raise LaunchError(str(err)) from err
+
+
+def _cgroup_nproc(cgroups: list[str], nprocs: list[str]) -> tuple[str | None, int | None]:
+    if len(cgroups) > 1 or len(nprocs) > 1:
+        raise LaunchError("--cgroup and --nproc are given at most once")
+    if cgroups and not _CGROUP_RE.match(cgroups[0]):
+        raise LaunchError(f"--cgroup {cgroups[0]!r}: expected phphost/POOL")
+    if nprocs and not (nprocs[0].isdigit() and 0 < int(nprocs[0]) < 1 << 22):
+        raise LaunchError(f"--nproc {nprocs[0]!r}: expected a number of processes")
+    return (cgroups[0] if cgroups else None), (int(nprocs[0]) if nprocs else None)
+
+
+def parse_limits_json(text: str, pool: str, where: str) -> int:
+    """Pure: RLIMIT_NPROC from a limits file ({"pool": NAME, "nproc": N})."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise LaunchError(f"{where} is not JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("pool") != pool:
+        raise LaunchError(f"{where} is not the limits file of pool {pool!r}")
+    nproc = data.get("nproc")
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or not 0 < nproc < 1 << 22:
+        raise LaunchError(f"{where}: \"nproc\" must be a number of processes")
+    return nproc
+
+
+def cgroup_mounts(mountinfo: str) -> list[str]:
+    """Pure: mount points of cgroup (v1) and cgroup2 filesystems in a mountinfo text."""
+    points = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, fstype = left.split(" "), right.split(" ")[0]
+        if sep and len(fields) > 4 and fstype in ("cgroup", "cgroup2"):
+            points.append(fields[4].replace("\\040", " "))
+    return points
 
 
 def _read(path: str) -> str:
@@ -192,7 +261,7 @@ def _read(path: str) -> str:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except OSError as err:
-        raise LaunchError(f"cannot read mount file {path}: {err.strerror}") from err
+        raise LaunchError(f"cannot read {path}: {err.strerror}") from err
 
 
 def remount_flags(m: MountSpec) -> int:
@@ -223,6 +292,13 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int,
     def enc(s: str | None) -> bytes | None:
         return s.encode() if s is not None else None
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), what)
+
+
+def private_ipc() -> None:
+    """A new IPC namespace: SysV shared memory, semaphores, message queues and POSIX
+    message queues of this master and its workers are invisible to every other pool
+    (and theirs to it), and go away with the master."""
+    _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
 
 def private_namespace() -> None:
@@ -285,8 +361,22 @@ def _fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def tmpfs_options(m: MountSpec) -> str:
+    """Pure: the data of a tmpfs mount: bounded in bytes and inodes, sticky."""
+    return f"size={m.size},nr_inodes={max(1024, m.size // 4096)},mode={TMPFS_MODE}"
+
+
 def mount_one(m: MountSpec, jail_fd: int, slash_fd: int, inside_mount: bool) -> None:
     where = f"mount {m.source} -> {m.target}"
+    if m.type == "tmpfs":
+        tfd = open_nofollow(jail_fd, m.target, create=not inside_mount, want_dir=True,
+                            shown=f"{where}: target")
+        try:
+            _mount("tmpfs", _fdpath(tfd), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   tmpfs_options(m), where)
+        finally:
+            os.close(tfd)
+        return
     if m.type == "proc":
         tfd = open_nofollow(jail_fd, m.target, create=not inside_mount, want_dir=True,
                             shown=f"{where}: target")
@@ -313,6 +403,33 @@ def mount_one(m: MountSpec, jail_fd: int, slash_fd: int, inside_mount: bool) -> 
         _mount(None, _fdpath(rfd), None, remount_flags(m), None, f"{where} (remount)")
     finally:
         os.close(rfd)
+
+
+def join_cgroups(plan: LaunchPlan) -> list[str]:
+    """Move this process into the pool's cgroup in every hierarchy where apply made it
+    (before the master is forked: it and every worker inherit it), and set the
+    workers' RLIMIT_NPROC. A cgroup that exists but refuses us stops the launch."""
+    joined: list[str] = []
+    if plan.cgroup is not None:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            points = cgroup_mounts(fh.read())
+        for point in points:
+            procs = f"{point}/{plan.cgroup}/cgroup.procs"
+            if not os.path.isdir(f"{point}/{plan.cgroup}"):
+                continue
+            try:
+                fd = os.open(procs, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.write(fd, str(os.getpid()).encode())
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                raise LaunchError(f"cannot join cgroup {point}/{plan.cgroup}: "
+                                  f"{err.strerror}") from err
+            joined.append(f"{point}/{plan.cgroup}")
+    if plan.nproc is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (plan.nproc, plan.nproc))
+    return joined
 
 
 def set_up(plan: LaunchPlan) -> None:
@@ -359,6 +476,7 @@ def run_in_pid_namespace(plan: LaunchPlan) -> int:
         code = 127
         try:
             _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+            private_ipc()
             set_up(plan)
             code = _exec(plan)
         except (LaunchError, OSError) as err:
@@ -406,9 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = args[args.index("--pool") + 1] if "--pool" in args[:-1] else "?"
     try:
         plan = parse_args(args)
-        ensure_network_policy(plan.pool)
+        if plan.network_policy is not None:
+            ensure_network_policy(plan.pool, plan.network_policy)
+        join_cgroups(plan)
         if plan.pid_ns:
             return run_in_pid_namespace(plan)
+        private_ipc()
         set_up(plan)
     except (LaunchError, OSError) as err:
         return _fail(pool, err)

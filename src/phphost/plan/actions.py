@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from phphost.jail.manifest import Manifest
+from phphost.render.cgroups import PoolCgroup
 
 T = TypeVar("T", bound="Action")
 Phase = Literal["files", "apache-modules", "identities", "services", "cleanup"]
@@ -144,6 +145,41 @@ class RemoveJail(Action):
 
     def describe(self) -> str:
         return f"remove jail of pool {self.pool} (its mounts exist only in its master)"
+
+
+@dataclass(frozen=True)
+class SetCgroup(Action):
+    cgroup: PoolCgroup | None = None
+    limits: str = ""          # spec/limits.describe()
+    create: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        pool = self.cgroup.pool if self.cgroup else "?"
+        version = self.cgroup.version if self.cgroup else "?"
+        verb = "create cgroup and set" if self.create else "set"
+        return f"{verb} limits of pool {pool} (cgroup {version}): {self.limits}"
+
+    def to_json(self) -> dict[str, object]:
+        cg = self.cgroup
+        return {**super().to_json(), "pool": cg.pool if cg else None,
+                "writes": [list(w) for w in cg.writes] if cg else [], "create": list(self.create)}
+
+
+@dataclass(frozen=True)
+class RemoveCgroup(Action):
+    pool: str = ""
+
+    def describe(self) -> str:
+        return f"remove cgroup of pool {self.pool}"
+
+
+@dataclass(frozen=True)
+class SetProcessLimit(Action):
+    pool: str = ""
+    nproc: int = 0
+
+    def describe(self) -> str:
+        return f"set RLIMIT_NPROC {self.nproc} on the running processes of pool {self.pool}"
 
 
 @dataclass(frozen=True)

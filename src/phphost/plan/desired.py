@@ -18,11 +18,12 @@ from phphost.render.apache import (
     render_site,
     required_modules,
 )
-from phphost.render.fpm import render_fpm_conf
+from phphost.render.fpm import render_fpm_conf, render_limits_json
 from phphost.render.logrotate import render_logrotate
 from phphost.render.monitor import monitor_files
 from phphost.render.nftables import parse_resolvers, render_nftables
 from phphost.render.supervisor import render_supervisor_program
+from phphost.spec.limits import Limits, pool_limits
 from phphost.spec.model import Model
 
 WEB_ACL_TRAVERSE = f"user:{layout.WEB_USER}:--x"
@@ -92,6 +93,7 @@ class Desired:
     jailed: tuple[str, ...] = ()
     masters: tuple[DesiredMaster, ...] = ()
     tls: tuple[DesiredTls, ...] = ()
+    limits: tuple[tuple[str, Limits], ...] = ()     # pool -> its resource limits
 
     def master(self, pool: str) -> DesiredMaster | None:
         return next((m for m in self.masters if m.pool == pool), None)
@@ -108,6 +110,7 @@ class Desired:
             grants=tuple((a.path, a.entries) for a in self.acls if a.recursive),
             tls=tuple((t.site, t.cert, t.key, t.chain) for t in self.tls),
             sockets=tuple((m.pool, m.socket) for m in self.masters),
+            limits=self.limits,
         )
 
 
@@ -137,6 +140,7 @@ def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None,
                       for p in model.pools),
         tls=tuple(DesiredTls(s.name, s.tls.cert, s.tls.key, s.tls.chain)
                   for s in model.sites if s.tls is not None),
+        limits=tuple((p.name, pool_limits(p)) for p in model.pools),
     )
 
 
@@ -172,6 +176,7 @@ def _files(model: Model, jails: Mapping[str, Manifest],
         files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))
         sup = render_supervisor_program(pool)
         files.append(DesiredFile(layout.supervisor_conf(pool.name), sup))
+        files.append(DesiredFile(layout.limits_file(pool.name), render_limits_json(pool)))
     for site in model.sites:
         files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
     files += [DesiredFile(*f) for f in monitor_files(model)]   # [exporter] (docs/monitoring.md)

@@ -39,6 +39,8 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
     if facts.nft_live is not None and any(f.path == layout.NFT_CONF for f in desired.files):
         acts.append(A.UnloadNftables("its pools are destroyed", " ".join(layout.NFT_TABLE)))
     acts += [A.RemoveJail("pool is destroyed", p) for p in desired.pools if p in facts.jails]
+    acts += [A.RemoveCgroup("pool is destroyed", p) for p in desired.pools
+             if p in facts.cgroup_pools]
     created = set(state.users)
     acts += [A.RemoveUser("pool runtime user phphost created", u.name) for u in desired.users
              if u.system and u.name in created and u.name in facts.users]

@@ -11,7 +11,9 @@ from phphost.facts.jails import JailState
 from phphost.facts.state import State, StateBuilder
 from phphost.plan import actions as A
 from phphost.plan.desired import Desired
+from phphost.render.cgroups import pool_cgroup
 from phphost.render.nftables import digest as nft_digest
+from phphost.spec.limits import describe as describe_limits
 
 
 def make_plan(desired: Desired, facts: Facts, state: State,
@@ -25,7 +27,9 @@ def make_plan(desired: Desired, facts: Facts, state: State,
     acts += _identity_actions(desired, facts, noops)
     acts += _jail_actions(desired, facts, jails or {}, noops)
     acts += _network_actions(desired, facts, acts, noops)
+    acts += _cgroup_actions(desired, facts, noops)
     acts += _master_actions(desired, facts, state, acts)
+    acts += _nproc_actions(desired, acts)
     acts += _program_actions(desired, acts)
     apache = _apache_actions(desired, facts, acts)
     acts += _tls_actions(desired) if apache else []
@@ -165,6 +169,47 @@ def _network_actions(desired: Desired, facts: Facts, acts: list[A.Action],
     return [A.LoadNftables(why, layout.NFT_CONF, wanted.content)]
 
 
+def _cgroup_actions(desired: Desired, facts: Facts, noops: list[str]) -> list[A.Action]:
+    """Each pool's cgroup and limits (PlanError: a limit the spec sets that this host
+    cannot enforce); cgroups of pools no longer in the spec are removed."""
+    out: list[A.Action] = []
+    for pool, lim in desired.limits:
+        cg = pool_cgroup(pool, lim, facts.cgroups)
+        shown = describe_limits(lim)
+        if cg is None:
+            noops.append(f"limits of pool {pool}: no cgroup hierarchy on this host; only "
+                         f"RLIMIT_NPROC {lim.nproc} applies (wanted: {shown})")
+            continue
+        noops += [f"limits of pool {pool}: {note}" for note in cg.notes]
+        skipped = [note.split(":", 1)[0] for note in cg.notes]
+        shown += f" (not enforced here: {', '.join(skipped)})" if skipped else ""
+        create = tuple(d for d in cg.dirs if d not in facts.cgroup_dirs)
+        stale = [path for path, value in cg.writes if facts.cgroup_files.get(path) != value]
+        if create or stale:
+            why = "the pool has no cgroup yet" if create else \
+                f"{len(stale)} limit(s) differ: {', '.join(p.rsplit('/', 1)[-1] for p in stale)}"
+            out.append(A.SetCgroup(why, cg, shown, create))
+        else:
+            noops.append(f"limits of pool {pool} (cgroup {cg.version}): {shown}")
+    for pool in sorted(facts.cgroup_pools - set(desired.pools)):
+        out.append(A.RemoveCgroup("pool no longer in the spec", pool))
+    return out
+
+
+def _nproc_actions(desired: Desired, acts: list[A.Action]) -> list[A.Action]:
+    """A changed RLIMIT_NPROC reaches a master that keeps running live (prlimit); one
+    that starts or restarts reads it from its limits file."""
+    fresh = {a.pool for a in acts if isinstance(a, (A.StartMaster, A.RestartMaster))}
+    return [A.SetProcessLimit("process limit changed: set live, no restart", pool, lim.nproc)
+            for pool, lim in desired.limits
+            if pool not in fresh and _written(acts, layout.limits_file(pool))]
+
+
+def _new_cgroup(acts: list[A.Action], pool: str) -> bool:
+    return any(isinstance(a, A.SetCgroup) and a.create and a.cgroup is not None
+               and a.cgroup.pool == pool for a in acts)
+
+
 def _written(acts: list[A.Action], path: str) -> bool:
     return any(isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path == path for a in acts)
 
@@ -195,6 +240,8 @@ def _master_actions(desired: Desired, facts: Facts, state: State,
         elif _written(acts, layout.mounts_file(pool)):
             out.append(A.RestartMaster("jail mounts changed: only a new master sees them", pool,
                                        sock))
+        elif _new_cgroup(acts, pool):
+            out.append(A.RestartMaster("a new cgroup: only a new master joins it", pool, sock))
         elif _socket_changed(acts, layout.fpm_conf(pool)):
             out.append(A.RestartMaster("socket settings changed: FPM keeps its socket on reload",
                                        pool, sock))

@@ -3,9 +3,12 @@ has its own [global] section, pid file, error log and opcache segment. Pure."""
 
 from __future__ import annotations
 
+import json
+
 from phphost import layout
 from phphost.launcher.mailer import SENDMAIL_PATH
 from phphost.render.common import HEADER, check_value
+from phphost.spec.limits import pool_limits
 from phphost.spec.model import Pool, PoolSettings, Tenant
 
 # Jails live here, one directory per pool (jails themselves come later).
@@ -164,10 +167,18 @@ def _ini_key(key: str) -> str:
 def launcher_args(pool: Pool) -> list[str]:
     """phphost's launcher (phphost/launcher/launch.py): private PID and mount namespaces;
     a jailed pool gets its jail's mounts, an unjailed one a /proc of its own."""
-    args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns"]
+    args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns", "--cgroup", f"phphost/{pool.name}",
+            "--limits", layout.limits_file(pool.name), "--network-policy", layout.NFT_CONF]
     if pool.jail.enabled:
         return [*args, "--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
     return [*args, "--jail", "/", "--mount", "proc:/proc:ro"]
+
+
+def render_limits_json(pool: Pool) -> str:
+    """The launcher's limits file: RLIMIT_NPROC of the workers (spec/limits.py). A file,
+    not an argument: a changed limit must not change the supervisord command line
+    (that restarts the master); apply sets it live on the running pool instead."""
+    return json.dumps({"pool": pool.name, "nproc": pool_limits(pool).nproc}) + "\n"
 
 
 def render_fpm_argv(pool: Pool) -> list[str]:

@@ -44,11 +44,31 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     priority                   integer -19..20                            unset
     listen_backlog             integer >= 1                               64
     opcache_memory_mb          integer 8..4096                            64
+    tmp_size                   size "1M".."16G" (jailed pools' /tmp)     "64M"
+    memory_max                 size "16M".."1024G": cgroup hard limit     derived
+    memory_high                size: throttled above (v1: soft limit)     derived
+    pids_max                   integer 8..4194304 (also RLIMIT_NPROC)     derived
+    cpu_weight                 integer 1..10000                           100
+    cpu_max                    CPUs 0.01..1024 (1.5 = 150 % of one CPU)   no quota
+    io_weight                  integer 1..10000                           100
     php_admin_values           table: ini name -> string/number/boolean   {}
     php_values                 table: ini name -> string/number/boolean   {}
     php_ini                    table: master-level ini (-d flags)         {}
     ========================== ========================================== =========
 
+    Sizes are a whole number of bytes or a string with ``K``, ``M`` or ``G``
+    (powers of 1024): ``"64M"``. ``tmp_size`` bounds the jail's private ``/tmp``:
+    a tmpfs the launcher mounts ``noexec,nosuid,nodev`` (mode 1777) in the master's
+    own mount namespace; its pages count against the pool's memory.
+    Limits: each master, its launcher and its workers live in the cgroup
+    ``phphost/POOL`` (cgroup v2, else the v1 memory/pids/cpu/cpuacct/blkio
+    hierarchies). Unset limits are derived (docs/sizing.md): ``memory_max =
+    max_children * (memory_limit + 32M) + opcache_memory_mb + tmp_size (jailed) +
+    64M`` (none when memory_limit is -1), ``memory_high`` 90 % of it, ``pids_max =
+    8 * max_children + 16``; RLIMIT_NPROC of the workers is ``pids_max``. A limit
+    set in the spec that the host cannot enforce is a plan error naming the key; a
+    derived one is skipped with a note (``plan -v``). ``memory_high <= memory_max``
+    and ``pids_max >= max_children + 2`` are checked on the pool.
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.

@@ -31,6 +31,14 @@ class PoolSettings:
     priority: int | None = None     # process.priority (-19 .. 20), None = inherit
     listen_backlog: int = 64
     opcache_memory_mb: int = 64
+    tmp_size: int = 64 * 1024 * 1024   # bytes: the jail's private /tmp (a tmpfs)
+    # cgroup limits of the pool's master and workers; None = derived (spec/limits.py)
+    memory_max: int | None = None      # bytes, hard
+    memory_high: int | None = None     # bytes, throttle above
+    pids_max: int | None = None
+    cpu_weight: int | None = None      # 1..10000 (cgroup v2 scale; v1 shares = w * 1024 / 100)
+    cpu_max: float | None = None       # CPUs (1.5 = one and a half), None = no quota
+    io_weight: int | None = None       # 1..10000
     php_admin_values: tuple[tuple[str, str], ...] = ()
     php_values: tuple[tuple[str, str], ...] = ()
     # php.ini settings that only a master can take (PHP_INI_SYSTEM), given as -d flags

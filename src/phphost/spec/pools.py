@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 
 from phphost import layout
+from phphost.spec.limits import limit_problems
 from phphost.spec.model import JAIL_FEATURES, JailSpec, Mount, NetworkSpec, Pool, Tenant
 from phphost.spec.settings import (
     SETTING_KEYS,
@@ -76,7 +77,7 @@ def _pool(
     resolved = resolve([*chain(template, templates), Layer("the pool", own)])
     check_pm(at, resolved, own)
     home = tenants[tenant].home
-    return Pool(
+    pool = Pool(
         name=pname,
         tenant=tenant,
         user=_runtime_user(at.sub("user"), tbl.get("user"), pname),
@@ -87,6 +88,10 @@ def _pool(
         network=_network(at.sub("network"), tbl["network"]) if "network" in tbl
         else NetworkSpec(),
     )
+    for key, problem, remedy in limit_problems(pool):
+        at.sub(key).fail(problem + (f" ({resolved.show(key)})" if key in resolved.origin
+                                    else ""), remedy)
+    return pool
 
 
 def _runtime_user(at: At, value: object, pname: str) -> str:

@@ -31,7 +31,8 @@ SETTING_KEYS = (
     "pm", "max_children", "start_servers", "min_spare", "max_spare", "idle_timeout",
     "max_requests", "request_terminate_timeout", "request_slowlog_timeout",
     "process_control_timeout", "priority",
-    "listen_backlog", "opcache_memory_mb", *INI_TABLES,
+    "listen_backlog", "opcache_memory_mb", "tmp_size", "memory_max", "memory_high",
+    "pids_max", "cpu_weight", "cpu_max", "io_weight", *INI_TABLES,
 )
 TEMPLATE_KEYS = ("inherits", *SETTING_KEYS)
 PM_ONLY = {"start_servers": "dynamic", "min_spare": "dynamic", "max_spare": "dynamic",
@@ -45,7 +46,15 @@ _INT_RANGES: dict[str, tuple[int | None, int | None]] = {
     "max_children": (1, None), "start_servers": (0, None), "min_spare": (1, None),
     "max_spare": (1, None), "max_requests": (0, None), "priority": (-19, 20),
     "listen_backlog": (1, None), "opcache_memory_mb": (8, 4096),
+    "pids_max": (8, 4_194_304), "cpu_weight": (1, 10000), "io_weight": (1, 10000),
 }
+# (lo, hi) in bytes for size settings ("64M")
+MIB = 1024 * 1024
+_SIZES: dict[str, tuple[int, int]] = {"tmp_size": (1 * MIB, 16 * 1024 * MIB),
+                                       "memory_max": (16 * MIB, 1024 * 1024 * MIB),
+                                       "memory_high": (16 * MIB, 1024 * 1024 * MIB)}
+_SIZE_RE = re.compile(r"^([0-9]{1,12})([KMG]?)$")
+_UNITS = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
 # minimum seconds for duration settings
 _DURATIONS = {"idle_timeout": 1, "request_terminate_timeout": 0, "request_slowlog_timeout": 0,
               "process_control_timeout": 1}
@@ -71,8 +80,38 @@ def _parse_setting(at: At, key: str, value: object) -> object:
         return duration(at, value, lo=_DURATIONS[key])
     if key in INI_TABLES:
         return _ini_table(at, value)
+    if key in _SIZES:
+        return byte_size(at, value, *_SIZES[key])
+    if key == "cpu_max":
+        return cpus(at, value)
     lo, hi = _INT_RANGES[key]
     return integer(at, value, lo, hi)
+
+
+def byte_size(at: At, value: object, lo: int, hi: int) -> int:
+    """Bytes from a whole number of bytes or a string "64M" (K, M, G: powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and _SIZE_RE.match(value.strip().upper()):
+        m = _SIZE_RE.match(value.strip().upper())
+        assert m is not None
+        size = int(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        at.fail(f"expected a size like \"64M\" or a number of bytes, got {value!r}",
+                'write a whole number with K, M or G, e.g. "64M"')
+    if not lo <= size <= hi:
+        at.fail(f"{value!r} is outside {lo // MIB}M..{hi // MIB}M",
+                f"choose a size between {lo // MIB}M and {hi // MIB}M")
+    return size
+
+
+def cpus(at: At, value: object) -> float:
+    """A CPU quota in CPUs: 0.01 .. 1024 (1.5 = one and a half CPUs)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        at.fail(f"expected a number of CPUs, got {value!r}", "write e.g. cpu_max = 1.5")
+    if not 0.01 <= value <= 1024:
+        at.fail(f"{value} CPUs is out of range", "use a value from 0.01 to 1024")
+    return float(value)
 
 
 def _ini_table(at: At, value: object) -> dict[str, str]:

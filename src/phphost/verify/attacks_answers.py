@@ -1,6 +1,8 @@
 """Root: a pool answers verify's own probes with crafted data to make root, which acts
 on what probes report, touch a file outside the run's scratch. The pool plants a
-symlink (and a directory for '..' walks) in its temp dir that lead to a root-only
+symlink (and a directory for '..' walks) in a dir it writes that root can see (its
+temp dir unjailed; a jailed pool's /tmp is a private tmpfs root never sees, so its
+session dir or first writable dir) that lead to a root-only
 victim file, then answers a session probe with a session file through the link, an
 absolute path outside its scratch, or a '..' path; and answers other probes with
 5 MiB, deeply nested JSON, or no JSON. Each crafted session answer goes through
@@ -18,17 +20,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from phphost import layout
 from phphost.render.fpm import jail_root
+from phphost.spec.model import Pool
 from phphost.verify import fixtures, scratch
 from phphost.verify.answers import HostileAnswer
 from phphost.verify.attack import Attack
 from phphost.verify.context import Ctx
 from phphost.verify.errors import VerifyError
-from phphost.verify.result import Result, judged
+from phphost.verify.result import Result, judged, not_applicable
 
 FAMILY = "root"
 PROBE = "answers.php"
 POOL_TMP = "/tmp"       # sys_get_temp_dir() of a pool (FPM clears TMPDIR)
+SESSION_DIR = layout.PHP_SESSION_DIR   # a jailed pool's with the sessions feature
 VICTIM_PARENT = "/run"  # root 0755: outside every tenant tree, jail and scratch
 
 
@@ -73,15 +78,28 @@ class Plan:
     link: str
     hop: str
     host_tmp: str
+    inside: str = POOL_TMP      # the same dir as the pool sees it
 
     def host(self, name: str) -> str:
         return os.path.join(self.host_tmp, name)
 
 
-def _plan(ctx: Ctx) -> Plan:
-    top = jail_root(ctx.pool.name) if ctx.pool.jail.enabled else ""
+def planting_dir(pool: Pool) -> str | None:
+    """Pure: where the pool plants, as it sees the dir (None: nowhere root can see)."""
+    if not pool.jail.enabled:
+        return POOL_TMP
+    if "sessions" in pool.jail.features:
+        return SESSION_DIR
+    return pool.writable[0] if pool.writable else None
+
+
+def _plan(ctx: Ctx) -> Plan | None:
+    inside = planting_dir(ctx.pool)
+    if inside is None:
+        return None
+    top = jail_root(ctx.pool.name) if ctx.pool.jail.enabled and inside == SESSION_DIR else ""
     return Plan(ctx.name(f"answers-link-{ctx.pool.name}"),
-                ctx.name(f"answers-dir-{ctx.pool.name}"), top + POOL_TMP)
+                ctx.name(f"answers-dir-{ctx.pool.name}"), top + inside, inside)
 
 
 def _plant(ctx: Ctx, plan: Plan, v: Victim, sandbox: scratch.Scratch,
@@ -91,12 +109,12 @@ def _plant(ctx: Ctx, plan: Plan, v: Victim, sandbox: scratch.Scratch,
     for name in (plan.link, plan.hop):
         sandbox.track(plan.host(name))
     out = ctx.probe(PROBE, {"links": {plan.link: v.dir}, "dirs": [plan.hop],
-                            "answer": answer or {}})
+                            "answer": answer or {}, "dir": plan.inside})
     planted = out.get("planted")
-    if out.get("tmp") != POOL_TMP or not isinstance(planted, list) or not all(
+    if out.get("tmp") != plan.inside or not isinstance(planted, list) or not all(
             isinstance(p, dict) and p.get("ok") is True for p in planted):
         raise VerifyError(f"control failed: pool {ctx.pool.name} could not plant its links in "
-                          f"{POOL_TMP} (answered tmp={str(out.get('tmp'))[:80]!r}), so "
+                          f"{plan.inside} (answered tmp={str(out.get('tmp'))[:80]!r}), so "
                           "nothing it answers proves anything")
     return out
 
@@ -104,12 +122,12 @@ def _plant(ctx: Ctx, plan: Plan, v: Victim, sandbox: scratch.Scratch,
 def crafted_sessions(plan: Plan, v: Victim, sid: str) -> dict[str, dict[str, str]]:
     """Session answers a compromised pool could give. Pure."""
     base = {"handler": "files", "id": sid}
-    dotdot = f"{POOL_TMP}/{plan.hop}" + "/.." * 24 + v.file
+    dotdot = f"{plan.inside}/{plan.hop}" + "/.." * 24 + v.file
     return {
         "session file through a planted symlink":
-            {**base, "dir": POOL_TMP, "file": f"{POOL_TMP}/{plan.link}/secret"},
+            {**base, "dir": plan.inside, "file": f"{plan.inside}/{plan.link}/secret"},
         "session file outside the scratch": {**base, "dir": v.dir, "file": v.file},
-        "session file with '..'": {**base, "dir": POOL_TMP, "file": dotdot},
+        "session file with '..'": {**base, "dir": plan.inside, "file": dotdot},
     }
 
 
@@ -164,6 +182,9 @@ def _parse_case(ctx: Ctx, what: str, args: dict[str, Any]) -> tuple[str | None, 
 
 def probe_answers(ctx: Ctx) -> Result:
     plan = _plan(ctx)
+    if plan is None:
+        return not_applicable("the pool writes nothing root sees (a private /tmp, no "
+                              "sessions, no writable dir)")
     sid = fixtures.session_id(ctx.run.scratch, ctx.pool)
     results: list[tuple[str | None, str]] = []
     with victim(ctx.run.scratch.mark, ctx.pool.name) as v:
@@ -171,7 +192,7 @@ def probe_answers(ctx: Ctx) -> Result:
             results.append(_session_case(ctx, plan, v, what, answer))
         results.append(_cleanup_case(ctx, plan, v))
     results += [_parse_case(ctx, what, args) for what, args in BAD_ANSWERS.items()]
-    tried = (f"PHP in pool {ctx.pool.name} plants {POOL_TMP}/{plan.link} -> a root-only "
+    tried = (f"PHP in pool {ctx.pool.name} plants {plan.inside}/{plan.link} -> a root-only "
              f"victim in {VICTIM_PARENT}, answers session, path and malformed answers")
     return judged([b for b, _ in results if b], tried, "; ".join(line for _, line in results))
 

@@ -14,6 +14,7 @@ from phphost.verify import (
     attacks_jail,
     attacks_network,
     attacks_procs,
+    attacks_resources,
     attacks_root,
 )
 from phphost.verify.attack import Attack
@@ -26,6 +27,7 @@ ALL: tuple[Attack, ...] = (
     *attacks_htaccess.ATTACKS,
     *attacks_jail.ATTACKS,
     *attacks_network.ATTACKS,
+    *attacks_resources.ATTACKS,
     *attacks_root.ATTACKS,
     *attacks_answers.ATTACKS,
 )

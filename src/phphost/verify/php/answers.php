@@ -1,9 +1,9 @@
 <?php
-// Run in the ATTACKING pool: plant symlinks and directories in the pool's temp dir,
-// then answer with whatever the caller crafted (as a compromised pool would), or
+// Run in the ATTACKING pool: plant symlinks and directories in a dir the pool writes
+// (args "dir"; default its temp dir), then answer with whatever the caller crafted (as a compromised pool would), or
 // with raw bytes, or with a padded answer of a given size.
 $args = verify_args();
-$tmp = rtrim(sys_get_temp_dir(), '/');
+$tmp = rtrim((string)($args['dir'] ?? sys_get_temp_dir()), '/');
 $planted = [];
 foreach ((array)($args['dirs'] ?? []) as $name) {
     $planted[] = ['path' => "$tmp/$name", 'ok' => @mkdir("$tmp/$name", 0700)];
