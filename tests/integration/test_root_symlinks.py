@@ -115,13 +115,18 @@ def _naive_read_file(path: str, limit: int = 1 << 20, root_only: bool = False) -
 
 
 def _naive_remove_tree(path: str) -> None:
-    """`rm -rf path/*`: empties whatever path points at."""
+    """`rm -rf path/*; rm -rf path`: empties whatever path points at, then removes path
+    (a verify run's own probe dirs go too, so the jails stay as built)."""
     for name in os.listdir(path):
         full = os.path.join(path, name)
         if os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full)
         else:
             os.unlink(full)
+    if os.path.islink(path):
+        os.unlink(path)
+    else:
+        os.rmdir(path)
 
 
 def _naive_materialise(dirs: jail_build.DirFds, entry: Entry, manifest: Manifest,
@@ -223,7 +228,8 @@ def test_swapped_managed_dirs_are_refused(demo: Model, sentinel: Path) -> None:
         finally:
             _unswap(path, aside)
         assert fingerprints(sentinel, demo) == before, (user, path, target)
-    assert phphost("plan", str(DEMO), check=False).returncode == 0
+    after = phphost("plan", "--json", str(DEMO), check=False)
+    assert after.returncode == 0, after.stdout[:3000]
 
 
 def test_pool_planted_links_fifo_and_grant(demo: Model, sentinel: Path) -> None:
@@ -394,6 +400,9 @@ def symj(demo: Model, sentinel: Path, spec_dir: Path) -> Iterator[str]:
     yield spec
     phphost("destroy", "--purge", spec, check=False, timeout=300)
     shutil.rmtree(SYMJ_HOME, ignore_errors=True)
+    # symj.toml alone is the whole host to phphost (its apply stopped the demo's pools and
+    # destroy removed what they share): the demo host comes back for the tests after this
+    phphost("apply", str(DEMO), timeout=300)
 
 
 def _pool_user() -> str:

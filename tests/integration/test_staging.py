@@ -117,7 +117,8 @@ pool = "stagex"
     assert not changed, (phase, sorted(changed)[:10])
     assert set(master_pids()) == set(pids)
     assert get("blog.demo.test", "/")[0] == 200
-    assert phphost("plan", str(DEMO), check=False).returncode == 0
+    final = phphost("plan", "--json", str(DEMO), check=False)
+    assert final.returncode == 0, final.stdout[:3000]
 
 
 def test_saved_plan_is_applied_only_unchanged(demo: Model, spec_dir: Path,

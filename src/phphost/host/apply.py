@@ -68,10 +68,12 @@ def execute(plan: A.Plan, progress: Progress) -> list[str]:
 
 
 def _roll_back(journal: Journal, runner: _Runner) -> None:
+    made = [str(e["path"]) for e in journal.entries() if e["k"] == "cgroupdir"]
     journal.rollback()
     programs = runner.plan.one(A.UpdatePrograms)
     if runner.services_touched:
         _resync(programs.resync if programs else ())
+        cgroups.remove_when_empty(made)     # masters this apply started are gone only now
 
 
 def _save_state(plan: A.Plan) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 
 from phphost.errors import HostError
@@ -68,6 +69,21 @@ def undo_file(path: str, old: str | None) -> None:
 def undo_dir(path: str) -> None:
     with contextlib.suppress(OSError):
         os.rmdir(path)      # a cgroup dir: rmdir works only when no process is in it
+
+
+def remove_when_empty(paths: list[str], timeout: float = 10.0) -> None:
+    """Cgroup dirs an apply made whose rollback found a process still in them (a master
+    it started, stopped only by the re-sync after the rollback): removed as soon as
+    they empty, children before parents, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for path in sorted(paths, key=lambda p: -p.count("/")):
+        while os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
 
 
 def remove(host: CgroupHost, pool: str) -> list[str]:
