@@ -29,6 +29,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
+from bench_noisy_neighbour import latency_ms  # scripts/ is sys.path[0] when run
+
 from phphost.facts import cgroups
 from phphost.spec.limits import pool_limits
 from phphost.spec.loader import load_spec
@@ -97,20 +99,9 @@ def request(host: str, path: str, port: int, timeout: float) -> Sample:
     return Sample(status, time.monotonic() - start)
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 def summary(samples: list[Sample]) -> dict[str, float]:
-    secs = [s.seconds for s in samples]
-    return {"count": len(secs), "errors": sum(1 for s in samples if s.status != 200),
-            "p50_ms": round(percentile(secs, 50) * 1000, 1),
-            "p99_ms": round(percentile(secs, 99) * 1000, 1),
-            "max_ms": round(max(secs, default=0.0) * 1000, 1)}
+    return {**latency_ms([s.seconds for s in samples]),
+            "errors": sum(1 for s in samples if s.status != 200)}
 
 
 def counts(samples: list[Sample]) -> dict[str, int]:

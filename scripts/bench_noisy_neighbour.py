@@ -158,11 +158,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def summary(samples: list[Sample]) -> dict[str, float]:
-    secs = [s.seconds for s in samples]
+def latency_ms(secs: list[float]) -> dict[str, float]:
+    """count, p50, p99 and max (ms) of request times in seconds (bench_limits.py too)."""
     return {"count": len(secs), "p50_ms": round(percentile(secs, 50) * 1000, 1),
             "p99_ms": round(percentile(secs, 99) * 1000, 1),
             "max_ms": round(max(secs, default=0.0) * 1000, 1)}
+
+
+def summary(samples: list[Sample]) -> dict[str, float]:
+    return latency_ms([s.seconds for s in samples])
 
 
 # --- placing the scripts --------------------------------------------------------------
