@@ -143,6 +143,19 @@ def test_headers_recipients_and_sender(binary: str, conf: str, sink: Sink) -> No
     assert b"\r\n.hidden dot line\r\n" in s.data and b"caf\xc3\xa9\r\n" in s.data
 
 
+def test_bare_cr_cannot_end_the_data(binary: str, conf: str, sink: Sink) -> None:
+    """SMTP smuggling: "\\r.\\r" in the body must reach the relay as a stuffed line, never
+    as the end of the data followed by commands of the sender's choosing."""
+    before = len(sink.sessions)
+    body = b"To: a@example.org\n\nsmuggle\r.\rMAIL FROM:<evil@example.org>\r\n"
+    proc = send(binary, ["-C", conf, "-t", "-i"], body)
+    assert proc.returncode == 0, proc.stderr
+    assert len(sink.sessions) == before + 1
+    s = sink.sessions[-1]
+    assert s.rcpt == ["<a@example.org>"]
+    assert b"smuggle\r\n.\r\nMAIL FROM:<evil@example.org>\r\n" in s.data
+
+
 @pytest.mark.parametrize("flags", [["-fbounce@example.org"], ["-f", "bounce@example.org"],
                                    ["-f", "Bounce <bounce@example.org>"]])
 def test_sender_forms(binary: str, conf: str, sink: Sink, flags: list[str]) -> None:

@@ -125,6 +125,10 @@ def test_table_replaces_itself_and_jumps_per_pool_user() -> None:
                          "table inet phphost {"]
     assert "\t\tct state established,related accept" in lines
     assert '\t\tmeta skuid "php-web" jump pool-web' in lines
+    # a pool answering a connection someone else opened (PHP listening on a port) is
+    # dropped before established traffic is accepted
+    serve = lines.index('\t\tct direction reply meta skuid "php-web" drop')
+    assert serve < lines.index("\t\tct state established,related accept")
     assert "\tchain pool-web {" in lines
 
 

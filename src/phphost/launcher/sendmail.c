@@ -286,7 +286,9 @@ static void read_message(struct buf *msg, int dot_ends) {
     }
 }
 
-/* Lines end in CRLF; a leading dot is doubled (SMTP transparency). */
+/* Lines end in CRLF; a leading dot is doubled (SMTP transparency). A bare CR ends a
+   line too: "x\r.\r" must not reach a relay that takes it for the end of the data
+   (SMTP smuggling), so it becomes CRLF and the dot after it is doubled. */
 static void add_smtp_lines(struct buf *out, const char *s, size_t len) {
     size_t i = 0;
     while (i < len) {
@@ -294,8 +296,13 @@ static void add_smtp_lines(struct buf *out, const char *s, size_t len) {
         size_t text_end = e;
         if (text_end > i && s[text_end - 1] == '\n') text_end--;
         if (text_end > i && s[text_end - 1] == '\r') text_end--;
-        if (s[i] == '.') buf_add(out, ".", 1);
-        buf_add(out, s + i, text_end - i);
+        int start = 1;
+        for (size_t k = i; k < text_end; k++) {
+            if (start && s[k] == '.') buf_add(out, ".", 1);
+            start = s[k] == '\r';
+            if (start) buf_add(out, "\r\n", 2);
+            else buf_add(out, s + k, 1);
+        }
         buf_add(out, "\r\n", 2);
         i = e;
     }

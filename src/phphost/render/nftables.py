@@ -102,8 +102,11 @@ def render_nftables(model: Model, resolvers: tuple[str, ...]) -> str:
     out = [HEADER, f"table {table_name()}",
            f"delete table {table_name()}", "", f"table {table_name()} {{",
            "\tchain output {",
-           "\t\ttype filter hook output priority filter; policy accept;",
-           "\t\tct state established,related accept"]
+           "\t\ttype filter hook output priority filter; policy accept;"]
+    # a pool is never a network server: its packets on a connection someone else opened
+    # (PHP listening on a port) are dropped before established traffic is let through
+    out += [f'\t\tct direction reply meta skuid "{p.user}" drop' for p in model.pools]
+    out.append("\t\tct state established,related accept")
     out += [f'\t\tmeta skuid "{p.user}" jump {chain_name(p.name)}' for p in model.pools]
     out.append("\t}")
     for pool in model.pools:
