@@ -1,5 +1,6 @@
 """The network family (docs/network.md): on the demo host every pool's direct
-connections to an undeclared loopback port and to the SMTP ports are refused; on the
+connections to an undeclared loopback port and to the SMTP ports are refused, and a
+pool listening on a port never answers a connection verify opens; on the
 same host with phphost's nftables table deleted they get through (BREACHED), plan
 notices the missing (or flushed) table, and apply loads it again."""
 
@@ -17,7 +18,7 @@ from tests.integration import hostkit
 from tests.integration.test_verify import DEMO, breached, verdicts, verify
 from tests.integration.test_verify_weakened import BREACHED, restart_master, weakened
 
-ATTACKS = ("network.loopback-port", "network.smtp-direct")
+ATTACKS = ("network.loopback-port", "network.smtp-direct", "network.serve")
 
 
 def nft(*args: str) -> str:

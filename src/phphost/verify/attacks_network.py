@@ -1,7 +1,9 @@
 """Network: from inside each pool, open TCP connections its network policy does not
 allow (docs/network.md): a loopback port the pool did not declare (one verify listens
 on, and Apache's own port), and the SMTP ports 25, 465 and 587 directly (mail must go
-through the jail's sendmail). Blocked when every connection is refused.
+through the jail's sendmail). Blocked when every connection is refused. And the other
+way round: PHP listens on a loopback port and verify connects to it; blocked when
+verify's client never gets the pool's answer.
 
 The probe's word is not trusted (verify/answers.py): verify listens itself on each
 target it can bind (the undeclared port always; 25/465/587 when free) and counts the
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import secrets
 import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,6 +28,7 @@ from phphost.spec.model import Pool
 from phphost.verify.answers import HostileAnswer
 from phphost.verify.attack import Attack
 from phphost.verify.context import Ctx
+from phphost.verify.errors import VerifyError
 from phphost.verify.result import Result, judged
 
 FAMILY = "network"
@@ -158,9 +164,60 @@ def smtp_direct(ctx: Ctx) -> Result:
                   "the jail's sendmail)", f"all refused ({refused})")
 
 
+SERVE_WAIT = 2.5         # seconds verify's client keeps trying (serve.php accepts as long)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+class Client(threading.Thread):
+    """Connects to the pool's listener until it answers or SERVE_WAIT passes; keeps
+    what it read and how its last try ended."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.got = b""
+        self.last = "no try"
+
+    def run(self) -> None:
+        deadline = time.monotonic() + SERVE_WAIT
+        while time.monotonic() < deadline and not self.got:
+            try:
+                with socket.create_connection((LOOPBACK, self.port), timeout=1.0) as conn:
+                    self.got = conn.recv(256)
+                    self.last = "connected"
+            except OSError as err:
+                self.last = type(err).__name__
+                time.sleep(0.1)
+
+
+def serve(ctx: Ctx) -> Result:
+    port, token = free_port(), secrets.token_hex(8)
+    client = Client(port)
+    client.start()
+    try:
+        out = ctx.probe("serve.php", {"port": port, "token": token})
+    finally:
+        client.join(SERVE_WAIT + 2)
+    what = f"PHP in pool {ctx.pool.name} listens on {LOOPBACK}:{port}; verify connects"
+    if token.encode() in client.got:
+        return judged([f"verify's client read the pool's answer on port {port}"], what, "")
+    if out.get("listening") is not True:
+        raise VerifyError(f"network.serve: PHP in pool {ctx.pool.name} could not listen on "
+                          f"port {port} ({str(out.get('error'))[:100]}); the attack could "
+                          "not run")
+    return judged([], what, f"no answer reached verify (its last try: {client.last})")
+
+
 ATTACKS = (
     Attack("network.loopback-port", FAMILY, "connect to a loopback port the pool did not "
            "declare", "pool", loopback_port),
     Attack("network.smtp-direct", FAMILY, "speak SMTP directly (ports 25/465/587, the relay)",
            "pool", smtp_direct),
+    Attack("network.serve", FAMILY, "serve on a port: answer a connection someone else "
+           "opened", "pool", serve),
 )
