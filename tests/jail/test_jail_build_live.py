@@ -149,6 +149,11 @@ def test_rebuild_and_remove_with_a_mount_in_another_namespace(
         proc.terminate()
 
 
+def argv0(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read().split(b"\0")[0]
+
+
 def test_launcher_namespace_holds_the_mount(scratch: str, account: Account) -> None:
     src = canary_dir(scratch)
     m, root, store = make(scratch, account, mounts=(Mount(src, "/srv/data"),))
@@ -157,12 +162,12 @@ def test_launcher_namespace_holds_the_mount(scratch: str, account: Account) -> N
             "--mount", f"{src}:/srv/data:ro", "--", "/bin/sleep", "120"]
     with process(argv, cwd=REPO) as proc:
         target = f"{root}/srv/data"
-        wait_for(lambda: target in mountinfo(proc.pid), what="the launcher's mount")
+        # exec'd in the same pid; the mount is made before the exec, so wait for the exec
+        # (cmdline reads empty while execve swaps the image)
+        wait_for(lambda: argv0(proc.pid) == b"/bin/sleep", what="the launcher's exec")
         line = next(x for x in mountinfo(proc.pid).splitlines() if f" {target} " in x)
         assert " ro,nosuid,nodev" in line
         assert target not in mountinfo()
-        with open(f"/proc/{proc.pid}/cmdline", "rb") as fh:
-            assert fh.read().split(b"\0")[0] == b"/bin/sleep"   # exec'd: same pid
         remove_jail(root)
         with open(f"{src}/canary", encoding="utf-8") as fh:
             assert fh.read() == "keep me"
