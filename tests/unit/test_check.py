@@ -370,3 +370,24 @@ def test_probe_text_is_the_packaged_probe() -> None:
     assert text.startswith("<?php\n")
     for test in set(J.TEST_OF.values()):
         assert f"'{test}' => 'check_" in text
+
+
+def test_phplibs_judged_against_the_hosts_dirs() -> None:
+    dirs = ("/usr/share/php", "/usr/share/javascript")
+    e = J.Expect(TOKEN, phplibs_dirs=dirs, phplibs_sample="SimplePie/autoloader.php")
+    libs = J.PoolFacts("p", "php-p", "t", True, frozenset({"phplibs"}), "127.0.0.1:25")
+    none = J.PoolFacts("p", "php-p", "t", True, frozenset(), "127.0.0.1:25")
+    good = {"dirs": {d: 3 for d in dirs}, "include_path": ".:/usr/share/php",
+            "resolved": "/usr/share/php/SimplePie/autoloader.php"}
+    assert J.judge_phplibs(good, libs, e).worked
+    row = row_of("phplibs", True, J.judge_phplibs({**good, "resolved": None}, libs, e))
+    assert row.verdict is Verdict.FAIL and "include_path" in row.detail
+    half = {"dirs": {dirs[0]: 3, dirs[1]: None}}
+    row = row_of("phplibs", True, J.judge_phplibs(half, libs, e))
+    assert row.verdict is Verdict.FAIL and "/usr/share/javascript" in row.detail
+    gone = {"dirs": {d: None for d in dirs}}
+    assert row_of("phplibs", False, J.judge_phplibs(gone, none, e)).verdict is Verdict.ABSENT
+    assert row_of("phplibs", False, J.judge_phplibs(good, none, e)).verdict is Verdict.PRESENT
+    bare = J.Expect(TOKEN)
+    assert row_of("phplibs", True, J.judge_phplibs({}, libs, bare)).verdict is Verdict.SKIPPED
+    assert J.probe_args("phplibs", libs, e)["dirs"] == list(dirs)

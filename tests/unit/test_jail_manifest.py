@@ -215,3 +215,21 @@ def test_writable_dir_deep_in_the_home_is_mounted_over_the_home_mount() -> None:
     mounts = {e.path for e in m.mounts}
     assert {"/srv/www/ncs", "/srv/www/ncs/htdocs/uploads"} <= mounts
     assert m.get("/srv/www/ncs/htdocs") is None
+
+
+def test_phplibs_binds_the_shared_library_dirs_read_only() -> None:
+    h = debian_host()
+    h.files.update({"/usr/share/php/SimplePie/autoloader.php": b"<?php",
+                    "/usr/share/javascript/jquery/jquery.min.js": b"/**/",
+                    "/usr/share/php-geshi/geshi.php": b"<?php",
+                    "/usr/share/php8.2-common/common/ftp.ini": b"extension=ftp"})
+    h.links["/usr/share/php-old"] = "/srv/www/ncs/lib"     # a symlink is never bound
+    m = build_manifest(pool(features=("phplibs",)), TENANT, h)
+    got = [(e.path, e.source, e.writable) for e in m.mounts if e.why == "phplibs"]
+    assert sorted(got) == [("/usr/share/javascript", "/usr/share/javascript", False),
+                           ("/usr/share/php", "/usr/share/php", False),
+                           ("/usr/share/php-geshi", "/usr/share/php-geshi", False)]
+    assert "/usr/share/php/SimplePie/autoloader.php" not in m.by_path()   # bound, not copied
+    # without the feature: nothing of them
+    plain = build_manifest(pool(), TENANT, h)
+    assert not [e for e in plain.entries if e.path.startswith("/usr/share/php")]

@@ -170,6 +170,8 @@ NOT_HOST_PATHS = {
     ("jail/features.py", "BIN_SH"): "jail content",
     ("jail/features.py", "DNS_FILES"): "jail content (at the host's path)",
     ("jail/features.py", "DNS_OPTIONAL"): "jail content (at the host's path)",
+    ("jail/features.py", "SHARE"): "where the phplibs feature looks for php-NAME dirs",
+    ("jail/features.py", "PHPLIBS_DIRS"): "jail mounts (at the host's path)",
     ("jail/manifest.py", "ALLOWED_DEVICES"): "device nodes inside a jail",
     ("monitor/peer.py", "PROC_TCP"): "the kernel's socket table",
     ("spec/loader.py", "FORBIDDEN_HOME_ROOTS"): "where no tenant home may be (a rule)",

@@ -60,6 +60,8 @@ class Expect:
     smtp_sink: str | None = None               # HOST:PORT check listens on
     mail_to: str | None = None                 # --mail-to: a real recipient
     mysqld_running: bool = False
+    phplibs_dirs: tuple[str, ...] = ()          # what the phplibs feature binds on this host
+    phplibs_sample: str = ""                   # a file in /usr/share/php, by include_path
     zone: str = ZONE
     stamps: tuple[int, ...] = STAMPS
 
@@ -304,6 +306,27 @@ def judge_shell(a: Answer, _p: PoolFacts, _e: Expect) -> Outcome:
     return Outcome(False, f"shell_exec gave {out!r}; /bin/sh {sh}")
 
 
+def judge_phplibs(a: Answer, _p: PoolFacts, e: Expect) -> Outcome:
+    if not e.phplibs_dirs:
+        return Outcome(False, "the host has none of /usr/share/php, /usr/share/javascript, "
+                       "/usr/share/php-*", skip="no shared PHP libraries on this host "
+                       "(install php-* or libjs-* packages)")
+    seen = a.get("dirs") or {}
+    visible = [d for d in e.phplibs_dirs if isinstance(seen.get(d), int)]
+    missing = [d for d in e.phplibs_dirs if d not in visible]
+    resolved = a.get("resolved")
+    detail = f"{len(visible)} of {len(e.phplibs_dirs)} dirs readable" + \
+        (f"; include_path {a.get('include_path')!r} finds {e.phplibs_sample} at {resolved}"
+         if resolved else "")
+    wrong = ""
+    if missing:
+        wrong = f"not readable in the jail: {', '.join(missing)}"
+    elif e.phplibs_sample and not resolved:
+        wrong = (f"include_path {a.get('include_path')!r} does not find {e.phplibs_sample} "
+                 "(keep /usr/share/php in include_path)")
+    return Outcome(bool(visible), detail, wrong=wrong)
+
+
 Judge = Callable[[Answer, PoolFacts, Expect], Outcome]
 SIMPLE: dict[str, tuple[str, Judge]] = {       # check -> (probe test, judge)
     "user": ("identity", judge_user),
@@ -316,6 +339,7 @@ SIMPLE: dict[str, tuple[str, Judge]] = {       # check -> (probe test, judge)
     "proc": ("proc", judge_proc),
     "mysql": ("mysql", judge_mysql),
     "shell": ("shell", judge_shell),
+    "phplibs": ("phplibs", judge_phplibs),
 }
 TEST_OF = {**{c: t for c, (t, _j) in SIMPLE.items()}, "mail": "mail", "sessions": "session"}
 
@@ -340,6 +364,8 @@ def probe_args(check: str, pool: PoolFacts, e: Expect) -> dict[str, Any]:
         args["step"] = 1
     elif check == "mysql":
         args["socket"] = layout.MYSQL_SOCKET
+    elif check == "phplibs":
+        args.update(dirs=list(e.phplibs_dirs), sample=e.phplibs_sample)
     return args
 
 

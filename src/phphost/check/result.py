@@ -50,7 +50,7 @@ WORDING = {
 # declared, also run in unjailed pools); the rest are the jail features of the spec.
 BASE_CHECKS = ("user", "tmp", "zoneinfo")
 FEATURE_CHECKS = ("dns", "tls", "mail", "sessions", "iconv", "locale", "proc", "mysql",
-                  "shell")
+                  "shell", "phplibs")
 CHECKS = BASE_CHECKS + FEATURE_CHECKS
 
 

@@ -20,6 +20,8 @@ from phphost import layout
 from phphost.check import judge as J
 from phphost.check.result import Report
 from phphost.check.smtp import Message, Sink
+from phphost.facts.hostview import RealHostView
+from phphost.jail.features import PHPLIBS_DIRS, phplibs_dirs
 from phphost.spec.model import Model, Pool
 from phphost.verify.errors import VerifyError
 from phphost.verify.probes import Probes
@@ -61,11 +63,37 @@ def mysqld_running() -> bool:
         return False
 
 
+def phplibs_sample(dirs: tuple[str, ...]) -> str:
+    """A file directly in /usr/share/php, named relative to it (what include_path
+    must find), or "" when there is none."""
+    top = PHPLIBS_DIRS[0]
+    if top not in dirs:
+        return ""
+    try:
+        names = sorted(os.listdir(top))
+    except OSError:
+        return ""
+    for name in names:
+        for sub in (name, *_children(top, name)):
+            if stat.S_ISREG(os.lstat(os.path.join(top, sub)).st_mode):
+                return sub
+    return ""
+
+
+def _children(top: str, name: str) -> list[str]:
+    path = os.path.join(top, name)
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        return []
+    return [os.path.join(name, n) for n in sorted(os.listdir(path))[:20]]
+
+
 def expectations(opts: Options, token: str) -> J.Expect:
     addrs, err = host_dns(opts.dns_name) if opts.dns_name else (None, "")
+    libs = phplibs_dirs(RealHostView())
     return J.Expect(token=token, dns_name=opts.dns_name, dns_host=addrs, dns_host_error=err,
                     https_url=opts.https_url, smtp_sink=opts.smtp_sink, mail_to=opts.mail_to,
-                    mysqld_running=mysqld_running())
+                    mysqld_running=mysqld_running(), phplibs_dirs=libs,
+                    phplibs_sample=phplibs_sample(libs))
 
 
 @contextmanager

@@ -51,6 +51,12 @@ MAILER_MODE = 0o2555
 NSS_DNS = ("libnss_dns.so.2", "libnss_files.so.2", "libresolv.so.2")
 DNS_FILES = ("/etc/resolv.conf", "/etc/hosts")
 DNS_OPTIONAL = ("/etc/host.conf",)
+# the system's shared PHP and JavaScript libraries (Debian's php-* and libjs-* packages):
+# /usr/share/php (PHP's default include_path), /usr/share/javascript and every
+# /usr/share/php-NAME (php-geshi, ...; not PHP's own /usr/share/php8.2-*)
+SHARE = "/usr/share"
+PHPLIBS_DIRS = ("/usr/share/php", "/usr/share/javascript")
+PHPLIBS_PREFIX = "php-"
 
 
 class Context:
@@ -63,6 +69,8 @@ class Context:
         self.out = ManifestBuilder(pool.name, host)
         self.features = pool.jail.features
         self.same_path_mounts = _same_path_mounts(pool, tenant)
+        if "phplibs" in self.features:
+            self.same_path_mounts += phplibs_dirs(host)
         self._libdir: str | None = None
 
     def closure(self) -> Closure:
@@ -118,6 +126,14 @@ def _same_path_mounts(pool: Pool, tenant: Tenant) -> list[str]:
     if "mysql" in pool.jail.features:
         tops.append(MYSQL_RUN_DIR)
     return tops
+
+
+def phplibs_dirs(host: HostView) -> tuple[str, ...]:
+    """The shared library directories this host has (real directories only, not
+    symlinks): what the phplibs feature binds."""
+    named = [posixpath.join(SHARE, n) for n in host.listdir(SHARE)
+             if n.startswith(PHPLIBS_PREFIX)] if host.kind(SHARE) == "dir" else []
+    return tuple(p for p in (*PHPLIBS_DIRS, *named) if host.kind(p) == "dir")
 
 
 # ---------------------------------------------------------------- features
@@ -268,6 +284,14 @@ def feature_mysql(ctx: Context) -> None:
     ctx.out.put(Entry(MYSQL_RUN_DIR, "mount", MYSQL_RUN_DIR, why="mysql"))
 
 
+def feature_phplibs(ctx: Context) -> None:
+    # bound read-only at their own paths, not copied: /usr/share/javascript alone is
+    # hundreds of MB, and a bind costs a jail nothing; packages installed later appear
+    # at the next apply (a new /usr/share/php-NAME is a mount change: master restart)
+    for path in phplibs_dirs(ctx.host):
+        ctx.out.put(Entry(path, "mount", path, why="phplibs"))
+
+
 def feature_shell(ctx: Context) -> None:
     ctx.add_programs("shell", SHELL)
     sh = posixpath.join(ctx.bin_sh_dir("shell"), "sh")
@@ -285,6 +309,7 @@ FEATURES: dict[str, Callable[[Context], None]] = {
     "proc": feature_proc,
     "mysql": feature_mysql,
     "shell": feature_shell,
+    "phplibs": feature_phplibs,
 }
 if set(FEATURES) != set(JAIL_FEATURES):  # keeps the model and this module in step
     raise ImportError(f"jail features {sorted(FEATURES)} != model {sorted(JAIL_FEATURES)}")

@@ -11,6 +11,7 @@ PM = Literal["static", "dynamic", "ondemand"]
 
 JAIL_FEATURES = (
     "base", "dns", "tls", "mail", "sessions", "iconv", "locale", "proc", "mysql", "shell",
+    "phplibs",
 )
 
 

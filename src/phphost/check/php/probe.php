@@ -205,10 +205,25 @@ function check_shell(array $a): array
             'error' => check_error()];
 }
 
+function check_phplibs(array $a): array
+{
+    $dirs = [];
+    foreach ($a['dirs'] ?? [] as $dir) {
+        $names = is_dir((string)$dir) ? @scandir((string)$dir) : false;
+        $dirs[(string)$dir] = $names === false ? null : count($names) - 2;
+    }
+    $sample = (string)($a['sample'] ?? '');
+    $found = $sample === '' ? null : stream_resolve_include_path($sample);
+    return ['dirs' => $dirs, 'include_path' => get_include_path(),
+            'sample' => $sample, 'resolved' => $found === false ? null : $found,
+            'error' => check_error()];
+}
+
 $tests = ['identity' => 'check_identity', 'tmp' => 'check_tmp', 'zoneinfo' => 'check_zoneinfo',
           'dns' => 'check_dns', 'tls' => 'check_tls', 'mail' => 'check_mail',
           'session' => 'check_session', 'iconv' => 'check_iconv', 'locale' => 'check_locale',
-          'proc' => 'check_proc', 'mysql' => 'check_mysql', 'shell' => 'check_shell'];
+          'proc' => 'check_proc', 'mysql' => 'check_mysql', 'shell' => 'check_shell',
+          'phplibs' => 'check_phplibs'];
 $args = check_args();
 $test = (string)($args['test'] ?? '');
 error_clear_last();
