@@ -62,9 +62,13 @@ def _model() -> Model:
             php_admin_values=(("expose_php", "on"), ("memory_limit", "256M")),
             php_values=(("max_execution_time", "30"), ("upload_max_filesize", "16M")),
             php_ini=(("opcache.jit", "tracing"), ("opcache.memory_consumption", "96")),
-        ), writable=("/srv/www/acme/htdocs/uploads", "/srv/www/acme/cache"), jail=NO_JAIL),
+        ), writable=("/srv/www/acme/htdocs/uploads", "/srv/www/acme/cache"),
+            public=("/srv/www/acme/htdocs/uploads",), jail=NO_JAIL),
         Pool("blog", "blog", "php-blog", "/run/phphost/blog.sock", PoolSettings(),
-             writable=("/home/blog/htdocs/wp-content/uploads",), jail=JAILED),
+             writable=("/home/blog/htdocs/wp-content/uploads", "/home/blog/htdocs/data",
+                       "/home/blog/htdocs/data/media", "/home/blog/static/cache"),
+             public=("/home/blog/htdocs/wp-content/uploads", "/home/blog/htdocs/data/media"),
+             jail=JAILED),
         Pool("chords", "ncs", "php-chords", "/run/phphost/chords.sock",
              PoolSettings(idle_timeout=30, request_slowlog_timeout=2),
              writable=("/srv/www/ncs/htdocs/files/chords/tmp",),
@@ -148,11 +152,21 @@ def _apache_texts() -> list[str]:
             if name.startswith(("site-", "apache-"))]
 
 
-@pytest.mark.parametrize("word", ["IfModule", "AddHandler", "enablereuse", "ProxyPass",
+@pytest.mark.parametrize("word", ["AddHandler", "enablereuse", "ProxyPass",
                                   "AllowOverride All", "Options All", "FileInfo"])
 def test_forbidden_apache_words(word: str) -> None:
     for text in _apache_texts():
         assert word not in text
+
+
+def test_no_ifmodule_sections() -> None:
+    """Nothing is wrapped in <IfModule> (a missing module fails closed); the word only
+    appears as what a writable dir's .htaccess may hold (AllowOverrideList)."""
+    for text in _apache_texts():
+        assert not re.search(r"^\s*</?IfModule", text, re.M)
+        for line in text.splitlines():
+            if "IfModule" in line:
+                assert line.strip() == "AllowOverrideList Require <IfModule"
 
 
 def test_proxy_requests_off() -> None:
@@ -239,11 +253,34 @@ def test_fpm_pages_denied() -> None:
 def test_writable_dirs_in_docroot_do_not_run_php() -> None:
     acme = RENDERED["site-acme.conf"]
     assert '<Directory "/srv/www/acme/htdocs/uploads">\n' \
-        "        AllowOverride None\n        AllowOverrideList None\n" in acme
+        "        AllowOverride None\n        AllowOverrideList None\n" \
+        '        <FilesMatch "' in acme                  # public: static files, no PHP
     assert "/srv/www/acme/cache" not in acme      # outside the docroot
     files = RENDERED["site-files.conf"]            # a route's pool counts too
-    assert '<Directory "/srv/www/ncs/htdocs/files/chords/tmp">' in files
+    assert '<Directory "/srv/www/ncs/htdocs/files/chords/tmp">\n' \
+        "        AllowOverride None\n        AllowOverrideList None\n" \
+        "        Require all denied\n" in files       # not public: nothing served
     assert "/srv/www/ncs/data" not in files
+
+
+def test_writable_dirs_public_or_denied_with_require_overrides() -> None:
+    """blog reads .htaccess: its writable dirs allow Require (and <IfModule>) only; a
+    public dir inside a denied one opens again; a PHP-off site of the same tenant
+    denies the pool's dir in its docroot too."""
+    blog = RENDERED["site-blog.conf"]
+    assert '<Directory "/home/blog/htdocs/data">\n' \
+        "        AllowOverride None\n        AllowOverrideList Require <IfModule\n" \
+        "        Require all denied\n" in blog
+    assert '<Directory "/home/blog/htdocs/data/media">\n' \
+        "        AllowOverride None\n        AllowOverrideList Require <IfModule\n" \
+        "        Require all granted\n" in blog
+    uploads = blog.split('<Directory "/home/blog/htdocs/wp-content/uploads">')[1]
+    assert "Require all" not in uploads.split("<FilesMatch")[0]    # public, inherits
+    static = RENDERED["site-blog-static.conf"]
+    assert '<Directory "/home/blog/static/cache">\n' \
+        "        AllowOverride None\n        AllowOverrideList None\n" \
+        "        Require all denied\n" in static
+    assert "/home/blog/htdocs" not in static
 
 
 def test_allow_override() -> None:

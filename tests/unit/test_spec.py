@@ -383,6 +383,27 @@ def test_bad_writable(path: str, word: str) -> None:
           "pools.p.writable[1]", word)
 
 
+def test_writable_tables_and_public() -> None:
+    model = parse(BASE + '[pools.p]\ntenant = "acme"\nwritable = ["data", '
+                  '{ path = "htdocs/uploads", public = true }, { path = "htdocs/cache" }, '
+                  '"/srv/www/acme/data"]\n')
+    pool = model.pool("p")
+    assert pool.writable == ("/srv/www/acme/data", "/srv/www/acme/htdocs/uploads",
+                             "/srv/www/acme/htdocs/cache")
+    assert pool.public == ("/srv/www/acme/htdocs/uploads",)
+
+
+@pytest.mark.parametrize(("entry", "key", "word"), [
+    ('{ public = true }', "pools.p.writable[1].path", "missing"),
+    ('{ path = "x", public = "yes" }', "pools.p.writable[1].public", "boolean"),
+    ('{ path = "x", open = true }', "pools.p.writable[1].open", "unknown key"),
+    ('{ path = "../x" }', "pools.p.writable[1].path", "'..'"),
+    ('{ path = "ok", public = true }', "pools.p.writable[1].path", "once public"),
+])
+def test_bad_writable_tables(entry: str, key: str, word: str) -> None:
+    fails(BASE + f'[pools.p]\ntenant = "acme"\nwritable = ["ok", {entry}]\n', key, word)
+
+
 def test_jail_checks() -> None:
     fails(BASE + '[pools.p]\ntenant = "acme"\njail = { features = ["dns", "x11"] }\n',
           "pools.p.jail.features[1]", "mysql")

@@ -229,12 +229,12 @@ def _content_lines(site: Site, model: Model) -> list[str]:
         *_block(f"<Directory {docroot}>", _docroot_lines(site), "</Directory>"),
         "DirectoryIndex index.php index.html" if site.php else "DirectoryIndex index.html",
     ]
+    writable = _writable_in_docroot(site, model)
+    for path, public in writable:
+        lines += _block(f"<Directory {_path(path, f'site {site.name}: writable dir')}>",
+                        _writable_lines(site, path, public, writable), "</Directory>")
     if not site.php:
         return [*lines, *_deny(PHP_LIKE)]
-    for writable in _writable_in_docroot(site, model):
-        lines += _block(f"<Directory {_path(writable, f'site {site.name}: writable dir')}>",
-                        ["AllowOverride None", "AllowOverrideList None", *_deny(PHP_LIKE)],
-                        "</Directory>")
     lines += _handler_lines(site, model)
     lines += _deny(PHP_LIKE_NOT_RUN)
     lines += _jail_env_lines(site, model)
@@ -285,17 +285,39 @@ def _docroot_lines(site: Site) -> list[str]:
     return lines
 
 
-def _site_pools(site: Site, model: Model) -> list[Pool]:
-    names = {route.pool for route in site.routes}
-    if site.pool is not None:
-        names.add(site.pool)
-    return [model.pool(name) for name in sorted(names)]
-
-
-def _writable_in_docroot(site: Site, model: Model) -> list[str]:
+def _writable_in_docroot(site: Site, model: Model) -> list[tuple[str, bool]]:
+    """(dir, public) for every writable dir of the site tenant's pools inside the
+    docroot (any of them can write there, whichever site it serves), parents first.
+    A dir is public only when every pool that lists it says so."""
     docroot = site.docroot or ""
-    return sorted({path for pool in _site_pools(site, model) for path in pool.writable
-                   if is_inside(path, docroot)})
+    dirs: dict[str, bool] = {}
+    for pool in model.pools_of(site.tenant or ""):
+        for path in pool.writable:
+            if is_inside(path, docroot):
+                dirs[path] = dirs.get(path, True) and path in pool.public
+    return sorted(dirs.items())
+
+
+# What an .htaccess in a writable dir may hold when the site reads .htaccess at all:
+# access rules only. The pool can write that file, but Require can only open or close
+# the pool's own files, which its PHP can print anyway; <IfModule> only tests modules
+# (apps wrap their Require in it). Not <Files>/<FilesMatch>: their sections come after
+# the <FilesMatch> deny below and could open PHP files to the handler again.
+WRITABLE_OVERRIDES = "Require <IfModule"
+
+
+def _writable_lines(site: Site, path: str, public: bool,
+                    writable: list[tuple[str, bool]]) -> list[str]:
+    """A writable dir in a docroot: never PHP; static files only when public (a public
+    dir inside a private one must open again; else it inherits the docroot's rules)."""
+    lines = ["AllowOverride None",
+             f"AllowOverrideList {WRITABLE_OVERRIDES if site.allow_override else 'None'}"]
+    if not public:
+        lines.append("Require all denied")
+    elif any(is_inside(path, other) and other != path and not open_
+             for other, open_ in writable):
+        lines.append("Require all granted")
+    return [*lines, *_deny(PHP_LIKE)]
 
 
 def _handler_lines(site: Site, model: Model) -> list[str]:

@@ -96,8 +96,14 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     ``/run/phphost/NAME.sock``. Its directory must be root's and writable only by
     root (php-fpm, as root, unlinks and chowns the socket by name): never in a tenant
     home or /tmp-like dir (spec error), checked on the host at plan time.
-    ``writable = ["data"]``: paths relative to the tenant home (or absolute inside
-    it), no ``..``, not the home itself; resolved to absolute paths.
+    ``writable = ["data", { path = "htdocs/uploads", public = true }]``: paths
+    relative to the tenant home (or absolute inside it), no ``..``, not the home
+    itself; resolved to absolute paths. Each entry is a path or a table with
+    ``path`` and ``public`` (default false). A writable dir inside a site's docroot
+    is never served unless ``public = true``: Apache answers 403 for everything in
+    it (``Require all denied``); a public one serves static files (uploads). PHP
+    never runs from either. When the site has ``allow_override``, ``.htaccess``
+    there may hold ``Require`` (and ``<IfModule>``) lines only (docs/spec.md).
     ``jail = { enabled = true, features = ["dns", "tls"], programs = ["/usr/bin/x"],
     mounts = [{ source = "/srv/shared", target = "/opt/shared", writable = false }],
     smtp = "127.0.0.1:25" }``: the pool runs chrooted in its jail unless

@@ -92,6 +92,9 @@ class Pool:
     socket: str          # absolute Unix socket path, <= 107 bytes
     settings: PoolSettings
     writable: tuple[str, ...] = ()   # absolute paths under the tenant home
+    # the writable dirs declared `public = true`: served as static files (never PHP)
+    # when inside a docroot; every other writable dir inside a docroot is denied
+    public: tuple[str, ...] = ()
     jail: JailSpec = field(default_factory=JailSpec)
     network: NetworkSpec = field(default_factory=NetworkSpec)
 

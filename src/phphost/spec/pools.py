@@ -45,6 +45,7 @@ POOL_KEYS = ("tenant", "template", "user", "socket", "writable", "jail", "networ
 JAIL_KEYS = ("enabled", "features", "programs", "mounts", "smtp")
 MOUNT_KEYS = ("source", "target", "writable")
 PROGRAM_KEYS = ("path", "interpreter")
+WRITABLE_KEYS = ("path", "public")
 NETWORK_KEYS = ("allow",)
 # submission and SMTP ports: mail leaves a pool only through its jail's sendmail
 MAIL_PORTS = (25, 465, 587)
@@ -77,13 +78,15 @@ def _pool(
     resolved = resolve([*chain(template, templates), Layer("the pool", own)])
     check_pm(at, resolved, own)
     home = tenants[tenant].home
+    writable, public = _writable(at.sub("writable"), tbl.get("writable", []), home)
     pool = Pool(
         name=pname,
         tenant=tenant,
         user=_runtime_user(at.sub("user"), tbl.get("user"), pname),
         socket=_socket(at.sub("socket"), tbl.get("socket"), pname),
         settings=resolved.settings,
-        writable=_writable(at.sub("writable"), tbl.get("writable", []), home),
+        writable=writable,
+        public=public,
         jail=_jail(at.sub("jail"), tbl["jail"], tenants, tenant) if "jail" in tbl else JailSpec(),
         network=_network(at.sub("network"), tbl["network"]) if "network" in tbl
         else NetworkSpec(),
@@ -124,16 +127,33 @@ def _socket(at: At, value: object, pname: str) -> str:
     return path
 
 
-def _writable(at: At, value: object, home: str) -> tuple[str, ...]:
+def _writable(at: At, value: object, home: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every writable path, those declared public). Each entry is a path or a table
+    { path = "htdocs/uploads", public = true }."""
     paths: list[str] = []
-    for i, raw in enumerate(string_list(at, value)):
-        path = path_in_home(at.sub(i), raw, home, "writable path")
+    public: list[str] = []
+    for i, item in enumerate(array(at, value)):
+        where = at.sub(i)
+        raw: object = item
+        shown = False
+        if isinstance(item, dict):
+            check_keys(where, item, WRITABLE_KEYS)
+            raw = required(where, item, "path", '"htdocs/uploads"')
+            where = where.sub("path")
+            shown = boolean(at.sub(i).sub("public"), item["public"]) if "public" in item \
+                else False
+        path = path_in_home(where, raw, home, "writable path")
         if path == home:
-            at.sub(i).fail(f"writable path {raw!r} is the tenant home {home} itself",
-                           "name a subdirectory such as \"data\": PHP must not be able to "
-                           "rewrite the tenant's code")
+            where.fail(f"writable path {raw!r} is the tenant home {home} itself",
+                       "name a subdirectory such as \"data\": PHP must not be able to "
+                       "rewrite the tenant's code")
+        if path in paths and (path in public) != shown:
+            where.fail(f"writable path {path!r} is listed twice, once public and once not",
+                       "list each writable dir once")
         paths.append(path)
-    return dedupe(paths)
+        if shown:
+            public.append(path)
+    return dedupe(paths), dedupe(public)
 
 
 def _jail(at: At, value: object, tenants: Mapping[str, Tenant], tenant: str) -> JailSpec:
