@@ -172,6 +172,8 @@ NOT_HOST_PATHS = {
     ("jail/features.py", "DNS_OPTIONAL"): "jail content (at the host's path)",
     ("jail/features.py", "SHARE"): "where the phplibs feature looks for php-NAME dirs",
     ("jail/features.py", "PHPLIBS_DIRS"): "jail mounts (at the host's path)",
+    ("jail/hints.py", "PROVIDERS"): "paths inside a jail and the feature bringing them",
+    ("jail/hints.py", "MOUNTABLE"): "where a mount is suggested (a rule)",
     ("jail/manifest.py", "ALLOWED_DEVICES"): "device nodes inside a jail",
     ("monitor/peer.py", "PROC_TCP"): "the kernel's socket table",
     ("spec/loader.py", "FORBIDDEN_HOME_ROOTS"): "where no tenant home may be (a rule)",

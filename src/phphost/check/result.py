@@ -85,6 +85,9 @@ class PoolReport:
     user: str
     jailed: bool
     rows: tuple[Row, ...]
+    # what the pool's PHP failed on since its master started, and the feature that
+    # provides it (from its FPM log; informative, not a failure: docs/check.md)
+    hints: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:

@@ -12,7 +12,7 @@ import socket
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -22,11 +22,13 @@ from phphost.check.result import Report
 from phphost.check.smtp import Message, Sink
 from phphost.facts.hostview import RealHostView
 from phphost.jail.features import PHPLIBS_DIRS, phplibs_dirs
+from phphost.jail.hints import current_life, hints_from_log
 from phphost.spec.model import Model, Pool
 from phphost.verify.errors import VerifyError
-from phphost.verify.probes import Probes
+from phphost.verify.probes import JAIL_PROBE_ROOT, Probes
 
 PROBE = "probe.php"
+LOG_TAIL = 256 * 1024          # bytes of a pool's FPM log read for hints
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,31 @@ class PoolRun:
         return J.Answers(by_test, self.mail_captured(), cookie, second)
 
 
+def log_tail(path: str, size: int = LOG_TAIL) -> str:
+    """The end of a root-owned log (what the pool's PHP wrote there is only parsed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, end - size))
+        return fh.read(size).decode("utf-8", "replace")
+
+
+def pool_hints(model: Model, pool: Pool) -> tuple[str, ...]:
+    """The features PHP in a jailed pool failed for want of, since its master started."""
+    if not pool.jail.enabled:
+        return ()
+    log = current_life(log_tail(layout.fpm_log(pool.name)))
+    hints = hints_from_log(log, model.tenant(pool.tenant).home,
+                           ignore_in=(JAIL_PROBE_ROOT, layout.PROBE_ROOT))
+    declared = frozenset(pool.jail.features)
+    return tuple(h.advice(declared) for h in hints)
+
+
 def run_check(model: Model, opts: Options, run_id: str | None = None,
               ) -> tuple[Report, list[str]]:
     """(the report, what cleanup could not remove)."""
@@ -170,7 +197,8 @@ def run_check(model: Model, opts: Options, run_id: str | None = None,
             for pool in pools:
                 facts = pool_facts(model, pool)
                 answers = PoolRun(probes, pool, facts, expect, sink).answers()
-                reports.append(J.judge_pool(facts, expect, answers))
+                report = J.judge_pool(facts, expect, answers)
+                reports.append(replace(report, hints=pool_hints(model, pool)))
         finally:
             problems = probes.cleanup()
     return Report(model.source, run_id, tuple(reports)), problems

@@ -28,6 +28,7 @@ def render_pool(pool: PoolReport) -> list[str]:
     for cell in [HEAD, *cells]:
         lead = "  ".join(c.ljust(w) for c, w in zip(cell[:3], widths, strict=True))
         lines.append(f"  {lead}  {cell[3]}".rstrip())
+    lines += [f"  hint: {hint}" for hint in pool.hints]
     return lines
 
 

@@ -150,6 +150,14 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     AddDefaultCharset, Require, AuthType, AuthName, AuthUserFile, AuthGroupFile
     (case-insensitive, stored in this spelling). FileInfo, Options, All and
     handler/env/rewrite/proxy/php_* directives are rejected.
+    ``recipe = "NAME"``: an app recipe (wordpress, dokuwiki, mediawiki, adminer,
+    phpmyadmin; docs/recipes.md) fills in what the app needs on this site and its
+    ``pool`` before validation: site ``allow_override`` and ``front_controller`` when
+    the site does not set them; the pool's ``jail.features`` and ``writable`` (dirs
+    relative to the docroot, some public) added to its own; PHP settings merged name
+    by name under the pool's own. ``recipe_options``: a recipe's opt-in parts, e.g.
+    ``["admin-installs"]`` for wordpress. Unknown names are rejected; two sites with
+    different recipes cannot share a pool; not with ``redirect``.
 """
 
 from __future__ import annotations
@@ -162,6 +170,7 @@ from phphost.errors import SpecError
 from phphost.spec.exporter import parse_exporter
 from phphost.spec.model import ApacheSettings, Model, Tenant
 from phphost.spec.pools import parse_pools
+from phphost.spec.recipes import apply_recipes
 from phphost.spec.settings import parse_templates
 from phphost.spec.sites import parse_sites
 from phphost.spec.validate import (
@@ -217,8 +226,10 @@ def parse_spec(text: str, source: str) -> Model:
     apache = _apache(top.sub("apache"), sections["apache"])
     templates = parse_templates(top.sub("templates"), sections["templates"])
     tenants = _tenants(top.sub("tenants"), sections["tenants"])
-    pools = parse_pools(top.sub("pools"), sections["pools"], tenants, templates)
-    sites = parse_sites(top.sub("sites"), sections["sites"], tenants, pools)
+    raw_sites, raw_pools = apply_recipes(top, sections["sites"], sections["pools"],
+                                         sections["tenants"])
+    pools = parse_pools(top.sub("pools"), raw_pools, tenants, templates)
+    sites = parse_sites(top.sub("sites"), raw_sites, tenants, pools)
     return Model(
         source=source,
         tenants=tuple(tenants[n] for n in sorted(tenants)),

@@ -125,6 +125,7 @@ class Site:
     tls: TLS | None = None
     redirect: str | None = None      # "https://x/": the whole site redirects there (no docroot)
     allow_override: tuple[str, ...] = ()   # empty = AllowOverride None
+    recipe: str | None = None        # the app recipe applied (spec/recipes.py), for tools
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from phphost.spec.validate import (
 )
 
 SITE_KEYS = ("server_name", "aliases", "tenant", "docroot", "php", "pool", "routes", "tls",
-             "redirect", "allow_override")
+             "redirect", "allow_override", "recipe", "recipe_options")
 TLS_KEYS = ("cert", "key", "chain")
-NOT_WITH_REDIRECT = ("tenant", "docroot", "pool", "routes", "allow_override")
+NOT_WITH_REDIRECT = ("tenant", "docroot", "pool", "routes", "allow_override", "recipe")
 
 OVERRIDE_CATEGORIES = ("AuthConfig", "Indexes", "Limit")
 OVERRIDE_DIRECTIVES = (
@@ -75,6 +75,7 @@ def _site(
         name=sname, server_name=server_name, aliases=aliases, tenant=tenant, docroot=docroot,
         php=php, pool=pool, routes=_routes(at, tbl, php, tenant, pools), tls=tls,
         allow_override=_allow_override(at.sub("allow_override"), tbl.get("allow_override", [])),
+        recipe=string(at.sub("recipe"), tbl["recipe"]) if "recipe" in tbl else None,
     )
 
 
