@@ -236,3 +236,56 @@ def test_phpmyadmin_logs_in_to_mariadb(apps: Model) -> None:
         "pma_username": "appsdemo", "pma_password": db_password(), "server": "1",
         "token": field(page, "token"), "set_session": field(page, "set_session")})
     assert status == 200 and "wordpress" in page and "pma_username" not in page, page[:3000]
+
+
+# ---------------------------------------------------------------- check
+
+
+def check_json(spec: str, *pools: str) -> tuple[int, dict[str, object]]:
+    args = [a for p in pools for a in ("--pool", p)]
+    proc = hostkit.phphost("check", spec, "--json", *args, check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_check_probes_phplibs_and_names_missing_features(apps: Model) -> None:
+    code, report = check_json(apps.source, "dokuwiki", "phpmyadmin", "adminer")
+    assert code == 0, report
+    rows = {(p["pool"], r["feature"]): r for p in report["pools"]  # type: ignore[attr-defined]
+            for r in p["rows"]}
+    assert rows["dokuwiki", "phplibs"]["verdict"] == "ok"
+    assert rows["adminer", "phplibs"]["verdict"] == "absent"
+
+    # the same apps with their features spelled out, minus phplibs and mysql
+    text = Path(apps.source).read_text()
+    text = text.replace('recipe = "dokuwiki"',
+                        'allow_override = ["AuthConfig", "RedirectMatch"]')
+    text = text.replace('recipe = "adminer"', "")
+    text = text.replace('[pools.dokuwiki]\ntenant = "apps"',
+                        '[pools.dokuwiki]\ntenant = "apps"\njail = { features = ["sessions"] }\n'
+                        'writable = ["htdocs/dokuwiki/data", "htdocs/dokuwiki/conf"]')
+    text = text.replace('[pools.adminer]\ntenant = "apps"',
+                        '[pools.adminer]\ntenant = "apps"\njail = { features = ["sessions"] }')
+    bare = Path(apps.source).with_suffix(".bare.toml")
+    bare.write_text(text)
+    try:
+        hostkit.phphost("apply", str(bare))
+        assert Browser("dokuwiki.demo.test").get("/doku.php")[0] == 500
+        web = Browser("adminer.demo.test")
+        web.get("/")
+        _status, page = web.post("/", {"auth[driver]": "server", "auth[server]": "localhost",
+                                       "auth[username]": "appsdemo",
+                                       "auth[password]": db_password(), "auth[db]": ""})
+        assert "No such file or directory" in page
+        code, report = check_json(str(bare), "dokuwiki", "adminer")
+        hints = {p["pool"]: p["hints"] for p in report["pools"]}  # type: ignore[attr-defined]
+        assert any("/usr/share/php" in h and "'phplibs'" in h for h in hints["dokuwiki"]), hints
+        # Adminer hides the warning (@), so the log says nothing; check's mysql row does
+        rows = {(p["pool"], r["feature"]): r for p in report["pools"]  # type: ignore[attr-defined]
+                for r in p["rows"]}
+        assert "add the jail feature 'mysql'" in rows["adminer", "mysql"]["detail"]
+        plain = hostkit.phphost("check", str(bare), "--pool", "dokuwiki", check=False).stdout
+        assert "hint: PHP failed on /usr/share/php" in plain
+    finally:
+        hostkit.phphost("apply", apps.source)
+        bare.unlink()
+    assert Browser("dokuwiki.demo.test").get("/doku.php")[0] == 200

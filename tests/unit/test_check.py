@@ -391,3 +391,12 @@ def test_phplibs_judged_against_the_hosts_dirs() -> None:
     bare = J.Expect(TOKEN)
     assert row_of("phplibs", True, J.judge_phplibs({}, libs, bare)).verdict is Verdict.SKIPPED
     assert J.probe_args("phplibs", libs, e)["dirs"] == list(dirs)
+
+
+def test_absent_mysql_row_names_the_feature_where_mariadb_runs() -> None:
+    bare = J.PoolFacts("p", "php-p", "t", True, frozenset(), "127.0.0.1:25")
+    answer = {"dir_visible": False, "errno": 2002, "error": "No such file or directory"}
+    running = J.judge_mysql(answer, bare, J.Expect(TOKEN, mysqld_running=True))
+    assert "add the jail feature 'mysql'" in running.detail and not running.worked
+    stopped = J.judge_mysql(answer, bare, J.Expect(TOKEN, mysqld_running=False))
+    assert "add the jail feature" not in stopped.detail

@@ -282,7 +282,7 @@ def judge_proc(a: Answer, _p: PoolFacts, _e: Expect) -> Outcome:
                          "processes visible")
 
 
-def judge_mysql(a: Answer, _p: PoolFacts, e: Expect) -> Outcome:
+def judge_mysql(a: Answer, pool: PoolFacts, e: Expect) -> Outcome:
     sock = a.get("socket", layout.MYSQL_SOCKET)
     errno = a.get("errno")
     if a.get("connected"):
@@ -294,6 +294,10 @@ def judge_mysql(a: Answer, _p: PoolFacts, e: Expect) -> Outcome:
                              f"({_err(a)}); grant it to log in")
     seen = "visible" if a.get("dir_visible") else "missing"
     detail = f"cannot connect through {sock} (/run/mysqld {seen}): {_why(a, f'errno {errno}')}"
+    if not a.get("dir_visible") and e.mysqld_running and "mysql" not in pool.features:
+        # apps often hide the warning (@mysqli_connect): say here what it means
+        detail += ("; an app in this pool that uses this host's MariaDB gets just this "
+                   "error: add the jail feature 'mysql'")
     skip = "" if e.mysqld_running else f"mysqld is not running on the host (no {sock})"
     return Outcome(bool(a.get("dir_visible")), detail, skip=skip, wrong=detail)
 
