@@ -80,6 +80,12 @@ def test_intact_host_blocks_every_cell(intact: tuple[int, dict[str, Any]]) -> No
     assert status == ExitCode.OK
 
 
+def test_writable_leak_is_blocked_not_skipped(intact: tuple[int, dict[str, Any]]) -> None:
+    """blog's htdocs/cache is a writable dir in its docroot that is not public."""
+    _, data = intact
+    assert verdicts(data, "apache.writable-leak", "site:blog") == {"blocked"}
+
+
 def test_jail_attacks_are_blocked_for_the_jailed_demo(intact: tuple[int, dict[str, Any]],
                                                       demo: Model) -> None:
     _, data = intact

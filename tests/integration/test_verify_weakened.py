@@ -238,4 +238,23 @@ def test_apache_breached_when_its_guards_are_removed(unjailed: Model) -> None:
     assert not any((APACHE / f"mods-enabled/{m}.load").exists() for m in enabled)
 
 
+CACHE_DENIED = ('htdocs/cache">\n        AllowOverride None\n'
+                "        AllowOverrideList Require <IfModule\n        Require all denied\n")
+TODAYS_CACHE = 'htdocs/cache">\n        AllowOverride None\n        AllowOverrideList None\n'
+
+
+def test_apache_writable_leak_breached_with_the_old_rendering(unjailed: Model) -> None:
+    """The rendering before issue 13: a writable dir in the docroot had PHP blocked and
+    .htaccess off, nothing else, so what the pool wrote there (DokuWiki's data/ and
+    conf/) was served. Only blog has a not-public one (htdocs/cache)."""
+    with weakened(unjailed):
+        edit(APACHE / "sites-available/phphost-blog.conf", CACHE_DENIED, TODAYS_CACHE)
+        graceful()
+        status, data = check("apache.writable-leak", "apache.upload-exec")
+    assert status == BREACHED
+    assert breached(data, "apache.writable-leak") == {("site:blog", None)}
+    assert verdicts(data, "apache.upload-exec", "site:blog") == {"blocked"}
+    assert verdicts(data, "apache.writable-leak", "site:files") == {"n/a"}
+
+
 # --- jail -------------------------------------------------------------------------------

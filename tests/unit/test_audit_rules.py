@@ -17,6 +17,7 @@ from phphost.facts.parse import ProgramStatus
 from phphost.render.apache import PHP_LIKE, PHP_LIKE_NOT_RUN
 from tests.unit.test_audit_fixture import (
     CLEAN,
+    CLEAN_INFO,
     MODEL,
     apache_texts,
     run,
@@ -33,7 +34,8 @@ EXTRA_CONF = "/etc/apache2/conf-enabled/zz-extra.conf"
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_rule_is_silent_on_the_clean_host(rule: str) -> None:
-    assert run(rule, CLEAN) == []
+    assert [(f.rule, f.severity, f.where) for f in run(rule, CLEAN)] == \
+        [x for x in CLEAN_INFO if x[0] == rule]
 
 
 def replace_path(path: str, **changes: object) -> dict[str, PathStat]:

@@ -33,6 +33,8 @@ APACHE_ROOT_CONF = f"{layout.APACHE_DIR}/apache2.conf"
 MAX_TREE_ENTRIES = 200_000      # per tenant home
 MAX_JAIL_ENTRIES = 50_000       # per jail
 MAX_LISTED = 200                # offending paths kept per kind
+MAX_HTACCESS = 500              # .htaccess files read per tenant home
+MAX_HTACCESS_BYTES = 64 * 1024  # of each
 _MASTER_TITLE = re.compile(r"php-fpm: master process \((.+)\)")
 
 
@@ -64,6 +66,9 @@ class TreeScan:
     group_writable: tuple[str, ...] = ()
     entries: int = 0
     truncated: bool = False
+    # (path, text) of the .htaccess files in the home (at most MAX_HTACCESS, each cut at
+    # MAX_HTACCESS_BYTES), read without following symlinks; PHA027 checks their lines
+    htaccess: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,10 +244,15 @@ def running_masters() -> set[str]:
 # --- trees --------------------------------------------------------------------------------
 
 
-def _walk(top: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]:
+Walked = list[tuple[str, os.stat_result]]
+
+
+def _walk(top: str, limit: int, texts: list[tuple[str, str]] | None = None,
+          ) -> tuple[Walked, bool]:
     """(path, lstat) of everything below top, at most limit entries. Walked by
-    directory descriptor (os.fwalk), never through a symlink a tenant swapped in."""
-    out: list[tuple[str, os.stat_result]] = []
+    directory descriptor (os.fwalk), never through a symlink a tenant swapped in.
+    With `texts`, the .htaccess files met on the way are read into it."""
+    out: Walked = []
     for dirpath, dirnames, filenames, dfd in os.fwalk(top, follow_symlinks=False):
         for name in [*dirnames, *filenames]:
             try:
@@ -250,13 +260,38 @@ def _walk(top: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]
             except OSError:
                 continue
             out.append((os.path.join(dirpath, name), st))
+            if texts is not None and name == ".htaccess" and stat.S_ISREG(st.st_mode) \
+                    and len(texts) < MAX_HTACCESS:
+                text = read_htaccess(dfd, name)
+                if text is not None:
+                    texts.append((os.path.join(dirpath, name), text))
             if len(out) >= limit:
                 return out, True
     return out, False
 
 
+def read_htaccess(dir_fd: int, name: str) -> str | None:
+    """A tenant's file in an open directory, as text: opened with O_NOFOLLOW and
+    O_NONBLOCK (a FIFO swapped in does not hang the audit), only a regular file,
+    at most MAX_HTACCESS_BYTES. None when it cannot be read."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, MAX_HTACCESS_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def scan_tree(tenant: str, home: str, limit: int = MAX_TREE_ENTRIES) -> TreeScan:
-    entries, truncated = _walk(home, limit)
+    texts: list[tuple[str, str]] = []
+    entries, truncated = _walk(home, limit, texts)
     ww: list[str] = []
     wr: list[str] = []
     gw: list[str] = []
@@ -267,7 +302,7 @@ def scan_tree(tenant: str, home: str, limit: int = MAX_TREE_ENTRIES) -> TreeScan
             if st.st_mode & bit and len(bucket) < MAX_LISTED:
                 bucket.append(path)
     return TreeScan(tenant, path_stat(home), tuple(ww), tuple(wr), tuple(gw), len(entries),
-                    truncated)
+                    truncated, tuple(texts))
 
 
 def jail_roots(model: Model) -> list[str]:

@@ -14,6 +14,7 @@ from phphost.audit import (
     rules_fpm,
     rules_fs,
     rules_network,
+    rules_writable,
     versions,
 )
 from phphost.audit.facts import AuditFacts
@@ -106,6 +107,8 @@ RULES: dict[str, Rule] = {
     "PHA023": rules_apache.htaccess_file_reads,
     "PHA024": rules_fs.symlinked_paths,
     "PHA025": rules_network.network_policy,
+    "PHA026": rules_writable.served_writable,
+    "PHA027": rules_writable.htaccess_lines,
 }
 
 

@@ -1,9 +1,9 @@
 """Apache: source disclosure (PHP-off sites, backup and editor copies, include files),
 path tricks (x.php.jpg, /img.jpg/x.php, %0a), PHP uploaded into a writable dir in a
-docroot, directory listings, forward-proxy use, the server's own status pages read
-from a tenant's PHP, and a docroot (or a dir above it) swapped for a symlink into
-another tenant's tree. Files are placed by the site's tenant; requests come from
-outside through Apache on 127.0.0.1."""
+docroot, data a pool wrote into a writable dir that is not public, directory listings,
+forward-proxy use, the server's own status pages read from a tenant's PHP, and a
+docroot (or a dir above it) swapped for a symlink into another tenant's tree. Files are
+placed by the site's tenant; requests come from outside through Apache on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -140,6 +140,46 @@ def upload_exec(ctx: Ctx) -> Result:
             hits += more_hits
             lines += more
     tried = f"pools write PHP into {', '.join(d for _, d in dirs)}, GET via {ctx.site.server_name}"
+    return judged(hits, tried, ", ".join(lines))
+
+
+def _private_dirs(ctx: Ctx) -> list[tuple[str, str]]:
+    """(pool, dir): writable dirs of the site tenant's pools inside the docroot that are
+    not public (whichever site the pool serves: it writes them all the same)."""
+    return sorted({(p.name, w) for p in ctx.model.pools_of(ctx.tenant.name)
+                   for w in p.writable if is_inside(w, ctx.docroot) and w not in p.public})
+
+
+def writable_leak(ctx: Ctx) -> Result:
+    """The DokuWiki leak: what a pool writes into a writable dir inside the docroot
+    that the spec does not call public (data, caches, configs) must not be served."""
+    dirs = _private_dirs(ctx)
+    if not dirs:
+        return not_applicable(f"site {ctx.site.name}: no writable dir inside the docroot "
+                              "that is not public")
+    hits, lines, made_any = [], [], False
+    for pool, directory in dirs:
+        token = ctx.name(f"{ctx.site.name}-leak-{pool}")
+        paths = [os.path.join(directory, _base(ctx, f"leak.{ext}"))
+                 for ext in ("txt", "conf", "sqlite")]
+        for path in paths:
+            ctx.run.scratch.track(path)
+        made = run_ops(ctx.run.probes, ctx.model.pool(pool),
+                       [op("create", p, data=token) for p in paths])
+        lines += [describe(r) for r in made if not r["ok"]]
+        for path in (r["path"] for r in made if r["ok"]):
+            made_any = True
+            url = "/" + urllib.parse.quote(os.path.relpath(path, ctx.docroot))
+            resp = ctx.run.web.get(ctx.site, url)
+            lines.append(f"{url} {resp.status}")
+            if token in resp.text:
+                hits.append(f"GET {url}: {resp.status}, the pool's file came back "
+                            f"({resp.brief(60)})")
+    if not made_any:
+        raise VerifyError(f"no pool could write its writable dirs ({'; '.join(lines)}): "
+                          "nothing was there to fetch")
+    tried = (f"pools write data files into {', '.join(d for _, d in dirs)} (not public), "
+             f"GET via {ctx.site.server_name}")
     return judged(hits, tried, ", ".join(lines))
 
 
@@ -326,6 +366,8 @@ ATTACKS = (
            "site", newline),
     Attack("apache.upload-exec", FAMILY, "PHP written to a writable dir in a docroot runs",
            "site", upload_exec),
+    Attack("apache.writable-leak", FAMILY, "files a pool wrote into a not-public "
+           "writable dir in the docroot are served", "site", writable_leak),
     Attack("apache.dir-listing", FAMILY, "directory listings", "site", dir_listing),
     Attack("apache.forward-proxy", FAMILY, "Apache as a forward proxy (GET http://, CONNECT)",
            "site", forward_proxy),
