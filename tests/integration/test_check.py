@@ -36,7 +36,7 @@ DNS_ADDR = "127.0.0.7"
 # every feature is declared by some pool and missing from others
 FULL = {
     "files": ("dns", "tls", "sessions", "mysql"),
-    "chords": ("iconv", "locale", "shell", "mail"),       # mail with a real /bin/sh
+    "chords": ("iconv", "locale", "shell", "mail", "phplibs"),   # mail with a real /bin/sh
     "blog": ("dns", "tls", "mail", "sessions", "proc"),   # mail with the mail-only /bin/sh
     "search": (),                                         # base only
 }
@@ -161,7 +161,7 @@ def test_full_host_passes(env: Env) -> None:
     assert status == ExitCode.OK and not failed, failed
     for pool, feats in env.full_features.items():
         for feature in ("dns", "tls", "mail", "sessions", "iconv", "locale", "proc",
-                        "mysql", "shell"):
+                        "mysql", "shell", "phplibs"):
             row = rows(data)[(pool, feature)]
             assert row["verdict"] == ("ok" if feature in feats else "absent"), (pool, row)
     for pool in env.full_features:
