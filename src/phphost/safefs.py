@@ -198,9 +198,10 @@ def dir_state(path: str) -> DirState | None:
         return None
     try:
         st = os.fstat(fd)
+        mode = _effective_group_mode(fd, stat.S_IMODE(st.st_mode))
     finally:
         os.close(fd)
-    return DirState(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    return DirState(st.st_uid, st.st_gid, mode)
 
 
 def make_dir(path: str) -> bool:
@@ -215,10 +216,37 @@ def make_dir(path: str) -> bool:
 
 
 def set_owner_mode(path: str, uid: int, gid: int, mode: int) -> None:
-    """fchown + fchmod on the directory itself, never through a symlink."""
+    """fchown + fchmod on the directory itself, never through a symlink. With an ACL
+    (e.g. inherited from a docroot's default ACL), fchmod sets only the mask: the owning
+    group's entry, access and default, is set to the mode's group bits too."""
     with opened_dir(path) as fd:
         os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
+        _align_group_obj(fd, (mode >> 3) & 7)
+
+
+def _effective_group_mode(fd: int, mode: int) -> int:
+    """mode with the group bits the owning group really has: with an ACL, st_mode's
+    group bits are the mask, and the group's own entry may grant less."""
+    blob = _read_xattr(fd, ACCESS)
+    if not blob:
+        return mode
+    group = next((p for t, p, _i in decode_acl(blob) if t == _GROUP_OBJ), 7)
+    return (mode & ~0o070) | ((mode >> 3) & group & 7) << 3
+
+
+def _align_group_obj(fd: int, bits: int) -> None:
+    """The owning group's entry of the access ACL (mask as fchmod left it) and of the
+    default ACL (mask widened to it) set to bits; nothing without an ACL."""
+    for name in (ACCESS, DEFAULT):
+        blob = _read_xattr(fd, name)
+        if not blob:
+            continue
+        entries = [(t, bits if t == _GROUP_OBJ else p, i) for t, p, i in decode_acl(blob)]
+        if name == DEFAULT:
+            entries = [(t, p | bits if t == _MASK else p, i) for t, p, i in entries]
+        if entries != decode_acl(blob):
+            os.setxattr(fd, name, encode_acl(entries))
 
 
 def remove_empty_dir(path: str) -> None:

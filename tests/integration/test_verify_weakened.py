@@ -251,7 +251,7 @@ def test_apache_writable_leak_breached_with_the_old_rendering(unjailed: Model) -
         edit(APACHE / "sites-available/phphost-blog.conf", CACHE_DENIED, TODAYS_CACHE)
         graceful()
         status, data = check("apache.writable-leak", "apache.upload-exec")
-    assert status == BREACHED
+    assert status == BREACHED, [str(c) for c in data["cells"] if c["verdict"] == "error"]
     assert breached(data, "apache.writable-leak") == {("site:blog", None)}
     assert verdicts(data, "apache.upload-exec", "site:blog") == {"blocked"}
     assert verdicts(data, "apache.writable-leak", "site:files") == {"n/a"}

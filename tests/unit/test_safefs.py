@@ -71,6 +71,29 @@ def test_make_and_fix_dir(home: Path) -> None:
     assert safefs.dir_state(str(home / "missing")) is None
 
 
+def test_writable_dir_under_a_default_acl_gets_group_write(home: Path) -> None:
+    """A writable dir made inside a docroot inherits the docroot's default ACL
+    (group::r-x): chmod 2770 alone only widens the mask, so the pool (the tenant group)
+    could not write. dir_state shows the group's real bits; set_owner_mode fixes them."""
+    doc = home / "htdocs"
+    doc.mkdir(mode=0o750)
+    os.chown(doc, TENANT, TENANT)
+    with safefs.opened_dir(str(doc)) as fd:
+        safefs.grant(fd, ("user:33:r-x", "default:user:33:r-x"))
+    cache = doc / "cache"
+    assert safefs.make_dir(str(cache))
+    os.chmod(cache, 0o2770)  # noqa: S103 - what fchmod alone leaves
+    assert safefs.dir_state(str(cache)) == safefs.DirState(0, 0, 0o2750)
+    safefs.set_owner_mode(str(cache), TENANT, TENANT, 0o2770)
+    assert safefs.dir_state(str(cache)) == safefs.DirState(TENANT, TENANT, 0o2770)
+    with safefs.opened_dir(str(cache)) as fd:
+        access, default = safefs.acl_blobs(fd)
+    assert access and default
+    assert (0x04, 7, 0xFFFFFFFF) in safefs.decode_acl(access)       # group::rwx
+    assert (0x04, 7, 0xFFFFFFFF) in safefs.decode_acl(default)      # default:group::rwx
+    assert (0x02, 5, 33) in safefs.decode_acl(access)               # www-data kept
+
+
 def test_symlink_as_last_component_is_refused(home: Path, secret: Path) -> None:
     link = home / "data"
     link.symlink_to(secret)
