@@ -88,12 +88,14 @@ def _model() -> Model:
         Site("blog", "blog.example", tenant="blog", docroot="/home/blog/htdocs", pool="blog",
              tls=TLS("/etc/ssl/certs/blog.pem", "/etc/ssl/private/blog.key",
                      "/etc/ssl/certs/blog-chain.pem"),
-             allow_override=("Limit", "ErrorDocument", "AuthConfig", "Redirect")),
+             allow_override=("Limit", "ErrorDocument", "AuthConfig", "Redirect"),
+             front_controller="/index.php"),
         Site("blog-static", "static.blog.example", tenant="blog",
              docroot="/home/blog/static", php=False),
         Site("files", "files.example.org", aliases=("www.files.example.org",), tenant="ncs",
              docroot="/srv/www/ncs/htdocs/files", pool="ncs-web",
-             routes=(Route("/stats/matomo/", "matomo"), Route("/chords/", "chords"))),
+             routes=(Route("/stats/matomo/", "matomo"), Route("/chords/", "chords")),
+             front_controller="/app/front.php"),
         Site("old", "example-with-hyphens.org", aliases=("www.example-with-hyphens.org",),
              redirect="https://www.acme.example/"),
     )
@@ -281,6 +283,20 @@ def test_writable_dirs_public_or_denied_with_require_overrides() -> None:
         "        AllowOverride None\n        AllowOverrideList None\n" \
         "        Require all denied\n" in static
     assert "/home/blog/htdocs" not in static
+
+
+def test_front_controller_is_a_fallback_resource() -> None:
+    """Unknown URLs of the site run its front controller; under a route they stay the
+    route's own (no fallback there); sites without one have none."""
+    blog = _docroot_section(RENDERED["site-blog.conf"])
+    assert 'FallbackResource "/index.php"\n' in blog
+    files = RENDERED["site-files.conf"]
+    assert 'FallbackResource "/app/front.php"\n' in _docroot_section(files)
+    for route in ("chords", "stats/matomo"):
+        assert (f'<Directory "/srv/www/ncs/htdocs/files/{route}">\n'
+                "        FallbackResource disabled\n    </Directory>\n") in files
+    for name in ("site-acme.conf", "site-blog-static.conf", "site-old.conf"):
+        assert "FallbackResource" not in RENDERED[name]
 
 
 def test_allow_override() -> None:

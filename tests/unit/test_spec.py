@@ -404,6 +404,33 @@ def test_bad_writable_tables(entry: str, key: str, word: str) -> None:
     fails(BASE + f'[pools.p]\ntenant = "acme"\nwritable = ["ok", {entry}]\n', key, word)
 
 
+def test_front_controller() -> None:
+    model = parse(BASE.replace('pool = "web"\n', 'pool = "web"\nfront_controller = "/index.php"\n'))
+    assert model.sites[0].front_controller == "/index.php"
+    assert parse(BASE).sites[0].front_controller is None
+
+
+@pytest.mark.parametrize(("extra", "key", "word"), [
+    ('front_controller = "index.php"', "sites.main.front_controller", "URL path"),
+    ('front_controller = "/a/../index.php"', "sites.main.front_controller", "'..'"),
+    ('front_controller = "/index.html"', "sites.main.front_controller", ".php"),
+    ('front_controller = "/a b.php"', "sites.main.front_controller", "URL path"),
+    ('front_controller = 1', "sites.main.front_controller", "string"),
+    ('front_controller = "/app/index.php"\nroutes = { "/app/" = "web" }',
+     "sites.main.front_controller", "route"),
+])
+def test_bad_front_controller(extra: str, key: str, word: str) -> None:
+    fails(BASE.replace('pool = "web"\n', f'pool = "web"\n{extra}\n'), key, word)
+
+
+def test_front_controller_needs_php_and_no_redirect() -> None:
+    fails(BASE + '[sites.static]\nserver_name = "s.example.org"\ntenant = "acme"\n'
+          'docroot = "static"\nphp = false\nfront_controller = "/index.php"\n',
+          "sites.static.front_controller", "php = false")
+    fails(BASE + '[sites.away]\nserver_name = "a.example.org"\nredirect = "https://x.org/"\n'
+          'front_controller = "/index.php"\n', "sites.away.front_controller", "redirect")
+
+
 def test_jail_checks() -> None:
     fails(BASE + '[pools.p]\ntenant = "acme"\njail = { features = ["dns", "x11"] }\n',
           "pools.p.jail.features[1]", "mysql")

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from phphost.check.frontctl import front_controller_warnings
 from phphost.check.result import Report, exit_status, report_json
 from phphost.check.runner import Options, run_check
 from phphost.check.smtp import loopback_address
@@ -65,6 +66,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     code = CheckResult(report).emit(args.json)
     for problem in problems:
         print(f"phphost: warning: could not remove {problem}", file=sys.stderr)
+    for warning in front_controller_warnings(model, tuple(args.pool)):
+        print(f"phphost: warning: {warning}", file=sys.stderr)
     return code
 
 

@@ -227,6 +227,7 @@ def _content_lines(site: Site, model: Model) -> list[str]:
         f"DocumentRoot {docroot}",
         *_above_docroot_lines(site),
         *_block(f"<Directory {docroot}>", _docroot_lines(site), "</Directory>"),
+        *_route_fallback_lines(site),
         "DirectoryIndex index.php index.html" if site.php else "DirectoryIndex index.html",
     ]
     writable = _writable_in_docroot(site, model)
@@ -281,7 +282,25 @@ def _docroot_lines(site: Site) -> list[str]:
         lines.append(f"AllowOverrideList {' '.join(directives)}")
     if site.php:
         lines.append("CGIPassAuth On")    # apps see Authorization (PHP_AUTH_USER etc.)
+    if site.front_controller is not None:
+        # unknown URLs run the front controller (an internal redirect: the -f guarded
+        # handler then sends it to the site's pool); pretty URLs without mod_rewrite
+        where = f"site {site.name}: front_controller"
+        lines.append(f"FallbackResource {_q(site.front_controller, where)}")
     lines.append("Require all granted")
+    return lines
+
+
+def _route_fallback_lines(site: Site) -> list[str]:
+    """Unknown URLs under a route belong to the route's app (its own 404s), never to
+    the site's front controller."""
+    if site.front_controller is None or site.docroot is None:
+        return []
+    lines: list[str] = []
+    for route in sorted(site.routes, key=lambda r: r.path):
+        path = site.docroot.rstrip("/") + route.path.rstrip("/")
+        lines += _block(f"<Directory {_path(path, f'site {site.name}: routes')}>",
+                        ["FallbackResource disabled"], "</Directory>")
     return lines
 
 

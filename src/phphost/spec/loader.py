@@ -143,7 +143,15 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     Stored longest path first.
     ``tls = { cert = "/abs", key = "/abs", chain = "/abs" }``: existence not checked.
     ``redirect = "https://example.org/"``: the whole site redirects; then tenant,
-    docroot, pool, routes and allow_override must be absent and php false.
+    docroot, pool, routes, allow_override and front_controller must be absent and
+    php false.
+    ``front_controller = "/index.php"``: the URL path of the script that answers
+    every URL no file or directory matches (WordPress, Laravel, Symfony, Drupal
+    pretty URLs), rendered as ``FallbackResource`` on the docroot; needs php; starts
+    with ``/``, ends in ``.php``, chars ``[A-Za-z0-9._~/-]``, no empty, ``.`` or
+    ``..`` segments; not under a route (unknown URLs under a route stay that route's:
+    ``FallbackResource disabled`` there). ``phphost check`` warns when the script is
+    not in the docroot.
     ``allow_override``: categories AuthConfig, Indexes, Limit and single directives
     ErrorDocument, Redirect, RedirectMatch, RedirectPermanent, RedirectTemp,
     DirectoryIndex, Header, ExpiresActive, ExpiresByType, ExpiresDefault,

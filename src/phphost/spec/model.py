@@ -125,6 +125,8 @@ class Site:
     tls: TLS | None = None
     redirect: str | None = None      # "https://x/": the whole site redirects there (no docroot)
     allow_override: tuple[str, ...] = ()   # empty = AllowOverride None
+    # URL path of the script unknown URLs go to (FallbackResource), e.g. "/index.php"
+    front_controller: str | None = None
     recipe: str | None = None        # the app recipe applied (spec/recipes.py), for tools
 
 

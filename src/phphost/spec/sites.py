@@ -25,9 +25,10 @@ from phphost.spec.validate import (
 )
 
 SITE_KEYS = ("server_name", "aliases", "tenant", "docroot", "php", "pool", "routes", "tls",
-             "redirect", "allow_override", "recipe", "recipe_options")
+             "redirect", "allow_override", "front_controller", "recipe", "recipe_options")
 TLS_KEYS = ("cert", "key", "chain")
-NOT_WITH_REDIRECT = ("tenant", "docroot", "pool", "routes", "allow_override", "recipe")
+NOT_WITH_REDIRECT = ("tenant", "docroot", "pool", "routes", "allow_override",
+                     "front_controller", "recipe")
 
 OVERRIDE_CATEGORIES = ("AuthConfig", "Indexes", "Limit")
 OVERRIDE_DIRECTIVES = (
@@ -71,10 +72,13 @@ def _site(
                            home, "docroot")
     php = boolean(at.sub("php"), tbl["php"]) if "php" in tbl else True
     pool = _site_pool(at, tbl, php, tenant, pools)
+    routes = _routes(at, tbl, php, tenant, pools)
     return Site(
         name=sname, server_name=server_name, aliases=aliases, tenant=tenant, docroot=docroot,
-        php=php, pool=pool, routes=_routes(at, tbl, php, tenant, pools), tls=tls,
+        php=php, pool=pool, routes=routes, tls=tls,
         allow_override=_allow_override(at.sub("allow_override"), tbl.get("allow_override", [])),
+        front_controller=_front_controller(at.sub("front_controller"), tbl["front_controller"],
+                                           php, routes) if "front_controller" in tbl else None,
         recipe=string(at.sub("recipe"), tbl["recipe"]) if "recipe" in tbl else None,
     )
 
@@ -137,6 +141,29 @@ def _routes(
                           "'.' or '..' segments; '/' itself is served by the site's pool")
         routes.append(Route(path, _own_pool(route_at, value, tenant, pools)))
     return tuple(sorted(routes, key=lambda r: (-len(r.path), r.path)))
+
+
+_FRONT_RE = re.compile(r"^/[A-Za-z0-9._~/-]*\.php$")
+
+
+def _front_controller(at: At, value: object, php: bool, routes: tuple[Route, ...]) -> str:
+    """The URL path unknown URLs go to (FallbackResource): a .php script of the site's
+    own pool, so not under a route (its pool would then answer every URL of the site)."""
+    path = string(at, value)
+    if not php:
+        at.fail("front_controller needs PHP but php = false",
+                "remove front_controller, or set php = true and a pool")
+    if not _FRONT_RE.match(path) or {"", ".", ".."} & set(path[1:].split("/")):
+        at.fail(f"{path!r} is not a URL path of a PHP script in the site",
+                'write it like "/index.php": starting with \'/\', ending in .php, only '
+                "A-Z a-z 0-9 . _ ~ - /, no empty, '.' or '..' segments")
+    for route in routes:
+        if path.startswith(route.path):
+            at.fail(f"{path!r} is under the route {route.path!r} (pool {route.pool!r}): that "
+                    "pool would answer every unknown URL of the whole site",
+                    "use a script the site's own pool runs (outside every route); unknown "
+                    "URLs under a route are never sent to the site's front controller")
+    return path
 
 
 def _tls(at: At, value: object) -> TLS:
