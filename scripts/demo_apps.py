@@ -41,6 +41,7 @@ PACKAGES = {"wordpress": "/usr/share/wordpress/wp-login.php",
             "phpmyadmin": "/usr/share/phpmyadmin/index.php"}
 DB_USER = "appsdemo"                     # one MariaDB login for the demo apps
 DB_NAME = "wordpress"
+DEPLOY_VERSION = 2                       # a new one redeploys (the stamp file)
 PASSWORD_FILE = "apps-db-password"  # noqa: S105 (a file name)
 
 
@@ -166,11 +167,15 @@ def write_as(app: App, path: str, text: str, mode: int = 0o640) -> None:
 
 def deployed(app: App) -> bool:
     def look() -> str:
-        return "yes" if os.path.exists(app.stamp) else "no"
+        return dm.read(app.stamp) or ""
     try:
-        return call_as(app.uid, app.gid, look) == "yes"
+        return call_as(app.uid, app.gid, look) == stamp_text(app)
     except HostError:
         raise SystemExit(f"demo_apps: cannot look into {app.docroot} as {app.user}") from None
+
+
+def stamp_text(app: App) -> str:
+    return f"{app.recipe} {DEPLOY_VERSION}\n"
 
 
 def deploy_wordpress(app: App, pw: str) -> None:
@@ -190,6 +195,13 @@ define('DB_COLLATE', '');
 {salts}
 define('WP_CONTENT_DIR', __DIR__ . '/wp-content');
 define('AUTOMATIC_UPDATER_DISABLED', true);
+// plugins and themes are written by the pool itself, never over FTP: where the spec
+// opts in (recipe_options = ["admin-installs"]); elsewhere installs fail plainly
+define('FS_METHOD', 'direct');
+// what the pool creates stays writable for the tenant's group: the tenant can manage
+// it, and so can the pool's next user (a pool that left the spec and came back)
+define('FS_CHMOD_DIR', 02770);
+define('FS_CHMOD_FILE', 0660);
 $table_prefix = 'wp_';
 if (!defined('ABSPATH')) define('ABSPATH', __DIR__ . '/');
 require_once ABSPATH . 'wp-settings.php';
@@ -229,6 +241,8 @@ $conf['title'] = 'phphost demo DokuWiki';
 $conf['savedir'] = '{d}/data';
 $conf['useacl'] = 0;          // the demo lets anyone edit
 $conf['userewrite'] = 0;
+$conf['dmode'] = 02770;      // what the pool creates stays the tenant group's
+$conf['fmode'] = 0660;
 """, 0o660)
     for name in ("acl.auth.php", "users.auth.php"):
         write_as(app, f"{d}/conf/{name}", "# empty\n", 0o660)
@@ -270,7 +284,7 @@ def deploy(app: App, pw: str) -> None:
         deploy_adminer(app)
     elif app.recipe == "phpmyadmin":
         deploy_phpmyadmin(app)
-    write_as(app, app.stamp, f"{app.recipe}\n")
+    write_as(app, app.stamp, stamp_text(app))
     say(f"deployed {app.recipe} into {app.docroot}")
 
 

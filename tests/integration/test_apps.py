@@ -9,12 +9,14 @@ at the end."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
 import secrets
 import subprocess
 import urllib.parse
+import zipfile
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -127,7 +129,8 @@ def db_password() -> str:
 # ---------------------------------------------------------------- WordPress
 
 
-def test_wordpress_install_login_post_permalink_upload(apps: Model) -> None:
+def wp_login() -> Browser:
+    """A browser logged in to WordPress as its admin (installed first if need be)."""
     wp = Browser("wordpress.demo.test")
     status, page = wp.get("/wp-admin/install.php")
     assert status == 200, page[:1000]
@@ -146,6 +149,11 @@ def test_wordpress_install_login_post_permalink_upload(apps: Model) -> None:
                                              "wp-submit": "Log In", "testcookie": "1",
                                              "redirect_to": "/wp-admin/"})
     assert status == 200 and "Dashboard" in page, page[:2000]
+    return wp
+
+
+def test_wordpress_install_login_post_permalink_upload(apps: Model) -> None:
+    wp = wp_login()
 
     # pretty permalinks: WordPress's form, no /index.php/ in front (front_controller)
     status, page = wp.get("/wp-admin/options-permalink.php")
@@ -289,3 +297,53 @@ def test_check_probes_phplibs_and_names_missing_features(apps: Model) -> None:
         hostkit.phphost("apply", apps.source)
         bare.unlink()
     assert Browser("dokuwiki.demo.test").get("/doku.php")[0] == 200
+
+
+def plugin_zip(name: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"{name}/{name}.php", f"<?php\n/*\nPlugin Name: {name}\n*/\n")
+    return buf.getvalue()
+
+
+def upload_plugin(wp: Browser, name: str) -> str:
+    status, page = wp.get("/wp-admin/plugin-install.php?tab=upload")
+    assert status == 200, page[:1000]
+    boundary = secrets.token_hex(12)
+    parts = [('name="_wpnonce"', field(page, "_wpnonce").encode()),
+             ('name="install-plugin-submit"', b"Install Now"),
+             (f'name="pluginzip"; filename="{name}.zip"', plugin_zip(name))]
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; {head}\r\n\r\n"
+                    .encode() + data + b"\r\n" for head, data in parts)
+    body += f"--{boundary}--\r\n".encode()
+    status, _h, text = wp.request(
+        "POST", "/wp-admin/update.php?action=upload-plugin", body=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, text[:1000]
+    return text
+
+
+def test_wordpress_admin_installs_plugins_only_when_opted_in(apps: Model) -> None:
+    site = next(s for s in apps.sites if s.name == "wordpress")
+    assert site.docroot is not None
+    plugins = Path(site.docroot) / "wp-content" / "plugins"
+    name = f"phphost-{secrets.token_hex(3)}"
+    page = upload_plugin(wp_login(), name)
+    assert "Plugin installed successfully" not in page and not (plugins / name).exists()
+    assert "FTP" not in page                       # FS_METHOD direct: no credentials asked
+
+    opted = Path(apps.source).with_suffix(".plugins.toml")
+    opted.write_text(Path(apps.source).read_text().replace(
+        'recipe = "wordpress"', 'recipe = "wordpress"\nrecipe_options = ["admin-installs"]'))
+    try:
+        hostkit.phphost("apply", str(opted))
+        page = upload_plugin(wp_login(), name)
+        assert "Plugin installed successfully" in page, page[:3000]
+        code = plugins / name / f"{name}.php"
+        assert code.is_file() and code.owner() == "php-wordpress"
+        # what the pool wrote is served as a file at most, never run as PHP
+        status, _p = Browser("wordpress.demo.test").get(f"/wp-content/plugins/{name}/{name}.php")
+        assert status == 403
+    finally:
+        hostkit.phphost("apply", apps.source)
+        opted.unlink()
