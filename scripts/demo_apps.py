@@ -35,13 +35,13 @@ from phphost.spec.model import Model, Site
 
 # Debian's confs that would serve the packages' own copies on every vhost
 PACKAGED_CONFS = ("dokuwiki", "adminer", "phpmyadmin", "javascript-common")
-PACKAGES = {"wordpress": "/usr/share/wordpress/wp-login.php",
+PACKAGES = {"wordpress": "/usr/share/wordpress/wp-content/themes/twentytwentythree/theme.json",
             "dokuwiki": "/usr/share/dokuwiki/doku.php",
             "adminer": "/usr/share/adminer/adminer.php",
             "phpmyadmin": "/usr/share/phpmyadmin/index.php"}
 DB_USER = "appsdemo"                     # one MariaDB login for the demo apps
 DB_NAME = "wordpress"
-DEPLOY_VERSION = 2                       # a new one redeploys (the stamp file)
+DEPLOY_VERSION = 3                       # a new one redeploys (the stamp file)
 PASSWORD_FILE = "apps-db-password"  # noqa: S105 (a file name)
 
 

@@ -29,12 +29,15 @@ from tests.integration import hostkit
 from tests.integration.conftest import DEMO
 
 APPS = hostkit.ROOT / "examples" / "apps.toml"
-PACKAGES = ("/usr/share/wordpress/wp-login.php", "/usr/share/dokuwiki/doku.php",
+PACKAGES = ("/usr/share/wordpress/wp-login.php",
+            "/usr/share/wordpress/wp-content/themes/twentytwentythree/theme.json",
+            "/usr/share/dokuwiki/doku.php",
             "/usr/share/adminer/adminer.php", "/usr/share/phpmyadmin/index.php",
             "/usr/sbin/mariadbd")
 pytestmark = pytest.mark.skipif(
     not all(os.path.exists(p) for p in PACKAGES),
-    reason="needs Debian's wordpress, dokuwiki, adminer, phpmyadmin, mariadb-server "
+    reason="needs Debian's wordpress, wordpress-theme-twentytwentythree, dokuwiki, adminer, "
+           "phpmyadmin, mariadb-server "
            "(scripts/setup-demo)")
 PASSWORD_FILE = "/var/lib/phphost-demo/apps-db-password"  # noqa: S105 (a path)
 # a 1x1 PNG

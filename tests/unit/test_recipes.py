@@ -24,6 +24,7 @@ def applied(site: dict[str, object], pool: dict[str, object] | None = None,
 def test_wordpress_gives_site_and_pool_what_it_needs() -> None:
     site, pool = applied({"recipe": "wordpress"})
     assert site["front_controller"] == "/index.php"
+    assert site["allow_override"] == ["AuthConfig"]
     assert pool["jail"] == {"features": ["mysql", "mail", "dns", "tls", "phplibs"]}
     assert pool["writable"] == [{"path": "htdocs/wp-content/uploads", "public": True}]
     assert pool["php_admin_values"] == {"upload_max_filesize": "32M", "post_max_size": "33M"}

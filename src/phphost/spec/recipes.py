@@ -62,6 +62,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         "wordpress", "WordPress (Debian's wordpress package or wordpress.org's zip)",
         features=("mysql", "mail", "dns", "tls", "phplibs"),
         writable=(Writable("wp-content/uploads", public=True),),
+        # plugins' own .htaccess (Akismet: <IfModule> + Require all denied on its PHP)
+        allow_override=("AuthConfig",),
         front_controller="/index.php",
         php_admin_values=(("upload_max_filesize", "32M"), ("post_max_size", "33M")),
         options={"admin-installs": Option(
