@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import subprocess
+import time
 import urllib.parse
 import zipfile
 from collections.abc import Iterator
@@ -56,13 +57,17 @@ def apps(demo: Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mode
     """The demo host plus the apps, applied and deployed; the demo alone afterwards."""
     spec = Path("/root") / f"phphost-apps-{secrets.token_hex(4)}.toml"
     spec.write_text(DEMO.read_text() + "\n" + APPS.read_text())
+    start = time.monotonic()
     try:
         run_script("--prepare")
         hostkit.phphost("apply", str(spec))
         run_script(str(spec))
+        print(f"apps applied and deployed in {time.monotonic() - start:.1f}s")
         yield load_spec(str(spec))
     finally:
+        start = time.monotonic()
         hostkit.phphost("apply", str(DEMO))
+        print(f"demo re-applied in {time.monotonic() - start:.1f}s")
         spec.unlink()
 
 
