@@ -109,3 +109,15 @@ def test_every_recipe_names_known_features() -> None:
     from phphost.spec.model import JAIL_FEATURES
     for recipe in RECIPES.values():
         assert set(recipe.features) <= set(JAIL_FEATURES), recipe.name
+
+
+def test_recipe_with_redirect_is_refused() -> None:
+    text = SPEC.replace("{extra}", "") + """
+[sites.old]
+server_name = "old.test"
+redirect = "https://db.test/"
+recipe = "wordpress"
+"""
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "spec.toml")
+    assert err.value.key == "sites.old.recipe" and "redirect" in str(err.value)
