@@ -130,7 +130,9 @@ def test_pha027_outside_docroots_is_not_read() -> None:
 
 def test_allowed_in_categories_and_lists() -> None:
     wiki = MODEL.sites[[s.name for s in MODEL.sites].index("wiki")]
-    allowed = htaccess.allowed_in(wiki, MODEL, "/srv/phphost-demo/wiki/htdocs/w")
+    writable = htaccess.writable_in_docroot(wiki, MODEL.pools_of("wiki"))
+    assert writable == []                          # images and cache are beside the docroot
+    allowed = htaccess.allowed_in(wiki, writable, "/srv/phphost-demo/wiki/htdocs/w")
     assert allowed.allows("require") and allowed.allows("deny")
     assert allowed.allows("directoryindex") and allowed.allows("<ifmodule")
     assert not allowed.allows("rewriterule") and not allowed.allows("errordocument")
