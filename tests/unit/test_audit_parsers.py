@@ -152,6 +152,24 @@ def test_scan_tree_is_bounded(tmp_path: Path) -> None:
     assert scan.truncated and scan.entries == 4
 
 
+def test_scan_tree_reads_htaccess_without_following_links(tmp_path: Path) -> None:
+    """PHA027's input: regular .htaccess files only; a symlink or a FIFO named
+    .htaccess is never opened (a tenant would make root read /etc/shadow or hang)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / ".htaccess").write_text("Require all denied\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / ".htaccess").symlink_to("/etc/shadow")
+    (tmp_path / "c").mkdir()
+    os.mkfifo(tmp_path / "c" / ".htaccess")
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / ".htaccess").write_text("#" * (audit_facts.MAX_HTACCESS_BYTES + 10))
+    scan = audit_facts.scan_tree("t", str(tmp_path))
+    texts = dict(scan.htaccess)
+    assert set(texts) == {str(tmp_path / "a" / ".htaccess"), str(tmp_path / "big" / ".htaccess")}
+    assert texts[str(tmp_path / "a" / ".htaccess")] == "Require all denied\n"
+    assert len(texts[str(tmp_path / "big" / ".htaccess")]) == audit_facts.MAX_HTACCESS_BYTES
+
+
 def test_parse_modules() -> None:
     text = "Loaded Modules:\n core_module (static)\n php_module (shared)\n"
     assert audit_facts.parse_modules(text) == frozenset({"core_module", "php_module"})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from phphost.audit import htaccess
-from phphost.audit.facts import AuditFacts, TreeScan
+from phphost.audit.facts import AuditFacts
 from phphost.spec.loader import parse_spec
 from phphost.spec.model import Model
 from tests.unit.test_audit_fixture import CLEAN, DEMO, MODEL, clean_facts, run, with_apache
@@ -41,10 +41,8 @@ def test_pha026_cache_served_by_todays_rendering() -> None:
 def test_pha026_writable_docroot_is_high() -> None:
     model = _demo_with('writable = ["data"]', 'writable = ["htdocs"]')
     found = run("PHA026", clean_facts(model), model)
-    assert [(f.where, f.severity) for f in found if f.severity == "high"] == [
-        ("pools.files.writable[0]", "high")]
-    assert "holds the docroot" in found[0].problem or any(
-        "holds the docroot" in f.problem for f in found)
+    [high] = [f for f in found if f.severity == "high"]
+    assert high.where == "pools.files.writable[0]" and "holds the docroot" in high.problem
 
 
 def test_pha026_public_uploads_are_info_only() -> None:
@@ -130,7 +128,9 @@ def test_pha027_outside_docroots_is_not_read() -> None:
 
 def test_allowed_in_categories_and_lists() -> None:
     wiki = MODEL.sites[[s.name for s in MODEL.sites].index("wiki")]
-    allowed = htaccess.allowed_in(wiki, MODEL, "/srv/phphost-demo/wiki/htdocs/w")
+    writable = htaccess.writable_in_docroot(wiki, MODEL.pools_of("wiki"))
+    assert writable == []                          # images and cache are beside the docroot
+    allowed = htaccess.allowed_in(wiki, writable, "/srv/phphost-demo/wiki/htdocs/w")
     assert allowed.allows("require") and allowed.allows("deny")
     assert allowed.allows("directoryindex") and allowed.allows("<ifmodule")
     assert not allowed.allows("rewriterule") and not allowed.allows("errordocument")
@@ -142,6 +142,3 @@ def test_module_names() -> None:
                            frozenset({"rewrite_module"}))
     assert [x.shown for x in lines] == ["<IfModule", "<IfModule"]
 
-
-def test_tree_scan_keeps_htaccess_default_empty() -> None:
-    assert TreeScan("t", CLEAN.trees[0].home).htaccess == ()

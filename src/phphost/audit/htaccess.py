@@ -9,10 +9,11 @@ the same job for a directive that is not allowed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from phphost.audit import apacheconf as ac
-from phphost.spec.model import Model, Site
+from phphost.spec.model import Pool, Site
 from phphost.spec.sites import OVERRIDE_DIRECTIVES
 from phphost.spec.validate import is_inside
 
@@ -85,18 +86,19 @@ class Line:
     line: int
 
 
-def writable_in_docroot(site: Site, model: Model) -> list[str]:
+def writable_in_docroot(site: Site, pools: Iterable[Pool]) -> list[str]:
+    """The writable dirs of `pools` (the site tenant's) inside the site's docroot."""
     root = site.docroot or ""
-    return sorted({w for p in model.pools_of(site.tenant or "") for w in p.writable
-                   if is_inside(w, root)})
+    return sorted({w for p in pools for w in p.writable if is_inside(w, root)})
 
 
-def allowed_in(site: Site, model: Model, directory: str) -> Allowed:
-    """What an .htaccess in `directory` (inside the site's docroot) may hold."""
+def allowed_in(site: Site, writable: list[str], directory: str) -> Allowed:
+    """What an .htaccess in `directory` (inside the site's docroot) may hold, given the
+    writable dirs inside that docroot."""
     if not site.allow_override:
         return Allowed(frozenset(), frozenset(),
                        f"site {site.name} has no allow_override: Apache does not read .htaccess")
-    inside = [w for w in writable_in_docroot(site, model) if is_inside(directory, w)]
+    inside = [w for w in writable if is_inside(directory, w)]
     if inside:
         return Allowed(frozenset(), WRITABLE_LIST,
                        f"{max(inside)} is a writable dir: its .htaccess may hold Require and "

@@ -8,7 +8,7 @@ import posixpath
 
 from phphost.audit import apacheconf as ac
 from phphost.audit import htaccess
-from phphost.audit.apacheconf import Directive
+from phphost.audit.apacheconf import Directive, Section
 from phphost.audit.facts import AuditFacts
 from phphost.audit.findings import Finding, Severity
 from phphost.spec.model import Model, Pool, Site
@@ -19,8 +19,12 @@ ACCESS = frozenset({"require", "deny", "order", "allow", "satisfy", "<requireall
                     "<requireany", "<requirenone", "authtype", "authuserfile"})
 
 
-def _sites(model: Model, tenant: str) -> list[Site]:
-    return [s for s in model.sites if s.tenant == tenant and s.docroot is not None]
+def _sites_by_tenant(model: Model) -> dict[str, list[Site]]:
+    out: dict[str, list[Site]] = {}
+    for site in model.sites:
+        if site.tenant is not None and site.docroot is not None:
+            out.setdefault(site.tenant, []).append(site)
+    return out
 
 
 # --- PHA026 -------------------------------------------------------------------------------
@@ -32,15 +36,16 @@ def served_writable(model: Model, facts: AuditFacts) -> list[Finding]:
     the live config does not deny (high: the DokuWiki leak), and public ones (info:
     uploads, served as static files by design)."""
     out: list[Finding] = []
-    directives = list(facts.apache)
+    sites = _sites_by_tenant(model)
+    requires = _RequireIndex(list(facts.apache))
     for pool in model.pools:
         for i, path in enumerate(pool.writable):
-            for site in _sites(model, pool.tenant):
-                out += _served(pool, i, path, site, directives)
+            for site in sites.get(pool.tenant, []):
+                out += _served(pool, i, path, site, requires)
     return out
 
 
-def _served(pool: Pool, i: int, path: str, site: Site, directives: list[Directive],
+def _served(pool: Pool, i: int, path: str, site: Site, requires: _RequireIndex,
             ) -> list[Finding]:
     where = f"pools.{pool.name}.writable[{i}]"
     docroot = site.docroot or ""
@@ -58,7 +63,7 @@ def _served(pool: Pool, i: int, path: str, site: Site, directives: list[Directiv
                         "static files (PHP never runs there)",
                         "keep `public = true` for uploads only; data, caches and configs "
                         "stay not public")]
-    rule = _effective_require(directives, site, path)
+    rule = requires.effective(site, path)
     if rule is None or [a.lower() for a in rule.args] == ["all", "denied"]:
         return [] if rule is not None else [_open(where, path, site, "no Require applies")]
     return [_open(where, path, site, f"{rule.where}: Require {' '.join(rule.args)}")]
@@ -73,26 +78,47 @@ def _open(where: str, path: str, site: Site, why: str) -> Finding:
                    "`public = true` if it holds uploads meant for the web")
 
 
-def _effective_require(directives: list[Directive], site: Site, path: str) -> Directive | None:
-    """The Require of the most specific <Directory> that covers path, in the site's
-    vhost or server-wide (sections inside <Files*>, <If>, <Limit> do not count)."""
-    names = {site.server_name, *site.aliases}
-    best: tuple[int, bool, int] | None = None
-    found: Directive | None = None
-    for order, d in enumerate(ac.named(directives, "require")):
-        section = d.section("directory")
-        if section is None or section.arg == "~" or d.section(
-                "files", "filesmatch", "if", "elseif", "else", "limit", "limitexcept",
-                "location", "locationmatch", "requireall", "requireany", "requirenone"):
-            continue
-        if d.vhost is not None and not names & ac.vhost_names(directives, d.vhost):
-            continue
-        if not ac.path_covers(section.arg, path):
-            continue
-        key = (len([p for p in section.arg.split("/") if p]), d.vhost is not None, order)
-        if best is None or key > best:
-            best, found = key, d
-    return found
+# sections whose Require does not speak for the whole directory
+_NOT_WHOLE_DIR = ("files", "filesmatch", "if", "elseif", "else", "limit", "limitexcept",
+                  "location", "locationmatch", "requireall", "requireany", "requirenone")
+
+
+class _RequireIndex:
+    """The Require lines of <Directory> sections, server-wide and by vhost name, built
+    in one pass (a host of 1,000 sites is looked up without rescanning the config)."""
+
+    def __init__(self, directives: list[Directive]) -> None:
+        names: dict[Section, set[str]] = {}
+        for d in ac.named(directives, "servername", "serveralias"):
+            if d.vhost is not None:
+                names.setdefault(d.vhost, set()).update(a.lower().split(":")[0] for a in d.args)
+        self.server: list[tuple[int, Directive]] = []
+        self.by_name: dict[str, list[tuple[int, Directive]]] = {}
+        for order, d in enumerate(ac.named(directives, "require")):
+            section = d.section("directory")
+            if section is None or section.arg == "~" or d.section(*_NOT_WHOLE_DIR):
+                continue
+            if d.vhost is None:
+                self.server.append((order, d))
+            for name in names.get(d.vhost, set()) if d.vhost is not None else ():
+                self.by_name.setdefault(name, []).append((order, d))
+
+    def effective(self, site: Site, path: str) -> Directive | None:
+        """The Require of the most specific <Directory> covering path, in the site's
+        vhost or server-wide (a vhost's wins over the main server's, then the last)."""
+        found: dict[int, Directive] = dict(self.server)
+        for name in (site.server_name, *site.aliases):
+            found.update(self.by_name.get(name, []))
+        best: tuple[int, bool, int] | None = None
+        rule: Directive | None = None
+        for order, d in found.items():
+            section = d.section("directory")
+            if section is None or not ac.path_covers(section.arg, path):
+                continue
+            key = (len([p for p in section.arg.split("/") if p]), d.vhost is not None, order)
+            if best is None or key > best:
+                best, rule = key, d
+        return rule
 
 
 # --- PHA027 -------------------------------------------------------------------------------
@@ -104,20 +130,26 @@ def htaccess_lines(model: Model, facts: AuditFacts) -> list[Finding]:
     (medium when they are access rules that leave files open). Each names the file,
     the lines, the directive and the spec key that does the same job."""
     out: list[Finding] = []
+    sites = _sites_by_tenant(model)
     for tree in facts.trees:
-        for path, text in tree.htaccess:
-            directory = posixpath.dirname(path)
-            for site in _sites(model, tree.tenant):
-                if is_inside(directory, site.docroot or ""):
-                    out += _file(model, facts, site, path, text)
+        if not tree.htaccess:
+            continue
+        pools = model.pools_of(tree.tenant)
+        public = {w for p in pools for w in p.public}
+        for site in sites.get(tree.tenant, []):
+            writable = htaccess.writable_in_docroot(site, pools)
+            for path, text in tree.htaccess:
+                if is_inside(posixpath.dirname(path), site.docroot or ""):
+                    out += _file(facts, site, (writable, public), path, text)
     return out
 
 
-def _file(model: Model, facts: AuditFacts, site: Site, path: str, text: str) -> list[Finding]:
+def _file(facts: AuditFacts, site: Site, dirs: tuple[list[str], set[str]], path: str,
+          text: str) -> list[Finding]:
     directory = posixpath.dirname(path)
-    allowed = htaccess.allowed_in(site, model, directory)
-    writable = [w for w in htaccess.writable_in_docroot(site, model) if is_inside(directory, w)]
-    public = any(w in p.public for p in model.pools_of(site.tenant or "") for w in writable)
+    allowed = htaccess.allowed_in(site, dirs[0], directory)
+    writable = [w for w in dirs[0] if is_inside(directory, w)]
+    public = any(w in dirs[1] for w in writable)
     grouped: dict[str, list[htaccess.Line]] = {}
     for line in htaccess.lines(path, text, facts.apache_modules):
         unread = not allowed.allows(line.name) if allowed.read \
