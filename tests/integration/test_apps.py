@@ -355,3 +355,7 @@ def test_wordpress_admin_installs_plugins_only_when_opted_in(apps: Model) -> Non
     finally:
         hostkit.phphost("apply", apps.source)
         opted.unlink()
+    # the option off again: the plugins dir is read-only in the jail at once
+    again = f"{name}-again"
+    assert "Plugin installed successfully" not in upload_plugin(wp_login(), again)
+    assert not (plugins / again).exists()
