@@ -1,0 +1,123 @@
+"""What import needs from one docroot on disk: its PHP files, its `.htaccess` files
+(text, and whether the web user can read them), the directories the web user can
+write (today's data dirs) and sub-directories that hold an application of their own.
+Read-only: walked by directory descriptor (os.fwalk, no symlink followed), at most
+MAX_ENTRIES entries per docroot."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+
+MAX_ENTRIES = 200_000
+MAX_HTACCESS_BYTES = 256 * 1024
+# a directory holding one of these beside an index.php is an application of its own
+APP_MARKERS = frozenset({
+    "composer.json", "wp-config.php", "wp-load.php", "doku.php", "LocalSettings.php",
+    "config.inc.php", "adminer.php", "install.php", "version.php",
+})
+
+
+@dataclass(frozen=True)
+class WebUser:
+    uid: int
+    gids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Htaccess:
+    path: str
+    text: str | None             # None: the web user cannot read it (or it is not a file)
+    problem: str = ""            # why it is None
+
+
+@dataclass(frozen=True)
+class TreeFacts:
+    root: str
+    exists: bool = True
+    php_files: tuple[str, ...] = ()      # relative paths (at most MAX_LISTED)
+    php_count: int = 0
+    htaccess: tuple[Htaccess, ...] = ()
+    writable: tuple[str, ...] = ()       # absolute, top-most dirs the web user can write
+    apps: tuple[str, ...] = ()           # relative dirs with an application of their own
+    truncated: bool = False
+    dirs_with_php: frozenset[str] = field(default_factory=frozenset)   # relative dirs
+
+
+MAX_LISTED = 50
+
+
+def can(st: os.stat_result, user: WebUser, bits: tuple[int, int, int]) -> bool:
+    """Whether the mode bits (user, group, other) grant user the access. An ACL on the
+    file is not read: its group bits then show the ACL mask, an upper bound."""
+    if st.st_uid == user.uid:
+        return bool(st.st_mode & bits[0])
+    if st.st_gid in user.gids:
+        return bool(st.st_mode & bits[1])
+    return bool(st.st_mode & bits[2])
+
+
+def _read_htaccess(path: str, name: str, dfd: int, st: os.stat_result,
+                   user: WebUser) -> Htaccess:
+    if not stat.S_ISREG(st.st_mode):
+        return Htaccess(path, None, "not a regular file")
+    if not can(st, user, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)):
+        return Htaccess(path, None, f"the web user (uid {user.uid}) cannot read it "
+                                    f"(mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(MAX_HTACCESS_BYTES)
+    except OSError as err:
+        return Htaccess(path, None, f"cannot be read: {err.strerror}")
+    return Htaccess(path, data.decode("utf-8", "replace"))
+
+
+def scan(root: str, user: WebUser, php: re.Pattern[str],
+         access_name: str = ".htaccess") -> TreeFacts:
+    """Walk root (a docroot) without following symlinks."""
+    if not os.path.isdir(root):
+        return TreeFacts(root, exists=False)
+    php_files: list[str] = []
+    php_count = entries = 0
+    htaccess: list[Htaccess] = []
+    writable: list[str] = []
+    apps: list[str] = []
+    php_dirs: set[str] = set()
+    truncated = False
+    for dirpath, dirnames, filenames, dfd in os.fwalk(root, follow_symlinks=False):
+        rel = os.path.relpath(dirpath, root)
+        rel = "" if rel == "." else rel
+        dst = os.fstat(dfd)
+        if can(dst, user, (stat.S_IWUSR, stat.S_IWGRP, stat.S_IWOTH)) and \
+                not any(dirpath == w or dirpath.startswith(w + "/") for w in writable):
+            writable.append(dirpath)
+        names = set(filenames)
+        if access_name in dirnames:
+            htaccess.append(Htaccess(os.path.join(dirpath, access_name), None,
+                                     "is a directory, not a file"))
+        if rel and "index.php" in names and names & APP_MARKERS and \
+                not any(rel == a or rel.startswith(a + "/") for a in apps):
+            apps.append(rel)
+        for name in filenames:
+            entries += 1
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                continue
+            path = os.path.join(dirpath, name)
+            if name == access_name:
+                htaccess.append(_read_htaccess(path, name, dfd, st, user))
+            elif php.search(name) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                php_count += 1
+                php_dirs.add(rel)
+                if len(php_files) < MAX_LISTED:
+                    php_files.append(os.path.join(rel, name))
+        entries += len(dirnames)
+        if entries >= MAX_ENTRIES:
+            truncated = True
+            break
+    return TreeFacts(root, True, tuple(php_files), php_count, tuple(htaccess),
+                     tuple(writable), tuple(apps), truncated, frozenset(php_dirs))
