@@ -180,7 +180,7 @@ def test_tls_pair_redirect_site_ports_and_ini(tmp_path: Path) -> None:
     assert spec["templates"]["modphp"]["php_ini"] == {
         "max_input_vars": "1500", "memory_limit": "160M"}
     assert any("status 302" in p for p in problems)
-    assert any("10.0.0.1 only" in p for p in problems)
+    assert any("on 10.0.0.1 only (old.test)" in p for p in problems)
 
 
 def test_vhost_without_docroot_is_refused(tmp_path: Path) -> None:

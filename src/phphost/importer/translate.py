@@ -220,6 +220,12 @@ def _content_site(inp: Inputs, out: Translation, draft: Draft, home: str, tenant
         body["tls"] = _tls(draft, out, list(out.sections.get("tenants", {}).values()))
     body["allow_override"] = sp.allow_override or None
     sources = ", ".join(f"{x.ref.where} ({x.ref.addr}:{x.ref.port})" for x in draft.vhosts)
+    if not sp.on and sp.why.startswith("PHP's engine is off"):
+        out.problems.append(Problem(
+            "changed", sp.where, f"{draft.server_name}: mod_php served its .php files as "
+            "text (engine off: the source, passwords included)",
+            "phphost denies .php on a site without PHP (403); nothing to do unless the "
+            "source was meant to be downloadable"))
     php_note = f"PHP {'on' if sp.on else 'off'}: {sp.why}" + \
         (f" ({sp.where})" if sp.where else "")
     out.add("sites", site, body, f"from {sources}", php_note)

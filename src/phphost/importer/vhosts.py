@@ -123,6 +123,7 @@ def ports(all_drafts: list[Draft]) -> tuple[int, int, list[Problem]]:
     http = plain.most_common(1)[0][0] if plain else 80
     https = secure.most_common(1)[0][0] if secure else (443 if http != 443 else 8443)
     problems: list[Problem] = []
+    bound: dict[str, list[Vhost]] = {}
     for d in all_drafts:
         for v in d.vhosts:
             want = https if v.ssl else http
@@ -132,10 +133,14 @@ def ports(all_drafts: list[Draft]) -> tuple[int, int, list[Problem]]:
                     f"phphost serves every site on {http} (and {https} with TLS); move the "
                     "vhost to those ports or keep it outside phphost"))
             if v.ref.addr not in ("*", "_default_"):
-                problems.append(Problem(
-                    "changed", v.ref.where, f"{v.ref.name} answered on {v.ref.addr} only",
-                    f"phphost listens on every address (*:{want}); firewall the port if "
-                    "the site must stay private"))
+                bound.setdefault(v.ref.addr, []).append(v)
+    for addr, vhosts in bound.items():
+        names = sorted({v.ref.name for v in vhosts})
+        problems.append(Problem(
+            "changed", vhosts[0].ref.where,
+            f"{len(vhosts)} vhosts answered on {addr} only ({', '.join(names[:6])}"
+            f"{', ...' if len(names) > 6 else ''})",
+            "phphost listens on every address; firewall its ports if they must stay private"))
     return http, https, problems
 
 
