@@ -103,7 +103,9 @@ class ModPhpHost:
         self._write("hta", "index.php", SHOW_INI)
         self._write("hta", ".htaccess", "php_value upload_max_filesize 7M\n"
                     "php_flag short_open_tag on\nDirectoryIndex index.php index.html\n"
-                    "RewriteEngine On\nRewriteRule ^old$ index.php [L]\n")
+                    "RewriteEngine On\nRewriteRule ^old$ index.php [L]\n"
+                    "AddHandler application/x-httpd-php .html\n")
+        self._write("hta", "page.html", "<?php echo 'html ran';\n")
         self._write("hta", "sub/index.php", SHOW_INI)
         self._write("hta", "sub/.htaccess", "php_value max_execution_time 17\n")
         self._write("apps", "index.php", "<?php echo 'apps home';\n")

@@ -46,6 +46,7 @@ def test_the_source_host_runs_mod_php(modphp: ModPhpHost) -> None:
     assert seen["sapi"] == "apache2handler" and seen["memory_limit"] == "99M"
     assert seen["max_input_vars"] == "1500"                   # PHPINIDir's php.ini
     assert json.loads(modphp.get("hta.test", "/")[1])["upload_max_filesize"] == "7M"
+    assert modphp.get("hta.test", "/page.html") == (200, "html ran")   # AddHandler .html
     assert modphp.get("engine.test", "/index.php") == (200, "<?php echo 'engine ran';\n")
     status, body = modphp.get("apps.test", "/wiki/doku.php")
     assert status == 200 and "Imported wiki" in body          # DokuWiki, Debian's package
@@ -113,6 +114,11 @@ def test_problems_name_file_and_line(modphp: ModPhpHost,
     sub = by_where[(f"{hta}/sub/.htaccess:1", "decide")]
     assert "max_execution_time = 17" in sub["what"] and ".user.ini" in sub["decision"]
     assert "as text" in by_where[(f"{sites}/90-engine.conf:4", "changed")]["what"]
+    html = by_where[(f"{hta}/.htaccess:6", "lost")]
+    assert "*.html" in html["decision"] and "PHP source" in html["decision"]
+    origins = {s["server_name"]: s["from"] for s in report["sites"]}
+    assert sorted(origins["secure.test"]) == [f"{sites}/70-secure.conf:1",
+                                              f"{sites}/70-secure.conf:5"]
 
 
 def test_plan_works_on_the_imported_spec(imported: tuple[Model, dict[str, Any], Path]) -> None:

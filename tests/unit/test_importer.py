@@ -227,3 +227,47 @@ def test_write_out_refuses_existing_and_symlinks(tmp_path: Path) -> None:
     assert not link.is_symlink()
     with pytest.raises(SourceError, match="does not exist"):
         write_out(str(tmp_path / "no" / "x.toml"), "", force=False)
+
+
+def test_symlinked_docroot_html_as_php_and_server_alias(tmp_path: Path) -> None:
+    real = _site(tmp_path, "real", {"index.php": "<?php", "page.html": "<?php echo 1;"})
+    (tmp_path / "link").symlink_to(real)
+    conf = (f"Alias /tools {tmp_path}/tools\n"
+            f"<VirtualHost *:80>\n ServerName l.test\n DocumentRoot {tmp_path}/link\n"
+            " AddHandler application/x-httpd-php .html\n</VirtualHost>\n")
+    inp = _inputs(tmp_path, conf, [_ref(tmp_path, "l.test", 2)])
+    inp.real[f"{tmp_path}/link"] = real
+    inp.trees[real] = tree.scan(real, WEB, PHP)
+    spec, problems = _spec(inp)
+    assert spec["sites"]["l-test"]["docroot"] == real
+    conf_file = tmp_path / "apache2.conf"
+    assert any(f"{conf_file}:4: DocumentRoot {tmp_path}/link is reached through a symlink" in p
+               for p in problems)
+    assert any(f"{conf_file}:5:" in p and "*.html" in p and "PHP source" in p for p in problems)
+    assert any(f"{conf_file}:1:" in p and "every vhost" in p for p in problems)
+
+
+def test_relative_docroot_is_under_the_server_root(tmp_path: Path) -> None:
+    _site(tmp_path, "rel", {"index.html": "x"})
+    conf = "<VirtualHost *:80>\n ServerName r.test\n DocumentRoot rel/htdocs\n</VirtualHost>\n"
+    spec, _ = _spec(_inputs(tmp_path, conf, [_ref(tmp_path, "r.test", 1)]))
+    assert spec["sites"]["r-test"]["docroot"] == f"{tmp_path}/rel/htdocs"
+
+
+def test_many_vhosts_stay_near_linear(tmp_path: Path) -> None:
+    """A <Directory> per docroot in the server config: each site sees only its own."""
+    conf, refs = [], []
+    for i in range(300):
+        root = _site(tmp_path, f"s{i}", {"index.php": "<?php"})
+        conf.append(f"<Directory {root}>\n php_admin_value memory_limit {i + 1}M\n</Directory>")
+        refs.append((f"s{i}.test", root))
+    text = "\n".join(conf) + "\n"
+    line = text.count("\n") + 1
+    vhosts = []
+    for i, (name, root) in enumerate(refs):
+        text += f"<VirtualHost *:80>\n ServerName {name}\n DocumentRoot {root}\n</VirtualHost>\n"
+        vhosts.append(_ref(tmp_path, name, line + 4 * i))
+    spec, _ = _spec(_inputs(tmp_path, text, vhosts))
+    pools = spec["pools"]
+    assert pools["s7-test"]["php_admin_values"] == {"memory_limit": "8M"}
+    assert len(pools) == 300

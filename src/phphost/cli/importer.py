@@ -43,27 +43,29 @@ class ImportReport(Result):
     out: str | None
 
     def text(self) -> str:
-        r = self.result
-        buf = io.StringIO()
+        """The summary and the problems; without --out the spec itself is the text and
+        the summary goes to standard error (so `phphost import > spec.toml` works)."""
         if self.out is None:
-            sys.stdout.write(r.spec_text)
-            buf = io.StringIO()
-        model = r.model
+            sys.stderr.write(self.summary())
+            return self.result.spec_text
+        return self.summary()
+
+    def summary(self) -> str:
+        r, buf = self.result, io.StringIO()
         counts = Counter(p.kind for p in r.problems)
-        print(f"import: {r.config}: {len(model.sites)} sites, {len(model.pools)} pools, "
-              f"{len(model.tenants)} tenants" + (f" -> {self.out}" if self.out else ""),
-              file=sys.stderr if self.out is None else buf)
-        target = sys.stderr if self.out is None else buf
-        for site in model.sites:
+        print(f"import: {r.config}: {len(r.model.sites)} sites, {len(r.model.pools)} pools, "
+              f"{len(r.model.tenants)} tenants" + (f" -> {self.out}" if self.out else ""),
+              file=buf)
+        for site in r.model.sites:
             php = f"PHP via pool {site.pool}" if site.php else "PHP off"
             if site.redirect:
                 php = f"redirect to {site.redirect}"
-            routes = "".join(f", {r.path} -> {r.pool}" for r in site.routes)
-            print(f"  site {site.name}: {site.server_name}: {php}{routes}", file=target)
+            routes = "".join(f", {x.path} -> {x.pool}" for x in site.routes)
+            print(f"  site {site.name}: {site.server_name}: {php}{routes}", file=buf)
         print(f"{len(r.problems)} items: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in KINDS),
-              file=target)
+              file=buf)
         for p in r.problems:
-            print(f"  {p.line()}", file=target)
+            print(f"  {p.line()}", file=buf)
         return buf.getvalue()
 
     def json(self) -> str:
@@ -73,7 +75,8 @@ class ImportReport(Result):
             "sites": [{"name": s.name, "server_name": s.server_name, "aliases": list(s.aliases),
                        "docroot": s.docroot, "php": s.php, "pool": s.pool,
                        "routes": {x.path: x.pool for x in s.routes},
-                       "tls": s.tls is not None, "redirect": s.redirect}
+                       "tls": s.tls is not None, "redirect": s.redirect,
+                       "from": r.origins.get(s.name, [])}
                       for s in r.model.sites],
             "problems": [p.to_json() for p in r.problems],
         }

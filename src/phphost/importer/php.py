@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 
@@ -68,6 +69,33 @@ def is_php_handler(d: Directive) -> bool:
         return False
     return d.args[0].lower() in (PHP_TYPE, "php-script", "application/x-httpd-php5",
                                  "application/x-httpd-php7")
+
+
+# names a PHP handler may cover; phphost runs only *.php and denies the PHP-like rest
+_SAMPLES = ("x.html", "x.htm", "x.inc", "x.txt", "x.js", "x.css")
+
+
+def non_php_names(d: Directive) -> list[str]:
+    """Non-PHP-looking file names a mod_php handler line hands to PHP: under phphost
+    they are served as they are, their PHP source included."""
+    if d.name in ("addhandler", "addtype"):
+        exts = [a.lower().lstrip(".") for a in d.args[1:]]
+        return [f"*.{e}" for e in exts if f"x.{e}" in _SAMPLES or e in ("html", "htm", "inc")]
+    section = next((s for s in reversed(d.context) if s.kind in ("files", "filesmatch")), None)
+    if section is None:
+        return ["every file"]
+    regex = section.kind == "filesmatch" or section.arg == "~"
+    pattern = section.args[-1] if section.args else ""
+    found = []
+    for name in _SAMPLES:
+        try:
+            hit = re.search(pattern, name) is not None if regex else \
+                fnmatch.fnmatchcase(name, pattern)
+        except re.error:
+            hit = False
+        if hit:
+            found.append(name.replace("x.", "*."))
+    return found
 
 
 def engine_off(s: PhpSetting) -> bool:

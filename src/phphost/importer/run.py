@@ -32,6 +32,7 @@ class ImportResult:
     problems: list[Problem]
     root: str
     config: str
+    origins: dict[str, list[str]]      # site -> file:line of the vhosts it came from
 
 
 def account_exists(name: str) -> bool:
@@ -59,16 +60,21 @@ def gather(root: str) -> Inputs:
     user = web_user(apache.user)
     pattern = re.compile(PHP_NAMES)
     access = apacheconf.global_value(list(apache.directives), "accessfilename")
-    trees = {}
+    trees: dict[str, tree.TreeFacts] = {}
+    real: dict[str, str] = {}
     for draft in drafts(apache):
         for v in draft.vhosts:
-            if v.docroot is not None and v.docroot not in trees:
-                trees[v.docroot] = tree.scan(v.docroot, user, pattern, access or ".htaccess")
+            if v.docroot is None or v.docroot in real:
+                continue
+            real[v.docroot] = os.path.realpath(v.docroot)
+            if real[v.docroot] not in trees:
+                trees[real[v.docroot]] = tree.scan(real[v.docroot], user, pattern,
+                                                   access or ".htaccess")
     version = source.php_version(apache)
     ini_dir = source.modphp_ini_dir(apache, version)
     modphp = source.read_ini(f"{ini_dir}/php.ini", f"/etc/php/{version}/apache2/conf.d")
     fpm = source.read_ini(f"/etc/php/{version}/fpm/php.ini", f"/etc/php/{version}/fpm/conf.d")
-    return Inputs(apache, trees, modphp, fpm, account_exists)
+    return Inputs(apache, trees, modphp, fpm, account_exists, real)
 
 
 def render(t: Translation, inp: Inputs) -> str:
@@ -97,7 +103,8 @@ def import_host(root: str, out_name: str = "imported.toml") -> ImportResult:
     except SpecError as err:
         raise PhphostError(f"import produced a spec phphost cannot load ({err}); this is "
                            "a bug in phphost import, nothing was written") from err
-    return ImportResult(text, model, t.problems, inp.apache.root, inp.apache.config)
+    return ImportResult(text, model, t.problems, inp.apache.root, inp.apache.config,
+                        t.origins)
 
 
 def write_out(path: str, text: str, force: bool) -> None:

@@ -4,6 +4,7 @@ expression). Also which <IfModule> sections are live. Pure."""
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 from dataclasses import dataclass
 
@@ -55,9 +56,10 @@ def path_sections(d: Directive) -> list[Section]:
     return [s for s in d.context if s.kind not in WRAPPERS]
 
 
-def place(d: Directive, docroot: str) -> Place:
-    """Where d applies for a site with this docroot."""
-    sections = path_sections(d)
+def place(d: Directive, docroot: str, skip: tuple[str, ...] = ()) -> Place:
+    """Where d applies for a site with this docroot (sections of the kinds in skip
+    left out: `("files", "filesmatch")` asks where a handler's <Files> sit)."""
+    sections = [s for s in path_sections(d) if s.kind not in skip]
     if not sections:
         return Place("server" if d.vhost is None else "site")
     rel = ""
@@ -80,3 +82,35 @@ def place(d: Directive, docroot: str) -> Place:
             continue
         return Place("other", why=f"<{s.kind} {' '.join(s.args)}> at {s.where}")
     return Place("dir", rel) if rel and rel != "." else Place("site")
+
+
+class ServerLines:
+    """The server-wide directives, indexed so that each site gets only those that can
+    apply to it (everything outside a plain <Directory>, plus the <Directory> sections
+    on its docroot's path and inside it): linear in the number of sites even when the
+    global config has a <Directory> per docroot."""
+
+    def __init__(self, lines: list[Directive]) -> None:
+        self.everywhere: list[tuple[int, Directive]] = []
+        self.by_dir: dict[str, list[tuple[int, Directive]]] = {}
+        for i, d in enumerate(lines):
+            if d.name == "<virtualhost":
+                continue
+            first = next((s for s in path_sections(d) if s.kind == "directory"), None)
+            if first is None or first.arg == "~" or any(c in first.arg for c in "*?["):
+                self.everywhere.append((i, d))
+            else:
+                self.by_dir.setdefault(first.arg.rstrip("/") or "/", []).append((i, d))
+        self.keys = sorted(self.by_dir)
+
+    def for_docroot(self, docroot: str) -> list[Directive]:
+        found = list(self.everywhere)
+        parts = [p for p in docroot.split("/") if p]
+        for path in ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]:
+            found += self.by_dir.get(path, [])
+        prefix = docroot.rstrip("/") + "/"
+        at = bisect.bisect_left(self.keys, prefix)
+        while at < len(self.keys) and self.keys[at].startswith(prefix):
+            found += self.by_dir[self.keys[at]]
+            at += 1
+        return [d for _, d in sorted(found, key=lambda x: x[0])]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import posixpath
 import re
@@ -17,6 +16,7 @@ from phphost.importer.php import (
     engine_off,
     expressible,
     is_php_handler,
+    non_php_names,
     setting,
 )
 from phphost.importer.problems import Problem
@@ -42,11 +42,6 @@ class SitePhp:
         return self.values.setdefault(f"{rel}\0{name}", {})
 
 
-def _without_files(d: Directive) -> Directive:
-    return dataclasses.replace(d, context=tuple(s for s in d.context
-                                                if s.kind not in _FILE_SECTIONS))
-
-
 def _denies_php(d: Directive) -> bool:
     """`Require all denied` / `Deny from all` in a <Files*> section matching x.php."""
     denied = (d.name == "require" and [a.lower() for a in d.args] == ["all", "denied"]) or \
@@ -64,9 +59,10 @@ def _denies_php(d: Directive) -> bool:
 
 
 def php_state(lines: list[Directive], docroot: str, tree: TreeFacts,
-              php_loaded: bool) -> tuple[bool, str, str]:
+              php_loaded: bool, problems: list[Problem]) -> tuple[bool, str, str]:
     """(on, why, where) for the site as mod_php ran it."""
-    site_level = [d for d in lines if place(_without_files(d), docroot).kind in ("server", "site")]
+    site_level = [d for d in lines
+                  if place(d, docroot, _FILE_SECTIONS).kind in ("server", "site")]
     fpm = next((d for d in site_level if d.name == "sethandler" and d.args
                 and d.args[0].lower().startswith("proxy:")), None)
     handler = next((d for d in site_level if is_php_handler(d)), None)
@@ -82,6 +78,13 @@ def php_state(lines: list[Directive], docroot: str, tree: TreeFacts,
             return False, ".php files are denied", d.where
         if d.name in ("removehandler", "removetype") and ".php" in [a.lower() for a in d.args]:
             return False, f"{d.name} .php", d.where
+    for d in site_level:
+        names = non_php_names(d) if is_php_handler(d) else []
+        if names:
+            problems.append(Problem(
+                "changed", d.where, f"`{d.name} {' '.join(d.args)}` ran {', '.join(names)} "
+                "as PHP", "phphost runs only *.php: such files would be served as they are, "
+                "PHP source included; rename them to .php or deny them before the move"))
     if tree.php_count == 0:
         return False, "no PHP file under the docroot (the handler was on, nothing used it)", \
             handler.where
@@ -215,6 +218,10 @@ def _htaccess_problem(d: Directive, overrides: list[str]) -> Problem:
     carried = " (its value is carried to the pool or a .user.ini)" \
         if d.name in PHP_DIRECTIVES else ""
     handler = " It depends on mod_php's handler." if rewrite_depends_on_handler(d) else ""
+    names = non_php_names(d) if is_php_handler(d) else []
+    if names:
+        handler += (f" It ran {', '.join(names)} as PHP: under phphost they are served as "
+                    "they are, PHP source included; rename them to .php")
     if overrides:
         return Problem("lost", d.where, f"`{line}` in .htaccess{carried}",
                        f"the site reads .htaccess under phphost (allow_override = "
@@ -248,8 +255,9 @@ def _ini(value: str | bool) -> str:
 
 
 def analyse(lines: list[Directive], docroot: str, tree: TreeFacts, php_loaded: bool) -> SitePhp:
-    on, why, where = php_state(lines, docroot, tree, php_loaded)
-    sp = SitePhp(on, why, where)
+    problems: list[Problem] = []
+    on, why, where = php_state(lines, docroot, tree, php_loaded, problems)
+    sp = SitePhp(on, why, where, problems=problems)
     files = htaccess_lines(sp, tree, docroot, lines)
     if on:
         sp.routes = _route_dirs(tree, config_app_dirs(lines, docroot))

@@ -32,13 +32,25 @@ def candidate_home(docroot: str) -> str:
     return docroot
 
 
+def ancestors_and_self(path: str) -> list[str]:
+    """'/', '/a', '/a/b' for '/a/b'."""
+    parts = [p for p in path.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def containing(path: str, chosen: set[str]) -> str | None:
+    """The member of chosen that is path or above it (the outermost), if any."""
+    return next((a for a in ancestors_and_self(path) if a in chosen), None)
+
+
 def homes(docroots: list[str]) -> dict[str, str]:
-    """docroot -> tenant home; outer homes absorb the ones inside them."""
-    chosen: list[str] = []
+    """docroot -> tenant home; outer homes absorb the ones inside them. Linear in the
+    number of docroots (each looks up its own ancestors)."""
+    chosen: set[str] = set()
     for home in sorted({candidate_home(d) for d in docroots}, key=lambda h: (len(h), h)):
-        if not any(is_inside(home, c) for c in chosen):
-            chosen.append(home)
-    return {d: next(c for c in chosen if is_inside(candidate_home(d), c)) for d in docroots}
+        if containing(home, chosen) is None:
+            chosen.add(home)
+    return {d: containing(candidate_home(d), chosen) or d for d in docroots}
 
 
 def tenant_names(all_homes: list[str], exists: Callable[[str], bool],

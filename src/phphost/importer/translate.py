@@ -9,6 +9,7 @@ php.ini values as php_ini), each with the data dirs the web user could write as
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ from phphost.errors import SpecError
 from phphost.importer.errors import SourceError
 from phphost.importer.php import extension_problems, ini_for_pools, setting
 from phphost.importer.problems import Problem, sort_problems
-from phphost.importer.scope import live, place
+from phphost.importer.scope import ServerLines, live, place
 from phphost.importer.sitephp import SitePhp, analyse, owner
 from phphost.importer.source import ApacheSource, PhpIni
-from phphost.importer.tenants import forbidden_root, homes, tenant_names
+from phphost.importer.tenants import containing, forbidden_root, homes, tenant_names
 from phphost.importer.tree import TreeFacts
 from phphost.importer.vhosts import Draft, drafts, ports, spec_name
 from phphost.spec.validate import At, hostname, is_inside
@@ -43,12 +44,14 @@ class Inputs:
     modphp_ini: PhpIni
     fpm_ini: PhpIni
     account_exists: Callable[[str], bool] = lambda name: False
+    real: dict[str, str] = field(default_factory=dict)   # docroot -> its path without symlinks
 
 
 @dataclass
 class Translation:
     sections: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)     # "sites.x" -> comments
+    origins: dict[str, list[str]] = field(default_factory=dict)   # site -> vhosts' file:line
     problems: list[Problem] = field(default_factory=list)
     apache: dict[str, int] = field(default_factory=dict)
 
@@ -73,7 +76,7 @@ def valid_host(name: str) -> bool:
 
 def translate(inp: Inputs) -> Translation:
     out = Translation()
-    all_drafts = drafts(inp.apache)
+    all_drafts = [_resolved(d, inp.real, out) for d in drafts(inp.apache)]
     http, https, port_problems = ports(all_drafts)
     out.apache = {"http_port": http, "https_port": https}
     out.problems += port_problems
@@ -85,15 +88,44 @@ def translate(inp: Inputs) -> Translation:
     _template(inp, out)
     site_names: set[str] = set()
     hosts: dict[str, str] = {}
+    server_lines = global_lines(inp.apache)
+    out.problems += _server_aliases(server_lines)
+    server = ServerLines(server_lines)
+    is_content = {id(d) for d in content}
     for draft in all_drafts:
-        if draft in content:
+        if id(draft) in is_content:
             docroot = draft.content.docroot or "/"
             home = home_of[docroot]
-            _content_site(inp, out, draft, home, tenant_of[home], site_names, hosts)
+            _content_site(inp, out, draft, (home, tenant_of[home]), server, (site_names, hosts))
         elif draft.content.redirect is not None:
             _redirect_site(out, draft, site_names, hosts)
     out.problems = sort_problems(out.problems)
     return out
+
+
+def _resolved(draft: Draft, real: dict[str, str], out: Translation) -> Draft:
+    """The draft with each docroot reached through a symlink replaced by the real path:
+    phphost refuses symlinks on the way to a docroot (a tenant could swap them)."""
+    for i, v in enumerate(draft.vhosts):
+        target = real.get(v.docroot or "")
+        if v.docroot is None or target is None or target == v.docroot:
+            continue
+        out.problems.append(Problem(
+            "changed", v.docroot_where, f"DocumentRoot {v.docroot} is reached through a "
+            f"symlink (it is {target})", f"the spec serves {target} itself; <Directory> "
+            f"sections naming {v.docroot} are matched against {target}: check them"))
+        draft.vhosts[i] = dataclasses.replace(v, docroot=target)
+    return draft
+
+
+def _server_aliases(lines: list[Directive]) -> list[Problem]:
+    """Server-wide Alias lines reach every vhost; phphost's sites carry none."""
+    return [Problem(
+        "decide", d.where, f"`{d.name} {' '.join(d.args)}` applies to every vhost",
+        "phphost sites carry no aliases and leave this Apache config alone: if mod_php ran "
+        "PHP there, give it a site or route of its own before mod_php goes")
+        for d in lines if d.name in ("alias", "aliasmatch", "scriptalias") and len(d.args) >= 2
+        and not d.args[-1].rstrip("/").startswith("/usr/share/apache2/icons")]
 
 
 def _https_of(draft: Draft) -> bool:
@@ -174,6 +206,7 @@ def _redirect_site(out: Translation, draft: Draft, site_names: set[str],
     body: dict[str, Any] = {"server_name": names[0], "aliases": names[1] or None,
                             "redirect": v.redirect}
     out.add("sites", site, body, f"from {v.ref.where} ({v.ref.addr}:{v.ref.port})")
+    out.origins[site] = [x.ref.where for x in draft.vhosts]
 
 
 def _template(inp: Inputs, out: Translation) -> None:
@@ -196,8 +229,10 @@ def _template(inp: Inputs, out: Translation) -> None:
             f"mod_php read: {files}")
 
 
-def _content_site(inp: Inputs, out: Translation, draft: Draft, home: str, tenant: str,
-                  site_names: set[str], hosts: dict[str, str]) -> None:
+def _content_site(inp: Inputs, out: Translation, draft: Draft, owner_: tuple[str, str],
+                  server: ServerLines, taken: tuple[set[str], dict[str, str]]) -> None:
+    home, tenant = owner_
+    site_names, hosts = taken
     v = draft.content
     docroot = v.docroot or "/"
     site = spec_name(draft.server_name, site_names)
@@ -206,7 +241,7 @@ def _content_site(inp: Inputs, out: Translation, draft: Draft, home: str, tenant
         return
     tree = inp.trees.get(docroot, TreeFacts(docroot, exists=False))
     _tree_problems(tree, v.docroot_where, out)
-    lines = global_lines(inp.apache) + list(v.directives)
+    lines = server.for_docroot(docroot) + list(v.directives)
     sp = analyse(lines, docroot, tree, inp.apache.php_loaded)
     out.problems += sp.problems + _lost_lines(draft)
     body: dict[str, Any] = {"server_name": names[0], "aliases": names[1] or None,
@@ -229,6 +264,7 @@ def _content_site(inp: Inputs, out: Translation, draft: Draft, home: str, tenant
     php_note = f"PHP {'on' if sp.on else 'off'}: {sp.why}" + \
         (f" ({sp.where})" if sp.where else "")
     out.add("sites", site, body, f"from {sources}", php_note)
+    out.origins[site] = [x.ref.where for x in draft.vhosts]
 
 
 def _tree_problems(tree: TreeFacts, where: str, out: Translation) -> None:
@@ -284,8 +320,9 @@ def _tls(draft: Draft, out: Translation, tenants: list[dict[str, Any]]) -> dict[
                 "decide", v.ref.where, f"the TLS vhost names no SSLCertificate{key.title()}File",
                 "add the file to the site's tls table before applying"))
             files[key] = f"/etc/ssl/MISSING-{key}"
+    all_homes = {t["home"] for t in tenants}
     for path in files.values():
-        if any(is_inside(path, t["home"]) for t in tenants):
+        if containing(path, all_homes) is not None:
             out.problems.append(Problem(
                 "decide", v.ref.where, f"TLS file {path} is inside a tenant home",
                 "phphost refuses TLS files a tenant can write: move it to /etc/ssl"))

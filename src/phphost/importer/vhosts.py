@@ -3,11 +3,12 @@ server name (an http and an https vhost of the same name are one phphost site). 
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from phphost.audit.apacheconf import Directive, Section, opened
+from phphost.audit.apacheconf import Directive, Section
 from phphost.importer.apacheout import VhostRef
 from phphost.importer.errors import SourceError
 from phphost.importer.problems import Problem
@@ -71,16 +72,30 @@ def _redirect(directives: list[Directive]) -> tuple[str | None, str, str]:
     return None, "", ""
 
 
-def vhost_of(ref: VhostRef, source: ApacheSource) -> Vhost:
-    start = next((d for d in source.directives if d.name == "<virtualhost"
-                  and d.file == ref.file and d.line == ref.line), None)
-    if start is None:
+def by_vhost(source: ApacheSource) -> dict[tuple[str, int], list[Directive]]:
+    """(file, line) of each <VirtualHost> -> its live directives (one pass)."""
+    out: dict[tuple[str, int], list[Directive]] = {}
+    defines = frozenset(source.variables)
+    for d in source.directives:
+        if d.name == "<virtualhost":
+            out.setdefault((d.file, d.line), [])
+        vhost = d.vhost
+        if vhost is not None and live(d, source.modules, defines):
+            out.setdefault((vhost.file, vhost.line), []).append(d)
+    return out
+
+
+def vhost_of(ref: VhostRef, source: ApacheSource,
+             index: dict[tuple[str, int], list[Directive]]) -> Vhost:
+    inside = index.get((ref.file, ref.line))
+    if inside is None:
         raise SourceError(f"{ref.where}: apache2 -S lists a vhost here that import cannot "
                           "find in the files it read. Check the Include lines leading to it")
-    section = opened(start)
-    inside = [d for d in source.directives if d.vhost == section
-              and live(d, source.modules, frozenset(source.variables))]
+    section = Section("virtualhost", ref.addr, (), ref.file, ref.line)
     docroot = _one(inside, "documentroot")
+    if docroot is not None and not docroot.args[0].startswith("/"):
+        docroot = Directive(docroot.name, (posixpath.join(source.server_root, docroot.args[0]),),
+                            docroot.file, docroot.line, docroot.context)
     engine = _one(inside, "sslengine")
     tls = tuple((key, d.args[0]) for key, name in (("cert", "sslcertificatefile"),
                                                    ("key", "sslcertificatekeyfile"),
@@ -107,8 +122,9 @@ def check_vhost(v: Vhost) -> None:
 def drafts(source: ApacheSource) -> list[Draft]:
     """One Draft per server name, in the order Apache lists them."""
     out: dict[str, Draft] = {}
+    index = by_vhost(source)
     for ref in source.refs:
-        vhost = vhost_of(ref, source)
+        vhost = vhost_of(ref, source, index)
         check_vhost(vhost)
         draft = out.setdefault(ref.name, Draft(ref.name))
         draft.vhosts.append(vhost)
