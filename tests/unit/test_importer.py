@@ -271,3 +271,15 @@ def test_many_vhosts_stay_near_linear(tmp_path: Path) -> None:
     pools = spec["pools"]
     assert pools["s7-test"]["php_admin_values"] == {"memory_limit": "8M"}
     assert len(pools) == 300
+
+
+def test_acl_decides_what_the_web_user_may_read() -> None:
+    """The demo host grants www-data read through a named ACL entry on mode 0640 files."""
+    st = os.stat_result((0o100640, 0, 0, 1, 1004, 1004, 0, 0, 0, 0))
+    web = tree.WebUser(33, frozenset({33}))
+    assert not tree.allows(st, web, 4)
+    base = [(0x01, 6, 0xFFFFFFFF), (0x04, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    assert tree.allows(st, web, 4, [*base, (0x02, 5, 33), (0x10, 5, 0xFFFFFFFF)])
+    assert not tree.allows(st, web, 4, [*base, (0x02, 5, 33), (0x10, 0, 0xFFFFFFFF)])  # mask
+    assert not tree.allows(st, web, 2, [*base, (0x08, 5, 33), (0x10, 7, 0xFFFFFFFF)])
+    assert tree.allows(st, web, 2, [*base, (0x08, 7, 33), (0x10, 7, 0xFFFFFFFF)])

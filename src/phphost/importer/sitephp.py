@@ -25,6 +25,8 @@ from phphost.importer.tree import TreeFacts
 
 _ROUTE_OK = re.compile(r"^[A-Za-z0-9._~/-]+$")
 _FILE_SECTIONS = ("files", "filesmatch")
+# where a handler line sits does not change which site it serves
+_HANDLER_SECTIONS = (*_FILE_SECTIONS, "if", "elseif", "else")
 
 
 @dataclass
@@ -62,7 +64,7 @@ def php_state(lines: list[Directive], docroot: str, tree: TreeFacts,
               php_loaded: bool, problems: list[Problem]) -> tuple[bool, str, str]:
     """(on, why, where) for the site as mod_php ran it."""
     site_level = [d for d in lines
-                  if place(d, docroot, _FILE_SECTIONS).kind in ("server", "site")]
+                  if place(d, docroot, _HANDLER_SECTIONS).kind in ("server", "site")]
     fpm = next((d for d in site_level if d.name == "sethandler" and d.args
                 and d.args[0].lower().startswith("proxy:")), None)
     handler = next((d for d in site_level if is_php_handler(d)), None)

@@ -33,7 +33,7 @@ CARRIED = frozenset({
     "servername", "serveralias", "documentroot", "sslengine", "sslcertificatefile",
     "sslcertificatekeyfile", "sslcertificatechainfile", "php_value", "php_flag",
     "php_admin_value", "php_admin_flag", "allowoverride", "allowoverridelist",
-    "errorlog", "customlog", "transferlog", "loglevel", "serveradmin",
+    "errorlog", "customlog", "transferlog", "loglevel", "serveradmin", "cgipassauth",
 })
 
 
@@ -210,10 +210,12 @@ def _redirect_site(out: Translation, draft: Draft, site_names: set[str],
 
 
 def _template(inp: Inputs, out: Translation) -> None:
-    ini, problems = ini_for_pools(inp.modphp_ini.values, inp.fpm_ini.values,
-                                  inp.modphp_ini.where)
-    out.problems += problems + extension_problems(inp.modphp_ini.extensions,
-                                                  inp.fpm_ini.extensions)
+    ini: dict[str, str] = {}
+    if inp.apache.php_loaded:
+        ini, problems = ini_for_pools(inp.modphp_ini.values, inp.fpm_ini.values,
+                                      inp.modphp_ini.where)
+        out.problems += problems + extension_problems(inp.modphp_ini.extensions,
+                                                      inp.fpm_ini.extensions)
     body: dict[str, Any] = {"pm": "ondemand", "max_children": 5}
     php_values: dict[str, Any] = {}
     admin_values: dict[str, Any] = {}
@@ -224,6 +226,8 @@ def _template(inp: Inputs, out: Translation) -> None:
     body.update({"php_ini": ini or None, "php_values": php_values or None,
                  "php_admin_values": admin_values or None})
     files = ", ".join(inp.modphp_ini.files) or "no php.ini (PHP's built-in defaults)"
+    if not inp.apache.php_loaded:
+        files = "nothing: mod_php is not loaded"
     out.add("templates", TEMPLATE, body,
             "what every imported pool shares: mod_php's php.ini values FPM's php.ini lacks",
             f"mod_php read: {files}")

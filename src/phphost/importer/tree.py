@@ -11,6 +11,8 @@ import re
 import stat
 from dataclasses import dataclass, field
 
+from phphost import safefs
+
 MAX_ENTRIES = 200_000
 MAX_HTACCESS_BYTES = 256 * 1024
 # a directory holding one of these beside an index.php is an application of its own
@@ -49,29 +51,52 @@ class TreeFacts:
 MAX_LISTED = 50
 
 
-def can(st: os.stat_result, user: WebUser, bits: tuple[int, int, int]) -> bool:
-    """Whether the mode bits (user, group, other) grant user the access. An ACL on the
-    file is not read: its group bits then show the ACL mask, an upper bound."""
+# tags of the kernel's POSIX ACL xattr entries (safefs.decode_acl gives (tag, perm, id))
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def allows(st: os.stat_result, user: WebUser, want: int,
+           acl: list[tuple[int, int, int]] | None = None) -> bool:
+    """Whether user may access the inode with `want` (4 read, 2 write), as the kernel
+    decides it: mode bits, or the POSIX ACL when there is one (owner, named users
+    and groups limited by the mask, other)."""
+    if not acl:
+        shift = 6 if st.st_uid == user.uid else 3 if st.st_gid in user.gids else 0
+        return bool((st.st_mode >> shift) & want)
+    mask = next((p for t, p, _ in acl if t == _MASK), 7)
     if st.st_uid == user.uid:
-        return bool(st.st_mode & bits[0])
-    if st.st_gid in user.gids:
-        return bool(st.st_mode & bits[1])
-    return bool(st.st_mode & bits[2])
+        return bool(next((p for t, p, _ in acl if t == _USER_OBJ), 0) & want)
+    named = [p for t, p, i in acl if t == _USER and i == user.uid]
+    if named:
+        return bool(named[0] & mask & want)
+    groups = [p for t, p, i in acl if (t == _GROUP_OBJ and st.st_gid in user.gids)
+              or (t == _GROUP and i in user.gids)]
+    if groups:
+        return any(p & mask & want for p in groups)
+    return bool(next((p for t, p, _ in acl if t == _OTHER), 0) & want)
+
+
+def acl_of(fd: int) -> list[tuple[int, int, int]] | None:
+    """The access ACL of an open file, None when it has none (or it cannot be read)."""
+    try:
+        return safefs.decode_acl(os.getxattr(fd, safefs.ACCESS))
+    except (OSError, ValueError):
+        return None
 
 
 def _read_htaccess(path: str, name: str, dfd: int, st: os.stat_result,
                    user: WebUser) -> Htaccess:
     if not stat.S_ISREG(st.st_mode):
         return Htaccess(path, None, "not a regular file")
-    if not can(st, user, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)):
-        return Htaccess(path, None, f"the web user (uid {user.uid}) cannot read it "
-                                    f"(mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read(MAX_HTACCESS_BYTES)
     except OSError as err:
         return Htaccess(path, None, f"cannot be read: {err.strerror}")
+    with os.fdopen(fd, "rb") as fh:
+        if not allows(os.fstat(fd), user, 4, acl_of(fd)):
+            return Htaccess(path, None, f"the web user (uid {user.uid}) cannot read it "
+                                        f"(mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")
+        data = fh.read(MAX_HTACCESS_BYTES)
     return Htaccess(path, data.decode("utf-8", "replace"))
 
 
@@ -91,7 +116,7 @@ def scan(root: str, user: WebUser, php: re.Pattern[str],
         rel = os.path.relpath(dirpath, root)
         rel = "" if rel == "." else rel
         dst = os.fstat(dfd)
-        if can(dst, user, (stat.S_IWUSR, stat.S_IWGRP, stat.S_IWOTH)) and \
+        if allows(dst, user, 2, acl_of(dfd)) and \
                 not any(dirpath == w or dirpath.startswith(w + "/") for w in writable):
             writable.append(dirpath)
         names = set(filenames)
