@@ -217,7 +217,8 @@ def _htaccess_problem(d: Directive, overrides: list[str]) -> Problem:
     if in_modphp_only(d):
         return Problem("note", d.where, f"`{line}` sits in <IfModule mod_php>",
                        "never read without mod_php; its value is carried to the pool")
-    carried = " (its value is carried to the pool or a .user.ini)" \
+    carried = " (its value is carried to the pool or a .user.ini: keep the spec written " \
+        "before removing the line, a later import no longer sees it)" \
         if d.name in PHP_DIRECTIVES else ""
     handler = " It depends on mod_php's handler." if rewrite_depends_on_handler(d) else ""
     names = non_php_names(d) if is_php_handler(d) else []

@@ -46,6 +46,8 @@ class TreeFacts:
     apps: tuple[str, ...] = ()           # relative dirs with an application of their own
     truncated: bool = False
     dirs_with_php: frozenset[str] = field(default_factory=frozenset)   # relative dirs
+    # writable dirs with entries inside that the web user owns (a pool cannot write those)
+    web_owned: frozenset[str] = field(default_factory=frozenset)
 
 
 MAX_LISTED = 50
@@ -111,11 +113,14 @@ def scan(root: str, user: WebUser, php: re.Pattern[str],
     writable: list[str] = []
     apps: list[str] = []
     php_dirs: set[str] = set()
+    owned: set[str] = set()
     truncated = False
     for dirpath, dirnames, filenames, dfd in os.fwalk(root, follow_symlinks=False):
         rel = os.path.relpath(dirpath, root)
         rel = "" if rel == "." else rel
         dst = os.fstat(dfd)
+        if dst.st_uid == user.uid:
+            owned.update(w for w in writable if dirpath.startswith(w + "/"))
         if allows(dst, user, 2, acl_of(dfd)) and \
                 not any(dirpath == w or dirpath.startswith(w + "/") for w in writable):
             writable.append(dirpath)
@@ -133,6 +138,8 @@ def scan(root: str, user: WebUser, php: re.Pattern[str],
             except OSError:
                 continue
             path = os.path.join(dirpath, name)
+            if st.st_uid == user.uid:
+                owned.update(w for w in writable if path.startswith(w + "/"))
             if name == access_name:
                 htaccess.append(_read_htaccess(path, name, dfd, st, user))
             elif php.search(name) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
@@ -145,4 +152,5 @@ def scan(root: str, user: WebUser, php: re.Pattern[str],
             truncated = True
             break
     return TreeFacts(root, True, tuple(php_files), php_count, tuple(htaccess),
-                     tuple(writable), tuple(apps), truncated, frozenset(php_dirs))
+                     tuple(writable), tuple(apps), truncated, frozenset(php_dirs),
+                     frozenset(owned))
