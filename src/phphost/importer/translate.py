@@ -306,9 +306,11 @@ def _pools(out: Translation, site: str, tenant: str, home: str, sp: SitePhp,
         if path in tree.web_owned:
             out.problems.append(Problem(
                 "decide", path, "the files in this data dir belong to the web user",
-                f"phphost makes only the directory itself writable for the pool: give its "
-                f"contents to the tenant (chown -R {tenant}:{tenant} {path}; chmod -R g+w "
-                f"{path}) once the tenant exists, before PHP moves to the pool"))
+                f"phphost makes only the directory itself writable for the pool: run "
+                f"`chmod -R g+w {path}` before applying (phphost's ACLs then keep the group's "
+                f"write bit; chmod after them changes only the ACL mask) and "
+                f"`chown -R {tenant}:{tenant} {path}` once the tenant exists, before PHP "
+                "moves to the pool"))
     for rel, pool in dirs.items():
         body: dict[str, Any] = {"tenant": tenant, "template": TEMPLATE}
         for table in ("php_values", "php_admin_values"):
