@@ -283,3 +283,33 @@ def test_acl_decides_what_the_web_user_may_read() -> None:
     assert not tree.allows(st, web, 4, [*base, (0x02, 5, 33), (0x10, 0, 0xFFFFFFFF)])  # mask
     assert not tree.allows(st, web, 2, [*base, (0x08, 5, 33), (0x10, 7, 0xFFFFFFFF)])
     assert tree.allows(st, web, 2, [*base, (0x08, 7, 33), (0x10, 7, 0xFFFFFFFF)])
+
+
+def test_data_dirs_with_php_and_twin_routes(tmp_path: Path) -> None:
+    root = _site(tmp_path, "t", {
+        "index.php": "<?php", "a/wiki/index.php": "<?php", "a/wiki/doku.php": "<?php",
+        "b/wiki/index.php": "<?php", "b/wiki/doku.php": "<?php",
+        "uploads/x.jpg": "", "plugins/p.php": "<?php"})
+    os.chmod(root, 0o750)  # noqa: S103 - no group write: not a data dir
+    for sub in ("uploads", "plugins"):
+        os.chmod(f"{root}/{sub}", 0o770)  # noqa: S103 - the web user's group may write
+    conf = f"<VirtualHost *:80>\n ServerName t.test\n DocumentRoot {root}\n</VirtualHost>\n"
+    inp = _inputs(tmp_path, conf, [_ref(tmp_path, "t.test", 1)])
+    inp.trees[root] = tree.scan(root, tree.WebUser(os.getuid() + 4242,
+                                                   frozenset({os.getgid()})), PHP)
+    spec, problems = _spec(inp)
+    routes = spec["sites"]["t-test"]["routes"]
+    assert sorted(routes) == ["/a/wiki/", "/b/wiki/"]
+    assert len(set(routes.values())) == 2
+    assert spec["pools"]["t-test"]["writable"] == [f"{root}/uploads"]
+    assert any(f"{root}/plugins:" in p and "PHP runs from it" in p for p in problems)
+
+
+def test_unreadable_htaccess_apache_never_reads_is_a_note(tmp_path: Path) -> None:
+    root = _site(tmp_path, "n", {"index.html": "x", ".htaccess": "Require all granted\n"})
+    conf = f"<VirtualHost *:80>\n ServerName n.test\n DocumentRoot {root}\n</VirtualHost>\n"
+    inp = _inputs(tmp_path, conf, [_ref(tmp_path, "n.test", 1)])
+    inp.trees[root] = tree.TreeFacts(root, htaccess=(tree.Htaccess(f"{root}/.htaccess", None,
+                                                                   "unreadable"),))
+    _, problems = _spec(inp)
+    assert any(f"{root}/.htaccess" in p and "AllowOverride None" in p for p in problems)

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from phphost.audit.apacheconf import Directive, parse, path_covers
+from phphost.importer.errors import SourceError
 from phphost.importer.htaccess import judge, needed_overrides, rewrite_depends_on_handler
 from phphost.importer.php import (
     PHP_DIRECTIVES,
@@ -182,8 +183,11 @@ def htaccess_lines(sp: SitePhp, tree: TreeFacts, docroot: str, lines: list[Direc
             sp.problems.append(Problem("note", h.path, "not read today (AllowOverride None)",
                                        "nothing to carry over"))
             continue
-        if h.text is not None:
-            out.append((rel, parse(h.path, h.text)))
+        if h.text is None:
+            raise SourceError(f"{h.path}: {h.problem}. Apache cannot read it either (it "
+                              "answers 403 there); make it readable by the web user or "
+                              "remove it, then run import again; nothing was written")
+        out.append((rel, parse(h.path, h.text)))
     return out
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from phphost.audit.apacheconf import Directive
 from phphost.errors import SpecError
-from phphost.importer.errors import SourceError
 from phphost.importer.php import extension_problems, ini_for_pools, setting
 from phphost.importer.problems import Problem, sort_problems
 from phphost.importer.scope import ServerLines, live, place
@@ -52,6 +51,7 @@ class Translation:
     sections: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)     # "sites.x" -> comments
     origins: dict[str, list[str]] = field(default_factory=dict)   # site -> vhosts' file:line
+    pool_names: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     apache: dict[str, int] = field(default_factory=dict)
 
@@ -251,9 +251,9 @@ def _content_site(inp: Inputs, out: Translation, draft: Draft, owner_: tuple[str
     body: dict[str, Any] = {"server_name": names[0], "aliases": names[1] or None,
                             "tenant": tenant, "docroot": docroot, "php": sp.on}
     if sp.on:
-        body["pool"] = _pools(out, site, tenant, home, sp, tree)
-        routes = {path: spec_name(f"{site}-{posixpath.basename(rel)}", set())
-                  for path, rel in sp.routes.items()}
+        pools = _pools(out, site, tenant, home, sp, tree)
+        body["pool"] = pools[""]
+        routes = {path: pools[rel] for path, rel in sp.routes.items()}
         body["routes"] = routes or None
     if draft.tls_vhost is not None:
         body["tls"] = _tls(draft, out, list(out.sections.get("tenants", {}).values()))
@@ -278,11 +278,6 @@ def _tree_problems(tree: TreeFacts, where: str, out: Translation) -> None:
     if tree.truncated:
         out.problems.append(Problem("note", tree.root, "more files than import walks",
                                     "PHP files, .htaccess and data dirs beyond were not seen"))
-    for h in tree.htaccess:
-        if h.text is None:
-            raise SourceError(f"{h.path}: {h.problem}. Apache cannot read it either (it "
-                              "answers 403 there); make it readable by the web user or "
-                              "remove it, then run import again; nothing was written")
     odd = [f for f in tree.php_files if not f.endswith(".php")]
     if odd:
         out.problems.append(Problem(
@@ -291,18 +286,18 @@ def _tree_problems(tree: TreeFacts, where: str, out: Translation) -> None:
 
 
 def _pools(out: Translation, site: str, tenant: str, home: str, sp: SitePhp,
-           tree: TreeFacts) -> str:
-    dirs = {"": site, **{rel: spec_name(f"{site}-{posixpath.basename(rel)}", set())
-                         for rel in sp.routes.values()}}
+           tree: TreeFacts) -> dict[str, str]:
+    """The pools of one PHP site: rel dir ("" for the site) -> pool name."""
+    dirs = {"": spec_name(site, out.pool_names),
+            **{rel: spec_name(f"{site}-{posixpath.basename(rel)}", out.pool_names)
+               for rel in sp.routes.values()}}
     writable: dict[str, list[str]] = {rel: [] for rel in dirs}
     for path in tree.writable:
         rel = posixpath.relpath(path, tree.root)
-        if path == home or not is_inside(path, home):
-            out.problems.append(Problem(
-                "decide", path, "the web user can write the whole tenant home here",
-                "name the data dirs the pool may write in its writable list"))
+        rel = "" if rel == "." else rel
+        if _data_dir_problem(out, path, rel, home, tree):
             continue
-        writable[owner("" if rel == "." else rel, sp.routes)].append(path)
+        writable[owner(rel, sp.routes)].append(path)
         if path in tree.web_owned:
             out.problems.append(Problem(
                 "decide", path, "the files in this data dir belong to the web user",
@@ -319,7 +314,29 @@ def _pools(out: Translation, site: str, tenant: str, home: str, sp: SitePhp,
         body["jail"] = {"enabled": False}
         where = f"{tree.root}/{rel}" if rel else tree.root
         out.add("pools", pool, body, f"runs PHP of {where}; jail off until migrate's last stage")
-    return site
+    return dirs
+
+
+def _data_dir_problem(out: Translation, path: str, rel: str, home: str,
+                      tree: TreeFacts) -> bool:
+    """True (and the problem listed) when a dir the web user could write cannot be a
+    pool's writable dir: the home itself, or a dir holding PHP that runs (phphost
+    denies PHP in writable dirs inside a docroot)."""
+    if path == home or not is_inside(path, home):
+        out.problems.append(Problem(
+            "decide", path, "the web user can write the whole tenant home here",
+            "name the data dirs the pool may write in its writable list"))
+        return True
+    php = sorted(d for d in tree.dirs_with_php
+                 if not rel or d == rel or d.startswith(rel + "/"))
+    if php:
+        out.problems.append(Problem(
+            "decide", path, f"the web user can write this dir, and PHP runs from it "
+                            f"({', '.join(d or '.' for d in php[:3])})",
+            "phphost denies PHP in a pool's writable dirs: name only the data dirs below "
+            "it as writable (the code stays the tenant's, read-only for the pool)"))
+        return True
+    return False
 
 
 def _tls(draft: Draft, out: Translation, tenants: list[dict[str, Any]]) -> dict[str, str]:
