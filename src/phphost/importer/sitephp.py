@@ -81,17 +81,23 @@ def php_state(lines: list[Directive], docroot: str, tree: TreeFacts,
             return False, ".php files are denied", d.where
         if d.name in ("removehandler", "removetype") and ".php" in [a.lower() for a in d.args]:
             return False, f"{d.name} .php", d.where
-    for d in site_level:
-        names = non_php_names(d) if is_php_handler(d) else []
-        if names:
-            problems.append(Problem(
-                "changed", d.where, f"`{d.name} {' '.join(d.args)}` ran {', '.join(names)} "
-                "as PHP", "phphost runs only *.php: such files would be served as they are, "
-                "PHP source included; rename them to .php or deny them before the move"))
+    problems += _non_php_handlers(site_level)
     if tree.php_count == 0:
         return False, "no PHP file under the docroot (the handler was on, nothing used it)", \
             handler.where
     return True, f"{handler.name} {' '.join(handler.args)}", handler.where
+
+
+def _non_php_handlers(lines: list[Directive]) -> list[Problem]:
+    out = []
+    for d in lines:
+        names = non_php_names(d) if is_php_handler(d) else []
+        if names:
+            out.append(Problem(
+                "changed", d.where, f"`{d.name} {' '.join(d.args)}` ran {', '.join(names)} "
+                "as PHP", "phphost runs only *.php: such files would be served as they are, "
+                "PHP source included; rename them to .php or deny them before the move"))
+    return out
 
 
 def _route_dirs(tree: TreeFacts, config_dirs: set[str]) -> dict[str, str]:

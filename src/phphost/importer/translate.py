@@ -52,6 +52,7 @@ class Translation:
     notes: dict[str, list[str]] = field(default_factory=dict)     # "sites.x" -> comments
     origins: dict[str, list[str]] = field(default_factory=dict)   # site -> vhosts' file:line
     pool_names: set[str] = field(default_factory=set)
+    homes: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     apache: dict[str, int] = field(default_factory=dict)
 
@@ -85,6 +86,7 @@ def translate(inp: Inputs) -> Translation:
     tenant_of = tenant_names(list(home_of.values()), inp.account_exists, spec_name)
     for home, tenant in sorted(tenant_of.items(), key=lambda x: x[1]):
         out.add("tenants", tenant, {"home": home})
+    out.homes = set(tenant_of)
     _template(inp, out)
     site_names: set[str] = set()
     hosts: dict[str, str] = {}
@@ -256,19 +258,24 @@ def _content_site(inp: Inputs, out: Translation, draft: Draft, owner_: tuple[str
         routes = {path: pools[rel] for path, rel in sp.routes.items()}
         body["routes"] = routes or None
     if draft.tls_vhost is not None:
-        body["tls"] = _tls(draft, out, list(out.sections.get("tenants", {}).values()))
+        body["tls"] = _tls(draft, out)
     body["allow_override"] = sp.allow_override or None
-    sources = ", ".join(f"{x.ref.where} ({x.ref.addr}:{x.ref.port})" for x in draft.vhosts)
+    out.add("sites", site, body, *_site_notes(out, draft, sp))
+    out.origins[site] = [x.ref.where for x in draft.vhosts]
+
+
+def _site_notes(out: Translation, draft: Draft, sp: SitePhp) -> list[str]:
+    """The comments above a site (where it came from, why PHP is on or off)."""
     if not sp.on and sp.why.startswith("PHP's engine is off"):
         out.problems.append(Problem(
             "changed", sp.where, f"{draft.server_name}: mod_php served its .php files as "
             "text (engine off: the source, passwords included)",
             "phphost denies .php on a site without PHP (403); nothing to do unless the "
             "source was meant to be downloadable"))
+    sources = ", ".join(f"{x.ref.where} ({x.ref.addr}:{x.ref.port})" for x in draft.vhosts)
     php_note = f"PHP {'on' if sp.on else 'off'}: {sp.why}" + \
         (f" ({sp.where})" if sp.where else "")
-    out.add("sites", site, body, f"from {sources}", php_note)
-    out.origins[site] = [x.ref.where for x in draft.vhosts]
+    return [f"from {sources}", php_note]
 
 
 def _tree_problems(tree: TreeFacts, where: str, out: Translation) -> None:
@@ -339,7 +346,7 @@ def _data_dir_problem(out: Translation, path: str, rel: str, home: str,
     return False
 
 
-def _tls(draft: Draft, out: Translation, tenants: list[dict[str, Any]]) -> dict[str, str]:
+def _tls(draft: Draft, out: Translation) -> dict[str, str]:
     v = draft.tls_vhost
     assert v is not None
     files = dict(v.tls)
@@ -349,9 +356,8 @@ def _tls(draft: Draft, out: Translation, tenants: list[dict[str, Any]]) -> dict[
                 "decide", v.ref.where, f"the TLS vhost names no SSLCertificate{key.title()}File",
                 "add the file to the site's tls table before applying"))
             files[key] = f"/etc/ssl/MISSING-{key}"
-    all_homes = {t["home"] for t in tenants}
     for path in files.values():
-        if containing(path, all_homes) is not None:
+        if containing(path, out.homes) is not None:
             out.problems.append(Problem(
                 "decide", v.ref.where, f"TLS file {path} is inside a tenant home",
                 "phphost refuses TLS files a tenant can write: move it to /etc/ssl"))

@@ -102,55 +102,81 @@ def _read_htaccess(path: str, name: str, dfd: int, st: os.stat_result,
     return Htaccess(path, data.decode("utf-8", "replace"))
 
 
+class _Walk:
+    """What scan collects, one directory and one file at a time."""
+
+    def __init__(self, root: str, user: WebUser, php: re.Pattern[str], access: str) -> None:
+        self.root, self.user, self.php, self.access = root, user, php, access
+        self.php_files: list[str] = []
+        self.php_count = self.entries = 0
+        self.htaccess: list[Htaccess] = []
+        self.writable: list[str] = []
+        self.writable_set: set[str] = set()
+        self.apps: list[str] = []
+        self.php_dirs: set[str] = set()
+        self.owned: set[str] = set()
+
+    def under_writable(self, path: str) -> str | None:
+        """The writable dir at or above path (found by its ancestors: linear walks)."""
+        parts = path.split("/")
+        return next(("/".join(parts[:i]) for i in range(len(parts), 1, -1)
+                     if "/".join(parts[:i]) in self.writable_set), None)
+
+    def owner_is_web(self, path: str, st: os.stat_result, strict: bool) -> None:
+        top = self.under_writable(path) if st.st_uid == self.user.uid else None
+        if top is not None and (top != path or not strict):
+            self.owned.add(top)
+
+    def directory(self, dirpath: str, dirnames: list[str], filenames: list[str],
+                  dfd: int) -> str:
+        rel = os.path.relpath(dirpath, self.root)
+        rel = "" if rel == "." else rel
+        dst = os.fstat(dfd)
+        self.owner_is_web(dirpath, dst, strict=True)
+        if self.under_writable(dirpath) is None and allows(dst, self.user, 2, acl_of(dfd)):
+            self.writable.append(dirpath)
+            self.writable_set.add(dirpath)
+        if self.access in dirnames:
+            self.htaccess.append(Htaccess(os.path.join(dirpath, self.access), None,
+                                          "is a directory, not a file"))
+        names = set(filenames)
+        if rel and "index.php" in names and names & APP_MARKERS and \
+                not any(rel == a or rel.startswith(a + "/") for a in self.apps):
+            self.apps.append(rel)
+        self.entries += len(dirnames)
+        return rel
+
+    def file(self, dirpath: str, rel: str, name: str, dfd: int) -> None:
+        self.entries += 1
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            return
+        path = os.path.join(dirpath, name)
+        self.owner_is_web(path, st, strict=False)
+        if name == self.access:
+            self.htaccess.append(_read_htaccess(path, name, dfd, st, self.user))
+        elif self.php.search(name) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            self.php_count += 1
+            self.php_dirs.add(rel)
+            if len(self.php_files) < MAX_LISTED:
+                self.php_files.append(os.path.join(rel, name))
+
+
 def scan(root: str, user: WebUser, php: re.Pattern[str],
          access_name: str = ".htaccess") -> TreeFacts:
     """Walk root (a docroot) without following symlinks."""
     if not os.path.isdir(root):
         return TreeFacts(root, exists=False)
-    php_files: list[str] = []
-    php_count = entries = 0
-    htaccess: list[Htaccess] = []
-    writable: list[str] = []
-    apps: list[str] = []
-    php_dirs: set[str] = set()
-    owned: set[str] = set()
+    w = _Walk(root, user, php, access_name)
     truncated = False
     for dirpath, dirnames, filenames, dfd in os.fwalk(root, follow_symlinks=False):
-        rel = os.path.relpath(dirpath, root)
-        rel = "" if rel == "." else rel
-        dst = os.fstat(dfd)
-        if dst.st_uid == user.uid:
-            owned.update(w for w in writable if dirpath.startswith(w + "/"))
-        if allows(dst, user, 2, acl_of(dfd)) and \
-                not any(dirpath == w or dirpath.startswith(w + "/") for w in writable):
-            writable.append(dirpath)
-        names = set(filenames)
-        if access_name in dirnames:
-            htaccess.append(Htaccess(os.path.join(dirpath, access_name), None,
-                                     "is a directory, not a file"))
-        if rel and "index.php" in names and names & APP_MARKERS and \
-                not any(rel == a or rel.startswith(a + "/") for a in apps):
-            apps.append(rel)
+        rel = w.directory(dirpath, dirnames, filenames, dfd)
         for name in filenames:
-            entries += 1
-            try:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            except OSError:
-                continue
-            path = os.path.join(dirpath, name)
-            if st.st_uid == user.uid:
-                owned.update(w for w in writable if path.startswith(w + "/"))
-            if name == access_name:
-                htaccess.append(_read_htaccess(path, name, dfd, st, user))
-            elif php.search(name) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                php_count += 1
-                php_dirs.add(rel)
-                if len(php_files) < MAX_LISTED:
-                    php_files.append(os.path.join(rel, name))
-        entries += len(dirnames)
-        if entries >= MAX_ENTRIES:
+            w.file(dirpath, rel, name, dfd)
+        if w.entries >= MAX_ENTRIES:
             truncated = True
             break
-    return TreeFacts(root, True, tuple(php_files), php_count, tuple(htaccess),
-                     tuple(writable), tuple(apps), truncated, frozenset(php_dirs),
-                     frozenset(owned))
+    return TreeFacts(root, True, tuple(w.php_files), w.php_count, tuple(w.htaccess),
+                     tuple(w.writable), tuple(w.apps), truncated, frozenset(w.php_dirs),
+                     frozenset(w.owned))
