@@ -8,6 +8,7 @@ Adminer (Debian's package) and engine off."""
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import http.client
 import os
@@ -31,6 +32,12 @@ SHOW_INI = ("<?php header('Content-Type: application/json'); echo json_encode(["
             "'upload_max_filesize' => ini_get('upload_max_filesize'), "
             "'short_open_tag' => ini_get('short_open_tag'), "
             "'max_input_vars' => ini_get('max_input_vars'), 'sapi' => PHP_SAPI]);\n")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, so a killed test
+    run leaves no apache2 behind (PR_SET_PDEATHSIG survives exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def debs() -> dict[str, str] | None:
@@ -216,7 +223,7 @@ IncludeOptional sites/*.conf
         self.proc = subprocess.Popen([APACHE, "-d", str(self.apache_root), "-f", str(self.conf),
                                       "-DFOREGROUND"], env=env,
                                      # prefork's shutdown signals its whole process group
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
