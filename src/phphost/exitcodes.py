@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     VALIDATION = 6        # a validator rejected rendered config, rolled back (ValidationFailed)
     FASTCGI = 7           # talking FastCGI to a pool failed (FastCGIError)
     VERIFY = 8            # verify could not run (VerifyError)
+    IMPORT = 9            # import: the Apache/PHP config it reads is broken or unreadable
     CHANGES = 10          # plan: changes pending
     FINDINGS = 11         # audit: findings above --fail-above
     BREACHED = 20         # verify: at least one attack got through

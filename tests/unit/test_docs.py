@@ -74,6 +74,7 @@ README_CODES = {
     ExitCode.VALIDATION: "6 a validator rejected",
     ExitCode.FASTCGI: "7 FastCGI trouble",
     ExitCode.VERIFY: "8 verify could not run",
+    ExitCode.IMPORT: "9 import found its source config broken",
     ExitCode.INTERRUPTED: "130 interrupted",
     ExitCode.BROKEN_PIPE: "141 standard output was closed",
     ExitCode.ERROR: "1 any other error",

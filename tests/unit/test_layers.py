@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plan",),
     ("host",),
     ("audit", "monitor", "verify"),
-    ("check",),
+    ("check", "importer"),
     ("cli",),
 )
 STANDALONE = frozenset({"launcher"})   # installed as single stdlib-only files
@@ -160,6 +160,7 @@ def test_architecture_doc_has_the_same_layers() -> None:
 # Module-level constants outside layout.py that name absolute paths, and why they are
 # not host paths phphost keeps or uses as the host's.
 NOT_HOST_PATHS = {
+    ("importer/tenants.py", "SHARED_PARENTS"): "dirs many docroots share (never a tenant home)",
     ("jail/closure.py", "SEARCH_PATH"): "where a jailed program's interpreter is looked up",
     ("jail/features.py", "ZONEINFO"): "jail content (at the host's path)",
     ("jail/features.py", "LOCALE_DIR"): "jail content (at the host's path)",

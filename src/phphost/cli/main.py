@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from phphost import layout
 from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.check import add_check_parser, cmd_check
+from phphost.cli.importer import add_import_parser, cmd_import
 from phphost.cli.jail import add_jail_parser, cmd_jail
 from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd_top
 from phphost.cli.output import Progress, print_plan
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     add_check_parser(sub)
     add_jail_parser(sub)
     add_monitor_parsers(sub)
+    add_import_parser(sub)
     return p
 
 
@@ -144,7 +146,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
             "audit": cmd_audit, "verify": cmd_verify, "check": cmd_check,
-            "jail": cmd_jail, "exporter": cmd_exporter, "top": cmd_top, "logs": cmd_logs}
+            "jail": cmd_jail, "import": cmd_import, "exporter": cmd_exporter, "top": cmd_top,
+            "logs": cmd_logs}
 
 
 SIGPIPE_EXIT = ExitCode.BROKEN_PIPE
