@@ -150,6 +150,12 @@ class Model:
     sites: tuple[Site, ...] = ()
     apache: ApacheSettings = field(default_factory=ApacheSettings)
     exporter: ExporterSettings | None = None     # None: no [exporter], nothing monitors
+    # a spec directory: key path ("pools.files", "apache") -> the file defining it
+    origins: tuple[tuple[str, str], ...] = ()
+
+    def file_of(self, key: str) -> str:
+        """The file that defines `key` (a dotted path such as "tenants.ncs")."""
+        return next((f for k, f in self.origins if k == key), self.source)
 
     def tenant(self, name: str) -> Tenant:
         return next(t for t in self.tenants if t.name == name)
