@@ -103,7 +103,7 @@ def test_tenant_limited_destroy_leaves_the_others(demo: Model, demo_dir: Path) -
         assert not Path(layout.fpm_conf("search")).exists()
         assert not Path(layout.site_link("docs")).exists()
         assert set(answering(demo, "docs").values()) == {200}
-        assert get("docs.demo.test", "/")[0] != 200     # Debian's default vhost now
+        assert get("search.demo.test", "/index.php")[0] == 404   # Debian's default vhost
         assert Path(layout.LAUNCHER).exists()
         assert pwd.getpwnam("docs")                      # tenant user and data stay
         assert (Path(demo.tenant("docs").home) / "htdocs").is_dir()
