@@ -278,3 +278,16 @@ def test_purge_of_a_tenant_forgets_only_its_accounts() -> None:
     assert isinstance(purged.actions[-1], A.SaveState)
     assert "acme" not in purged.actions[-1].state["users"]
     assert "beta" in purged.actions[-1].state["users"]
+
+
+def test_limited_plan_reads_nothing_in_other_homes() -> None:
+    limited = limited_model(two(), two(), {"beta"})
+    d = desired(limited)
+    scope = make_scope({"beta"}, (two(), limited), state_of(d))
+    wanted = scope.narrow(d.wanted())
+    assert not [p for p in wanted.dirs if p.startswith("/srv/www/acme")]
+    assert not [a for a, _ in wanted.acls if a.startswith("/srv/www/acme")]
+    assert "/srv/www/beta/htdocs" in [a for a, _ in wanted.acls]
+    assert [p for p, _ in wanted.limits] == ["beta"]
+    assert scope.in_foreign_home("/srv/www/acme") and scope.in_foreign_home("/srv/www/acme/x/y")
+    assert not scope.in_foreign_home("/srv/www/acme2") and not scope.in_foreign_home("/srv/www")

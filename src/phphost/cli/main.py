@@ -89,9 +89,10 @@ def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
-    jails = gather_jails(model)
+    jails = gather_jails(model, scope.pools if scope else None)
     desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
-    return make_plan(desired, gather(desired.wanted(), state), state, jails, scope)
+    wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
+    return make_plan(desired, gather(wanted, state), state, jails, scope)
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:

@@ -7,16 +7,18 @@ included. Pure."""
 
 from __future__ import annotations
 
+import dataclasses
+import posixpath
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from phphost import layout
+from phphost.facts.gather import Wanted
 from phphost.facts.state import State
 from phphost.plan import actions as A
 from phphost.spec.model import Model, Pool, Site, Tenant
 from phphost.spec.snapshot import parts_of
-from phphost.spec.validate import is_inside
 
 _T = TypeVar("_T", Tenant, Pool, Site)
 
@@ -39,7 +41,7 @@ class Scope:
     groups: frozenset[str]
     homes: frozenset[str]
     foreign_files: frozenset[str]    # per-pool and per-site files of everyone else
-    foreign_homes: tuple[str, ...]   # homes of every other tenant
+    foreign_homes: frozenset[str]    # homes of every other tenant
 
     def allows(self, act: A.Action) -> bool:
         pool = _pool_of(act)
@@ -54,8 +56,28 @@ class Scope:
         if isinstance(act, (A.EnsureGroup, A.RemoveGroup)):
             return act.name in self.groups or act.name == layout.MAIL_GROUP
         if isinstance(act, (A.EnsureDir, A.SetAcl, A.RemoveTree)):
-            return not any(is_inside(act.path, home) for home in self.foreign_homes)
+            return not self.in_foreign_home(act.path)
         return True      # modules, nftables, programs, apache, TLS checks, state: shared
+
+    def in_foreign_home(self, path: str) -> bool:
+        """`path` is another tenant's home or below it (a walk up, not a scan)."""
+        while True:
+            if path in self.foreign_homes:
+                return True
+            if path in ("/", ""):
+                return False
+            path = posixpath.dirname(path)
+
+    def narrow(self, wanted: Wanted) -> Wanted:
+        """What the plan must read: nothing in other tenants' homes (their docroots'
+        ACL walks, unsafe paths) and no other pool's cgroup; their actions are dropped
+        anyway, and a tenant-limited run is not refused for another tenant's paths."""
+        return dataclasses.replace(
+            wanted,
+            dirs=tuple(d for d in wanted.dirs if not self.in_foreign_home(d)),
+            acls=tuple(a for a in wanted.acls if not self.in_foreign_home(a[0])),
+            grants=tuple(g for g in wanted.grants if not self.in_foreign_home(g[0])),
+            limits=tuple(x for x in wanted.limits if x[0] in self.pools))
 
 
 def _pool_of(act: A.Action) -> str | None:
@@ -98,7 +120,7 @@ def make_scope(tenants: Collection[str], models: Iterable[Model], state: State) 
     mine_homes = {t.home for m in models for t in m.tenants if t.name in tenants}
     return Scope(frozenset(tenants), frozenset(pools), frozenset(mine_sites), frozenset(users),
                  frozenset(groups), frozenset(mine_homes), frozenset(foreign),
-                 tuple(sorted(homes - mine_homes)))
+                 frozenset(homes - mine_homes))
 
 
 def doomed_model(spec: Model, applied: Model | None, tenants: Collection[str]) -> Model:

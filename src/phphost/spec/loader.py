@@ -159,6 +159,7 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
 from __future__ import annotations
 
 import os
+import posixpath
 import tomllib
 from collections.abc import Mapping
 
@@ -348,19 +349,44 @@ def _home(at: At, value: object) -> str:
 
 
 def _check_tenants_apart(at: At, tenants: Mapping[str, Tenant]) -> None:
-    """Distinct users, groups, and homes that do not contain one another."""
+    """Distinct users, groups, and homes that do not contain one another. Linear: each
+    tenant is compared only with earlier ones that share a name or a home path."""
     seen: list[Tenant] = []
+    by_name: dict[tuple[str, str], int] = {}     # (key, name) -> index in seen
+    homes: dict[str, int] = {}                   # an earlier home -> its index
+    below: dict[str, int] = {}                   # every ancestor of an earlier home
     for tname, tenant in tenants.items():
-        for other in seen:
-            for key in ("user", "group"):
-                if getattr(tenant, key) == getattr(other, key):
-                    at.sub(tname).sub(key).fail(
-                        f"{key} {getattr(tenant, key)!r} is also the {key} of tenant "
-                        f"{other.name!r}",
-                        f"give every tenant its own {key}: {_WHY_OWN[key]}")
-            if is_inside(tenant.home, other.home) or is_inside(other.home, tenant.home):
-                at.sub(tname).sub("home").fail(
-                    f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
-                    f"{other.name!r}",
-                    "give every tenant a separate directory; no home inside another")
+        hits = [by_name.get(("user", tenant.user)), by_name.get(("group", tenant.group)),
+                below.get(tenant.home), *(homes.get(a) for a in _ancestors(tenant.home))]
+        clashes = [i for i in hits if i is not None]
+        if clashes:
+            _check_pair(at, tname, tenant, seen[min(clashes)])
+        index = len(seen)
         seen.append(tenant)
+        by_name.setdefault(("user", tenant.user), index)
+        by_name.setdefault(("group", tenant.group), index)
+        homes.setdefault(tenant.home, index)
+        for ancestor in _ancestors(tenant.home):
+            below.setdefault(ancestor, index)
+
+
+def _ancestors(path: str) -> list[str]:
+    """`path` and every directory above it but /."""
+    out = []
+    while path not in ("/", ""):
+        out.append(path)
+        path = posixpath.dirname(path)
+    return out
+
+
+def _check_pair(at: At, tname: str, tenant: Tenant, other: Tenant) -> None:
+    for key in ("user", "group"):
+        if getattr(tenant, key) == getattr(other, key):
+            at.sub(tname).sub(key).fail(
+                f"{key} {getattr(tenant, key)!r} is also the {key} of tenant {other.name!r}",
+                f"give every tenant its own {key}: {_WHY_OWN[key]}")
+    if is_inside(tenant.home, other.home) or is_inside(other.home, tenant.home):
+        at.sub(tname).sub("home").fail(
+            f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
+            f"{other.name!r}",
+            "give every tenant a separate directory; no home inside another")

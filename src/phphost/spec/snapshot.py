@@ -9,6 +9,7 @@ out (a spec split into a directory records the same)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -68,9 +69,14 @@ def _decode(tp: Any, value: object) -> Any:
 def _decode_dataclass(cls: type, value: object) -> Any:
     if not isinstance(value, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {value!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     return cls(**{f.name: _decode(hints[f.name], value[f.name])
                   for f in dataclasses.fields(cls) if f.name in value})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _decode_tuple(args: tuple[Any, ...], value: object) -> tuple[Any, ...]:
