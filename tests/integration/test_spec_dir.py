@@ -133,6 +133,7 @@ def test_new_tenant_spec_and_destroy_keep_the_shared_launcher(demo: Model,
         # without --tenant the spec is the whole host: the plan would stop the demo
         full = phphost("plan", str(spec), check=False)
         assert "stop FPM master of pool files" in full.stdout
+        assert "tenant(s) blog, docs, ncs, wiki are on this host but not in" in full.stderr
         phphost("destroy", str(spec))
         assert pids("newt") == {"newt": None}
         assert Path(layout.LAUNCHER).exists(), "destroy removed the launcher other masters use"
@@ -147,6 +148,13 @@ def test_new_tenant_spec_and_destroy_keep_the_shared_launcher(demo: Model,
         subprocess.run(["supervisorctl", "restart", program("search")], check=True,
                        capture_output=True)
         wait_for(lambda: get("search.demo.test", "/")[0] == 200, timeout=15)
+        phphost("destroy", "--purge", str(spec), "--tenant", "newt")
+        assert not Path("/srv/phphost-test/newt").exists()
+        with pytest.raises(KeyError):
+            pwd.getpwnam("newt")
+        assert {p: v for p, v in pids(*everyone).items() if p != "search"} == \
+            {p: v for p, v in before.items() if p != "search"}
+        assert Path(layout.LAUNCHER).exists() and set(answering(demo).values()) == {200}
     finally:
         phphost("destroy", "--purge", str(spec), check=False)
         phphost("apply", str(DEMO))

@@ -108,6 +108,7 @@ def _limited(model: Model, tenants: list[str] | None) -> tuple[Model, Scope | No
     """The model a run plans for, and its scope: with --tenant, the host as last
     applied with only those tenants taken from the spec (docs/spec.md)."""
     if not tenants:
+        _note_missing_tenants(model)
         return model, None
     state, applied = read_state(), read_applied()
     _check_tenants(model, applied, tenants)
@@ -122,6 +123,18 @@ def _limited(model: Model, tenants: list[str] | None) -> tuple[Model, Scope | No
                         exporter=model.exporter)      # a fresh host: the spec's settings
     limited = limited_model(model, applied, tenants)
     return limited, make_scope(tenants, (model, applied, limited), state)
+
+
+def _note_missing_tenants(model: Model) -> None:
+    """A spec is the whole host: say so when it leaves out tenants the host has."""
+    applied = read_applied()
+    have = {t.name for t in model.tenants}
+    missing = sorted(t.name for t in applied.tenants if t.name not in have) if applied else []
+    if missing:
+        print(f"phphost: note: tenant(s) {', '.join(missing)} are on this host but not in "
+              f"{model.source}: a spec is the whole host, so their pools and sites are removed "
+              "(their users and data stay). To change only the spec's tenants, name them "
+              "with --tenant NAME", file=sys.stderr)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
