@@ -18,7 +18,7 @@ from phphost.plan import actions as A
 from phphost.plan.desired import Desired, desired_state
 from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
-from phphost.plan.scope import doomed_model, make_scope, unknown_tenants
+from phphost.plan.scope import doomed_model, make_scope, pool_files, site_files, unknown_tenants
 from phphost.render.nftables import digest as nft_digest
 from phphost.spec.loader import load_spec, parse_spec
 from phphost.spec.model import Model
@@ -291,3 +291,25 @@ def test_limited_plan_reads_nothing_in_other_homes() -> None:
     assert [p for p, _ in wanted.limits] == ["beta"]
     assert scope.in_foreign_home("/srv/www/acme") and scope.in_foreign_home("/srv/www/acme/x/y")
     assert not scope.in_foreign_home("/srv/www/acme2") and not scope.in_foreign_home("/srv/www")
+
+
+def test_scope_knows_every_file_of_a_pool_and_a_site() -> None:
+    """A tripwire: a new per-pool or per-site file must be added to plan/scope.py's
+    pool_files/site_files, or a tenant-limited run would treat it as shared and
+    rewrite or remove another tenant's."""
+    whole = {f.path for f in desired(DEMO).files}
+    rest = {f.path for f in desired(without(DEMO, {"ncs"})).files}
+    own = {f for p in DEMO.pools_of("ncs") for f in pool_files(p.name)}
+    own |= {f for s in DEMO.sites if s.tenant == "ncs" for f in site_files(s.name)}
+    assert whole - rest <= own, sorted(whole - rest - own)
+    assert {link for link, _ in desired(DEMO).links} - {
+        link for link, _ in desired(without(DEMO, {"ncs"})).links} <= own
+
+
+def test_purge_of_a_tenant_is_refused_for_an_unsafe_home() -> None:
+    d = desired(two())
+    plan = scoped_plan(without(two(), {"acme"}), two(), {"acme"})
+    doomed = desired(doomed_model(two(), two(), {"acme"}))
+    facts = converged(d, unsafe={"/srv/www/acme": "a symlink"})
+    with pytest.raises(PlanError, match="/srv/www/acme: a symlink"):
+        with_purge(plan, doomed, facts, state_of(d))

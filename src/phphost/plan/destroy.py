@@ -66,7 +66,9 @@ def _shared_files(desired: Desired) -> set[str]:
 def with_purge(plan: A.Plan, desired: Desired, facts: Facts, state: State) -> A.Plan:
     """A destroy planned as an apply of what remains (cli: `destroy` while other
     tenants stay) plus --purge of `desired`'s tenants: their homes, users and groups
-    go after everything else, and the saved state forgets them."""
+    go after everything else, and the saved state forgets them. Refused up front,
+    as make_destroy_plan, when a path of theirs is unsafe."""
+    check_unsafe_paths(facts)
     purge = _purge_actions(desired, facts, state)
     gone = {a.name for a in purge if isinstance(a, (A.RemoveUser, A.RemoveGroup))}
     acts = [a for a in plan.actions if not isinstance(a, A.SaveState)]
