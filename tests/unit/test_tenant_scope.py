@@ -95,9 +95,12 @@ def paths(plan: A.Plan) -> set[str]:
 # --- the record of the last apply ---------------------------------------------------------
 
 
-def test_record_round_trips_the_demo() -> None:
-    again = load_model(dump_model(DEMO), "rec.json")
-    assert again == dataclasses.replace(DEMO, source="rec.json")
+@pytest.mark.parametrize("spec", [REPO / "examples" / "demo.toml",
+                                  REPO / "tests" / "unit" / "specs" / "full.toml"])
+def test_record_round_trips_every_key(spec: Path) -> None:
+    model = load_spec(str(spec))
+    again = load_model(dump_model(model), "rec.json")
+    assert again == dataclasses.replace(model, source="rec.json")
 
 
 def test_record_leaves_out_where_the_spec_came_from(tmp_path: Path) -> None:

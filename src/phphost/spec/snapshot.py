@@ -44,8 +44,12 @@ def load_model(text: str, source: str) -> Model:
 def _encode(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
+    if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
+    if isinstance(value, frozenset | set):
+        return sorted(_encode(v) for v in value)     # type: ignore[type-var]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
     return value
 
 
@@ -59,6 +63,10 @@ def _decode(tp: Any, value: object) -> Any:
         return _decode(next(a for a in typing.get_args(tp) if a is not type(None)), value)
     if origin is tuple:
         return _decode_tuple(typing.get_args(tp), value)
+    if origin in (frozenset, list) and isinstance(value, list):
+        return origin(_decode(typing.get_args(tp)[0], v) for v in value)
+    if origin is dict and isinstance(value, dict):
+        return {k: _decode(typing.get_args(tp)[1], v) for k, v in value.items()}
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ValueError(f"{value!r} is not one of {typing.get_args(tp)}")
