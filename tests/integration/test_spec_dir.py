@@ -61,6 +61,9 @@ def test_split_demo_plans_no_change(demo_dir: Path) -> None:
     proc = phphost("plan", str(demo_dir), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No changes" in proc.stdout
+    applied = phphost("apply", str(demo_dir))
+    assert "No changes" in applied.stdout, applied.stdout
+    assert phphost("plan", str(DEMO), check=False).returncode == 0
     recorded = json.loads(Path(layout.APPLIED_FILE).read_text())
     assert sorted(p["name"] for p in recorded["pools"]) == ["blog", "chords", "files", "search",
                                                              "wiki"]
