@@ -13,6 +13,7 @@ LOG_DIR = "/var/log/phphost"
 STATE_DIR = "/var/lib/phphost"
 STATE_FILE = f"{STATE_DIR}/state.json"
 JOURNAL_DIR = f"{STATE_DIR}/journal"
+APPLIED_FILE = f"{STATE_DIR}/applied.json"      # the model last applied (--tenant runs)
 RUNS_FILE = f"{STATE_DIR}/runs.json"            # the last run of each command (monitor)
 JAILS_DIR = f"{STATE_DIR}/jails"
 STORE_DIR = f"{STATE_DIR}/jail-store"           # content-addressed files the jails share

@@ -23,7 +23,7 @@ from phphost.spec.loader import load_spec
 def add_audit_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("audit", help="check the spec and this host against "
                                             "phphost's security and sizing rules")
-    p.add_argument("spec", nargs="?", help="spec file (TOML)")
+    p.add_argument("spec", nargs="?", help="spec file (TOML) or directory of *.toml files")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rule", action="append", default=[], metavar="ID",
                    help="run only this rule (repeatable)")

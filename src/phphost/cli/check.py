@@ -25,7 +25,7 @@ from phphost.verify.errors import VerifyError
 def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "check", help="exercise every pool's jail features from inside the pool")
-    p.add_argument("spec", help="spec file (TOML) the host was applied from")
+    p.add_argument("spec", help="spec (file or directory) the host was applied from")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--pool", action="append", default=[], metavar="POOL",
                    help="check only this pool (repeatable)")

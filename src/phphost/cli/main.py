@@ -4,6 +4,7 @@ exit codes in one place (main)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import os
@@ -22,21 +23,23 @@ from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd
 from phphost.cli.output import Progress, print_plan
 from phphost.cli.result import ApplyResult, PlanResult
 from phphost.cli.verify import add_verify_parser, cmd_verify
-from phphost.errors import PhphostError, PlanError
+from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
 from phphost.facts.jails import gather_jails, manifest_for
-from phphost.facts.state import read_state
+from phphost.facts.state import read_applied, read_state
 from phphost.host.apply import execute, recover
 from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
 from phphost.plan.desired import desired_state
-from phphost.plan.destroy import make_destroy_plan
+from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
+from phphost.plan.scope import Scope, doomed_model, make_scope, unknown_tenants
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
+from phphost.spec.snapshot import limited_model, without
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,8 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                        ("apply", "bring the host to the spec"),
                        ("destroy", "remove what phphost created for the spec")):
         c = sub.add_parser(name, help=text)
-        c.add_argument("spec", help="spec file (TOML)")
+        c.add_argument("spec", help="spec file (TOML) or directory of *.toml files")
         c.add_argument("--json", action="store_true", help="machine-readable output")
+        c.add_argument("--tenant", dest="tenants", action="append", metavar="NAME",
+                       help="change only this tenant's accounts, pools, jails and sites "
+                            "(repeatable); every other tenant stays exactly as it is")
         if name == "plan":
             c.add_argument("-v", "--verbose", action="store_true", help="also list no-ops")
         if name == "apply":
@@ -81,17 +87,60 @@ def _lock() -> Iterator[None]:
         yield
 
 
-def _plan(model: Model) -> A.Plan:
+def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
-    jails = gather_jails(model)
+    jails = gather_jails(model, scope.pools if scope else None)
     desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
-    return make_plan(desired, gather(desired.wanted(), state), state, jails)
+    wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
+    return make_plan(desired, gather(wanted, state), state, jails, scope)
+
+
+def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:
+    unknown = unknown_tenants(model, applied, tenants)
+    if unknown:
+        names = ", ".join(t.name for t in model.tenants) or "none"
+        raise SpecError(model.source, f"tenants.{unknown[0]}",
+                        f"--tenant {unknown[0]}: no such tenant in the spec nor on the host",
+                        f"name a tenant of the spec ({names})")
+
+
+def _limited(model: Model, tenants: list[str] | None) -> tuple[Model, Scope | None]:
+    """The model a run plans for, and its scope: with --tenant, the host as last
+    applied with only those tenants taken from the spec (docs/spec.md)."""
+    if not tenants:
+        _note_missing_tenants(model)
+        return model, None
+    state, applied = read_state(), read_applied()
+    _check_tenants(model, applied, tenants)
+    if applied is None:
+        if state.pools or state.sites:
+            raise PlanError(
+                f"--tenant needs phphost's record of the last apply, {layout.APPLIED_FILE}, "
+                "and this host has none (it was applied by an older phphost). Run "
+                "`phphost apply SPEC` once for the whole host (SPEC naming every tenant), "
+                "then --tenant works; nothing was changed")
+        applied = Model(source=layout.APPLIED_FILE, apache=model.apache,
+                        exporter=model.exporter)      # a fresh host: the spec's settings
+    limited = limited_model(model, applied, tenants)
+    return limited, make_scope(tenants, (model, applied, limited), state)
+
+
+def _note_missing_tenants(model: Model) -> None:
+    """A spec is the whole host: say so when it leaves out tenants the host has."""
+    applied = read_applied()
+    have = {t.name for t in model.tenants}
+    missing = sorted(t.name for t in applied.tenants if t.name not in have) if applied else []
+    if missing:
+        print(f"phphost: note: tenant(s) {', '.join(missing)} are on this host but not in "
+              f"{model.source}: a spec is the whole host, so their pools and sites are removed "
+              "(their users and data stay). To change only the spec's tenants, name them "
+              "with --tenant NAME", file=sys.stderr)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = _plan(load_spec(args.spec))
+    plan = _plan(*_limited(load_spec(args.spec), args.tenants))
     interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
     return PlanResult(plan, args.verbose, interrupted).emit(args.json)
 
@@ -114,10 +163,10 @@ def _same_as_saved(plan: A.Plan, path: str) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    model = load_spec(args.spec)
+    spec = load_spec(args.spec)
     with _lock():
         undone = recover()
-        plan = _plan(model)
+        plan = _plan(*_limited(spec, args.tenants))
         if args.saved_plan:
             _same_as_saved(plan, args.saved_plan)
         if not args.json:
@@ -130,12 +179,30 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        desired = desired_state(model, {p: manifest_for(model, model.pool(p))
-                                        for p in (x.name for x in model.pools if x.jail.enabled)})
-        state = read_state()
-        plan = make_destroy_plan(desired, gather(desired.wanted(), state), state, args.purge)
+        plan = _destroy_plan(model, args.tenants, args.purge)
         done = execute(plan, Progress(quiet=args.json))
         return ApplyResult(plan, done, undone).emit(args.json)
+
+
+def _destroy_plan(model: Model, tenants: list[str] | None, purge: bool) -> A.Plan:
+    """Remove the spec's (or the named tenants') pools and sites. While other
+    tenants stay on the host, what they share (launcher, Apache global conf,
+    nftables table, ...) is rendered for them alone, as an apply of what remains."""
+    state, applied = read_state(), read_applied()
+    if tenants:
+        _check_tenants(model, applied, tenants)
+    targets = tenants or [t.name for t in model.tenants]
+    doomed = doomed_model(model, applied, targets)
+    if not tenants:     # the whole spec: also its redirect-only sites
+        doomed = dataclasses.replace(doomed, sites=model.sites)
+    rest = (without(applied, targets, {p.name for p in doomed.pools},
+                    {s.name for s in doomed.sites}) if applied is not None else None)
+    desired = desired_state(doomed, {p.name: manifest_for(doomed, p)
+                                     for p in doomed.pools if p.jail.enabled})
+    if rest is None or not (rest.tenants or rest.pools or rest.sites):
+        return make_destroy_plan(desired, gather(desired.wanted(), state), state, purge)
+    plan = _plan(rest, make_scope(targets, (model, applied or rest, rest), state))
+    return with_purge(plan, desired, gather(desired.wanted(), state), state) if purge else plan
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import TextIO
 
+from phphost import layout
 from phphost.plan import actions as A
 
 
@@ -15,7 +16,9 @@ def print_plan(plan: A.Plan, out: TextIO = sys.stdout, verbose: bool = False) ->
         out.write("No changes: the host already matches the spec.\n")
     for action in changes:
         out.write(f"* {action.describe()}\n    because: {action.reason}\n")
-        if isinstance(action, A.WriteFile):
+        if isinstance(action, A.WriteFile) and action.path == layout.APPLIED_FILE and not verbose:
+            out.write("    (the model this apply brings about, for --tenant runs; -v: its diff)\n")
+        elif isinstance(action, A.WriteFile):
             out.write(_indent(action.diff()))
     if verbose:
         for noop in plan.noops:

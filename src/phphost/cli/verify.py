@@ -25,7 +25,7 @@ from phphost.verify.runner import run_attacks
 def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "verify", help="attack the live host as its tenants would; print what got through")
-    p.add_argument("spec", help="spec file (TOML) the host was applied from")
+    p.add_argument("spec", help="spec (file or directory) the host was applied from")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="details of every cell, not only the breached ones")

@@ -5,6 +5,7 @@ Read-only."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from phphost import layout
@@ -44,7 +45,9 @@ def jail_state(model: Model, pool: Pool, host: RealHostView, index: dict[tuple[i
     return JailState(pool.name, root, manifest, tuple(diff_jail(manifest, on_disk)))
 
 
-def gather_jails(model: Model) -> dict[str, JailState]:
+def gather_jails(model: Model, only: Collection[str] | None = None) -> dict[str, JailState]:
+    """only: these pools' jails (a tenant-limited plan leaves the others as they are)."""
     host = RealHostView()
     index = _store_index()
-    return {p.name: jail_state(model, p, host, index) for p in model.pools if p.jail.enabled}
+    return {p.name: jail_state(model, p, host, index) for p in model.pools
+            if p.jail.enabled and (only is None or p.name in only)}

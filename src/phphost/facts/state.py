@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from phphost import layout
 from phphost.errors import FactError
 from phphost.files import read_text
+from phphost.spec.model import Model
+from phphost.spec.snapshot import load_model
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,18 @@ class StateBuilder:
 
     def build(self) -> State:
         return State(*(tuple(sorted(getattr(self, k))) for k in State.__dataclass_fields__))
+
+
+def read_applied(path: str = layout.APPLIED_FILE) -> Model | None:
+    """The model the last apply brought about (None: no record, e.g. a host applied
+    by a phphost before 0.x kept one, or nothing applied yet)."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return load_model(text, path)
+    except ValueError as err:
+        raise FactError(
+            f"{path}: cannot read phphost's record of the last apply ({err}). Remove it "
+            "and run `phphost apply SPEC` for the whole host once, which writes it anew"
+        ) from err

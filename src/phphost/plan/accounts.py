@@ -43,8 +43,16 @@ def pool_problems(pool: Pool, state: State, accounts: AccountFacts) -> list[str]
 
 
 def account_problems(model: Model, state: State, accounts: AccountFacts) -> list[str]:
-    out = [p for t in model.tenants for p in tenant_problems(t, state, accounts)]
-    return out + [p for pool in model.pools for p in pool_problems(pool, state, accounts)]
+    out = [_in(model, f"tenants.{t.name}", p)
+           for t in model.tenants for p in tenant_problems(t, state, accounts)]
+    return out + [_in(model, f"pools.{pool.name}", p)
+                  for pool in model.pools for p in pool_problems(pool, state, accounts)]
+
+
+def _in(model: Model, key: str, problem: str) -> str:
+    """A problem of a spec directory's file names that file."""
+    where = model.file_of(key)
+    return problem if where == model.source else f"{where}: {problem}"
 
 
 def check_accounts(model: Model, state: State, accounts: AccountFacts) -> None:

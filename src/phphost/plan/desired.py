@@ -25,6 +25,7 @@ from phphost.render.nftables import parse_resolvers, render_nftables
 from phphost.render.supervisor import render_supervisor_program
 from phphost.spec.limits import Limits, pool_limits
 from phphost.spec.model import Model
+from phphost.spec.snapshot import dump_model
 
 WEB_ACL_TRAVERSE = f"user:{layout.WEB_USER}:--x"
 WEB_ACL_READ = (f"user:{layout.WEB_USER}:r-x", f"default:user:{layout.WEB_USER}:r-x")
@@ -180,6 +181,8 @@ def _files(model: Model, jails: Mapping[str, Manifest],
     for site in model.sites:
         files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
     files += [DesiredFile(*f) for f in monitor_files(model)]   # [exporter] (docs/monitoring.md)
+    # what this apply brings about, for later tenant-limited runs (docs/spec.md)
+    files.append(DesiredFile(layout.APPLIED_FILE, dump_model(model), 0o600))
     return tuple(files + _mount_files(jails))
 
 

@@ -9,6 +9,7 @@ from phphost.facts.state import State
 from phphost.plan import actions as A
 from phphost.plan.desired import Desired
 from phphost.plan.planner import check_unsafe_paths
+from phphost.plan.scope import pool_files, site_files
 
 
 def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool) -> A.Plan:
@@ -19,6 +20,9 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
     acts: list[A.Action] = []
     rest = _remaining(desired, state, purge)
     shared = {layout.APACHE_GLOBAL_CONF, layout.APACHE_GLOBAL_LINK} if rest["sites"] else set()
+    if rest["pools"]:       # still used by other masters: the launcher, their nftables
+        shared |= _shared_files(desired)   # chains, logrotate, the exporter's files
+    rest["files"] = sorted(set(rest["files"]) | (shared & set(state.files)))
     for path in sorted({f.path for f in desired.files} - shared):
         if facts.files.get(path) is not None:
             acts.append(A.RemoveFile("phphost wrote it for this spec", path, facts.files[path]))
@@ -36,7 +40,8 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
         acts.append(A.UpdatePrograms("supervisord forgets the destroyed masters", gone,
                                      tuple(sorted(layout.program_name(a.pool) for a in stops)),
                                      gone))
-    if facts.nft_live is not None and any(f.path == layout.NFT_CONF for f in desired.files):
+    if (facts.nft_live is not None and layout.NFT_CONF not in shared
+            and any(f.path == layout.NFT_CONF for f in desired.files)):
         acts.append(A.UnloadNftables("its pools are destroyed", " ".join(layout.NFT_TABLE)))
     acts += [A.RemoveJail("pool is destroyed", p) for p in desired.pools if p in facts.jails]
     acts += [A.RemoveCgroup("pool is destroyed", p) for p in desired.pools
@@ -48,6 +53,29 @@ def make_destroy_plan(desired: Desired, facts: Facts, state: State, purge: bool)
         acts += _purge_actions(desired, facts, state)
     acts.append(A.SaveState("forget what was destroyed", rest))
     return A.Plan(tuple(acts))
+
+
+def _shared_files(desired: Desired) -> set[str]:
+    """The files of `desired` that are not one pool's or one site's own."""
+    own = {f for p in desired.pools for f in pool_files(p)}
+    own |= {f for s in desired.sites for f in site_files(s)}
+    own.add(layout.APPLIED_FILE)    # it would name what is destroyed: a full apply writes it
+    return {f.path for f in desired.files if f.path not in own} | {layout.APACHE_GLOBAL_LINK}
+
+
+def with_purge(plan: A.Plan, desired: Desired, facts: Facts, state: State) -> A.Plan:
+    """A destroy planned as an apply of what remains (cli: `destroy` while other
+    tenants stay) plus --purge of `desired`'s tenants: their homes, users and groups
+    go after everything else, and the saved state forgets them. Refused up front,
+    as make_destroy_plan, when a path of theirs is unsafe."""
+    check_unsafe_paths(facts)
+    purge = _purge_actions(desired, facts, state)
+    gone = {a.name for a in purge if isinstance(a, (A.RemoveUser, A.RemoveGroup))}
+    acts = [a for a in plan.actions if not isinstance(a, A.SaveState)]
+    saved = plan.one(A.SaveState)
+    kept = {k: [x for x in v if not (k in ("users", "groups") and x in gone)]
+            for k, v in (saved.state if saved else {}).items()}
+    return A.Plan((*acts, *purge, A.SaveState("forget what was destroyed", kept)), plan.noops)
 
 
 def _purge_actions(desired: Desired, facts: Facts, state: State) -> list[A.Action]:

@@ -11,13 +11,16 @@ from phphost.facts.jails import JailState
 from phphost.facts.state import State, StateBuilder
 from phphost.plan import actions as A
 from phphost.plan.desired import Desired
+from phphost.plan.scope import Scope
 from phphost.render.cgroups import pool_cgroup
 from phphost.render.nftables import digest as nft_digest
 from phphost.spec.limits import describe as describe_limits
 
 
 def make_plan(desired: Desired, facts: Facts, state: State,
-              jails: Mapping[str, JailState] | None = None) -> A.Plan:
+              jails: Mapping[str, JailState] | None = None, scope: Scope | None = None) -> A.Plan:
+    """scope: a tenant-limited plan (`--tenant`) leaves every object outside it as it
+    is, even where it differs from `desired` (plan/scope.py)."""
     _check_foreign_users(desired, facts, state)
     check_unsafe_paths(facts)
     noops: list[str] = []
@@ -30,12 +33,16 @@ def make_plan(desired: Desired, facts: Facts, state: State,
     acts += _cgroup_actions(desired, facts, noops)
     acts += _master_actions(desired, facts, state, acts)
     acts += _nproc_actions(desired, acts)
+    if scope is not None:
+        acts = [a for a in acts if scope.allows(a)]
     acts += _program_actions(desired, acts)
     apache = _apache_actions(desired, facts, acts)
     acts += _tls_actions(desired) if apache else []
     acts += apache
-    acts += _removed_users(desired, state, facts)
-    acts.append(A.SaveState("record what phphost manages", _next_state(desired, facts, state)))
+    removed = [a for a in _removed_users(desired, state, facts) if scope is None or scope.allows(a)]
+    acts += removed
+    acts.append(A.SaveState("record what phphost manages",
+                            _next_state(desired, facts, state, removed, scope)))
     return A.Plan(tuple(acts), tuple(noops))
 
 
@@ -309,17 +316,24 @@ def _removed_users(desired: Desired, state: State, facts: Facts) -> list[A.Remov
     return [A.RemoveUser("its pool left the spec", u) for u in sorted(gone) if u in facts.users]
 
 
-def _next_state(desired: Desired, facts: Facts, state: State) -> dict[str, list[str]]:
+def _next_state(desired: Desired, facts: Facts, state: State, removed: list[A.RemoveUser],
+                scope: Scope | None) -> dict[str, list[str]]:
     nxt = StateBuilder()
     nxt.pools.update(desired.pools)
     nxt.sites.update(desired.sites)
     nxt.homes.update(desired.homes)
     nxt.files.update(f.path for f in desired.files)
     wanted_users = {u.name for u in desired.users}
-    gone_pool_users = {a.name for a in _removed_users(desired, state, facts)}
+    gone_pool_users = {a.name for a in removed}
     nxt.users.update(u for u in state.users if u in facts.users and u not in gone_pool_users)
     nxt.users.update(u for u in wanted_users if u not in facts.users)
     nxt.pool_users.update(u.name for u in desired.users if u.system)
+    if scope is not None:       # what is outside the scope stays recorded as it is
+        nxt.pools.update(p for p in state.pools if p not in scope.pools)
+        nxt.sites.update(s for s in state.sites if s not in scope.sites)
+        nxt.homes.update(h for h in state.homes if h not in scope.homes)
+        nxt.files.update(f for f in state.files if f in scope.foreign_files)
+        nxt.pool_users.update(u for u in state.pool_users if u not in scope.users)
     nxt.groups.update(g for g in state.groups if g in facts.groups)
     nxt.groups.update(g for g in desired.groups if g not in facts.groups)
     return nxt.build().to_json()

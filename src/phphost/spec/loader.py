@@ -12,6 +12,16 @@ sites match ``^[a-z][a-z0-9_-]{0,30}$``; Unix user and group names match
 ``^[a-z_][a-z0-9_-]{0,31}$`` and may not be system accounts (root, www-data, ...).
 Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
 
+Spec directories: wherever a spec is named (``phphost plan SPEC`` ...), it may be a
+directory (``conf.d`` style). Its ``*.toml`` files (not dot-files, not below
+subdirectories) are read in sorted order as one spec: e.g. ``00-global.toml`` with
+``[apache]``, ``[exporter]`` and ``[templates.*]``, then one file per tenant or
+customer with its ``[tenants.*]``, ``[pools.*]`` and ``[sites.*]``. Each of
+``[apache]``, ``[exporter]`` and every ``[templates.NAME]``, ``[tenants.NAME]``,
+``[pools.NAME]``, ``[sites.NAME]`` is defined in one file only (a second definition
+is an error naming both files); references work across files. Every message names
+the file that defines the key. A directory without ``*.toml`` files is an error.
+
 ``[apache]`` (optional)
     ``http_port`` (80), ``https_port`` (443): 1..65535, different.
     ``threads_per_child`` (25), ``max_request_workers`` (150), ``server_limit`` (6),
@@ -170,6 +180,8 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import tomllib
 from collections.abc import Mapping
 
@@ -196,6 +208,7 @@ from phphost.spec.validate import (
 )
 
 TOP_KEYS = ("apache", "templates", "tenants", "pools", "sites", "exporter")
+SINGLE_TABLES = ("apache", "exporter")    # one table each; the others hold named tables
 APACHE_KEYS = ("http_port", "https_port", "threads_per_child", "max_request_workers",
                "server_limit", "proxy_timeout")
 TENANT_KEYS = ("home", "user", "group", "adopt")
@@ -206,7 +219,14 @@ _WHY_OWN = {"user": "the user owns the tenant's code",
 
 
 def load_spec(path: str) -> Model:
-    """Read and validate the spec file at `path`."""
+    """Read and validate the spec at `path`: a TOML file, or a directory whose
+    ``*.toml`` files are read as one spec (see "Spec directories")."""
+    if os.path.isdir(path):
+        return _load_dir(path)
+    return parse_spec(_read(path), path)
+
+
+def _read(path: str) -> str:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -214,21 +234,76 @@ def load_spec(path: str) -> Model:
         raise SpecError(path, "", f"cannot read the spec: {err.strerror or err}",
                         "check the path and its permissions") from err
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise SpecError(path, "", f"the spec is not UTF-8 text ({err.reason})",
                         "save it as UTF-8") from err
-    return parse_spec(text, path)
+
+
+def _toml(text: str, source: str) -> Table:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(source, "", f"invalid TOML: {err}",
+                        "fix the syntax at the position shown") from err
 
 
 def parse_spec(text: str, source: str) -> Model:
     """Validate spec text; `source` names it in messages and in Model.source."""
+    return _build(_toml(text, source), At(source))
+
+
+def spec_files(directory: str) -> list[str]:
+    """The files of a spec directory, in the order they are read."""
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(source, "", f"invalid TOML: {err}",
-                        "fix the syntax at the position shown") from err
-    top = At(source)
+        names = os.listdir(directory)
+    except OSError as err:
+        raise SpecError(directory, "", f"cannot read the spec directory: "
+                        f"{err.strerror or err}", "check the path and its permissions") from err
+    files = [os.path.join(directory, n) for n in sorted(names)
+             if n.endswith(".toml") and not n.startswith(".")]
+    if not files:
+        raise SpecError(directory, "", "the spec directory holds no *.toml file",
+                        "put the spec in files named like 00-global.toml, ncs.toml")
+    return files
+
+
+def _load_dir(directory: str) -> Model:
+    """Every ``*.toml`` of `directory`, sorted, merged into one spec. Each table
+    ([apache], [exporter], [pools.NAME], ...) comes from exactly one file, and every
+    message names the file that defines the key."""
+    merged: dict[str, Table] = {}
+    origins: dict[str, str] = {}
+    for path in spec_files(directory):
+        raw = _toml(_read(path), path)
+        top = At(path)
+        check_keys(top, raw, TOP_KEYS)
+        for key in TOP_KEYS:
+            if key in raw:
+                _merge(top.sub(key), key, table(top.sub(key), raw[key]), merged, origins)
+    return _build(dict(merged), At(directory, origins=origins))
+
+
+def _merge(at: At, key: str, tbl: Table, merged: dict[str, Table],
+           origins: dict[str, str]) -> None:
+    if key in SINGLE_TABLES:
+        if at.key in origins:
+            at.fail(f"[{key}] is also defined in {origins[at.key]}",
+                    f"define [{key}] in one file of the directory only (e.g. the global one)")
+        origins[at.key] = at.src
+        merged[key] = tbl
+        return
+    into = merged.setdefault(key, {})
+    for name_, value in tbl.items():
+        place = at.sub(name_)
+        if place.key in origins:
+            place.fail(f"{key[:-1]} {name_!r} is also defined in {origins[place.key]}",
+                       f"define each {key[:-1]} in one file of the directory only")
+        origins[place.key] = place.src
+        into[name_] = value
+
+
+def _build(raw: Table, top: At) -> Model:
     check_keys(top, raw, TOP_KEYS)
     sections = {key: table(top.sub(key), raw.get(key, {})) for key in TOP_KEYS}
     apache = _apache(top.sub("apache"), sections["apache"])
@@ -239,13 +314,14 @@ def parse_spec(text: str, source: str) -> Model:
     pools = parse_pools(top.sub("pools"), raw_pools, tenants, templates)
     sites = parse_sites(top.sub("sites"), raw_sites, tenants, pools)
     return Model(
-        source=source,
+        source=top.src,
         tenants=tuple(tenants[n] for n in sorted(tenants)),
         pools=tuple(pools[n] for n in sorted(pools)),
         sites=tuple(sites[n] for n in sorted(sites)),
         apache=apache,
         exporter=(parse_exporter(top.sub("exporter"), sections["exporter"], apache)
                   if "exporter" in raw else None),
+        origins=tuple(sorted(top.origins.items())),
     )
 
 
@@ -298,19 +374,44 @@ def _home(at: At, value: object) -> str:
 
 
 def _check_tenants_apart(at: At, tenants: Mapping[str, Tenant]) -> None:
-    """Distinct users, groups, and homes that do not contain one another."""
+    """Distinct users, groups, and homes that do not contain one another. Linear: each
+    tenant is compared only with earlier ones that share a name or a home path."""
     seen: list[Tenant] = []
+    by_name: dict[tuple[str, str], int] = {}     # (key, name) -> index in seen
+    homes: dict[str, int] = {}                   # an earlier home -> its index
+    below: dict[str, int] = {}                   # every ancestor of an earlier home
     for tname, tenant in tenants.items():
-        for other in seen:
-            for key in ("user", "group"):
-                if getattr(tenant, key) == getattr(other, key):
-                    at.sub(tname).sub(key).fail(
-                        f"{key} {getattr(tenant, key)!r} is also the {key} of tenant "
-                        f"{other.name!r}",
-                        f"give every tenant its own {key}: {_WHY_OWN[key]}")
-            if is_inside(tenant.home, other.home) or is_inside(other.home, tenant.home):
-                at.sub(tname).sub("home").fail(
-                    f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
-                    f"{other.name!r}",
-                    "give every tenant a separate directory; no home inside another")
+        hits = [by_name.get(("user", tenant.user)), by_name.get(("group", tenant.group)),
+                below.get(tenant.home), *(homes.get(a) for a in _ancestors(tenant.home))]
+        clashes = [i for i in hits if i is not None]
+        if clashes:
+            _check_pair(at, tname, tenant, seen[min(clashes)])
+        index = len(seen)
         seen.append(tenant)
+        by_name.setdefault(("user", tenant.user), index)
+        by_name.setdefault(("group", tenant.group), index)
+        homes.setdefault(tenant.home, index)
+        for ancestor in _ancestors(tenant.home):
+            below.setdefault(ancestor, index)
+
+
+def _ancestors(path: str) -> list[str]:
+    """`path` and every directory above it but /."""
+    out = []
+    while path not in ("/", ""):
+        out.append(path)
+        path = posixpath.dirname(path)
+    return out
+
+
+def _check_pair(at: At, tname: str, tenant: Tenant, other: Tenant) -> None:
+    for key in ("user", "group"):
+        if getattr(tenant, key) == getattr(other, key):
+            at.sub(tname).sub(key).fail(
+                f"{key} {getattr(tenant, key)!r} is also the {key} of tenant {other.name!r}",
+                f"give every tenant its own {key}: {_WHY_OWN[key]}")
+    if is_inside(tenant.home, other.home) or is_inside(other.home, tenant.home):
+        at.sub(tname).sub("home").fail(
+            f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
+            f"{other.name!r}",
+            "give every tenant a separate directory; no home inside another")

@@ -4,6 +4,7 @@ settings."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -157,12 +158,28 @@ class Model:
     sites: tuple[Site, ...] = ()
     apache: ApacheSettings = field(default_factory=ApacheSettings)
     exporter: ExporterSettings | None = None     # None: no [exporter], nothing monitors
+    # a spec directory: key path ("pools.files", "apache") -> the file defining it
+    origins: tuple[tuple[str, str], ...] = ()
+
+    def file_of(self, key: str) -> str:
+        """The file that defines `key` (a dotted path such as "tenants.ncs")."""
+        return next((f for k, f in self.origins if k == key), self.source)
 
     def tenant(self, name: str) -> Tenant:
-        return next(t for t in self.tenants if t.name == name)
+        return self._index[0][name]
 
     def pool(self, name: str) -> Pool:
-        return next(p for p in self.pools if p.name == name)
+        return self._index[1][name]
 
     def pools_of(self, tenant: str) -> tuple[Pool, ...]:
-        return tuple(p for p in self.pools if p.tenant == tenant)
+        return self._index[2].get(tenant, ())
+
+    @functools.cached_property
+    def _index(self) -> tuple[dict[str, Tenant], dict[str, Pool], dict[str, tuple[Pool, ...]]]:
+        """By name, built once: renderers look tenants and pools up for every pool and
+        site, which a scan would make quadratic (1,000 tenants)."""
+        by_tenant: dict[str, list[Pool]] = {}
+        for p in self.pools:
+            by_tenant.setdefault(p.tenant, []).append(p)
+        return ({t.name: t for t in self.tenants}, {p.name: p for p in self.pools},
+                {t: tuple(ps) for t, ps in by_tenant.items()})

@@ -8,8 +8,8 @@ import difflib
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import NoReturn
 
@@ -32,16 +32,21 @@ _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 @dataclass(frozen=True)
 class At:
-    """A place in the spec: the file and the dotted key path inside it."""
+    """A place in the spec: the file and the dotted key path inside it. `origins`
+    (a spec directory) maps a key path ("pools.files", "apache") to the file that
+    defines it; a key below it is then named in that file."""
 
     src: str
     key: str = ""
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False,
+                                       repr=False)
 
     def sub(self, part: str | int) -> At:
         if isinstance(part, int):
-            return At(self.src, f"{self.key}[{part}]")
+            return At(self.src, f"{self.key}[{part}]", self.origins)
         text = part if _BARE_KEY_RE.match(part) else json.dumps(part)
-        return At(self.src, f"{self.key}.{text}" if self.key else text)
+        key = f"{self.key}.{text}" if self.key else text
+        return At(self.origins.get(key, self.src), key, self.origins)
 
     def fail(self, problem: str, remedy: str) -> NoReturn:
         raise SpecError(self.src, self.key, problem, remedy)

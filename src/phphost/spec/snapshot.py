@@ -1,0 +1,189 @@
+"""The record of what was last applied (a `Model` as JSON, kept by apply in
+layout.APPLIED_FILE), and the model a tenant-limited run works on: the last
+applied model with only the named tenants taken from the spec. Pure.
+
+The JSON is the model's dataclasses field by field (tuples as lists), so a new
+field with a default reads from an older record; `source` and `origins` are left
+out (a spec split into a directory records the same)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import types
+import typing
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from phphost.errors import PlanError
+from phphost.spec.model import Model, Pool, Site, Tenant
+from phphost.spec.validate import is_inside
+
+_NOT_RECORDED = ("source", "origins")
+
+
+def dump_model(model: Model) -> str:
+    data = {f.name: _encode(getattr(model, f.name)) for f in dataclasses.fields(Model)
+            if f.name not in _NOT_RECORDED}
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def load_model(text: str, source: str) -> Model:
+    """ValueError (with what is wrong) when `text` is not a recorded model."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"not JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    model: Model = _decode(Model, {**data, "source": source})
+    return dataclasses.replace(model, origins=())
+
+
+def _encode(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, frozenset | set):
+        return sorted(_encode(v) for v in value)     # type: ignore[type-var]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(tp: Any, value: object) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _decode_dataclass(tp, value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        return _decode(next(a for a in typing.get_args(tp) if a is not type(None)), value)
+    if origin is tuple:
+        return _decode_tuple(typing.get_args(tp), value)
+    if origin in (frozenset, list) and isinstance(value, list):
+        return origin(_decode(typing.get_args(tp)[0], v) for v in value)
+    if origin is dict and isinstance(value, dict):
+        return {k: _decode(typing.get_args(tp)[1], v) for k, v in value.items()}
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f"{value!r} is not one of {typing.get_args(tp)}")
+        return value
+    return _decode_plain(tp, value)
+
+
+def _decode_dataclass(cls: type, value: object) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {value!r}")
+    hints = _hints(cls)
+    return cls(**{f.name: _decode(hints[f.name], value[f.name])
+                  for f in dataclasses.fields(cls) if f.name in value})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _decode_tuple(args: tuple[Any, ...], value: object) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list, got {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_decode(args[0], v) for v in value)
+    if len(args) != len(value):
+        raise ValueError(f"expected {len(args)} items, got {value!r}")
+    return tuple(_decode(a, v) for a, v in zip(args, value, strict=True))
+
+
+def _decode_plain(tp: Any, value: object) -> Any:
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (str, int, bool) and type(value) is tp:
+        return value
+    raise ValueError(f"expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+# --- tenant-limited runs ------------------------------------------------------------------
+
+
+def parts_of(model: Model, tenants: Collection[str]) -> tuple[list[Tenant], list[Pool],
+                                                              list[Site]]:
+    """The tenants named, their pools and their sites."""
+    return ([t for t in model.tenants if t.name in tenants],
+            [p for p in model.pools if p.tenant in tenants],
+            [s for s in model.sites if s.tenant in tenants])
+
+
+def limited_model(spec: Model, applied: Model, tenants: Collection[str]) -> Model:
+    """The host as `applied` left it, with `tenants` (their accounts, pools and
+    sites) as the spec says. [apache], [exporter] and redirect-only sites stay as
+    applied. PlanError when the spec's tenants collide with another tenant's
+    applied names (users, sockets, server names, homes)."""
+    others = [t for t in applied.tenants if t.name not in tenants]
+    o_pools = [p for p in applied.pools if p.tenant not in tenants]
+    o_sites = [s for s in applied.sites if s.tenant not in tenants]
+    mine_t, mine_p, mine_s = parts_of(spec, tenants)
+    _check_apart(spec, mine_t, mine_p, mine_s, others, o_pools, o_sites)
+    return Model(
+        source=spec.source,
+        tenants=_sorted(others + mine_t), pools=_sorted(o_pools + mine_p),
+        sites=_sorted(o_sites + mine_s), apache=applied.apache, exporter=applied.exporter,
+        origins=spec.origins)
+
+
+def without(applied: Model, tenants: Collection[str], pools: Collection[str] = (),
+            sites: Collection[str] = ()) -> Model:
+    """`applied` without the tenants named (their pools and sites) and the pools
+    and sites named: what stays on the host after a destroy."""
+    return dataclasses.replace(
+        applied,
+        tenants=tuple(t for t in applied.tenants if t.name not in tenants),
+        pools=tuple(p for p in applied.pools if p.tenant not in tenants and p.name not in pools),
+        sites=tuple(s for s in applied.sites if s.tenant not in tenants and s.name not in sites))
+
+
+_Named = typing.TypeVar("_Named", Tenant, Pool, Site)
+
+
+def _sorted(items: Iterable[_Named]) -> tuple[_Named, ...]:
+    return tuple(sorted(items, key=lambda x: x.name))
+
+
+def _check_apart(spec: Model, mine_t: list[Tenant], mine_p: list[Pool], mine_s: list[Site],
+                 others: list[Tenant], o_pools: list[Pool], o_sites: list[Site]) -> None:
+    taken: dict[str, str] = {}
+    for t in others:
+        taken |= {f"tenant {t.name}": t.name, f"user {t.user}": t.name, f"group {t.group}": t.name,
+                  f"user {t.group}": t.name}
+    for p in o_pools:
+        taken |= {f"pool {p.name}": p.tenant, f"user {p.user}": p.tenant,
+                  f"socket {p.socket}": p.tenant}
+    for s in o_sites:
+        taken |= {f"site {s.name}": s.tenant or "(redirect)"}
+        taken |= {f"host name {h}": s.tenant or "(redirect)" for h in (s.server_name, *s.aliases)}
+    wants: list[tuple[str, str]] = []
+    for t in mine_t:
+        wants += [(f"tenants.{t.name}", w) for w in (f"user {t.user}", f"group {t.group}")]
+    for p in mine_p:
+        wants += [(f"pools.{p.name}", w) for w in (f"pool {p.name}", f"user {p.user}",
+                                                  f"socket {p.socket}")]
+    for s in mine_s:
+        wants += [(f"sites.{s.name}", w) for w in
+                  (f"site {s.name}", *(f"host name {h}" for h in (s.server_name, *s.aliases)))]
+    for key, what in wants:
+        if what in taken:
+            _collision(spec, key, f"{what} belongs to tenant {taken[what]} on this host")
+    for t in mine_t:
+        for o in others:
+            if is_inside(t.home, o.home) or is_inside(o.home, t.home):
+                _collision(spec, f"tenants.{t.name}",
+                           f"home {t.home} overlaps the home {o.home} of tenant {o.name}")
+
+
+def _collision(spec: Model, key: str, problem: str) -> typing.NoReturn:
+    raise PlanError(
+        f"{spec.file_of(key)}: {key}: {problem} (as last applied). A tenant-limited run "
+        "leaves other tenants as they are: rename it in the spec, or change the other "
+        "tenant first (phphost apply --tenant OTHER), then run again; nothing was changed")
