@@ -100,11 +100,12 @@ def parent_stats(root: str) -> tuple[PathStat, ...]:
         path = posixpath.dirname(path)
 
 
-def gather_facts(root: str) -> JailFacts:
+def gather_facts(root: str, store: Mapping[tuple[int, int], str] | None = None) -> JailFacts:
     """Facts of the jail on disk for jail.invariants (a jail not built yet has none
-    but its existing parents)."""
+    but its existing parents). With the store's index, the entries also serve
+    jail.diff (one scan for both)."""
     real = os.path.realpath(root)
-    return JailFacts(real, parent_stats(real), scan_jail(real))
+    return JailFacts(real, parent_stats(real), scan_jail(real, store))
 
 
 def store_index(path: str) -> dict[tuple[int, int], str]:
