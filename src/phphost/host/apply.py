@@ -82,8 +82,13 @@ def _save_state(plan: A.Plan) -> None:
 
 
 def _resync(programs: tuple[str, ...]) -> None:
-    """After rolling files back past the point where services saw them."""
-    services.update_programs(list(programs))
+    """After rolling files back past the point where services saw them: supervisord
+    takes the restored program files, and every pool whose file is back runs again
+    (one that apply had stopped included), each step tried even if one fails."""
+    with contextlib.suppress(HostError):
+        services.update_programs(list(programs))
+    with contextlib.suppress(HostError):
+        services.ensure_running(list(programs))
     with contextlib.suppress(HostError):
         services.apache_reload(restart=False)
 
@@ -211,6 +216,10 @@ class _Runner:
         if masters or self.programs.update:
             services.ensure_supervisord()
             services.update_programs(list(self.programs.update))
+        starts = self._all(A.StartMaster)
+        if starts:       # all at once: each master's wait below mostly finds it up
+            self.current = starts[0]
+            services.start_programs([layout.program_name(m.pool) for m in starts])
         for m in self._masters():
             self.current = m
             self._master(m)
@@ -226,16 +235,18 @@ class _Runner:
         for r in self._all(A.ReloadApache):
             services.apache_reload(r.restart)
             self._step(r)
-        for st in self._all(A.StopMaster):
-            services.stop_program(layout.program_name(st.pool))
+        stops = self._all(A.StopMaster)
+        if stops:
+            self.current = stops[0]
+            services.stop_programs([layout.program_name(st.pool) for st in stops])
+        for st in stops:
             self._step(st)
         if self.programs.remove:
             services.update_programs(list(self.programs.remove))
 
     def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
         program = layout.program_name(a.pool)
-        if isinstance(a, A.StartMaster):
-            services.start_program(program)
+        if isinstance(a, A.StartMaster):     # started with the others (services)
             services.wait_master(a.pool, a.socket)
         elif isinstance(a, A.RestartMaster):
             if program not in self.programs.update:     # supervisord's update restarted it

@@ -11,6 +11,7 @@ from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
 from phphost.facts.gather import apache_running, read_programs
 from phphost.fastcgi.status import fpm_ping, fpm_status
+from phphost.host import supervisord
 from phphost.runner import run
 
 SUPERVISORCTL = ("supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF)
@@ -37,17 +38,41 @@ def ensure_supervisord() -> None:
     raise HostError(f"supervisord did not come up within 15s: see {layout.SUPERVISOR_LOG_DIR}/")
 
 
+# stopping many masters together: the longest stopwaitsecs (process_control_timeout
+# + 5 s, render/supervisor.py) plus a margin for supervisord to reap them all
+STOP_TIMEOUT = 120.0
+
+
 def update_programs(names: list[str]) -> None:
-    """Make supervisord take new, changed and removed program files of these names."""
-    supervisorctl("reread", check=False)
+    """Make supervisord take new, changed and removed program files of these names:
+    changed and removed ones are stopped together, not one after another."""
+    supervisord.update(names, STOP_TIMEOUT)
+
+
+def start_programs(names: list[str]) -> None:
+    """Ask supervisord to start these programs at once (wait_master waits for each)."""
     if names:
-        supervisorctl("update", *names, check=False)
+        supervisord.start(names)
+
+
+def stop_programs(names: list[str]) -> None:
+    """Stop these programs together and wait until all have stopped."""
+    if names:
+        supervisord.stop(names, STOP_TIMEOUT)
+
+
+def ensure_running(names: list[str]) -> list[str]:
+    """After a rollback: every one of these programs that supervisord has (its file
+    is back) and that is not up is started again; a rollback never leaves a pool
+    stopped. Returns the programs it started."""
+    now = supervisord.states()
+    down = [n for n in names if n in now and now[n] not in supervisord.UP]
+    start_programs(down)
+    return down
 
 
 def start_program(name: str) -> None:
-    out = supervisorctl("start", name, check=False)
-    if "ERROR" in out and "already started" not in out:
-        raise HostError(f"could not start {name}: {out.strip()}. See {layout.LOG_DIR}/")
+    start_programs([name])
 
 
 def restart_program(name: str) -> None:
@@ -57,7 +82,7 @@ def restart_program(name: str) -> None:
 
 
 def stop_program(name: str) -> None:
-    supervisorctl("stop", name, check=False)
+    stop_programs([name])
 
 
 def fpm_test(pool: str) -> None:
