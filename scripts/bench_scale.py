@@ -74,6 +74,7 @@ class Step:
     seconds: float
     exit_code: int
     note: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,15 +85,43 @@ class Report:
     load: dict[str, int] = field(default_factory=dict)
 
 
+def _kind(line: str) -> str:
+    """'[3/40] build jail of pool x' -> 'build jail' (the phase a step belongs to)."""
+    what = line.split("] ", 1)[-1].split()
+    return " ".join(what[:2]) if line.startswith("[") else "other"
+
+
 def phphost(*args: str, check: bool = True) -> Step:
+    """Run phphost; the time before each progress line (stderr, `[i/n] what`) is
+    added to that step's kind, the time before the first to 'plan + validation'."""
     start = time.monotonic()
-    proc = subprocess.run([PHPHOST, *args], capture_output=True, text=True, check=False)
+    proc = subprocess.Popen([PHPHOST, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()
+                                                               if proc.stdout else ""))
+    reader.start()
+    phases: dict[str, float] = {}
+    err: list[str] = []
+    last, first = start, True
+    for line in proc.stderr or ():
+        now = time.monotonic()
+        key = "plan + validation" if first and line.startswith("[") else _kind(line)
+        first = first and not line.startswith("[")
+        phases[key] = phases.get(key, 0.0) + now - last
+        last = now
+        err.append(line)
+    code = proc.wait()
+    reader.join()
     took = time.monotonic() - start
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"phphost {' '.join(args)} exited {proc.returncode}:\n"
-                           + proc.stdout[-3000:] + proc.stderr[-3000:])
-    return Step(" ".join(args[:1]), took, proc.returncode, " | ".join(tail)[:160])
+    phases["after the last step"] = took - (last - start)
+    out = "".join(out_chunks)
+    tail = ("".join(err) or out).strip().splitlines()[-3:]
+    if check and code != 0:
+        raise RuntimeError(f"phphost {' '.join(args)} exited {code}:\n"
+                           + out[-3000:] + "".join(err)[-3000:])
+    return Step(" ".join(args[:1]), took, code, " | ".join(tail)[:160],
+                {k: round(v, 2) for k, v in phases.items() if v >= 0.05})
 
 
 @contextlib.contextmanager
@@ -214,6 +243,10 @@ def table(report: Report) -> str:
     lines = [f"N = {report.tenants} tenants (commit {report.commit})", "",
              "| step | seconds | exit |", "|---|---|---|"]
     lines += [f"| {s.name} | {s.seconds:.1f} | {s.exit_code} |" for s in report.steps]
+    for s in report.steps:
+        if s.seconds >= 5:
+            top = sorted(s.phases.items(), key=lambda kv: -kv[1])[:6]
+            lines.append(f"{s.name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in top))
     load = dict(report.load)
     sites = load.pop("sites", 0)
     ok = load.pop("200", 0)

@@ -25,9 +25,11 @@ from phphost.errors import PhphostError, PlanError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
+from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import read_state
 from phphost.host.apply import execute, recover
+from phphost.jail.features import ClosureCache
 from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
@@ -128,8 +130,9 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        desired = desired_state(model, {p: manifest_for(model, model.pool(p))
-                                        for p in (x.name for x in model.pools if x.jail.enabled)})
+        host, cache = RealHostView(), ClosureCache()
+        desired = desired_state(model, {p.name: manifest_for(model, p, host, cache)
+                                        for p in model.pools if p.jail.enabled})
         state = read_state()
         plan = make_destroy_plan(desired, gather(desired.wanted(), state), state, args.purge)
         done = execute(plan, Progress(quiet=args.json))

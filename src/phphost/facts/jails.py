@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from phphost import layout
 from phphost.facts.hostview import RealHostView
-from phphost.facts.jailscan import gather_facts, store_index
+from phphost.facts.jailscan import ScanCache, gather_facts, store_index
 from phphost.jail.diff import Change, diff_jail
 from phphost.jail.features import ClosureCache, build_manifest
 from phphost.jail.invariants import Neighbours, check_invariants, neighbourhood
@@ -35,11 +35,12 @@ def _store_index() -> dict[tuple[int, int], str]:
 
 
 def jail_state(model: Model, pool: Pool, host: RealHostView, index: dict[tuple[int, int], str],
-               everyone: Neighbours, cache: ClosureCache | None = None) -> JailState:
+               everyone: Neighbours, cache: ClosureCache | None = None,
+               scans: ScanCache | None = None) -> JailState:
     """PlanError when the jail on disk (or its parents) breaks an invariant."""
     root = layout.jail_root(pool.name)
     manifest = manifest_for(model, pool, host, cache)
-    facts = gather_facts(root, index)      # one scan: invariants and diff alike
+    facts = gather_facts(root, index, scans)      # one scan: invariants and diff alike
     check_invariants(manifest, facts, everyone.excluding(pool.tenant, pool.name))
     on_disk = facts.entries if os.path.isdir(root) else {}
     return JailState(pool.name, root, manifest, tuple(diff_jail(manifest, on_disk)))
@@ -49,6 +50,6 @@ def gather_jails(model: Model) -> dict[str, JailState]:
     host = RealHostView()
     index = _store_index()
     everyone = neighbourhood(model, layout.jail_root)
-    cache = ClosureCache()
-    return {p.name: jail_state(model, p, host, index, everyone, cache)
+    cache, scans = ClosureCache(), ScanCache()
+    return {p.name: jail_state(model, p, host, index, everyone, cache, scans)
             for p in model.pools if p.jail.enabled}
