@@ -272,7 +272,8 @@ class _Runner:
                 services.restart_program(program)
             services.wait_master(a.pool, a.socket)
         else:
-            services.reload_master(a.pool, a.socket)
+            # its config passed php-fpm -t in stage(), staged or live
+            services.reload_master(a.pool, a.socket, tested=True)
 
     def cleanup(self) -> None:
         """After the commit point: removals that cannot be rolled back."""

@@ -101,11 +101,14 @@ def master_start_time(socket: str) -> int | None:
         return None
 
 
-def reload_master(pool: str, socket: str) -> None:
-    """php-fpm -t, then SIGUSR2 to this master alone; wait until it answers anew."""
-    fpm_test(pool)
+def reload_master(pool: str, socket: str, tested: bool = False) -> None:
+    """php-fpm -t (unless apply just tested this very config), then SIGUSR2 to this
+    master alone (over supervisord's socket, by program name); wait until it answers
+    anew."""
+    if not tested:
+        fpm_test(pool)
     before = master_start_time(socket)
-    supervisorctl("signal", "USR2", layout.program_name(pool))
+    supervisord.signal([layout.program_name(pool)], "USR2")
     wait_master(pool, socket, not_start_time=before)
 
 

@@ -155,6 +155,14 @@ def start(names: Sequence[str]) -> None:
             f"{n}: {f}" for n, f in sorted(bad.items())) + f". See {layout.LOG_DIR}/")
 
 
+def signal(names: Sequence[str], sig: str) -> None:
+    """Send a signal (e.g. "USR2") to each named program's process."""
+    bad = _faults(_call("supervisor.signalProcess", names, sig), ())
+    if bad:
+        raise HostError(f"supervisord could not send SIG{sig}: " + "; ".join(
+            f"{n}: {f}" for n, f in sorted(bad.items())))
+
+
 def update(names: Sequence[str], stop_timeout: float) -> None:
     """What `supervisorctl update NAMES` does, for many programs at once: reread;
     programs removed or changed among `names` are stopped together, then removed;
