@@ -50,6 +50,6 @@ def gather_jails(model: Model) -> dict[str, JailState]:
     host = RealHostView()
     index = _store_index()
     everyone = neighbourhood(model, layout.jail_root)
-    cache, scans = ClosureCache(), ScanCache()
+    cache, scans = ClosureCache(), ScanCache(symlink_owners=False)
     return {p.name: jail_state(model, p, host, index, everyone, cache, scans)
             for p in model.pools if p.jail.enabled}

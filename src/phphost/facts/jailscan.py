@@ -49,8 +49,12 @@ class ScanCache:
     stats each object once, not once per jail. Only for one scan session: a store
     object's mode or owner is read when the session first meets it."""
 
-    def __init__(self) -> None:
+    def __init__(self, symlink_owners: bool = True) -> None:
         self.files: dict[tuple[int, int], DiskEntry] = {}
+        # False: a symlink is only read (its target), not stat'ed; its mode, uid and gid
+        # read as 0o777, -1, -1. Planning needs no more: no invariant and no diff looks
+        # at a symlink's owner (its target is all it is), and it is never descended
+        self.symlink_owners = symlink_owners
 
 
 def scan_jail(root: str, store_index: Mapping[tuple[int, int], str] | None = None,
@@ -89,13 +93,19 @@ class _Walk:
 
     def directory(self, fd: int, where: str) -> None:
         with os.scandir(fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            by_name = {e.name: e for e in it}
+        entries = [by_name[n] for n in sorted(by_name)]
+        prefix = where if where.endswith("/") else where + "/"
         for item in entries:
-            path = posixpath.join(where, item.name)
+            path = prefix + item.name
             key = (self.dev, item.inode())
             known = self.cache.files.get(key) if key[1] and key in self.index else None
             if known is not None and item.is_file(follow_symlinks=False):
                 self.found[path] = known
+                continue
+            if not self.cache.symlink_owners and item.is_symlink():
+                self.found[path] = DiskEntry("symlink", 0o777, -1, -1,
+                                             target=os.readlink(item.name, dir_fd=fd))
                 continue
             st = os.stat(item.name, dir_fd=fd, follow_symlinks=False)
             target = os.readlink(item.name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
