@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from phphost import safefs
 
 ROOT = Path(__file__).resolve().parents[1]
 PHPHOST = str(ROOT / ".venv" / "bin" / "phphost")
@@ -133,17 +136,22 @@ def host_lock() -> Iterator[None]:
 
 
 def place_pages(n: int, home: str) -> None:
-    """A tiny page in every docroot, owned by its tenant (as a tenant would upload it)."""
+    """A tiny page in every docroot, owned by its tenant (as a tenant would upload it).
+    The docroot is walked from / by descriptor (safefs): a symlink a tenant swapped in
+    at or above it, or at the file name, is refused, never followed."""
     for i in range(1, n + 1):
         name = tenant_name(i)
-        path = f"{home}/{name}/htdocs/{PAGE}"
-        st = os.stat(f"{home}/{name}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, PAGE_PHP.encode())
-            os.fchown(fd, st.st_uid, st.st_gid)
-        finally:
-            os.close(fd)
+        owner = pwd.getpwnam(name)
+        with safefs.parent(f"{home}/{name}/htdocs/{PAGE}") as (pfd, leaf, _trusted):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leaf, dir_fd=pfd)
+            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644, dir_fd=pfd)
+            try:
+                os.fchown(fd, owner.pw_uid, owner.pw_gid)
+                os.write(fd, PAGE_PHP.encode())
+            finally:
+                os.close(fd)
 
 
 def get(host: str, timeout: float = 10.0) -> int:
