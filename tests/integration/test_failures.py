@@ -97,13 +97,19 @@ def _kill_mid_apply(spec: str, rng: random.Random) -> bool:
     proc = subprocess.Popen([hostkit.PHPHOST, "apply", spec], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while proc.poll() is None and time.monotonic() < deadline and not (
-            journal.exists() and journal.stat().st_size > 0):
+    while proc.poll() is None and time.monotonic() < deadline and not _has_records(journal):
         time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 0.4))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return journal.exists() and journal.stat().st_size > 0
+    return _has_records(journal)
+
+
+def _has_records(journal: Path) -> bool:
+    try:
+        return journal.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def test_apply_killed_at_random_points_leaves_host_serving(demo: Model, spec_dir: Path,
