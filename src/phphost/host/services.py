@@ -108,6 +108,11 @@ def reload_master(pool: str, socket: str, tested: bool = False) -> None:
     if not tested:
         fpm_test(pool)
     before = master_start_time(socket)
+    if before is not None:
+        # FPM's start time has a resolution of one second: a reload within the second
+        # the master (re)started would leave it unchanged, and the wait below would
+        # not see the reload happen. Signal from the next second on.
+        time.sleep(max(0.0, before + 1.05 - time.time()))
     supervisord.signal([layout.program_name(pool)], "USR2")
     wait_master(pool, socket, not_start_time=before)
 
