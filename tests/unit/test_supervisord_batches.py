@@ -24,6 +24,7 @@ class FakeSupervisor:
 
     # supervisor.*
     def getAllProcessInfo(self) -> list[dict[str, Any]]:
+        self.calls.append(("supervisor.getAllProcessInfo", 1))
         return [{"name": n, "statename": "RUNNING" if n in self.running else "STOPPED"}
                 for n in sorted(self.known)]
 
@@ -72,8 +73,10 @@ def test_update_stops_all_removed_programs_in_batches_then_removes_them(
         fake: FakeSupervisor) -> None:
     supervisord.update(sorted(fake.known), stop_timeout=5)
     assert fake.known == set() and fake.running == set()
-    assert fake.calls == [("supervisor.stopProcess", 100), ("supervisor.stopProcess", 100),
-                          ("supervisor.stopProcess", 50),
+    # one listing to see which exist, one to see them stopped: not one per program
+    assert fake.calls == [("supervisor.getAllProcessInfo", 1),
+                          ("supervisor.stopProcess", 100), ("supervisor.stopProcess", 100),
+                          ("supervisor.stopProcess", 50), ("supervisor.getAllProcessInfo", 1),
                           ("supervisor.removeProcessGroup", 100),
                           ("supervisor.removeProcessGroup", 100),
                           ("supervisor.removeProcessGroup", 50)]
