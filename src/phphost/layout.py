@@ -53,6 +53,13 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 LDD = "/usr/bin/ldd"
 NOLOGIN = "/usr/sbin/nologin"               # the shell of users phphost creates
+# pool runtime users: system accounts (no aging, no subordinate ids) with uids from this
+# range, allocated from the top down. Debian's dynamic system range (100-999) holds
+# fewer than 900 and is shared with packages; this one lies in the normal-user range
+# far above the tenants (allocated upwards from 1000) and below the subordinate-id
+# ranges (100000 and up) that useradd gives normal users for user namespaces.
+POOL_UID_MIN = 30000
+POOL_UID_MAX = 59999
 # a pool's cgroup, by how it was set up (cgroupfs by hand, or systemd's scope)
 CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")
 

@@ -110,8 +110,9 @@ def world(monkeypatch: pytest.MonkeyPatch, top: Path) -> World:
     def service(name: str) -> Any:
         return lambda *a, **k: w.hit(name)
 
-    for name in ("ensure_supervisord", "start_program", "wait_master", "restart_program",
-                 "reload_master", "apache_configtest", "fpm_test", "stop_program"):
+    for name in ("ensure_supervisord", "start_programs", "wait_master", "restart_program",
+                 "reload_master", "apache_configtest", "fpm_test", "stop_programs",
+                 "ensure_running"):
         monkeypatch.setattr(services, name, service(name))
     monkeypatch.setattr(services, "update_programs",
                         lambda names: w.hit(f"update_programs {' '.join(names)}"))
@@ -193,12 +194,12 @@ FAILURES = [
     ("symlink", "live files, after two writes"),
     ("apache_configtest", "the last configtest"),
     ("fpm_test", "php-fpm -t of unstaged masters"),
-    ("start_program", "services: starting a master"),
+    ("start_programs", "services: starting the masters"),
     ("apache_reload", "services: reloading apache2"),
-    ("stop_program", "services: stopping a removed master"),
+    ("stop_programs", "services: stopping removed masters"),
     ("update_programs phphost-p0", "services: removing programs"),
 ]
-SERVICES = {"start_program", "apache_reload", "stop_program", "update_programs phphost-p0"}
+SERVICES = {"start_programs", "apache_reload", "stop_programs", "update_programs phphost-p0"}
 
 
 @pytest.mark.parametrize(("point", "phase"), FAILURES, ids=[f[0] for f in FAILURES])
@@ -222,7 +223,8 @@ def test_saving_the_state_fails_after_services(world: World, top: Path,
     with pytest.raises(Boom):
         apply_mod.execute(plan(top), lambda *a: None)
     assert host_as_it_was(top) == before and world.jails == set()
-    assert world.calls[-2:] == ["update_programs phphost-p1", "apache_reload"]
+    assert world.calls[-3:] == ["update_programs phphost-p1", "ensure_running",
+                                "apache_reload"]
 
 
 def test_an_unexpected_exception_is_rolled_back_and_names_the_action(

@@ -27,9 +27,11 @@ from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.gather import gather
+from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import read_applied, read_state
 from phphost.host.apply import execute, recover
+from phphost.jail.features import ClosureCache
 from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
@@ -197,7 +199,8 @@ def _destroy_plan(model: Model, tenants: list[str] | None, purge: bool) -> A.Pla
         doomed = dataclasses.replace(doomed, sites=model.sites)
     rest = (without(applied, targets, {p.name for p in doomed.pools},
                     {s.name for s in doomed.sites}) if applied is not None else None)
-    desired = desired_state(doomed, {p.name: manifest_for(doomed, p)
+    host, cache = RealHostView(), ClosureCache()
+    desired = desired_state(doomed, {p.name: manifest_for(doomed, p, host, cache)
                                      for p in doomed.pools if p.jail.enabled})
     if rest is None or not (rest.tenants or rest.pools or rest.sites):
         return make_destroy_plan(desired, gather(desired.wanted(), state), state, purge)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from phphost import layout
 from phphost.facts.hostview import RealHostView
-from phphost.facts.jailscan import gather_facts, scan_jail, store_index
+from phphost.facts.jailscan import ScanCache, gather_facts, store_index
 from phphost.jail.diff import Change, diff_jail
-from phphost.jail.features import build_manifest
-from phphost.jail.invariants import check_invariants, neighbours_of
+from phphost.jail.features import ClosureCache, build_manifest
+from phphost.jail.invariants import Neighbours, check_invariants, neighbourhood
 from phphost.jail.manifest import Manifest
 from phphost.spec.model import Model, Pool
 
@@ -26,8 +26,9 @@ class JailState:
     changes: tuple[Change, ...]
 
 
-def manifest_for(model: Model, pool: Pool, host: RealHostView | None = None) -> Manifest:
-    return build_manifest(pool, model.tenant(pool.tenant), host or RealHostView())
+def manifest_for(model: Model, pool: Pool, host: RealHostView | None = None,
+                 cache: ClosureCache | None = None) -> Manifest:
+    return build_manifest(pool, model.tenant(pool.tenant), host or RealHostView(), cache=cache)
 
 
 def _store_index() -> dict[tuple[int, int], str]:
@@ -35,13 +36,14 @@ def _store_index() -> dict[tuple[int, int], str]:
 
 
 def jail_state(model: Model, pool: Pool, host: RealHostView, index: dict[tuple[int, int], str],
-               ) -> JailState:
+               everyone: Neighbours, cache: ClosureCache | None = None,
+               scans: ScanCache | None = None) -> JailState:
     """PlanError when the jail on disk (or its parents) breaks an invariant."""
     root = layout.jail_root(pool.name)
-    manifest = manifest_for(model, pool, host)
-    facts = gather_facts(root)
-    check_invariants(manifest, facts, neighbours_of(model, pool.name, layout.jail_root))
-    on_disk = scan_jail(root, index) if os.path.isdir(root) else {}
+    manifest = manifest_for(model, pool, host, cache)
+    facts = gather_facts(root, index, scans)      # one scan: invariants and diff alike
+    check_invariants(manifest, facts, everyone.excluding(pool.tenant, pool.name))
+    on_disk = facts.entries if os.path.isdir(root) else {}
     return JailState(pool.name, root, manifest, tuple(diff_jail(manifest, on_disk)))
 
 
@@ -49,5 +51,8 @@ def gather_jails(model: Model, only: Collection[str] | None = None) -> dict[str,
     """only: these pools' jails (a tenant-limited plan leaves the others as they are)."""
     host = RealHostView()
     index = _store_index()
-    return {p.name: jail_state(model, p, host, index) for p in model.pools
+    everyone = neighbourhood(model, layout.jail_root)
+    cache, scans = ClosureCache(), ScanCache(symlink_owners=False)
+    return {p.name: jail_state(model, p, host, index, everyone, cache, scans)
+            for p in model.pools
             if p.jail.enabled and (only is None or p.name in only)}

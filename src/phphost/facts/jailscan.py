@@ -13,7 +13,7 @@ import contextlib
 import os
 import posixpath
 import stat
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 
 from phphost.jail.diff import DiskEntry, PathStat
 from phphost.jail.invariants import JailFacts
@@ -43,13 +43,30 @@ def _entry(st: os.stat_result, digest: str | None, target: str | None) -> DiskEn
     return DiskEntry("other", mode, st.st_uid, st.st_gid)
 
 
+class ScanCache:
+    """Entries of files linked to the jail store, by (st_dev, st_ino): every jail
+    links the same store objects (zoneinfo, libraries), so a plan over 1,000 jails
+    stats each object once, not once per jail. Only for one scan session: a store
+    object's mode or owner is read when the session first meets it."""
+
+    def __init__(self, symlink_owners: bool = True) -> None:
+        self.files: dict[tuple[int, int], DiskEntry] = {}
+        # False: a symlink is only read (its target), not stat'ed; its mode, uid and gid
+        # read as 0o777, -1, -1. Planning needs no more: no invariant and no diff looks
+        # at a symlink's owner (its target is all it is), and it is never descended
+        self.symlink_owners = symlink_owners
+
+
 def scan_jail(root: str, store_index: Mapping[tuple[int, int], str] | None = None,
-              prune: Collection[str] = ()) -> dict[str, DiskEntry]:
+              prune: Collection[str] = (), cache: ScanCache | None = None,
+              ) -> dict[str, DiskEntry]:
     """Everything in the jail, keyed by path inside the jail ("/" is the root).
 
     Does not descend into directories that are not root's (the pool's data), that
     lie on another device, or whose jail path is in `prune`. Files linked to a store
-    object carry its name as digest (store_index: (st_dev, st_ino) -> name)."""
+    object carry its name as digest (store_index: (st_dev, st_ino) -> name); with a
+    `cache`, such a file is recognised by the inode its directory entry names and
+    not stat'ed again (directories, symlinks, devices and other files always are)."""
     index = store_index or {}
     try:
         fd = os.open(root, DIR_FLAGS)
@@ -58,29 +75,51 @@ def scan_jail(root: str, store_index: Mapping[tuple[int, int], str] | None = Non
     try:
         top = os.fstat(fd)
         found = {"/": _entry(top, None, None)}
-        for path, st, target in _walk(fd, "/", top.st_dev, prune):
-            found[path] = _entry(st, index.get((st.st_dev, st.st_ino)), target)
+        walk = _Walk(index, prune, top.st_dev, cache or ScanCache(), found)
+        walk.directory(fd, "/")
         return found
     finally:
         os.close(fd)
 
 
-def _walk(fd: int, where: str, dev: int, prune: Collection[str]
-          ) -> Iterator[tuple[str, os.stat_result, str | None]]:
-    with os.scandir(fd) as it:
-        names = sorted(e.name for e in it)
-    for name in names:
-        path = posixpath.join(where, name)
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
-        yield path, st, target
-        if (stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_dev == dev
-                and path not in prune):
-            sub = os.open(name, DIR_FLAGS, dir_fd=fd)
-            try:
-                yield from _walk(sub, path, dev, prune)
-            finally:
-                os.close(sub)
+class _Walk:
+    def __init__(self, index: Mapping[tuple[int, int], str], prune: Collection[str],
+                 dev: int, cache: ScanCache, found: dict[str, DiskEntry]) -> None:
+        self.index = index
+        self.prune = prune
+        self.dev = dev
+        self.cache = cache
+        self.found = found
+
+    def directory(self, fd: int, where: str) -> None:
+        with os.scandir(fd) as it:
+            by_name = {e.name: e for e in it}
+        entries = [by_name[n] for n in sorted(by_name)]
+        prefix = where if where.endswith("/") else where + "/"
+        for item in entries:
+            path = prefix + item.name
+            key = (self.dev, item.inode())
+            known = self.cache.files.get(key) if key[1] and key in self.index else None
+            if known is not None and item.is_file(follow_symlinks=False):
+                self.found[path] = known
+                continue
+            if not self.cache.symlink_owners and item.is_symlink():
+                self.found[path] = DiskEntry("symlink", 0o777, -1, -1,
+                                             target=os.readlink(item.name, dir_fd=fd))
+                continue
+            st = os.stat(item.name, dir_fd=fd, follow_symlinks=False)
+            target = os.readlink(item.name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+            entry = _entry(st, self.index.get((st.st_dev, st.st_ino)), target)
+            self.found[path] = entry
+            if entry.kind == "file" and entry.digest is not None:
+                self.cache.files[(st.st_dev, st.st_ino)] = entry
+            if (stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_dev == self.dev
+                    and path not in self.prune):
+                sub = os.open(item.name, DIR_FLAGS, dir_fd=fd)
+                try:
+                    self.directory(sub, path)
+                finally:
+                    os.close(sub)
 
 
 def parent_stats(root: str) -> tuple[PathStat, ...]:
@@ -100,11 +139,13 @@ def parent_stats(root: str) -> tuple[PathStat, ...]:
         path = posixpath.dirname(path)
 
 
-def gather_facts(root: str) -> JailFacts:
+def gather_facts(root: str, store: Mapping[tuple[int, int], str] | None = None,
+                 cache: ScanCache | None = None) -> JailFacts:
     """Facts of the jail on disk for jail.invariants (a jail not built yet has none
-    but its existing parents)."""
+    but its existing parents). With the store's index, the entries also serve
+    jail.diff (one scan for both)."""
     real = os.path.realpath(root)
-    return JailFacts(real, parent_stats(real), scan_jail(real))
+    return JailFacts(real, parent_stats(real), scan_jail(real, store, cache=cache))
 
 
 def store_index(path: str) -> dict[tuple[int, int], str]:

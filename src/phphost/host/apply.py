@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import TypeVar
 
@@ -21,6 +22,8 @@ from phphost.plan import actions as A
 from phphost.runner import run
 
 Progress = Callable[[int, int, str], None]
+# measured on 2 cores: 0.30 s a jail alone, 0.25 s each two at once (filesystem-bound)
+JAIL_BUILDS_AT_ONCE = 2
 T = TypeVar("T", bound=A.Action)
 
 
@@ -82,8 +85,13 @@ def _save_state(plan: A.Plan) -> None:
 
 
 def _resync(programs: tuple[str, ...]) -> None:
-    """After rolling files back past the point where services saw them."""
-    services.update_programs(list(programs))
+    """After rolling files back past the point where services saw them: supervisord
+    takes the restored program files, and every pool whose file is back runs again
+    (one that apply had stopped included), each step tried even if one fails."""
+    with contextlib.suppress(HostError):
+        services.update_programs(list(programs))
+    with contextlib.suppress(HostError):
+        services.ensure_running(list(programs))
     with contextlib.suppress(HostError):
         services.apache_reload(restart=False)
 
@@ -129,14 +137,7 @@ class _Runner:
             self.current = a
             self._identity(a)
             self._step(a)
-        for j in self._all(A.BuildJail):
-            self.current = j
-            if j.manifest is None:
-                raise HostError(f"the plan has no manifest for the jail of pool {j.pool}")
-            if not jails.exists(j.pool):
-                self.journal.record({"k": "jail", "name": j.pool})
-            jails.build(j.manifest, j.user, j.group)
-            self._step(j)
+        self._build_jails(self._all(A.BuildJail))
         for c in self._all(A.SetCgroup):
             self.current = c
             if c.cgroup is not None:
@@ -162,6 +163,29 @@ class _Runner:
         for m in self._masters():
             if layout.fpm_conf(m.pool) not in staged:
                 services.fpm_test(m.pool)
+
+    def _build_jails(self, builds: list[A.BuildJail]) -> None:
+        """Each jail from the manifest the plan carries (no new walk of the host), several
+        at once: a build is mostly link/symlink/mkdir calls, which run outside the GIL.
+        Every new jail is journaled before any build starts; the first failure in plan
+        order is raised once the builds under way have finished (none is left half-way
+        while rollback removes it), and the ones not started are cancelled."""
+        for j in builds:
+            self.current = j
+            if j.manifest is None:
+                raise HostError(f"the plan has no manifest for the jail of pool {j.pool}")
+            if not jails.exists(j.pool):
+                self.journal.record({"k": "jail", "name": j.pool})
+        pool = ThreadPoolExecutor(max_workers=JAIL_BUILDS_AT_ONCE)
+        try:
+            running = [(j, pool.submit(jails.build, j.manifest, j.user, j.group))
+                       for j in builds if j.manifest is not None]
+            for j, future in running:
+                self.current = j
+                future.result()
+                self._step(j)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _file(self, a: A.Action) -> None:
         if isinstance(a, A.WriteFile):
@@ -211,6 +235,10 @@ class _Runner:
         if masters or self.programs.update:
             services.ensure_supervisord()
             services.update_programs(list(self.programs.update))
+        starts = self._all(A.StartMaster)
+        if starts:       # all at once: each master's wait below mostly finds it up
+            self.current = starts[0]
+            services.start_programs([layout.program_name(m.pool) for m in starts])
         for m in self._masters():
             self.current = m
             self._master(m)
@@ -226,23 +254,26 @@ class _Runner:
         for r in self._all(A.ReloadApache):
             services.apache_reload(r.restart)
             self._step(r)
-        for st in self._all(A.StopMaster):
-            services.stop_program(layout.program_name(st.pool))
+        stops = self._all(A.StopMaster)
+        if stops:
+            self.current = stops[0]
+            services.stop_programs([layout.program_name(st.pool) for st in stops])
+        for st in stops:
             self._step(st)
         if self.programs.remove:
             services.update_programs(list(self.programs.remove))
 
     def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
         program = layout.program_name(a.pool)
-        if isinstance(a, A.StartMaster):
-            services.start_program(program)
+        if isinstance(a, A.StartMaster):     # started with the others (services)
             services.wait_master(a.pool, a.socket)
         elif isinstance(a, A.RestartMaster):
             if program not in self.programs.update:     # supervisord's update restarted it
                 services.restart_program(program)
             services.wait_master(a.pool, a.socket)
         else:
-            services.reload_master(a.pool, a.socket)
+            # its config passed php-fpm -t in stage(), staged or live
+            services.reload_master(a.pool, a.socket, tested=True)
 
     def cleanup(self) -> None:
         """After the commit point: removals that cannot be rolled back."""

@@ -24,7 +24,10 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
     journal.record({"k": "user", "name": name})
     argv = ["useradd", "--no-create-home", "--home-dir", home,
             "--shell", layout.NOLOGIN, "--gid", group]
-    run([*argv, "--system", name] if system else [*argv, name])
+    if system:      # a pool's runtime user: from phphost's own range (layout)
+        argv += ["--system", "-K", f"SYS_UID_MIN={layout.POOL_UID_MIN}",
+                 "-K", f"SYS_UID_MAX={layout.POOL_UID_MAX}"]
+    run([*argv, name])
 
 
 def set_primary_group(journal: Journal, name: str, group: str) -> None:

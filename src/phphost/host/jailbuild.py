@@ -37,7 +37,8 @@ def build_jail(manifest: Manifest, root: str, store_dir: str = layout.STORE_DIR)
     store = Store(store_dir)
     store.ensure(same_fs_as=root)
     # nothing is mounted here (refuse_mounts): mount targets are plain directories
-    on_disk = scan_jail(root, store.index())
+    # a new (empty) jail needs no index of the store's links (a scan of every object)
+    on_disk = scan_jail(root, store.index() if os.listdir(root) else None)
     changes = diff_jail(manifest, on_disk)
     _refuse_under_mount_targets(manifest, changes, root)
     want = manifest.on_disk()
@@ -118,10 +119,15 @@ def _materialise(dirs: DirFds, entry: Entry, manifest: Manifest, store: Store,
         os.fchmod(fd, entry.mode)
         return
     fd, name = dirs.get(posixpath.dirname(entry.path)), posixpath.basename(entry.path)
+    owner_gid = gid if entry.owner == "mail" else 0
+    if action == "create":          # nothing there: made in place, one call
+        with contextlib.suppress(FileExistsError):      # something appeared: replace it
+            _make(fd, name, entry, store, owner_gid)
+            return
     tmp = f".phphost-{name}.tmp"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=fd)
-    _make(fd, tmp, entry, store, gid if entry.owner == "mail" else 0)
+    _make(fd, tmp, entry, store, owner_gid)
     os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
 
 

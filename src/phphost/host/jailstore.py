@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import threading
 
 from phphost import layout
 from phphost.errors import HostError
@@ -42,22 +43,35 @@ class Store:
             content: bytes | None = None, gid: int = 0) -> str:
         """Path of the object for this content, written when missing or damaged."""
         path = self.object_path(digest, mode, gid)
-        with contextlib.suppress(FileNotFoundError):
-            st = os.lstat(path)
-            if (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_gid == gid
-                    and stat.S_IMODE(st.st_mode) == mode):
-                return path
-        tmp = os.path.join(self.path, f".tmp-{os.getpid()}-{digest[:16]}")
+        if self._sound(path, mode, gid):
+            return path
+        # unique per thread: jails are built in parallel and share the store
+        tmp = os.path.join(self.path, f".tmp-{os.getpid()}-{threading.get_ident()}-"
+                                      f"{digest[:16]}")
         try:
             got = self._write(tmp, mode, gid, source, content)
             if got != digest:
                 raise HostError(f"{source or 'generated content'} changed while phphost "
                                 "copied it into the jail store; run again")
-            os.replace(tmp, path)
+            try:        # a new object: never replace one another build just linked
+                os.link(tmp, path)
+            except FileExistsError:
+                if not self._sound(path, mode, gid):
+                    os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return path
+
+    @staticmethod
+    def _sound(path: str, mode: int, gid: int) -> bool:
+        """The object is there as it must be (root's, the group and mode its name says)."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        return (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_gid == gid
+                and stat.S_IMODE(st.st_mode) == mode)
 
     @staticmethod
     def _write(tmp: str, mode: int, gid: int, source: str | None,

@@ -11,6 +11,7 @@ from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
 from phphost.facts.gather import apache_running, read_programs
 from phphost.fastcgi.status import fpm_ping, fpm_status
+from phphost.host import supervisord
 from phphost.runner import run
 
 SUPERVISORCTL = ("supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF)
@@ -37,17 +38,41 @@ def ensure_supervisord() -> None:
     raise HostError(f"supervisord did not come up within 15s: see {layout.SUPERVISOR_LOG_DIR}/")
 
 
+# stopping many masters together: the longest stopwaitsecs (process_control_timeout
+# + 5 s, render/supervisor.py) plus a margin for supervisord to reap them all
+STOP_TIMEOUT = 120.0
+
+
 def update_programs(names: list[str]) -> None:
-    """Make supervisord take new, changed and removed program files of these names."""
-    supervisorctl("reread", check=False)
+    """Make supervisord take new, changed and removed program files of these names:
+    changed and removed ones are stopped together, not one after another."""
+    supervisord.update(names, STOP_TIMEOUT)
+
+
+def start_programs(names: list[str]) -> None:
+    """Ask supervisord to start these programs at once (wait_master waits for each)."""
     if names:
-        supervisorctl("update", *names, check=False)
+        supervisord.start(names)
+
+
+def stop_programs(names: list[str]) -> None:
+    """Stop these programs together and wait until all have stopped."""
+    if names:
+        supervisord.stop(names, STOP_TIMEOUT)
+
+
+def ensure_running(names: list[str]) -> list[str]:
+    """After a rollback: every one of these programs that supervisord has (its file
+    is back) and that is not up is started again; a rollback never leaves a pool
+    stopped. Returns the programs it started."""
+    now = supervisord.states()
+    down = [n for n in names if n in now and now[n] not in supervisord.UP]
+    start_programs(down)
+    return down
 
 
 def start_program(name: str) -> None:
-    out = supervisorctl("start", name, check=False)
-    if "ERROR" in out and "already started" not in out:
-        raise HostError(f"could not start {name}: {out.strip()}. See {layout.LOG_DIR}/")
+    start_programs([name])
 
 
 def restart_program(name: str) -> None:
@@ -57,7 +82,7 @@ def restart_program(name: str) -> None:
 
 
 def stop_program(name: str) -> None:
-    supervisorctl("stop", name, check=False)
+    stop_programs([name])
 
 
 def fpm_test(pool: str) -> None:
@@ -76,11 +101,19 @@ def master_start_time(socket: str) -> int | None:
         return None
 
 
-def reload_master(pool: str, socket: str) -> None:
-    """php-fpm -t, then SIGUSR2 to this master alone; wait until it answers anew."""
-    fpm_test(pool)
+def reload_master(pool: str, socket: str, tested: bool = False) -> None:
+    """php-fpm -t (unless apply just tested this very config), then SIGUSR2 to this
+    master alone (over supervisord's socket, by program name); wait until it answers
+    anew."""
+    if not tested:
+        fpm_test(pool)
     before = master_start_time(socket)
-    supervisorctl("signal", "USR2", layout.program_name(pool))
+    if before is not None:
+        # FPM's start time has a resolution of one second: a reload within the second
+        # the master (re)started would leave it unchanged, and the wait below would
+        # not see the reload happen. Signal from the next second on.
+        time.sleep(max(0.0, before + 1.05 - time.time()))
+    supervisord.signal([layout.program_name(pool)], "USR2")
     wait_master(pool, socket, not_start_time=before)
 
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from phphost import layout
 from phphost.errors import ValidationFailed
@@ -88,6 +89,9 @@ def _apache_test(confdir: str) -> None:
             "Nothing was changed. Fix the site's settings in the spec (TLS paths, names)")
 
 
+FPM_TESTS_AT_ONCE = max(2, os.cpu_count() or 1)
+
+
 def _fpm_test(directory: str, action: A.WriteFile) -> None:
     staged = os.path.join(directory, os.path.basename(action.path))
     with open(staged, "w", encoding="utf-8") as fh:
@@ -131,6 +135,9 @@ def validate_fpm(actions: Sequence[A.Action]) -> None:
     fpm = fpm_conf_writes(actions)
     if not fpm:
         return
-    with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp:
-        for a in fpm:
-            _fpm_test(tmp, a)
+    with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp, \
+            ThreadPoolExecutor(max_workers=FPM_TESTS_AT_ONCE) as pool:
+        # independent processes: as many at once as the machine has cores; the
+        # first rejection in plan order is the one reported
+        for future in [pool.submit(_fpm_test, tmp, a) for a in fpm]:
+            future.result()

@@ -19,6 +19,7 @@ from phphost.errors import PlanError
 from phphost.jail.diff import DiskEntry, PathStat
 from phphost.jail.manifest import ALLOWED_DEVICES, Manifest, is_inside
 from phphost.spec.model import Model
+from phphost.spec.validate import PathIndex
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,54 @@ class JailFacts:
     entries: Mapping[str, DiskEntry] = field(default_factory=dict)  # scan_jail output
 
 
-@dataclass(frozen=True)
 class Neighbours:
-    """What must never show up inside this pool's jail."""
+    """What must never show up inside this pool's jail: the other tenants' homes and
+    the other pools' jail roots. Built once for a whole model (`neighbourhood`) and
+    narrowed per pool with `excluding`, which shares the indexes: checking a source
+    path costs a walk up its parents, not a comparison with every tenant."""
 
-    tenant_homes: Mapping[str, str] = field(default_factory=dict)   # other tenants
-    jail_roots: Mapping[str, str] = field(default_factory=dict)     # other pools
+    def __init__(self, tenant_homes: Mapping[str, str] | None = None,
+                 jail_roots: Mapping[str, str] | None = None, *,
+                 own_tenant: str | None = None, own_pool: str | None = None,
+                 shared: tuple[PathIndex[str], PathIndex[str]] | None = None) -> None:
+        self.tenant_homes: Mapping[str, str] = tenant_homes or {}
+        self.jail_roots: Mapping[str, str] = jail_roots or {}
+        self.own_tenant = own_tenant
+        self.own_pool = own_pool
+        self._homes, self._roots = shared or (
+            PathIndex((home, t) for t, home in self.tenant_homes.items()),
+            PathIndex((root, p) for p, root in self.jail_roots.items()))
+
+    def excluding(self, tenant: str, pool: str) -> Neighbours:
+        """The same neighbourhood as seen by `pool` of `tenant` (both left out)."""
+        return Neighbours(self.tenant_homes, self.jail_roots, own_tenant=tenant,
+                          own_pool=pool, shared=(self._homes, self._roots))
+
+    def homes_overlapping(self, path: str) -> list[tuple[str, str]]:
+        """(tenant, home) of each other tenant whose home overlaps path, by tenant."""
+        hits = self._homes.overlapping(path)
+        return sorted({(t, home) for home, t in hits if t != self.own_tenant}) if hits else []
+
+    def homes_containing(self, path: str) -> list[tuple[str, str]]:
+        return sorted({(t, home) for home, t in self._homes.containing(path)
+                       if t != self.own_tenant})
+
+    def roots_overlapping(self, path: str) -> list[tuple[str, str]]:
+        """(pool, root) of each other pool whose jail root overlaps path, by pool."""
+        hits = self._roots.overlapping(path)
+        return sorted({(p, root) for root, p in hits if p != self.own_pool}) if hits else []
+
+    def names(self) -> tuple[dict[str, str], dict[str, str]]:
+        """What this pool must not see, as plain dicts (for tests and messages)."""
+        return ({t: h for t, h in self.tenant_homes.items() if t != self.own_tenant},
+                {p: r for p, r in self.jail_roots.items() if p != self.own_pool})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Neighbours) and self.names() == other.names()
+
+    def __repr__(self) -> str:
+        homes, roots = self.names()
+        return f"Neighbours({homes!r}, {roots!r})"
 
 
 @dataclass(frozen=True)
@@ -47,13 +90,17 @@ class Violation:
         return f"pool {self.pool!r}: {self.path}: {self.problem}. {self.remedy}"
 
 
+def neighbourhood(model: Model, jail_root: Callable[[str], str]) -> Neighbours:
+    """Pure: every tenant's home and every pool's jail root, indexed once; narrow it
+    to one pool with `.excluding(tenant, pool)`."""
+    return Neighbours({t.name: t.home for t in model.tenants},
+                      {p.name: jail_root(p.name) for p in model.pools})
+
+
 def neighbours_of(model: Model, pool: str, jail_root: Callable[[str], str]) -> Neighbours:
     """Pure: the other tenants' homes and the other pools' jail roots."""
     own = model.pool(pool)
-    return Neighbours(
-        tenant_homes={t.name: t.home for t in model.tenants if t.name != own.tenant},
-        jail_roots={p.name: jail_root(p.name) for p in model.pools if p.name != pool},
-    )
+    return neighbourhood(model, jail_root).excluding(own.tenant, pool)
 
 
 def find_violations(manifest: Manifest, facts: JailFacts,
@@ -153,9 +200,8 @@ def _writable(manifest: Manifest, path: str, e: DiskEntry) -> list[Violation]:
 
 def _sources(manifest: Manifest, root: str, neighbours: Neighbours) -> list[Violation]:
     out = []
-    for tenant, home in sorted(neighbours.tenant_homes.items()):
-        if is_inside(root, home):
-            out.append(Violation(manifest.pool, root, f"the jail lies in the home of tenant "
+    for tenant, _home in neighbours.homes_containing(root):
+        out.append(Violation(manifest.pool, root, f"the jail lies in the home of tenant "
                                  f"{tenant!r}", "keep jails under /var/lib/phphost/jails"))
     for e in manifest.entries:
         source = e.host_path if e.kind == "file" or (e.kind == "mount" and e.fstype == "bind") \
@@ -167,19 +213,16 @@ def _sources(manifest: Manifest, root: str, neighbours: Neighbours) -> list[Viol
 
 def _foreign(pool: str, path: str, source: str, root: str,
              neighbours: Neighbours) -> list[Violation]:
-    def overlaps(a: str, b: str) -> bool:
-        return is_inside(a, b) or is_inside(b, a)
-
     out = []
-    for tenant, home in sorted(neighbours.tenant_homes.items()):
-        if overlaps(source, home):
-            out.append(Violation(pool, path, f"comes from {source}, which overlaps the home "
-                                 f"{home} of tenant {tenant!r}",
-                                 "a jail may only see its own tenant's files; drop this mount"))
-    jails = {**neighbours.jail_roots, pool: root}
-    for other, other_root in sorted(jails.items()):
-        if overlaps(source, other_root):
-            whose = "this jail itself" if other == pool else f"the jail of pool {other!r}"
-            out.append(Violation(pool, path, f"comes from {source}, which overlaps {whose} "
-                                 f"({other_root})", "never mount jails into jails; drop it"))
+    for tenant, home in neighbours.homes_overlapping(source):
+        out.append(Violation(pool, path, f"comes from {source}, which overlaps the home "
+                             f"{home} of tenant {tenant!r}",
+                             "a jail may only see its own tenant's files; drop this mount"))
+    jails = [j for j in neighbours.roots_overlapping(source) if j[0] != pool]
+    if is_inside(source, root) or is_inside(root, source):
+        jails = sorted([*jails, (pool, root)])
+    for other, other_root in jails:
+        whose = "this jail itself" if other == pool else f"the jail of pool {other!r}"
+        out.append(Violation(pool, path, f"comes from {source}, which overlaps {whose} "
+                             f"({other_root})", "never mount jails into jails; drop it"))
     return out

@@ -87,8 +87,10 @@ class Manifest:
         """What the jail directory holds on the host: everything but the mounts that
         lie inside another mount (their targets come with the outer mount)."""
         tops = [e.path for e in self.entries if e.kind == "mount"]
-        return {e.path: e for e in self.entries
-                if not any(e.path != t and is_inside(e.path, t) for t in tops)}
+        if "/" in tops:
+            return {e.path: e for e in self.entries if e.path == "/"}
+        below = tuple(t.rstrip("/") + "/" for t in tops)
+        return {e.path: e for e in self.entries if not e.path.startswith(below)}
 
     @property
     def mounts(self) -> tuple[Entry, ...]:
@@ -148,7 +150,8 @@ class ManifestBuilder:
 
     def put(self, entry: Entry) -> None:
         path = posixpath.normpath(entry.path)
-        entry = replace(entry, path=path)
+        if path != entry.path:
+            entry = replace(entry, path=path)
         old = self.entries.get(path)
         if old is None:
             self.entries[path] = entry
@@ -163,15 +166,22 @@ class ManifestBuilder:
             self.entries[path] = replace(old, why=f"{old.why}, {entry.why}")
 
     def put_closure(self, closure: Closure, why: str) -> None:
+        for entry in self.closure_entries(closure, why):
+            self.put(entry)
+
+    def closure_entries(self, closure: Closure, why: str) -> list[Entry]:
+        """The entries a closure brings in (not put yet)."""
+        out = []
         for need in closure.needs.values():
             if need.kind == "symlink":
-                self.put(Entry(need.path, "symlink", need.link, 0o777, why=why))
+                out.append(Entry(need.path, "symlink", need.link, 0o777, why=why))
             elif need.kind == "dir":
-                self.put(Entry(need.path, "dir", None, DIR_MODE, why=why))
+                out.append(Entry(need.path, "dir", None, DIR_MODE, why=why))
             else:
                 mode = EXEC_MODE if self.host.executable(need.path) else FILE_MODE
-                self.put(Entry(need.path, "file", need.path, mode, why=why,
-                               digest=self.host.digest(need.path)))
+                out.append(Entry(need.path, "file", need.path, mode, why=why,
+                                 digest=self.host.digest(need.path)))
+        return out
 
     def finish(self, uid: int | None, gid: int | None,
                mail_gid: int | None = None) -> Manifest:
@@ -194,10 +204,19 @@ class ManifestBuilder:
                 parent = posixpath.dirname(parent)
 
     def _check_shape(self) -> None:
-        for entry in self.entries.values():
-            for parent in _ancestors(entry.path):
-                if parent in self.entries:      # else a mount provides it
-                    self._check_parent(entry, self.entries[parent])
+        """Every entry against every ancestor in the manifest. Parents first: an entry
+        whose parent is a root-owned directory already checked needs no further walk
+        (its other ancestors are its parent's, which passed for a non-mount entry, the
+        strictest case)."""
+        clean: set[str] = set()     # root-owned dirs whose ancestors all passed
+        for path in sorted(self.entries):
+            entry = self.entries[path]
+            if posixpath.dirname(path) not in clean or path == "/":
+                for parent in _ancestors(path):
+                    if parent in self.entries:      # else a mount provides it
+                        self._check_parent(entry, self.entries[parent])
+            if entry.kind == "dir" and entry.owner != "pool":
+                clean.add(path)
 
     def _check_parent(self, entry: Entry, parent: Entry) -> None:
         where = f"pool {self.pool!r}: jail path {entry.path} (from {entry.why})"

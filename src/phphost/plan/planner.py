@@ -275,7 +275,9 @@ def _program_actions(desired: Desired, acts: list[A.Action]) -> list[A.Action]:
     changed = tuple(p for p in _changed_programs(acts) if p not in remove)
     if not masters and not changed:
         return []
-    resync = tuple(sorted({*(layout.program_name(p) for p in desired.pools), *changed}))
+    # a rollback re-syncs these: the masters apply stops (remove) run again after it
+    resync = tuple(sorted({*(layout.program_name(p) for p in desired.pools), *changed,
+                           *remove}))
     return [A.UpdatePrograms("supervisord runs one program per master", changed, remove,
                              resync)]
 

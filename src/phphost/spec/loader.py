@@ -181,7 +181,6 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
 from __future__ import annotations
 
 import os
-import posixpath
 import tomllib
 from collections.abc import Mapping
 
@@ -195,6 +194,7 @@ from phphost.spec.settings import parse_templates
 from phphost.spec.sites import parse_sites
 from phphost.spec.validate import (
     At,
+    PathIndex,
     Table,
     abs_path,
     boolean,
@@ -374,44 +374,30 @@ def _home(at: At, value: object) -> str:
 
 
 def _check_tenants_apart(at: At, tenants: Mapping[str, Tenant]) -> None:
-    """Distinct users, groups, and homes that do not contain one another. Linear: each
-    tenant is compared only with earlier ones that share a name or a home path."""
-    seen: list[Tenant] = []
-    by_name: dict[tuple[str, str], int] = {}     # (key, name) -> index in seen
-    homes: dict[str, int] = {}                   # an earlier home -> its index
-    below: dict[str, int] = {}                   # every ancestor of an earlier home
+    """Distinct users, groups, and homes that do not contain one another. Indexed
+    (dicts, PathIndex): near-linear in the number of tenants; the first earlier
+    tenant a clash is found with is named, as a pairwise scan would."""
+    order = {tname: i for i, tname in enumerate(tenants)}
+    first: dict[tuple[str, str], str] = {}
+    homes = PathIndex((t.home, tname) for tname, t in tenants.items())
     for tname, tenant in tenants.items():
-        hits = [by_name.get(("user", tenant.user)), by_name.get(("group", tenant.group)),
-                below.get(tenant.home), *(homes.get(a) for a in _ancestors(tenant.home))]
-        clashes = [i for i in hits if i is not None]
-        if clashes:
-            _check_pair(at, tname, tenant, seen[min(clashes)])
-        index = len(seen)
-        seen.append(tenant)
-        by_name.setdefault(("user", tenant.user), index)
-        by_name.setdefault(("group", tenant.group), index)
-        homes.setdefault(tenant.home, index)
-        for ancestor in _ancestors(tenant.home):
-            below.setdefault(ancestor, index)
+        clash = [first[(key, getattr(tenant, key))] for key in ("user", "group")
+                 if (key, getattr(tenant, key)) in first]
+        clash += [o for _h, o in homes.overlapping(tenant.home) if order[o] < order[tname]]
+        if clash:
+            _clash(at.sub(tname), tenant, tenants[min(clash, key=order.__getitem__)])
+        for key in ("user", "group"):
+            first.setdefault((key, getattr(tenant, key)), tname)
 
 
-def _ancestors(path: str) -> list[str]:
-    """`path` and every directory above it but /."""
-    out = []
-    while path not in ("/", ""):
-        out.append(path)
-        path = posixpath.dirname(path)
-    return out
-
-
-def _check_pair(at: At, tname: str, tenant: Tenant, other: Tenant) -> None:
+def _clash(at: At, tenant: Tenant, other: Tenant) -> None:
     for key in ("user", "group"):
         if getattr(tenant, key) == getattr(other, key):
-            at.sub(tname).sub(key).fail(
-                f"{key} {getattr(tenant, key)!r} is also the {key} of tenant {other.name!r}",
+            at.sub(key).fail(
+                f"{key} {getattr(tenant, key)!r} is also the {key} of tenant "
+                f"{other.name!r}",
                 f"give every tenant its own {key}: {_WHY_OWN[key]}")
-    if is_inside(tenant.home, other.home) or is_inside(other.home, tenant.home):
-        at.sub(tname).sub("home").fail(
-            f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
-            f"{other.name!r}",
-            "give every tenant a separate directory; no home inside another")
+    at.sub("home").fail(
+        f"home {tenant.home!r} overlaps the home {other.home!r} of tenant "
+        f"{other.name!r}",
+        "give every tenant a separate directory; no home inside another")

@@ -4,6 +4,7 @@ problem and the remedy. Pure."""
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import posixpath
@@ -11,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import NoReturn
+from typing import Generic, NoReturn, TypeVar
 
 from phphost import layout
 from phphost.errors import SpecError
@@ -204,6 +205,56 @@ def abs_path(at: At, value: object) -> str:
 def is_inside(path: str, root: str) -> bool:
     """True when `path` is `root` or below it (both normalised absolute paths)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+V = TypeVar("V")
+
+
+class PathIndex(Generic[V]):
+    """Paths with a value each (a tenant's home, a pool's jail root), indexed so that
+    "which of them overlap this path" costs a walk up the path's parents plus a
+    binary search, not a comparison with every one: `is_inside` both ways against
+    all of them, in O(depth + log n + hits). Answers are memoised (many jails ask
+    about the same host paths). Pure."""
+
+    def __init__(self, items: Iterable[tuple[str, V]]) -> None:
+        self._at: dict[str, list[V]] = {}
+        for path, value in items:
+            self._at.setdefault(path.rstrip("/") or "/", []).append(value)
+        self._sorted = sorted(self._at)
+        self._memo: dict[str, tuple[tuple[str, V], ...]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._at.values())
+
+    def containing(self, path: str) -> list[tuple[str, V]]:
+        """(indexed path, value) for each indexed path that `path` is or lies below."""
+        out: list[tuple[str, V]] = []
+        cur = path.rstrip("/") or "/"
+        while True:
+            out += [(cur, v) for v in self._at.get(cur, ())]
+            if cur == "/":
+                return out
+            cur = posixpath.dirname(cur)
+
+    def below(self, path: str) -> list[tuple[str, V]]:
+        """(indexed path, value) for each indexed path strictly below `path`."""
+        prefix = (path.rstrip("/") or "") + "/"
+        out: list[tuple[str, V]] = []
+        at = bisect.bisect_left(self._sorted, prefix)
+        while at < len(self._sorted) and self._sorted[at].startswith(prefix):
+            key = self._sorted[at]
+            if key != "/":
+                out += [(key, v) for v in self._at[key]]
+            at += 1
+        return out
+
+    def overlapping(self, path: str) -> tuple[tuple[str, V], ...]:
+        """Each (indexed path, value) with is_inside(path, p) or is_inside(p, path)."""
+        hit = self._memo.get(path)
+        if hit is None:
+            hit = self._memo[path] = (*self.containing(path), *self.below(path))
+        return hit
 
 
 def path_in_home(at: At, value: object, home: str, what: str) -> str:
