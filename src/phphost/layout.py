@@ -52,6 +52,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 LDD = "/usr/bin/ldd"
 NOLOGIN = "/usr/sbin/nologin"               # the shell of users phphost creates
+PROC = "/proc"      # processes' memory for plan's capacity report (facts/capacity.py)
 # a pool's cgroup, by how it was set up (cgroupfs by hand, or systemd's scope)
 CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")
 

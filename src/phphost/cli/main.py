@@ -24,6 +24,7 @@ from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError, PlanError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
+from phphost.facts.capacity import machine_memory, pool_memory
 from phphost.facts.gather import gather
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import read_state
@@ -31,6 +32,7 @@ from phphost.host.apply import execute, recover
 from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
+from phphost.plan.capacity import Capacity, capacity, refuse_unless_fits
 from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan
 from phphost.plan.planner import make_plan
@@ -49,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "plan":
             c.add_argument("-v", "--verbose", action="store_true", help="also list no-ops")
+        if name in ("plan", "apply"):
+            c.add_argument("--force", action="store_true",
+                           help="plan/apply even when the pools' worst-case memory exceeds "
+                                "the machine's (docs/sizing.md)")
         if name == "apply":
             c.add_argument("--plan", dest="saved_plan", metavar="FILE",
                            help="apply only if planning again gives exactly the plan that "
@@ -88,10 +94,20 @@ def _plan(model: Model) -> A.Plan:
     return make_plan(desired, gather(desired.wanted(), state), state, jails)
 
 
+def _capacity(model: Model, spec: str, force: bool) -> Capacity:
+    """The capacity report; PlanError when the worst case cannot fit (unless force)."""
+    cap = capacity(model, pool_memory({p.name: p.user for p in model.pools}),
+                   machine_memory())
+    refuse_unless_fits(cap, spec, force)
+    return cap
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = _plan(load_spec(args.spec))
+    model = load_spec(args.spec)
+    cap = _capacity(model, args.spec, args.force)
+    plan = _plan(model)
     interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
-    return PlanResult(plan, args.verbose, interrupted).emit(args.json)
+    return PlanResult(plan, args.verbose, interrupted, cap).emit(args.json)
 
 
 def _same_as_saved(plan: A.Plan, path: str) -> None:
@@ -113,6 +129,7 @@ def _same_as_saved(plan: A.Plan, path: str) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
+    _capacity(model, args.spec, args.force)
     with _lock():
         undone = recover()
         plan = _plan(model)
