@@ -117,6 +117,13 @@ def render_apache_global(model: Model) -> str:
         f"MinSpareThreads {a.threads_per_child}",
         f"MaxSpareThreads {a.max_request_workers}",
         "",
+        "# per-request costs nginx does not pay (scripts/bench_vs_nginx.py, docs/sizing.md):",
+        "# a new connection every 100 requests, the scoreboard's per-request timestamps",
+        "# (the request line no one reads: server-status is denied), read()+write() of files",
+        "MaxKeepAliveRequests 1000",
+        "ExtendedStatus Off",
+        "EnableSendfile On",
+        "",
     ]
     listen = _listen_lines(model)
     if listen:
