@@ -66,6 +66,13 @@ class Run:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
 
+    @property
+    def ok_rps(self) -> float:
+        """Requests per second that got a 2xx (wrk counts non-2xx as served)."""
+        if not self.requests:
+            return 0.0
+        return self.rps * max(0, self.requests - self.non_2xx) / self.requests
+
 
 @dataclass
 class Row:
@@ -234,7 +241,7 @@ def measure(t: Target, page: str, cfg: Config) -> Row:
         row.apache = _best(row.apache, wrk(t.host, cfg.port, t.path, cfg))
         if cfg.nginx:
             row.nginx = _best(row.nginx, wrk(t.host, cfg.nginx_port, t.path, cfg))
-    row.ratio = round(row.apache.rps / row.nginx.rps, 2) if row.nginx.rps else 0.0
+    row.ratio = round(row.apache.ok_rps / row.nginx.ok_rps, 2) if row.nginx.ok_rps else 0.0
     return row
 
 
@@ -266,11 +273,12 @@ def run(model: Model, site: str, pages: list[str], cfg: Config) -> list[Row]:
 
 def print_rows(rows: list[Row], cfg: Config) -> None:
     print(f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.seconds}s, best of {cfg.rounds}")
+    print("r/s: answers with a 2xx per second; ratio = apache / nginx")
     print(f"{'page':8} {'apache r/s':>11} {'nginx r/s':>10} {'ratio':>6}  "
           f"{'apache non-2xx/err':>18} {'nginx non-2xx/err':>17}  apache p50/p99 ms")
     for r in rows:
         a, n = r.apache, r.nginx
-        print(f"{r.page:8} {a.rps:11.0f} {n.rps:10.0f} {r.ratio:6.2f}  "
+        print(f"{r.page:8} {a.ok_rps:11.0f} {n.ok_rps:10.0f} {r.ratio:6.2f}  "
               f"{a.non_2xx:>8}/{a.socket_errors:<9} {n.non_2xx:>8}/{n.socket_errors:<8}  "
               f"{a.p50_ms}/{a.p99_ms}")
 
@@ -300,7 +308,9 @@ def main(argv: list[str]) -> int:
         print(f"bench_vs_nginx: error: {err}", file=sys.stderr)
         return err.exit_code
     if args.json:
-        print(json.dumps({"config": asdict(cfg), "rows": [asdict(r) for r in rows]}, indent=1))
+        out = [dict(asdict(r), apache_ok_rps=round(r.apache.ok_rps, 1),
+                    nginx_ok_rps=round(r.nginx.ok_rps, 1)) for r in rows]
+        print(json.dumps({"config": asdict(cfg), "rows": out}, indent=1))
     else:
         print_rows(rows, cfg)
     return 0
