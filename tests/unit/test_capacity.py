@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from phphost.cli.result import PlanResult
 from phphost.errors import PlanError
 from phphost.facts.capacity import (
     PoolMemory,
@@ -14,6 +16,7 @@ from phphost.facts.capacity import (
     parse_status,
     pool_memory,
 )
+from phphost.plan import actions as A
 from phphost.plan.capacity import DEFAULT_MASTER, DEFAULT_WORKER, MIB, capacity, refuse_unless_fits
 from phphost.spec.loader import load_spec
 
@@ -71,3 +74,12 @@ def test_pool_memory_from_a_fake_proc(tmp_path: Path) -> None:
     got = pool_memory({"p": "nobody", "q": "no-such-user-x"}, proc=str(tmp_path))
     assert got["p"] == PoolMemory(2, 7000 * 1024, 8000 * 1024)
     assert got["q"] == PoolMemory()
+
+
+def test_plan_output_carries_the_report() -> None:
+    cap = capacity(load_spec(DEMO), {}, 24 * GIB)
+    result = PlanResult(A.Plan(()), verbose=True, capacity=cap)
+    assert "capacity: " in result.text() and "files: 6 x 40M (default)" in result.text()
+    data = json.loads(result.json())
+    assert data["capacity"]["fits"] is True and len(data["capacity"]["pools"]) == 5
+    assert "fingerprint" in data
