@@ -330,11 +330,11 @@ def test_pha011_php_only_proxypassmatch_does_not_reach() -> None:
 def test_pha012_reuse_beyond_children() -> None:
     extra = '<Proxy "fcgi://files/">\n    ProxySet enablereuse=on\n</Proxy>\n'
     found = run("PHA012", with_apache([(EXTRA_CONF, extra)]))
-    assert severities(found) == ["high"] and "= 100" in found[0].problem
+    assert severities(found) == ["high"] and "= 128" in found[0].problem
 
 
 def test_pha012_reuse_within_children_is_fine() -> None:
-    # 1 per process x 4 processes <= 6 children of pool files
+    # 1 per process x 2 processes <= 6 children of pool files
     extra = f'<Proxy "unix:{FILES_SOCK}|fcgi://files/" enablereuse=on max=1>\n</Proxy>\n'
     assert run("PHA012", with_apache([(EXTRA_CONF, extra)])) == []
 
@@ -356,17 +356,17 @@ def test_pha013_unbounded_pools_can_pin_every_thread() -> None:
 
 
 def test_pha013_bound_too_large_for_max_request_workers() -> None:
-    facts = with_apache([], replace=(layout.APACHE_GLOBAL_CONF, "ProxySet max=6 ",
-                                     "ProxySet max=20 "))
+    facts = with_apache([], replace=(layout.APACHE_GLOBAL_CONF, "ProxySet max=18 ",
+                                     "ProxySet max=40 "))
     found = run("PHA013", facts)
-    # files: 20 x 4 processes = 80, + chords 8 = 88 of 100 threads
+    # files: 40 x 2 processes = 80, + chords 12 = 92 of 128 threads
     assert [(f.severity, f.where) for f in found] == [("medium", "tenants.ncs"),
                                                      ("low", "apache.max_request_workers")]
 
 
 def test_pha013_slow_acquire() -> None:
-    facts = with_apache([], replace=(layout.APACHE_GLOBAL_CONF, "max=6 acquire=1 ",
-                                     "max=6 acquire=5s "))
+    facts = with_apache([], replace=(layout.APACHE_GLOBAL_CONF, "max=18 acquire=1 ",
+                                     "max=18 acquire=5s "))
     found = run("PHA013", facts)
     assert severities(found) == ["low"] and "5000 ms" in found[0].problem
 

@@ -203,8 +203,9 @@ def test_limited_plan_changes_only_the_named_tenant() -> None:
     assert {a.pool for a in plan.changes if isinstance(a, A.ReloadMaster)} == {"beta"}
     glob = next(a for a in plan.changes if isinstance(a, A.WriteFile)
                 and a.path == layout.APACHE_GLOBAL_CONF)
-    assert "fcgi://app/\">\n    ProxySet max=2 " in glob.content       # acme's as applied
-    assert "fcgi://beta/\">\n    ProxySet max=3 " in glob.content
+    # max = max_children + burst_queue (default 2 x max_children)
+    assert "fcgi://app/\">\n    ProxySet max=6 " in glob.content       # acme's as applied
+    assert "fcgi://beta/\">\n    ProxySet max=9 " in glob.content
 
 
 def test_limited_plan_leaves_other_tenants_drift_alone() -> None:

@@ -127,7 +127,7 @@ def worker_sizing(model: Model, facts: AuditFacts) -> list[Finding]:
         out.append(Finding("PHA013", "low", "apache.max_request_workers",
                            f"all pools saturated together can hold {total} threads, "
                            f">= MaxRequestWorkers {mrw}: static files would wait too",
-                           "raise max_request_workers or lower pools' max_children "
+                           "raise max_request_workers or lower pools' max_children or burst_queue "
                            "(docs/sizing.md)"))
     out += _slow_acquire(bounds)
     return out
@@ -152,7 +152,7 @@ def _owner_finding(owner: str, group: list[PoolBound], mrw: int) -> Finding | No
         return Finding("PHA013", "medium", where,
                        f"{owner}: pools {names} can hold {held} of {mrw} worker threads "
                        "(more than half) when slow",
-                       "lower their max_children or raise max_request_workers "
+                       "lower their max_children or burst_queue, or raise max_request_workers "
                        "(docs/sizing.md)")
     return None
 

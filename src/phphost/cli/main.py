@@ -26,6 +26,7 @@ from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
+from phphost.facts.capacity import machine_memory, pool_memory
 from phphost.facts.gather import gather
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
@@ -35,6 +36,7 @@ from phphost.jail.features import ClosureCache
 from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
+from phphost.plan.capacity import Capacity, capacity, refuse_unless_fits
 from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                             "(repeatable); every other tenant stays exactly as it is")
         if name == "plan":
             c.add_argument("-v", "--verbose", action="store_true", help="also list no-ops")
+        if name in ("plan", "apply"):
+            c.add_argument("--force", action="store_true",
+                           help="plan/apply even when the pools' worst-case memory exceeds "
+                                "the machine's (docs/sizing.md)")
         if name == "apply":
             c.add_argument("--plan", dest="saved_plan", metavar="FILE",
                            help="apply only if planning again gives exactly the plan that "
@@ -141,10 +147,20 @@ def _note_missing_tenants(model: Model) -> None:
               "with --tenant NAME", file=sys.stderr)
 
 
+def _capacity(model: Model, spec: str, force: bool) -> Capacity:
+    """The capacity report; PlanError when the worst case cannot fit (unless force)."""
+    cap = capacity(model, pool_memory({p.name: p.user for p in model.pools}),
+                   machine_memory())
+    refuse_unless_fits(cap, spec, force)
+    return cap
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    plan = _plan(*_limited(load_spec(args.spec), args.tenants))
+    model, scope = _limited(load_spec(args.spec), args.tenants)
+    cap = _capacity(model, args.spec, args.force)
+    plan = _plan(model, scope)
     interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
-    return PlanResult(plan, args.verbose, interrupted).emit(args.json)
+    return PlanResult(plan, args.verbose, interrupted, cap).emit(args.json)
 
 
 def _same_as_saved(plan: A.Plan, path: str) -> None:
@@ -168,7 +184,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     with _lock():
         undone = recover()
-        plan = _plan(*_limited(spec, args.tenants))
+        model, scope = _limited(spec, args.tenants)
+        _capacity(model, args.spec, args.force)
+        plan = _plan(model, scope)
         if args.saved_plan:
             _same_as_saved(plan, args.saved_plan)
         if not args.json:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from phphost.cli.output import plan_json, print_plan
 from phphost.exitcodes import ExitCode
 from phphost.plan import actions as A
+from phphost.plan.capacity import Capacity
 
 
 class Result(ABC):
@@ -45,16 +46,23 @@ class PlanResult(Result):
     plan: A.Plan
     verbose: bool = False
     interrupted: bool = False     # an earlier apply left its journal
+    capacity: Capacity | None = None
 
     def text(self) -> str:
         out = io.StringIO()
         if self.interrupted:
             out.write("note: an earlier apply was interrupted; apply rolls it back first.\n")
         print_plan(self.plan, out, verbose=self.verbose)
+        if self.capacity is not None:
+            out.write("\n" + "\n".join(self.capacity.lines(self.verbose)) + "\n")
         return out.getvalue()
 
     def json(self) -> str:
-        return plan_json(self.plan) + "\n"
+        if self.capacity is None:
+            return plan_json(self.plan) + "\n"
+        data = json.loads(plan_json(self.plan))
+        data["capacity"] = self.capacity.to_json()
+        return json.dumps(data, indent=1) + "\n"
 
     @property
     def exit_code(self) -> ExitCode:

@@ -111,6 +111,18 @@ def render_apache_global(model: Model) -> str:
         f"ServerLimit {a.server_limit}",
         f"ThreadsPerChild {a.threads_per_child}",
         f"MaxRequestWorkers {a.max_request_workers}",
+        "# every process stays: an idle one retiring while a new one starts would let a",
+        "# pool's requests spread over one process more than its bound counts on",
+        f"StartServers {processes(model)}",
+        f"MinSpareThreads {a.threads_per_child}",
+        f"MaxSpareThreads {a.max_request_workers}",
+        "",
+        "# per-request costs nginx does not pay (scripts/bench_vs_nginx.py, docs/sizing.md):",
+        "# a new connection every 100 requests, the scoreboard's per-request timestamps",
+        "# (the request line no one reads: server-status is denied), read()+write() of files",
+        "MaxKeepAliveRequests 1000",
+        "ExtendedStatus Off",
+        "EnableSendfile On",
         "",
     ]
     listen = _listen_lines(model)
@@ -131,22 +143,41 @@ def render_apache_global(model: Model) -> str:
     return "\n".join(lines) + "\n"
 
 
+def processes(model: Model) -> int:
+    """Apache processes serving requests: MaxRequestWorkers / ThreadsPerChild."""
+    return max(1, model.apache.max_request_workers // model.apache.threads_per_child)
+
+
+def burst_queue(pool: Pool) -> int:
+    """Requests per Apache process that may wait for a child of `pool` beyond its
+    max_children (the spec's burst_queue, else 2 x max_children)."""
+    queue = pool.settings.burst_queue
+    return 2 * pool.settings.max_children if queue is None else queue
+
+
+def pool_bound(pool: Pool, model: Model) -> int:
+    """`max` of the pool's worker: requests one Apache process may have in flight to
+    the pool (running or waiting for a child), at most ThreadsPerChild."""
+    return min(pool.settings.max_children + burst_queue(pool), model.apache.threads_per_child)
+
+
 def _pool_bound_lines(model: Model) -> list[str]:
     """One explicit worker per pool that bounds, in each Apache process, the requests
-    in flight to the pool to its max_children; the next one gets a 503 after 1 ms.
-    A full FPM backlog does not refuse anything: mod_proxy connect()s to a Unix socket
-    blocking, so without this bound one saturated pool pins every worker thread
+    in flight to the pool to max_children + burst_queue: those beyond max_children
+    wait at FPM (in its listen queue, or in a blocking connect() once that is full),
+    the next one gets a 503 after 1 ms. A bounded count, not a timeout: threads
+    waiting in `acquire` are not bounded, so a flood would take them all
     (docs/sizing.md). No reuse (disablereuse), retry=0 (no 60 s lockout)."""
     lines: list[str] = []
     if model.pools:
-        lines.append("# per pool and Apache process: at most max_children requests in flight, "
+        lines.append("# per pool and Apache process: max_children + burst_queue in flight, "
                      "then a fast 503")
     for pool in sorted(model.pools, key=lambda p: p.name):
         socket = check_value(pool.socket, f"pool {pool.name}: socket", forbidden="| ")
         worker = _q(f"unix:{socket}|fcgi://{pool.name}/", f"pool {pool.name}: socket")
-        limit = min(pool.settings.max_children, model.apache.threads_per_child)
         lines += _block(f"<Proxy {worker}>",
-                        [f"ProxySet max={limit} acquire=1 retry=0 disablereuse=On"], "</Proxy>")
+                        [f"ProxySet max={pool_bound(pool, model)} acquire=1 retry=0 "
+                         "disablereuse=On"], "</Proxy>")
     return lines
 
 

@@ -53,6 +53,8 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     process_control_timeout    duration >= 1s (0 kills requests on reload) 10
     priority                   integer -19..20                            unset
     listen_backlog             integer >= 1                               64
+    burst_queue                integer >= 0: requests that wait for a     derived
+                               child (per Apache process), not 503
     opcache_memory_mb          integer 8..4096                            64
     tmp_size                   size "1M".."16G" (jailed pools' /tmp)     "64M"
     memory_max                 size "16M".."1024G": cgroup hard limit     derived
@@ -79,6 +81,12 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     set in the spec that the host cannot enforce is a plan error naming the key; a
     derived one is skipped with a note (``plan -v``). ``memory_high <= memory_max``
     and ``pids_max >= max_children + 2`` are checked on the pool.
+    ``burst_queue`` (default ``2 * max_children``): each Apache process may have
+    ``max_children + burst_queue`` requests (at most ``threads_per_child``) in
+    flight to the pool; those beyond max_children wait at FPM for a free child,
+    any more get a fast 503. 0 gives a 503 as soon as max_children are busy in a
+    process. Every waiting request holds an Apache thread: ``phphost audit``
+    (PHA013) counts them (docs/sizing.md).
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.

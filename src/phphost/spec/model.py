@@ -32,6 +32,9 @@ class PoolSettings:
     process_control_timeout: int = 10
     priority: int | None = None     # process.priority (-19 .. 20), None = inherit
     listen_backlog: int = 64
+    # requests per Apache process that may wait for a free child beyond max_children
+    # (docs/sizing.md); None = derived, 2 x max_children
+    burst_queue: int | None = None
     opcache_memory_mb: int = 64
     tmp_size: int = 64 * 1024 * 1024   # bytes: the jail's private /tmp (a tmpfs)
     # cgroup limits of the pool's master and workers; None = derived (spec/limits.py)

@@ -31,7 +31,7 @@ SETTING_KEYS = (
     "pm", "max_children", "start_servers", "min_spare", "max_spare", "idle_timeout",
     "max_requests", "request_terminate_timeout", "request_slowlog_timeout",
     "process_control_timeout", "priority",
-    "listen_backlog", "opcache_memory_mb", "tmp_size", "memory_max", "memory_high",
+    "listen_backlog", "burst_queue", "opcache_memory_mb", "tmp_size", "memory_max", "memory_high",
     "pids_max", "cpu_weight", "cpu_max", "io_weight", *INI_TABLES,
 )
 TEMPLATE_KEYS = ("inherits", *SETTING_KEYS)
@@ -45,7 +45,7 @@ _INI_BAD_CHARS = ("\n", "\r", "\0", '"', "'", ";")
 _INT_RANGES: dict[str, tuple[int | None, int | None]] = {
     "max_children": (1, None), "start_servers": (0, None), "min_spare": (1, None),
     "max_spare": (1, None), "max_requests": (0, None), "priority": (-19, 20),
-    "listen_backlog": (1, None), "opcache_memory_mb": (8, 4096),
+    "listen_backlog": (1, None), "burst_queue": (0, None), "opcache_memory_mb": (8, 4096),
     "pids_max": (8, 4_194_304), "cpu_weight": (1, 10000), "io_weight": (1, 10000),
 }
 # (lo, hi) in bytes for size settings ("64M")
