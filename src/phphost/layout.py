@@ -60,6 +60,9 @@ NOLOGIN = "/usr/sbin/nologin"               # the shell of users phphost creates
 # ranges (100000 and up) that useradd gives normal users for user namespaces.
 POOL_UID_MIN = 30000
 POOL_UID_MAX = 59999
+# the lowest pool uid ever handed out: the next pool user gets one below it, so a uid is
+# never given twice (files and ACL entries a removed pool left behind keep its number)
+POOL_UID_FLOOR = f"{STATE_DIR}/pool-uid-floor"
 PROC = "/proc"      # processes' memory for plan's capacity report (facts/capacity.py)
 # a pool's cgroup, by how it was set up (cgroupfs by hand, or systemd's scope)
 CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")

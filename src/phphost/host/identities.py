@@ -10,7 +10,8 @@ import pwd
 import stat
 from collections.abc import Iterator
 
-from phphost import layout, safefs
+from phphost import files, layout, safefs
+from phphost.errors import HostError
 from phphost.host.journal import Journal
 from phphost.runner import run
 
@@ -24,10 +25,49 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
     journal.record({"k": "user", "name": name})
     argv = ["useradd", "--no-create-home", "--home-dir", home,
             "--shell", layout.NOLOGIN, "--gid", group]
-    if system:      # a pool's runtime user: from phphost's own range (layout)
-        argv += ["--system", "-K", f"SYS_UID_MIN={layout.POOL_UID_MIN}",
-                 "-K", f"SYS_UID_MAX={layout.POOL_UID_MAX}"]
-    run([*argv, name])
+    if not system:
+        run([*argv, name])
+        return
+    # a pool's runtime user: from phphost's own range (layout), below every pool uid
+    # given before, so a new pool never inherits what a removed one left behind
+    ceiling = next_pool_uid_ceiling()
+    run([*argv, "--system", "-K", f"SYS_UID_MIN={layout.POOL_UID_MIN}",
+         "-K", f"SYS_UID_MAX={ceiling}", name])
+    record_pool_uid(pwd.getpwnam(name).pw_uid)
+
+
+def next_pool_uid_ceiling() -> int:
+    """The highest uid the next pool user may get: one below the lowest pool uid ever
+    handed out (the recorded floor, or a pool-range user that exists now)."""
+    floor = min([layout.POOL_UID_MAX + 1, _recorded_floor(),
+                 *(u.pw_uid for u in pwd.getpwall()
+                   if layout.POOL_UID_MIN <= u.pw_uid <= layout.POOL_UID_MAX)])
+    if floor - 1 < layout.POOL_UID_MIN:
+        raise HostError(
+            f"phphost's pool uid range {layout.POOL_UID_MIN}-{layout.POOL_UID_MAX} is used "
+            f"up ({layout.POOL_UID_FLOOR}): uids of removed pools are never given again, "
+            "because their files and ACL entries may remain. To hand them out again, chown "
+            "or remove what removed pools left behind, then delete that file")
+    return floor - 1
+
+
+def _recorded_floor() -> int:
+    text = files.read_text(layout.POOL_UID_FLOOR)
+    if not text:
+        return layout.POOL_UID_MAX + 1
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise HostError(f"{layout.POOL_UID_FLOOR}: not a uid ({text.strip()[:40]!r}); it "
+                        "holds the lowest pool uid phphost gave out. Write that number "
+                        "there (the lowest uid of a pool user, or of files they left)"
+                        ) from None
+
+
+def record_pool_uid(uid: int) -> None:
+    if layout.POOL_UID_MIN <= uid < _recorded_floor():
+        os.makedirs(layout.STATE_DIR, 0o700, exist_ok=True)
+        files.atomic_write(layout.POOL_UID_FLOOR, f"{uid}\n", 0o600)
 
 
 def set_primary_group(journal: Journal, name: str, group: str) -> None:

@@ -1,0 +1,61 @@
+"""A pool uid is never handed out twice: the next pool user gets a uid below the lowest
+one phphost ever gave (files and ACL entries of a removed pool keep its number)."""
+
+from __future__ import annotations
+
+import pwd
+from pathlib import Path
+
+import pytest
+
+from phphost import layout
+from phphost.errors import HostError
+from phphost.host import identities
+
+
+def _user(uid: int) -> pwd.struct_passwd:
+    return pwd.struct_passwd((f"u{uid}", "x", uid, uid, "", "/nonexistent", "/bin/false"))
+
+
+@pytest.fixture
+def floor_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "pool-uid-floor"
+    monkeypatch.setattr(layout, "POOL_UID_FLOOR", str(path))
+    monkeypatch.setattr(layout, "STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(identities.files, "atomic_write",    # pytest's tmp is under /tmp
+                        lambda p, text, mode: Path(p).write_text(text))
+    return path
+
+
+def test_first_pool_user_gets_the_top_of_the_range(floor_file: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(0), _user(1000)])
+    assert identities.next_pool_uid_ceiling() == layout.POOL_UID_MAX
+
+
+def test_a_removed_pools_uid_is_not_given_again(floor_file: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(59999), _user(59998)])
+    identities.record_pool_uid(59998)
+    # the pool of 59998 leaves the spec: its user is gone, the floor stays
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(59999)])
+    assert identities.next_pool_uid_ceiling() == 59997
+    identities.record_pool_uid(59999)           # never raises the floor
+    assert floor_file.read_text() == "59998\n"
+
+
+def test_existing_pool_users_count_without_a_record(floor_file: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(41000), _user(59999)])
+    assert identities.next_pool_uid_ceiling() == 40999
+
+
+def test_used_up_range_and_a_broken_record_are_clear_errors(
+        floor_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pwd, "getpwall", lambda: [])
+    floor_file.write_text(f"{layout.POOL_UID_MIN}\n")
+    with pytest.raises(HostError, match="used up"):
+        identities.next_pool_uid_ceiling()
+    floor_file.write_text("garbage\n")
+    with pytest.raises(HostError, match="not a uid"):
+        identities.next_pool_uid_ceiling()
