@@ -9,7 +9,7 @@ import time
 
 from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
-from phphost.facts.gather import apache_running, read_programs
+from phphost.facts.gather import apache_running, pool_asleep, read_programs
 from phphost.fastcgi.status import fpm_ping, fpm_status
 from phphost.runner import run
 
@@ -77,8 +77,13 @@ def master_start_time(socket: str) -> int | None:
 
 
 def reload_master(pool: str, socket: str) -> None:
-    """php-fpm -t, then SIGUSR2 to this master alone; wait until it answers anew."""
+    """php-fpm -t, then SIGUSR2 to this master alone; wait until it answers anew.
+    A socket-activated pool asleep has no master to reload (and asking it would wake
+    it): the next master reads the new config."""
     fpm_test(pool)
+    prog = read_programs()[0].get(layout.program_name(pool))
+    if prog is not None and prog.state == "RUNNING" and pool_asleep(prog.pid):
+        return
     before = master_start_time(socket)
     supervisorctl("signal", "USR2", layout.program_name(pool))
     wait_master(pool, socket, not_start_time=before)

@@ -51,6 +51,7 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     cpu_weight                 integer 1..10000                           100
     cpu_max                    CPUs 0.01..1024 (1.5 = 150 % of one CPU)   no quota
     io_weight                  integer 1..10000                           100
+    activation                 boolean: ondemand only (socket activation) ondemand
     php_admin_values           table: ini name -> string/number/boolean   {}
     php_values                 table: ini name -> string/number/boolean   {}
     php_ini                    table: master-level ini (-d flags)         {}
@@ -69,6 +70,12 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     set in the spec that the host cannot enforce is a plan error naming the key; a
     derived one is skipped with a note (``plan -v``). ``memory_high <= memory_max``
     and ``pids_max >= max_children + 2`` are checked on the pool.
+    ``activation`` (default: on for ``pm = "ondemand"``, refused for the others): the
+    pool's launcher binds its socket and starts the FPM master only when a
+    connection waits; a master that has had no worker and no waiting connection for
+    ``idle_timeout`` is stopped gracefully and the launcher keeps the socket (no
+    request is refused while a master starts or stops). ``status`` shows such a pool
+    ``asleep`` without waking it (docs/sizing.md, "Sleeping pools").
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.
