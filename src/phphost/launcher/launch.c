@@ -673,7 +673,8 @@ static void join_cgroups(const struct plan *pl) {
     FILE *fh;
     char *line = NULL;
     size_t cap = 0;
-    if (pl->cgroup && JOIN_CGROUPS) {
+    if (!JOIN_CGROUPS) return;
+    if (pl->cgroup) {
         fh = fopen("/proc/self/mountinfo", "re");
         if (fh == NULL) fail("cannot read /proc/self/mountinfo: %s", strerror(errno));
         while (getline(&line, &cap, fh) > 0) {

@@ -53,7 +53,8 @@ def _counter(name: str, text: str, labels: list[str]) -> CounterMetricFamily:
 
 def fpm_families(views: tuple[PoolView, ...]) -> list[Metric]:
     """phpfpm_* from each pool's status; a pool that did not answer has phpfpm_up 0
-    and no other phpfpm_* sample."""
+    and no other phpfpm_* sample; a pool not asked (asleep, or an ondemand master
+    without workers: asking would wake it or start one) has no phpfpm_* sample."""
     up = _gauge("phpfpm_up", "1 when the pool answered its status page in this scrape.", POOL)
     fams: list[Metric] = [up]
     pool_fams = [(_counter if counter else _gauge)(name, text, POOL)
@@ -63,6 +64,8 @@ def fpm_families(views: tuple[PoolView, ...]) -> list[Metric]:
     for v in views:
         labels = [v.name, v.tenant]
         st = v.scrape.status
+        if v.scrape.quiet is not None:
+            continue
         up.add_metric(labels, 1.0 if st is not None else 0.0)
         if st is None:
             continue
