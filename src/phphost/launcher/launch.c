@@ -773,48 +773,56 @@ static int split_parent(const char *path, char *dir, size_t dn, char *name, size
     return 0;
 }
 
+/* O_PATH fd of dir, every component of which (/ included) is a real directory, root's
+ * and writable by no one else: nobody but root can then change what the path names. */
+static int trusted_dir(const char *dir) {
+    char *copy = xstrdup(dir), *save = NULL, *part;
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    for (part = strtok_r(copy, "/", &save);; part = strtok_r(NULL, "/", &save)) {
+        if (fd < 0 || fstat(fd, &st) != 0) fail("socket directory %s: %s", dir, strerror(errno));
+        if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+            fail("socket directory %s: every directory on the way must be root's and "
+                 "writable by no one else (not a symlink)", dir);
+        if (part == NULL) break;
+        {
+            int sub = openat(fd, part, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+            close(fd);
+            fd = sub;
+        }
+    }
+    free(copy);
+    return fd;
+}
+
 /* Bind and listen on plan->socket as FPM would with listen.owner = root,
- * listen.group, listen.mode: through an fd of its directory (no symlink followed),
- * which only root may write. A socket file left by a dead process is replaced; one
- * that answers is refused. */
+ * listen.group, listen.mode, in a directory only root can change (trusted_dir), so
+ * the absolute path names what the directory fd holds (and `ss` shows the path). A
+ * socket file left by a dead process is replaced; one that answers is refused. */
 static void open_socket(const struct plan *pl, struct sock *s) {
-    char dir[108], shown[300];
+    char dir[108];
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     struct stat st;
     struct group *gr = getgrnam(pl->socket_group);
-    int slash = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     mode_t old;
     if (gr == NULL) fail("--socket-group %s: no such group", pl->socket_group);
     if (split_parent(pl->socket, dir, sizeof dir, s->name, sizeof s->name) != 0)
         fail("--socket '%s': expected a path with a directory", pl->socket);
-    snprintf(shown, sizeof shown, "socket directory %s", dir);
-    s->dir_fd = open_nofollow(slash, dir, 0, 1, shown);
-    close(slash);
-    if (fstat(s->dir_fd, &st) != 0) fail("%s: %s", shown, strerror(errno));
-    if (st.st_uid != 0 || (st.st_mode & 022))
-        fail("%s must be root's and writable by no one else", shown);
+    s->dir_fd = trusted_dir(dir);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", pl->socket);
     if (fstatat(s->dir_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), live;
         if (!S_ISSOCK(st.st_mode)) fail("%s exists and is not a socket", pl->socket);
-        /* a live listener? connect through the directory fd */
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->name);
-        {
-            int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), live;
-            if (fchdir(s->dir_fd) != 0) fail("fchdir %s: %s", dir, strerror(errno));
-            live = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-            close(probe);
-            if (live) fail("another process listens on %s", pl->socket);
-        }
+        live = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(probe);
+        if (live) fail("another process listens on %s", pl->socket);
         if (unlinkat(s->dir_fd, s->name, 0) != 0) fail("cannot remove the stale %s: %s", pl->socket, strerror(errno));
     }
     s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s->fd < 0) fail("socket: %s", strerror(errno));
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->name);
-    if (fchdir(s->dir_fd) != 0) fail("fchdir %s: %s", dir, strerror(errno));
     old = umask(0777 & ~pl->socket_mode);
     if (bind(s->fd, (struct sockaddr *)&sa, sizeof sa) != 0) fail("bind %s: %s", pl->socket, strerror(errno));
     umask(old);
-    if (fchdir(cwd) != 0) fail("fchdir back: %s", strerror(errno));
-    close(cwd);
     if (fchownat(s->dir_fd, s->name, 0, gr->gr_gid, AT_SYMLINK_NOFOLLOW) != 0)
         fail("chown %s: %s", pl->socket, strerror(errno));
     if (fstatat(s->dir_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode))
