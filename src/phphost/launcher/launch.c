@@ -9,7 +9,7 @@
  *
  * Built with gcc like the jails' sendmail (launcher/mailer.py's CFLAGS; apply builds it
  * from the source it installs as /usr/local/lib/phphost/launch.c). libc only: it stays
- * resident beside every master, so it must cost next to nothing (docs/sizing.md).
+ * resident beside every master, so it must cost next to nothing (docs/idle.md).
  *
  * Every master gets a private IPC namespace and a private mount namespace (made
  * rprivate: nothing propagates back to the host) in which each jail mount of the mount

@@ -75,7 +75,7 @@ Durations are whole seconds (``30``) or strings ``"30s"``, ``"5m"``, ``"1h"``.
     connection waits; a master that has had no worker and no waiting connection for
     ``idle_timeout`` is stopped gracefully and the launcher keeps the socket (no
     request is refused while a master starts or stops). ``status`` shows such a pool
-    ``asleep`` without waking it (docs/sizing.md, "Sleeping pools").
+    ``asleep`` without waking it (docs/idle.md).
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.

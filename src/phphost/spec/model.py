@@ -39,7 +39,7 @@ class PoolSettings:
     cpu_weight: int | None = None      # 1..10000 (cgroup v2 scale; v1 shares = w * 1024 / 100)
     cpu_max: float | None = None       # CPUs (1.5 = one and a half), None = no quota
     io_weight: int | None = None       # 1..10000
-    # socket activation (docs/sizing.md): the launcher holds the socket and starts the
+    # socket activation (docs/idle.md): the launcher holds the socket and starts the
     # master on the first connection; None = on for ondemand pools, off otherwise
     activation: bool | None = None
 
