@@ -13,6 +13,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,6 +339,11 @@ def test_socket_activation_sleeps_wakes_and_loses_nothing(
                 t.join()
             assert results == [200] * 8
             assert len(_children(proc.pid)) == 1
+            # requests spaced across the sleep (worker gone after 1 s, master after about
+            # 2-3 s): one lands while the master stops; each is answered
+            for pause in (1.8, 2.1, 2.4, 2.7, 3.0, 3.3):
+                time.sleep(pause)
+                assert run_php(sock, f"{home}/pid.php", timeout=30).http()[0] == 200, pause
             os.kill(proc.pid, signal.SIGQUIT)
             assert proc.wait(timeout=20) == 0
             assert not os.path.exists(sock)
