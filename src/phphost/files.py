@@ -18,15 +18,17 @@ def read_text(path: str) -> str | None:
         return None
 
 
-def atomic_write(path: str, content: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
-    """Write content to path so that readers see either the old or the new file."""
+def atomic_write(path: str, content: str | bytes, mode: int = 0o644, uid: int = 0,
+                 gid: int = 0) -> None:
+    """Write content (text is UTF-8) to path so that readers see either the old or the
+    new file."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     safefs.require_trusted_dir(directory)
     fd, tmp = tempfile.mkstemp(prefix=".phphost-", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)

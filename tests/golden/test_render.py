@@ -460,7 +460,8 @@ def test_fpm_argv() -> None:
     assert dict(pairs)["opcache.memory_consumption"] == "96"      # php_ini wins
     assert dict(pairs)["opcache.jit"] == "tracing"
     assert dict(pairs)["opcache.validate_root"] == "1"
-    blog = dict(f.split("=", 1) for f in render_fpm_argv(MODEL.pool("blog"))[20::2])
+    blog_argv = render_fpm_argv(MODEL.pool("blog"))
+    blog = dict(f.split("=", 1) for f in blog_argv[blog_argv.index("--") + 6::2])
     assert blog["opcache.memory_consumption"] == "64"
 
 
@@ -617,10 +618,31 @@ def test_redirect_site_with_tls_redirects_from_both_ports() -> None:
 
 def test_jailed_master_gets_its_mounts_file() -> None:
     argv = render_fpm_argv(MODEL.pool("blog"))
-    assert argv[:15] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
+    assert argv[:14] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
                          "phphost/blog", "--limits", layout.limits_file("blog"),
                          "--network-policy", layout.NFT_CONF, "--jail", jail_root("blog"),
-                         "--mounts", layout.mounts_file("blog"), "--"]
+                         "--mounts", layout.mounts_file("blog")]
+
+
+def test_ondemand_pools_are_socket_activated() -> None:
+    """The launcher binds the socket as FPM's listen.* lines say, and starts the master
+    on the first connection; static and dynamic pools (and activation = false) not."""
+    blog = MODEL.pool("blog")
+    assert blog.settings.pm == "ondemand" and blog.settings.activated
+    argv = render_fpm_argv(blog)
+    assert argv[14:argv.index("--")] == [
+        "--socket", blog.socket, "--socket-group", "www-data", "--socket-mode", "0660",
+        "--backlog", str(blog.settings.listen_backlog),
+        "--idle-timeout", str(blog.settings.idle_timeout)]
+    conf = render_fpm_conf(blog, MODEL.tenant(blog.tenant))
+    for line in (f"listen = {blog.socket}", "listen.owner = root", "listen.group = www-data",
+                 "listen.mode = 0660", f"listen.backlog = {blog.settings.listen_backlog}"):
+        assert line in conf.splitlines()
+    off = dataclasses.replace(blog, settings=dataclasses.replace(blog.settings,
+                                                                 activation=False))
+    assert "--socket" not in render_fpm_argv(off)
+    static = next(p for p in MODEL.pools if p.settings.pm != "ondemand")
+    assert "--socket" not in render_fpm_argv(static)
 
 
 def test_limits_file_carries_rlimit_nproc() -> None:

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 from phphost import layout
-from phphost.facts.gather import read_programs
+from phphost.facts.gather import fpm_master_pid, read_programs
+from phphost.fastcgi.status import fpm_ping
+from phphost.spec.model import Model
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -46,6 +48,24 @@ def get(host: str, path: str = "/", port: int = 80,
 def master_pids() -> dict[str, int | None]:
     programs, _ = read_programs()
     return {name: st.pid for name, st in programs.items() if name.startswith("phphost-")}
+
+
+def wake(model: Model, *pools: str) -> dict[str, int]:
+    """Socket-activated pools start their master on a connection: ping each pool (all
+    when none are named) over its socket until its launcher has a master child; the
+    masters' host pids by pool."""
+    out: dict[str, int] = {}
+    for pool in pools or tuple(p.name for p in model.pools):
+        def awake(pool: str = pool) -> bool:
+            launcher = master_pids().get(program(pool))
+            if launcher is None or not fpm_ping(model.pool(pool).socket):
+                return False
+            master = fpm_master_pid(launcher)
+            if master is not None:
+                out[pool] = master
+            return master is not None
+        wait_for(awake, timeout=20)
+    return out
 
 
 def set_pool_key(text: str, section: str, key: str, value: str) -> str:

@@ -105,6 +105,7 @@ def error_log_fd_inode(master: int, path: str) -> int | None:
 
 
 def masters(demo: Model) -> dict[str, int]:
+    hostkit.wake(demo)                      # socket-activated pools: a master to look at
     programs, _ = read_programs()
     out: dict[str, int] = {}
     for pool in demo.pools:

@@ -26,7 +26,14 @@ from phphost.spec.model import Model
 from tests.integration import hostkit
 from tests.integration.conftest import DEMO
 from tests.integration.test_verify import breached, cells, verdicts
-from tests.integration.test_verify_weakened import BREACHED, check, edit, restart_master, weakened
+from tests.integration.test_verify_weakened import (
+    BREACHED,
+    check,
+    restart_master,
+    restore_launcher,
+    weaken_launcher,
+    weakened,
+)
 
 UPLOAD_PHP = r"""<?php
 header('Content-Type: application/json');
@@ -104,8 +111,8 @@ def test_uploads_and_sessions_work_with_a_bounded_private_tmp(
 def test_ipc_breached_without_an_ipc_namespace(demo: Model) -> None:
     """The installed launcher stops unsharing IPC; blog and search restarted with it
     share the host's IPC namespace, every other master keeps its own."""
-    with weakened(demo, restart=("blog", "search")):
-        edit(layout.LAUNCHER, "CLONE_NEWIPC = 0x08000000", "CLONE_NEWIPC = 0")
+    with weakened(demo, undo=(restore_launcher,), restart=("blog", "search")):
+        weaken_launcher("#define UNSHARE_IPC CLONE_NEWIPC", "#define UNSHARE_IPC 0")
         restart_master(demo, "blog")
         restart_master(demo, "search")
         status, data = check("resources.ipc")
@@ -148,6 +155,7 @@ def test_every_master_and_worker_lives_in_its_pool_cgroup(demo: Model) -> None:
     host = cgroups.detect()
     if host.version == "none":
         pytest.skip("no cgroups on this host")
+    hostkit.wake(demo)           # socket-activated pools: a master to look at
     pids = hostkit.master_pids()
     for p in demo.pools:
         lim = pool_limits(p)
@@ -188,6 +196,7 @@ def test_changed_limits_apply_live_and_unenforceable_ones_are_refused(
         assert cg is not None and str(300 << 20) in cgroups.current(cg).values()
         assert hostkit.master_pids()[layout.program_name("blog")] == before
         assert before is not None
+        hostkit.wake(demo, "blog")
         master = fpm_master_pid(before)
         assert master is not None
         assert re.search(r"Max processes\s+30\s+30", Path(f"/proc/{master}/limits").read_text())
@@ -205,8 +214,8 @@ def test_changed_limits_apply_live_and_unenforceable_ones_are_refused(
 def test_limits_breached_when_the_launcher_skips_them(demo: Model) -> None:
     """The installed launcher no longer joins the cgroups nor sets RLIMIT_NPROC; blog
     restarted with it forks and allocates past its limits, every other pool is held."""
-    with weakened(demo, restart=("blog",)):
-        edit(layout.LAUNCHER, "        join_cgroups(plan)\n", "")
+    with weakened(demo, undo=(restore_launcher,), restart=("blog",)):
+        weaken_launcher("#define JOIN_CGROUPS 1", "#define JOIN_CGROUPS 0")
         restart_master(demo, "blog")
         status, data = check("resources.fork", "resources.memory")
     assert status == BREACHED

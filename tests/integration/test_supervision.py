@@ -32,6 +32,7 @@ def test_killed_master_is_back_within_5s(demo: Model, target: str) -> None:
     assert site.pool is not None
     pool = demo.pool(site.pool)
     name = hostkit.program(pool.name)
+    assert get(site.server_name, "/index.php")[0] == 200    # a socket-activated pool wakes
     launcher = master_pids()[name]
     assert launcher
     master = fpm_master_pid(launcher)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import pytest
 
 from phphost import layout
 from phphost.host import services
+from phphost.host.launcher import build_launcher
 from phphost.render.fpm import launcher_args
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
@@ -66,6 +68,21 @@ def run(*argv: str) -> None:
 def graceful() -> None:
     services.apache_reload(restart=False)
     time.sleep(1.5)    # old children finish; new ones have the new config
+
+
+def weaken_launcher(old: str, new: str) -> None:
+    """Build the installed launcher from a copy of its installed source with `old`
+    replaced (the source stays as apply wrote it: restore_launcher rebuilds from it)."""
+    text = Path(layout.LAUNCHER_SOURCE).read_text()
+    assert old in text, f"{old!r} not in {layout.LAUNCHER_SOURCE}"
+    with tempfile.TemporaryDirectory() as d:
+        weak = Path(d) / "launch.c"
+        weak.write_text(text.replace(old, new))
+        build_launcher(layout.LAUNCHER, str(weak))
+
+
+def restore_launcher() -> None:
+    build_launcher(layout.LAUNCHER, layout.LAUNCHER_SOURCE)
 
 
 def restart_master(model: Model, pool: str) -> None:
@@ -141,6 +158,9 @@ def test_fpm_socket_breached_when_world_writable(unjailed: Model) -> None:
     sock = unjailed.pool("search").socket
     with weakened(unjailed, restart=("search",)):    # a reload keeps the socket's old mode
         edit(layout.fpm_conf("search"), "listen.mode = 0660", "listen.mode = 0666")
+        if unjailed.pool("search").settings.activated:      # the launcher binds it
+            edit(layout.supervisor_conf("search"), "--socket-mode 0660", "--socket-mode 0666")
+            services.update_programs([layout.program_name("search")])
         restart_master(unjailed, "search")
         assert os.stat(sock).st_mode & 0o777 == 0o666
         status, data = check("fpm.socket-*")

@@ -58,3 +58,17 @@ def account() -> Iterator[Account]:
         run(["groupdel", group], check=False)
 
 
+
+
+@pytest.fixture(scope="session")
+def launcher_binary() -> Iterator[str]:
+    """The C launcher (src/phphost/launcher/launch.c) built for these tests, as apply
+    builds it (host/launcher.py), in a root-owned directory."""
+    from phphost.host.launcher import build_launcher
+
+    d = tempfile.mkdtemp(prefix="phphost-launch-", dir="/var/lib")
+    os.chmod(d, 0o755)  # noqa: S103 - a program, not a secret
+    path = os.path.join(d, "launch")
+    build_launcher(path)
+    yield path
+    shutil.rmtree(d)

@@ -1,27 +1,20 @@
-"""Run in a subprocess: enter a private mount namespace, bind SRC onto TARGET inside
-the jail ROOT (so the mount IS visible to this process), then try to rebuild and to
-remove the jail. Both must refuse. Prints one line per attempt.
+"""Run by the launcher in the private mount namespace where it bound a directory inside
+the jail ROOT (so the mount IS visible to this process): try to rebuild and to remove
+the jail. Both must refuse. Prints one line per attempt.
 
-    python -m tests.jail.ns_helper ROOT STORE SRC TARGET
+    launch --pool p --jail ROOT --mount SRC:TARGET:rw -- python -m tests.jail.ns_helper ROOT STORE
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from phphost.errors import HostError
 from phphost.host.jailbuild import build_jail, remove_jail
 from phphost.jail.manifest import Manifest
-from phphost.jail.mounts import MountSpec
-from phphost.launcher.launch import mount_one, private_namespace
 
 
-def main(root: str, store: str, source: str, target: str) -> int:
-    private_namespace()
-    slash = os.open("/", os.O_PATH | os.O_DIRECTORY)
-    jail = os.open(root, os.O_PATH | os.O_DIRECTORY)
-    mount_one(MountSpec(source, target, writable=True), jail, slash, inside_mount=False)
+def main(root: str, store: str) -> int:
     empty = Manifest("p", 0, 0, ())
     for what, attempt in (("build", lambda: build_jail(empty, root, store)),
                           ("remove", lambda: remove_jail(root))):
@@ -34,4 +27,4 @@ def main(root: str, store: str, source: str, target: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:5]))
+    raise SystemExit(main(*sys.argv[1:3]))

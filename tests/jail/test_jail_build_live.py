@@ -154,11 +154,12 @@ def argv0(pid: int) -> bytes:
         return fh.read().split(b"\0")[0]
 
 
-def test_launcher_namespace_holds_the_mount(scratch: str, account: Account) -> None:
+def test_launcher_namespace_holds_the_mount(scratch: str, account: Account,
+                                           launcher_binary: str) -> None:
     src = canary_dir(scratch)
     m, root, store = make(scratch, account, mounts=(Mount(src, "/srv/data"),))
     build_jail(m, root, store)
-    argv = [sys.executable, "-m", "phphost.launcher.launch", "--pool", "pj", "--jail", root,
+    argv = [launcher_binary, "--pool", "pj", "--jail", root,
             "--mount", f"{src}:/srv/data:ro", "--", "/bin/sleep", "120"]
     with process(argv, cwd=REPO) as proc:
         target = f"{root}/srv/data"
@@ -173,13 +174,16 @@ def test_launcher_namespace_holds_the_mount(scratch: str, account: Account) -> N
             assert fh.read() == "keep me"
 
 
-def test_build_and_remove_refuse_while_mounted_here(scratch: str, account: Account) -> None:
+def test_build_and_remove_refuse_while_mounted_here(scratch: str, account: Account,
+                                                    launcher_binary: str) -> None:
+    """The launcher binds SRC in its own mount namespace and runs the helper there."""
     src = canary_dir(scratch)
     m, root, store = make(scratch, account, mounts=(Mount(src, "/srv/data"),))
     build_jail(m, root, store)
-    out = subprocess.run([sys.executable, "-m", "tests.jail.ns_helper", root, store, src,
-                          "/srv/data"], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         check=True)
+    out = subprocess.run([launcher_binary, "--pool", "pj", "--jail", root, "--mount",
+                          f"{src}:/srv/data:rw", "--", sys.executable, "-m",
+                          "tests.jail.ns_helper", root, store], cwd=REPO, capture_output=True,
+                         text=True, timeout=60, check=True)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("build: refused: cannot build the jail"), out
     assert lines[1].startswith("remove: refused: cannot remove the jail"), out
@@ -188,10 +192,11 @@ def test_build_and_remove_refuse_while_mounted_here(scratch: str, account: Accou
         assert fh.read() == "keep me"
 
 
-def test_missing_mount_source_fails_loudly(scratch: str, account: Account) -> None:
+def test_missing_mount_source_fails_loudly(scratch: str, account: Account,
+                                           launcher_binary: str) -> None:
     m, root, store = make(scratch, account)
     build_jail(m, root, store)
-    out = subprocess.run([sys.executable, "-m", "phphost.launcher.launch", "--pool", "pj",
+    out = subprocess.run([launcher_binary, "--pool", "pj",
                           "--jail", root, "--mount", f"{scratch}/nope:/srv/x:ro", "--",
                           "/bin/true"], cwd=REPO, capture_output=True, text=True, timeout=30,
                          check=False)
@@ -201,12 +206,13 @@ def test_missing_mount_source_fails_loudly(scratch: str, account: Account) -> No
     assert "the FPM master was not started" in out.stderr
 
 
-def test_symlinked_mount_source_is_refused(scratch: str, account: Account) -> None:
+def test_symlinked_mount_source_is_refused(scratch: str, account: Account,
+                                           launcher_binary: str) -> None:
     """A tenant turning its writable dir into a link to /etc must not get /etc bound."""
     m, root, store = make(scratch, account)
     build_jail(m, root, store)
     os.symlink("/etc", f"{scratch}/home/t/data")
-    out = subprocess.run([sys.executable, "-m", "phphost.launcher.launch", "--pool", "pj",
+    out = subprocess.run([launcher_binary, "--pool", "pj",
                           "--jail", root, "--mount", f"{scratch}/home/t/data:/srv/x:rw", "--",
                           "/bin/true"], cwd=REPO, capture_output=True, text=True, timeout=30,
                          check=False)

@@ -3,17 +3,20 @@ run over FastCGI inside the jail. Root only; the master is stopped by its pid.""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
-import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +30,7 @@ from phphost.jail.invariants import Neighbours, check_invariants
 from phphost.jail.manifest import Manifest
 from phphost.jail.mounts import render_mounts_json
 from phphost.launcher import mailer
-from phphost.launcher.launch import launcher_argv
+from phphost.launcher.program import launcher_argv
 from phphost.spec.model import JailSpec, Mount, Pool, PoolSettings, Tenant
 from tests.jail.helpers import Account, mountinfo, process, wait_for
 from tests.unit.test_jail_sendmail import Sink
@@ -115,14 +118,15 @@ def write(path: str, text: str, mode: int = 0o640) -> None:
     os.chmod(path, mode)
 
 
-def fpm_conf(scratch: str, account: Account, jail: str, name: str) -> str:
+def fpm_conf(scratch: str, account: Account, jail: str, name: str,
+             pm: tuple[str, ...] = ("pm = static", "pm.max_children = 1")) -> str:
     conf = f"{scratch}/{name}.conf"
     write(conf, "\n".join([
         "[global]", f"pid = {scratch}/{name}.pid", f"error_log = {scratch}/{name}.log",
         "daemonize = no", "process_control_timeout = 5s", "",
         f"[{name}]", f"user = {account.user}", f"group = {account.group}",
         f"listen = {scratch}/{name}.sock", "listen.mode = 0600",
-        "pm = static", "pm.max_children = 1",
+        *pm, "pm.status_path = /phphost-fpm-status", "ping.path = /phphost-fpm-ping",
         f"chroot = {jail}", "chdir = /", "catch_workers_output = yes", "clear_env = yes",
         f"php_admin_value[sendmail_path] = {mailer.SENDMAIL_PATH}",
         "php_admin_value[session.save_path] = /var/lib/php/sessions",
@@ -171,7 +175,7 @@ def prepare(scratch: str, account: Account, features: tuple[str, ...], smtp: str
 
 @pytest.fixture
 def master(request: pytest.FixtureRequest, scratch: str, account: Account,
-           sendmail_binary: str) -> Iterator[Master]:
+           sendmail_binary: str, launcher_binary: str) -> Iterator[Master]:
     features: tuple[str, ...] = request.param
     sink = Sink()
     threading.Thread(target=sink.serve_forever, args=(0.05,), daemon=True).start()
@@ -179,7 +183,7 @@ def master(request: pytest.FixtureRequest, scratch: str, account: Account,
     _, jail, mounts, server = prepare(scratch, account, features, smtp, sendmail_binary)
     fpm = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config",
            fpm_conf(scratch, account, jail, "pjt"), "-d", "opcache.enable=0"]
-    argv = launcher_argv(sys.executable, "pjt", jail, mounts, fpm)
+    argv = launcher_argv(launcher_binary, "pjt", jail, mounts, fpm)
     sock = f"{scratch}/pjt.sock"
     try:
         with process(argv, cwd=REPO, stderr=subprocess.PIPE) as proc:
@@ -249,15 +253,15 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("features", [("base",)])
 def test_pid_ns_mode_killed_master_takes_its_workers(
-        scratch: str, account: Account, sendmail_binary: str, features: tuple[str, ...]) -> None:
-    """--pid-ns, run as a standalone file by the system python: the master is PID 1 of
-    its own PID namespace, so SIGKILL to it ends every worker; the launcher exits."""
+        scratch: str, account: Account, sendmail_binary: str, launcher_binary: str,
+        features: tuple[str, ...]) -> None:
+    """--pid-ns: the master is PID 1 of its own PID namespace, so SIGKILL to it ends
+    every worker; the launcher exits with the master's status."""
     _, jail, mounts, server = prepare(scratch, account, features, "127.0.0.1:25",
                                       sendmail_binary)
     conf = fpm_conf(scratch, account, jail, "pjt")
     fpm = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", conf]
-    launch_py = os.path.join(REPO, "src", "phphost", "launcher", "launch.py")
-    argv = ["/usr/bin/python3", "-I", launch_py, "--pool", "pjt", "--jail", jail, "--pid-ns",
+    argv = [launcher_binary, "--pool", "pjt", "--jail", jail, "--pid-ns",
             "--mounts", mounts, "--", *fpm]
     try:
         with process(argv, stderr=subprocess.PIPE) as proc:
@@ -274,6 +278,75 @@ def test_pid_ns_mode_killed_master_takes_its_workers(
             assert proc.wait(timeout=20) == 128 + signal.SIGKILL
             wait_for(lambda: not any(os.path.exists(f"/proc/{w}") for w in workers), 10,
                      "workers to go")
+        remove_jail(jail)
+    finally:
+        if server.sock is not None:
+            server.sock.close()
+
+
+def _launcher_rss_pss(pid: int) -> tuple[int, int]:
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    values = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()[1:]}
+    return values["Rss"], values["Pss"]
+
+
+@pytest.mark.parametrize("features", [("base",)])
+def test_socket_activation_sleeps_wakes_and_loses_nothing(
+        scratch: str, account: Account, sendmail_binary: str, launcher_binary: str,
+        features: tuple[str, ...]) -> None:
+    """--socket: the launcher binds the socket root:GROUP 0660 and starts no master; the
+    first request starts one (PID 1 of its namespace, in the jail) and is answered; an
+    idle master is stopped and the socket stays, requests sent while it stops and
+    while it sleeps are all answered; USR2 asleep is harmless; QUIT ends the launcher
+    and removes the socket."""
+    _, jail, mounts, server = prepare(scratch, account, features, "127.0.0.1:25",
+                                      sendmail_binary)
+    conf = fpm_conf(scratch, account, jail, "pjt",
+                    ("pm = ondemand", "pm.max_children = 2", "pm.process_idle_timeout = 1s"))
+    sock = f"{scratch}/pjt.sock"
+    argv = [launcher_binary, "--pool", "pjt", "--jail", jail, "--pid-ns", "--mounts", mounts,
+            "--socket", sock, "--socket-group", account.group, "--socket-mode", "0660",
+            "--backlog", "16", "--idle-timeout", "1", "--",
+            layout.FPM_BINARY, "--nodaemonize", "--fpm-config", conf, "-d", "opcache.enable=0"]
+    home = f"{scratch}/srv/t"
+    write(f"{home}/pid.php", "<?php echo getmypid();", 0o644)
+    try:
+        with process(argv, stderr=subprocess.PIPE) as proc:
+            wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, 20, "the socket")
+            st = os.stat(sock)
+            assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+            assert (st.st_uid, st.st_gid) == (0, grp.getgrnam(account.group).gr_gid)
+            assert _children(proc.pid) == []                       # asleep: no master
+            assert _launcher_rss_pss(proc.pid)[1] < 1024            # kB
+            os.kill(proc.pid, signal.SIGUSR2)                        # nothing to reload
+            first = run_php(sock, f"{home}/pid.php", timeout=30)
+            assert first.http()[0] == 200
+            (master,) = _children(proc.pid)
+            assert os.readlink(f"/proc/{master}/exe") == layout.FPM_BINARY
+            # idle: workers go after 1 s, the master 1 s later; the socket stays
+            wait_for(lambda: _children(proc.pid) == [], 20, "the master to sleep")
+            assert os.path.exists(sock) and proc.poll() is None
+            # a burst straight into the sleeping socket: every request answered
+            results: list[int] = []
+
+            def one() -> None:
+                results.append(run_php(sock, f"{home}/pid.php", timeout=30).http()[0])
+
+            threads = [threading.Thread(target=one) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert results == [200] * 8
+            assert len(_children(proc.pid)) == 1
+            # requests spaced across the sleep (worker gone after 1 s, master after about
+            # 2-3 s): one lands while the master stops; each is answered
+            for pause in (1.8, 2.1, 2.4, 2.7, 3.0, 3.3):
+                time.sleep(pause)
+                assert run_php(sock, f"{home}/pid.php", timeout=30).http()[0] == 200, pause
+            os.kill(proc.pid, signal.SIGQUIT)
+            assert proc.wait(timeout=20) == 0
+            assert not os.path.exists(sock)
         remove_jail(jail)
     finally:
         if server.sock is not None:

@@ -1,4 +1,4 @@
-"""The launcher's mount file and command line: pure parts."""
+"""The launcher's mount file: pure parts (the launcher itself: test_launcher.py)."""
 
 from __future__ import annotations
 
@@ -14,22 +14,8 @@ from phphost.jail.mounts import (
     parse_mounts_json,
     render_mounts_json,
 )
-from phphost.launcher.launch import (
-    MS_BIND,
-    MS_NODEV,
-    MS_NOEXEC,
-    MS_NOSUID,
-    MS_RDONLY,
-    MS_REMOUNT,
-    LaunchError,
-    launcher_argv,
-    parse_args,
-    remount_flags,
-    tmpfs_options,
-)
+from phphost.launcher.mountfile import tmpfs_options
 from tests.unit.test_jail_fakes import TENANT, debian_host, pool
-
-FPM = ["/usr/sbin/php-fpm8.2", "--nodaemonize", "--fpm-config", "/etc/phphost/fpm/blog.conf"]
 
 
 def test_render_and_parse_round_trip() -> None:
@@ -70,64 +56,6 @@ def test_mount_arg() -> None:
     assert parse_mount_arg("proc:/proc:ro") == MountSpec("proc", "/proc", False, "proc")
     with pytest.raises(ValueError, match="SRC:DST:ro"):
         parse_mount_arg("/a:/b")
-
-
-def test_launcher_argv_and_parse_agree() -> None:
-    argv = launcher_argv("/opt/phphost/bin/python", "blog", "/var/lib/phphost/jails/blog",
-                         "/etc/phphost/fpm/blog.mounts.json", FPM)
-    assert argv[:3] == ["/opt/phphost/bin/python", "-m", "phphost.launcher.launch"]
-    files = {"/etc/phphost/fpm/blog.mounts.json":
-             '{"pool": "blog", "mounts": [{"source": "/srv/www/ncs", "target": "/srv/www/ncs"}]}'}
-    plan = parse_args(argv[3:], read=files.__getitem__)
-    assert plan.pool == "blog" and plan.jail == "/var/lib/phphost/jails/blog"
-    assert plan.command == tuple(FPM)
-    assert plan.mounts == (MountSpec("/srv/www/ncs", "/srv/www/ncs"),)
-
-
-def test_parse_args_mixes_cli_mounts_and_orders_parents_first() -> None:
-    plan = parse_args(["--pool", "p", "--jail", "/j", "--mount", "/a/b:/x/y:rw",
-                       "--mount", "/a:/x:ro", "--", "/bin/sleep", "9"])
-    assert [m.target for m in plan.mounts] == ["/x", "/x/y"]
-
-
-@pytest.mark.parametrize(("argv", "error"), [
-    (["--pool", "p", "--jail", "/j"], "usage"),
-    (["--pool", "p", "--", "/bin/true"], "--jail"),
-    (["--pool", "p", "--jail", "j", "--", "/bin/true"], "absolute"),
-    (["--pool", "p", "--jail", "/j", "--bogus", "x", "--", "/bin/true"], "unknown option"),
-    (["--pool", "p", "--jail", "/j", "--mounts", "/f", "--", "/bin/true"], "pool 'q'"),
-])
-def test_parse_args_errors(argv: list[str], error: str) -> None:
-    files = {"/f": '{"pool": "q", "mounts": []}'}
-    with pytest.raises(LaunchError, match=error):
-        parse_args(argv, read=files.__getitem__)
-
-
-def test_remount_flags() -> None:
-    base = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV
-    assert remount_flags(MountSpec("/a", "/a")) == base | MS_RDONLY
-    assert remount_flags(MountSpec("/a", "/a", writable=True)) == base | MS_NOEXEC
-
-
-def test_pid_ns_flag() -> None:
-    argv = launcher_argv("/usr/bin/python3", "p", "/j", "/f", ["/bin/true"], pid_ns=True)
-    assert "--pid-ns" in argv
-    files = {"/f": '{"pool": "p", "mounts": []}'}
-    assert parse_args(argv[3:], read=files.__getitem__).pid_ns is True
-    assert parse_args(["--pool", "p", "--jail", "/j", "--", "/bin/true"]).pid_ns is False
-
-
-def test_launcher_is_standalone() -> None:
-    """It may be installed as a single file: standard library imports only."""
-    import ast
-
-    from phphost.launcher import launch
-
-    with open(launch.__file__, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read())
-    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not any(m and m.startswith("phphost") for m in modules), modules
 
 
 def test_tmpfs_mounts() -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from phphost.errors import PlanError
 from phphost.facts.cgroups import detect, parse_cgroup_mounts
-from phphost.launcher.launch import LaunchError, cgroup_mounts, parse_args
 from phphost.render.cgroups import CgroupHost, normalise, pool_cgroup, to_write
 from phphost.spec.limits import MIB, describe, limit_problems, php_bytes, pool_limits
 from phphost.spec.model import JailSpec, Pool, PoolSettings
@@ -111,24 +110,5 @@ def test_detect_this_kind_of_host() -> None:
                     read=lambda p: "cpu io memory pids\n", exists=lambda p: True)
     assert v2host.version == "v2" and v2host.enforces("io")
     assert detect("", read=lambda p: None).version == "none"
-    assert cgroup_mounts(MOUNTINFO) == ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct",
-                                        "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids",
-                                        "/sys/fs/cgroup/blkio", "/sys/fs/cgroup/unified",
-                                        "/sys/fs/cgroup/systemd"]
 
 
-def test_launcher_options() -> None:
-    base = ["--pool", "blog", "--jail", "/j"]
-    plan = parse_args([*base, "--cgroup", "phphost/blog", "--nproc", "40", "--", "/x"],
-                      read=lambda p: "")
-    assert (plan.cgroup, plan.nproc) == ("phphost/blog", 40)
-    assert parse_args([*base, "--", "/x"]).cgroup is None
-    limits = '{"pool": "blog", "nproc": 56}'
-    assert parse_args([*base, "--limits", "/f", "--", "/x"], read=lambda p: limits).nproc == 56
-    for text in ('{"pool": "other", "nproc": 5}', '{"pool": "blog", "nproc": true}', "x"):
-        with pytest.raises(LaunchError):
-            parse_args([*base, "--limits", "/f", "--", "/x"], read=lambda p, t=text: t)
-    for bad in (["--cgroup", "../../x"], ["--cgroup", "/sys/fs/cgroup"], ["--nproc", "0"],
-                ["--nproc", "x"], ["--nproc", "1", "--nproc", "2"]):
-        with pytest.raises(LaunchError):
-            parse_args([*base, *bad, "--", "/x"])

@@ -12,7 +12,6 @@ from phphost import layout
 from phphost.errors import SpecError
 from phphost.facts.gather import Facts
 from phphost.facts.state import State
-from phphost.launcher import launch
 from phphost.plan import actions as A
 from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan
@@ -195,35 +194,6 @@ def test_destroy_deletes_the_table() -> None:
     plan = make_destroy_plan(d, facts, State(pools=("web",)), purge=False)
     assert plan.one(A.UnloadNftables) is not None
     assert any(isinstance(a, A.RemoveFile) and a.path == layout.NFT_CONF for a in plan.actions)
-
-
-# --- after a reboot: the launcher loads the policy before a master starts ------------------
-
-
-def _fake_nft(tmp_path: Path, loaded: Path) -> str:
-    """An nft that lists the table only once `-f` ran (marker file `loaded`)."""
-    script = tmp_path / "nft"
-    script.write_text(textwrap.dedent(f"""\
-        #!/bin/sh
-        if [ "$1" = "-f" ]; then cp "$2" {loaded}; exit 0; fi
-        [ -f {loaded} ] || exit 1
-        cat {loaded}
-        """))
-    script.chmod(0o755)
-    return str(script)
-
-
-def test_launcher_loads_a_missing_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded = tmp_path / "loaded"
-    monkeypatch.setattr(launch, "NFT", _fake_nft(tmp_path, loaded))
-    conf = tmp_path / "nftables.conf"
-    launch.ensure_network_policy("web", str(conf))       # no file: nothing to enforce
-    assert not loaded.exists()
-    conf.write_text(render_nftables(model(), ()))
-    launch.ensure_network_policy("web", str(conf))
-    assert loaded.read_text() == conf.read_text()
-    with pytest.raises(launch.LaunchError, match="no chain pool-other"):
-        launch.ensure_network_policy("other", str(conf))
 
 
 # --- rollback -----------------------------------------------------------------------------

@@ -314,6 +314,17 @@ def test_pool_key_for_other_pm_rejected() -> None:
           "pools.p.idle_timeout", "ondemand")
 
 
+def test_socket_activation_defaults_to_ondemand_only() -> None:
+    model = parse(BASE + DYN + '[pools.p]\ntenant = "acme"\ntemplate = "busy"\n'
+                  '[pools.q]\ntenant = "acme"\nactivation = false\n')
+    assert model.pool("web").settings.activated                   # ondemand (default pm)
+    assert not model.pool("p").settings.activated                 # dynamic
+    assert not model.pool("q").settings.activated                 # turned off
+    fails(BASE + '[pools.p]\ntenant = "acme"\npm = "static"\nactivation = true\n',
+          "pools.p.activation", "ondemand", "static")
+    fails(BASE + '[pools.p]\ntenant = "acme"\nactivation = "yes"\n', "pools.p.activation")
+
+
 def test_inherited_key_for_other_pm_is_fine() -> None:
     model = parse(BASE + DYN + '[pools.p]\ntenant = "acme"\ntemplate = "busy"\npm = "static"\n')
     assert model.pool("p").settings.pm == "static"

@@ -224,7 +224,8 @@ def test_limited_plan_removes_only_the_named_tenants_pools() -> None:
     plan = scoped_plan(spec, two(), {"beta"})
     assert {a.pool for a in plan.changes if isinstance(a, A.StopMaster)} == {"beta"}
     assert {a.name for a in plan.changes if isinstance(a, A.RemoveUser)} == {"php-beta"}
-    assert layout.LAUNCHER not in paths(plan)          # acme's master still uses it
+    # acme's master still uses the launcher
+    assert not {layout.LAUNCHER, layout.LAUNCHER_SOURCE} & paths(plan)
     saved = plan.one(A.SaveState)
     assert saved is not None and saved.state["pools"] == ["app"]
 
@@ -263,13 +264,13 @@ def test_destroy_fallback_keeps_shared_files_while_other_pools_run() -> None:
     plan = make_destroy_plan(d, converged(d), state, purge=False)
     removed = {a.path for a in plan.changes if isinstance(a, A.RemoveFile)}
     assert layout.fpm_conf("app") in removed and layout.site_link("web") in removed
-    assert not removed & {layout.LAUNCHER, layout.NFT_CONF, layout.APACHE_GLOBAL_CONF,
+    assert not removed & {layout.LAUNCHER_SOURCE, layout.NFT_CONF, layout.APACHE_GLOBAL_CONF,
                           layout.LOGROTATE_CONF}
     assert not plan.one(A.UnloadNftables)
     saved = plan.one(A.SaveState)
-    assert saved is not None and layout.LAUNCHER in saved.state["files"]
+    assert saved is not None and layout.LAUNCHER_SOURCE in saved.state["files"]
     alone = make_destroy_plan(d, converged(d), state_of(d), purge=False)
-    assert layout.LAUNCHER in paths(alone) and alone.one(A.UnloadNftables)
+    assert layout.LAUNCHER_SOURCE in paths(alone) and alone.one(A.UnloadNftables)
 
 
 def test_purge_of_a_tenant_forgets_only_its_accounts() -> None:

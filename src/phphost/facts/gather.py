@@ -69,8 +69,17 @@ class Facts:
     cgroup_pools: frozenset[str] = frozenset()     # pools with a cgroup on the host
 
 
+def _read_file(path: str) -> str | None:
+    """A managed file's content; the launcher's source counts as absent while the
+    binary apply builds from it is missing (so the plan writes and builds both)."""
+    if path == layout.LAUNCHER_SOURCE and not os.path.exists(layout.LAUNCHER):
+        return None
+    return read_text(path)
+
+
 def gather(wanted: Wanted, state: State) -> Facts:
-    paths = set(wanted.files) | set(state.files)
+    # the launcher binary is built from LAUNCHER_SOURCE, never read as a file
+    paths = (set(wanted.files) | set(state.files)) - {layout.LAUNCHER}
     users = set(wanted.users) | set(state.users)
     groups = set(wanted.groups) | set(state.groups)
     unsafe: dict[str, str] = {}
@@ -88,7 +97,7 @@ def gather(wanted: Wanted, state: State) -> Facts:
         check_socket_dir(pool, sock, unsafe)
     programs, sup_running = read_programs()
     return Facts(
-        files={p: read_text(p) for p in sorted(paths)},
+        files={p: _read_file(p) for p in sorted(paths)},
         links={link: read_link(link) for link in wanted.links} | _state_links(state),
         users={u: g for u in sorted(users) if (g := primary_group(u)) is not None},
         groups=frozenset(g for g in groups if group_exists(g)),
@@ -275,6 +284,19 @@ def fpm_master_pid(launcher_pid: int) -> int | None:
     text = read_text(f"/proc/{launcher_pid}/task/{launcher_pid}/children")
     pids = (text or "").split()
     return int(pids[0]) if pids else None
+
+
+def child_count(pid: int) -> int | None:
+    """How many children pid has (a master: its workers); None when it is gone."""
+    text = read_text(f"/proc/{pid}/task/{pid}/children")
+    return None if text is None else len(text.split())
+
+
+def pool_asleep(launcher_pid: int | None) -> bool:
+    """A running launcher without a master: a socket-activated pool asleep (its
+    socket bound, no FPM process). Read from /proc: nothing is asked of the pool."""
+    return launcher_pid is not None and os.path.exists(f"/proc/{launcher_pid}") \
+        and fpm_master_pid(launcher_pid) is None
 
 
 def apache_running() -> bool:

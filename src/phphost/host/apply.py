@@ -15,7 +15,7 @@ from typing import TypeVar
 from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
 from phphost.facts import cgroups as cgroup_facts
-from phphost.host import cgroups, identities, jails, nftables, services, staging
+from phphost.host import cgroups, identities, jails, launcher, nftables, services, staging
 from phphost.host.journal import Journal
 from phphost.host.tls import check_files
 from phphost.plan import actions as A
@@ -191,9 +191,15 @@ class _Runner:
         if isinstance(a, A.WriteFile):
             self.journal.record_path(a.path)
             files.atomic_write(a.path, a.content, a.mode)
+            if a.path == layout.LAUNCHER_SOURCE:      # the binary is built from it
+                self.journal.record_path(layout.LAUNCHER)
+                launcher.build_launcher(layout.LAUNCHER, a.path)
         elif isinstance(a, A.RemoveFile):
             self.journal.record_path(a.path)
             files.remove(a.path)
+            if a.path == layout.LAUNCHER_SOURCE:
+                self.journal.record_path(layout.LAUNCHER)
+                files.remove(layout.LAUNCHER)
         elif isinstance(a, A.Symlink):
             self.journal.record_path(a.link)
             files.atomic_symlink(a.link, a.target)

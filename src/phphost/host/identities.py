@@ -4,6 +4,7 @@ journal before it changes anything."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import grp
 import os
 import pwd
@@ -33,7 +34,8 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
     ceiling = next_pool_uid_ceiling()
     run([*argv, "--system", "-K", f"SYS_UID_MIN={layout.POOL_UID_MIN}",
          "-K", f"SYS_UID_MAX={ceiling}", name])
-    record_pool_uid(pwd.getpwnam(name).pw_uid)
+    with contextlib.suppress(KeyError):     # not visible yet: the floor also counts
+        record_pool_uid(pwd.getpwnam(name).pw_uid)      # the pool users that exist
 
 
 def next_pool_uid_ceiling() -> int:

@@ -102,7 +102,7 @@ def _undo_path(e: Entry) -> None:
     if e.get("link"):
         files.atomic_symlink(path, e["link"])
     elif e.get("backup"):
-        with open(e["backup"], encoding="utf-8") as fh:
+        with open(e["backup"], "rb") as fh:     # binary-safe: the launcher is a program
             files.atomic_write(path, fh.read(), e["mode"], e["uid"], e["gid"])
 
 

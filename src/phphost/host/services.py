@@ -9,7 +9,7 @@ import time
 
 from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
-from phphost.facts.gather import apache_running, read_programs
+from phphost.facts.gather import apache_running, pool_asleep, read_programs
 from phphost.fastcgi.status import fpm_ping, fpm_status
 from phphost.host import supervisord
 from phphost.runner import run
@@ -104,9 +104,13 @@ def master_start_time(socket: str) -> int | None:
 def reload_master(pool: str, socket: str, tested: bool = False) -> None:
     """php-fpm -t (unless apply just tested this very config), then SIGUSR2 to this
     master alone (over supervisord's socket, by program name); wait until it answers
-    anew."""
+    anew. A socket-activated pool asleep has no master to reload (and asking it would
+    wake it): the next master reads the new config."""
     if not tested:
         fpm_test(pool)
+    prog = read_programs()[0].get(layout.program_name(pool))
+    if prog is not None and prog.state == "RUNNING" and pool_asleep(prog.pid):
+        return
     before = master_start_time(socket)
     if before is not None:
         # FPM's start time has a resolution of one second: a reload within the second

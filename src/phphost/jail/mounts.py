@@ -16,7 +16,7 @@ import posixpath
 
 from phphost import layout
 from phphost.jail.manifest import Manifest
-from phphost.launcher.launch import (  # the launcher is stdlib-only: the parsing lives there
+from phphost.launcher.mountfile import (  # stdlib-only, beside the launcher
     MountSpec,
     MountType,
     order,

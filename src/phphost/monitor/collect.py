@@ -43,6 +43,9 @@ class PoolScrape:
     status: FpmStatus | None
     error: str | None
     seconds: float
+    # not asked, so as not to wake it: "asleep" (socket-activated, no master) or
+    # "no workers" (an ondemand master without children: asking would start one)
+    quiet: str | None = None
 
 
 def _status_params(path: str) -> dict[str, str]:
@@ -376,8 +379,12 @@ def take_snapshot(cfg: MonitorConfig, scraper: PoolScraper,
                   tail: PoolLogTail | None) -> Snapshot:
     start = time.monotonic()
     timeout = cfg.pool_timeout
-    scrapes = scraper.scrape(((p.name, p.socket) for p in cfg.pools), timeout)
     programs = read_programs(timeout)
+    quiet = {p.name: q for p in cfg.pools
+             if (q := quiet_pool((programs or {}).get(layout.program_name(p.name)), p.pm))}
+    scrapes = scraper.scrape(((p.name, p.socket) for p in cfg.pools if p.name not in quiet),
+                             timeout)
+    scrapes |= {name: PoolScrape(name, None, None, 0.0, q) for name, q in quiet.items()}
     load = read_socket_load((p.socket for p in cfg.pools), timeout)
     views = tuple(
         PoolView(p.name, p.tenant, (programs or {}).get(layout.program_name(p.name)),
@@ -387,6 +394,19 @@ def take_snapshot(cfg: MonitorConfig, scraper: PoolScraper,
     requests = tail.poll() if tail is not None and os.path.exists(tail.path) else None
     return Snapshot(time.time(), views, programs is not None, requests, read_runs(),
                     time.monotonic() - start)
+
+
+def quiet_pool(program: ProgramStatus | None, pm: str) -> str | None:
+    """Why a pool must not be asked for its status (asking would wake its master or
+    start a worker), read from /proc only; None: ask it."""
+    if program is None or program.state != "RUNNING" or program.pid is None:
+        return None
+    masters = _children(program.pid)
+    if not masters:
+        return "asleep" if os.path.exists(f"/proc/{program.pid}") else None
+    if pm == "ondemand" and not _children(masters[0]):
+        return "no workers"
+    return None
 
 
 # --- processes (phphost top's memory column when there are no cgroups) ----------------------

@@ -53,7 +53,8 @@ def _counter(name: str, text: str, labels: list[str]) -> CounterMetricFamily:
 
 def fpm_families(views: tuple[PoolView, ...]) -> list[Metric]:
     """phpfpm_* from each pool's status; a pool that did not answer has phpfpm_up 0
-    and no other phpfpm_* sample."""
+    and no other phpfpm_* sample; a pool not asked (asleep, or an ondemand master
+    without workers: asking would wake it or start one) has no phpfpm_* sample."""
     up = _gauge("phpfpm_up", "1 when the pool answered its status page in this scrape.", POOL)
     fams: list[Metric] = [up]
     pool_fams = [(_counter if counter else _gauge)(name, text, POOL)
@@ -63,6 +64,8 @@ def fpm_families(views: tuple[PoolView, ...]) -> list[Metric]:
     for v in views:
         labels = [v.name, v.tenant]
         st = v.scrape.status
+        if v.scrape.quiet is not None:
+            continue
         up.add_metric(labels, 1.0 if st is not None else 0.0)
         if st is None:
             continue
@@ -121,12 +124,15 @@ def host_families(snap: Snapshot, cfg: MonitorConfig,
     took = _gauge("phphost_scrape_pool_seconds", "How long the pool's status took.", POOL)
     built = _gauge("phphost_jail_built_timestamp_seconds", "When the pool's jail last "
                    "changed (unix time).", POOL)
+    asleep = _gauge("phphost_pool_asleep", "1 when the pool's master is asleep (socket "
+                    "activation: no FPM process; not asked, so not woken).", POOL)
     info = _gauge("phphost_pool_info", "The pool's settings, as labels.",
                   [*POOL, "pm", "user", "max_children"])
     for v in snap.pools:
         labels = [v.name, v.tenant]
         master.add_metric(labels, 1.0 if v.program and v.program.state == "RUNNING" else 0.0)
         errors.add_metric(labels, float(scrape_errors.get(v.name, 0)))
+        asleep.add_metric(labels, 1.0 if v.scrape.quiet == "asleep" else 0.0)
         took.add_metric(labels, v.scrape.seconds)
         if v.load is not None:
             inflight.add_metric(labels, float(v.load.queued + v.load.accepted))
@@ -135,7 +141,7 @@ def host_families(snap: Snapshot, cfg: MonitorConfig,
             built.add_metric(labels, v.jail_built)
     for p in cfg.pools:
         info.add_metric([p.name, p.tenant, p.pm, p.user, str(p.max_children)], 1.0)
-    return [master, inflight, queued, errors, took, built, info,
+    return [master, inflight, queued, errors, took, built, asleep, info,
             *_cgroup_families(snap), *_site_families(cfg), *_request_families(snap, cfg),
             *_run_families(snap), *_self_families(snap)]
 

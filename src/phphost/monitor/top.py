@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from phphost.fastcgi.status import FpmStatus
 from phphost.monitor.collect import PoolLogTail, PoolScraper, PoolView, Snapshot, take_snapshot
 from phphost.monitor.collect import tree_rss as _tree_rss
 from phphost.render.monitorconfig import MonitorConfig
@@ -82,7 +83,7 @@ def rows(cfg: MonitorConfig, cur: Snapshot, prev: Snapshot | None,
         state = view.program.state if view.program else "ABSENT"
         out.append(TopRow(
             pool=view.name, tenant=view.tenant,
-            state=state if st is not None else ("ERROR" if state == "RUNNING" else state),
+            state=_state(state, st, view.scrape.quiet),
             pm=st.process_manager if st else (info.pm if info else "-"),
             busy=max(st.active_processes - 1, 0) if st else None,
             idle=st.idle_processes if st else None,
@@ -93,6 +94,14 @@ def rows(cfg: MonitorConfig, cur: Snapshot, prev: Snapshot | None,
             slow=st.slow_requests if st else None,
             r503=r503, memory=_memory(view, rss), error=view.scrape.error))
     return out
+
+
+def _state(program: str, st: FpmStatus | None, quiet: str | None) -> str:
+    if quiet == "asleep":
+        return "ASLEEP"
+    if st is None and quiet is None and program == "RUNNING":
+        return "ERROR"
+    return program
 
 
 def sort_rows(items: list[TopRow], key: str, reverse: bool) -> list[TopRow]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 
 from phphost import layout
 from phphost.facts.gather import Wanted
 from phphost.jail.manifest import Manifest
 from phphost.jail.mounts import render_mounts_json
+from phphost.launcher import program
 from phphost.render.apache import (
     conflicting_modules,
     render_apache_global,
@@ -146,10 +146,9 @@ def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None,
 
 
 def launcher_source() -> str:
-    """The master launcher (launcher/launch.py: stdlib only), installed as a script run
-    by Debian's python3 in isolated mode."""
-    code = (resources.files("phphost.launcher") / "launch.py").read_text(encoding="utf-8")
-    return "#!/usr/bin/python3 -I\n" + code
+    """The master launcher's C source (launcher/launch.c), installed beside the binary
+    apply builds from it (host/launcher.py)."""
+    return program.source_text()
 
 
 def _mount_files(jails: Mapping[str, Manifest]) -> list[DesiredFile]:
@@ -169,7 +168,7 @@ def _files(model: Model, jails: Mapping[str, Manifest],
            resolvers: tuple[str, ...]) -> tuple[DesiredFile, ...]:
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
     if model.pools:
-        files.append(DesiredFile(layout.LAUNCHER, launcher_source(), 0o755))
+        files.append(DesiredFile(layout.LAUNCHER_SOURCE, launcher_source(), 0o644))
         files.append(DesiredFile(layout.LOGROTATE_CONF, render_logrotate(model)))
         files.append(DesiredFile(layout.NFT_CONF, render_nftables(model, resolvers), 0o600))
     for pool in model.pools:

@@ -27,6 +27,7 @@ FEATURE_INI: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 _INI_SPECIAL = ";\""
+SOCKET_MODE = "0660"     # root and Apache's group (www-data) only
 
 # php_admin_value defaults; the spec's php_admin_values override them key by key.
 # (php_value cannot: both are PHP_INI_SYSTEM settings, which only php_admin_value sets.)
@@ -98,7 +99,7 @@ def _identity_lines(pool: Pool, tenant: Tenant) -> list[str]:
         _kv("listen", pool.socket),
         _kv("listen.owner", "root"),
         _kv("listen.group", layout.WEB_GROUP),
-        _kv("listen.mode", "0660"),
+        _kv("listen.mode", SOCKET_MODE),
         _kv("listen.backlog", str(pool.settings.listen_backlog)),
     ]
 
@@ -165,13 +166,26 @@ def _ini_key(key: str) -> str:
 
 
 def launcher_args(pool: Pool) -> list[str]:
-    """phphost's launcher (phphost/launcher/launch.py): private PID and mount namespaces;
-    a jailed pool gets its jail's mounts, an unjailed one a /proc of its own."""
+    """phphost's launcher (launcher/launch.c): private PID and mount namespaces;
+    a jailed pool gets its jail's mounts, an unjailed one a /proc of its own. With
+    socket activation the launcher binds the socket as FPM would (listen.owner root,
+    listen.group, listen.mode, listen.backlog) and starts the master on demand."""
     args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns", "--cgroup", f"phphost/{pool.name}",
             "--limits", layout.limits_file(pool.name), "--network-policy", layout.NFT_CONF]
     if pool.jail.enabled:
-        return [*args, "--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
-    return [*args, "--jail", "/", "--mount", "proc:/proc:ro"]
+        args += ["--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
+    else:
+        args += ["--jail", "/", "--mount", "proc:/proc:ro"]
+    return args + activation_args(pool)
+
+
+def activation_args(pool: Pool) -> list[str]:
+    s = pool.settings
+    if not s.activated:
+        return []
+    return ["--socket", pool.socket, "--socket-group", layout.WEB_GROUP,
+            "--socket-mode", SOCKET_MODE, "--backlog", str(s.listen_backlog),
+            "--idle-timeout", str(s.idle_timeout)]
 
 
 def render_limits_json(pool: Pool) -> str:

@@ -63,6 +63,7 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     cpu_weight                 integer 1..10000                           100
     cpu_max                    CPUs 0.01..1024 (1.5 = 150 % of one CPU)   no quota
     io_weight                  integer 1..10000                           100
+    activation                 boolean: ondemand only (socket activation) ondemand
     php_admin_values           table: ini name -> string/number/boolean   {}
     php_values                 table: ini name -> string/number/boolean   {}
     php_ini                    table: master-level ini (-d flags)         {}
@@ -87,6 +88,12 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     any more get a fast 503. 0 gives a 503 as soon as max_children are busy in a
     process. Every waiting request holds an Apache thread: ``phphost audit``
     (PHA013) counts them (docs/sizing.md).
+    ``activation`` (default: on for ``pm = "ondemand"``, refused for the others): the
+    pool's launcher binds its socket and starts the FPM master only when a
+    connection waits; a master that has had no worker and no waiting connection for
+    ``idle_timeout`` is stopped gracefully and the launcher keeps the socket (no
+    request is refused while a master starts or stops). ``status`` shows such a pool
+    ``asleep`` without waking it (docs/idle.md).
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
     or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
     along the chain (the pool wins); every other setting is replaced whole.

@@ -44,6 +44,13 @@ class PoolSettings:
     cpu_weight: int | None = None      # 1..10000 (cgroup v2 scale; v1 shares = w * 1024 / 100)
     cpu_max: float | None = None       # CPUs (1.5 = one and a half), None = no quota
     io_weight: int | None = None       # 1..10000
+    # socket activation (docs/idle.md): the launcher holds the socket and starts the
+    # master on the first connection; None = on for ondemand pools, off otherwise
+    activation: bool | None = None
+
+    @property
+    def activated(self) -> bool:
+        return self.activation if self.activation is not None else self.pm == "ondemand"
     php_admin_values: tuple[tuple[str, str], ...] = ()
     php_values: tuple[tuple[str, str], ...] = ()
     # php.ini settings that only a master can take (PHP_INI_SYSTEM), given as -d flags

@@ -15,6 +15,7 @@ from phphost.spec.model import PoolSettings
 from phphost.spec.validate import (
     At,
     Table,
+    boolean,
     check_keys,
     duration,
     integer,
@@ -31,8 +32,8 @@ SETTING_KEYS = (
     "pm", "max_children", "start_servers", "min_spare", "max_spare", "idle_timeout",
     "max_requests", "request_terminate_timeout", "request_slowlog_timeout",
     "process_control_timeout", "priority",
-    "listen_backlog", "burst_queue", "opcache_memory_mb", "tmp_size", "memory_max", "memory_high",
-    "pids_max", "cpu_weight", "cpu_max", "io_weight", *INI_TABLES,
+    "listen_backlog", "burst_queue", "opcache_memory_mb", "tmp_size", "memory_max",
+    "memory_high", "pids_max", "cpu_weight", "cpu_max", "io_weight", "activation", *INI_TABLES,
 )
 TEMPLATE_KEYS = ("inherits", *SETTING_KEYS)
 PM_ONLY = {"start_servers": "dynamic", "min_spare": "dynamic", "max_spare": "dynamic",
@@ -80,6 +81,8 @@ def _parse_setting(at: At, key: str, value: object) -> object:
         return duration(at, value, lo=_DURATIONS[key])
     if key in INI_TABLES:
         return _ini_table(at, value)
+    if key == "activation":
+        return boolean(at, value)
     if key in _SIZES:
         return byte_size(at, value, *_SIZES[key])
     if key == "cpu_max":
@@ -250,6 +253,11 @@ def check_pm(at: At, res: Resolved, own: Mapping[str, object]) -> None:
                              f"to {res.show('pm')}", f"remove {key} or set pm = {mode!r}")
     if s.pm == "dynamic":
         _check_dynamic(at, res)
+    if s.activation and s.pm != "ondemand":
+        at.sub("activation").fail(
+            f"socket activation needs pm = 'ondemand', but this pool resolves to "
+            f"{res.show('pm')} (its workers never all go idle, so its master never sleeps)",
+            "remove activation or set pm = 'ondemand'")
     if s.pm == "ondemand" and s.idle_timeout < 1:
         at.sub("idle_timeout").fail(f"{res.show('idle_timeout')} must be at least 1 second",
                                     'set idle_timeout = "10s" or more')
