@@ -318,3 +318,31 @@ def test_purge_of_a_tenant_is_refused_for_an_unsafe_home() -> None:
     facts = converged(d, unsafe={"/srv/www/acme": "a symlink"})
     with pytest.raises(PlanError, match="/srv/www/acme: a symlink"):
         with_purge(plan, doomed, facts, state_of(d))
+
+
+# --- a spec never hands another tenant's objects to the tenants a run is limited to -----
+
+
+@pytest.mark.parametrize("change", [
+    ('[tenants.acme]\nhome = "/srv/www/acme"', '[tenants.acme]\nhome = "/srv/www/beta"'),
+    ('[tenants.acme]\nhome = "/srv/www/acme"',
+     '[tenants.acme]\nhome = "/srv/www/acme"\nuser = "beta"\ngroup = "beta"'),
+])
+def test_destroy_refuses_a_spec_that_gives_a_tenant_anothers_objects(
+        change: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`destroy acme.toml --tenant acme [--purge]` with a spec whose acme has beta's home
+    or accounts (a typo, a copied file) must not stop, remove or purge anything of
+    beta's: it is refused before any plan, naming the key."""
+    from phphost.cli import main as cli_main
+
+    applied = two()
+    spec_text = TWO.split("[tenants.beta]")[0] + "[pools.app]" + \
+        TWO.split("[pools.app]")[1].split("[pools.beta]")[0] + "[sites.web]" + \
+        TWO.split("[sites.web]")[1].split("[sites.beta]")[0]
+    spec = two(spec_text.replace(*change))
+    monkeypatch.setattr(cli_main, "read_state", lambda: state_of(desired(applied)))
+    monkeypatch.setattr(cli_main, "read_applied", lambda: applied)
+    for tenants in (["acme"], None):
+        for purge in (False, True):
+            with pytest.raises(PlanError, match=r"tenants\.acme.*beta.*nothing was changed"):
+                cli_main._destroy_plan(spec, tenants, purge)

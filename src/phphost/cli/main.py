@@ -43,7 +43,7 @@ from phphost.plan.planner import make_plan
 from phphost.plan.scope import Scope, doomed_model, make_scope, unknown_tenants
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
-from phphost.spec.snapshot import limited_model, without
+from phphost.spec.snapshot import check_apart, limited_model, without
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -212,6 +212,8 @@ def _destroy_plan(model: Model, tenants: list[str] | None, purge: bool) -> A.Pla
     if tenants:
         _check_tenants(model, applied, tenants)
     targets = tenants or [t.name for t in model.tenants]
+    if applied is not None:     # the spec must not hand another tenant's objects to these
+        check_apart(model, applied, targets)
     doomed = doomed_model(model, applied, targets)
     if not tenants:     # the whole spec: also its redirect-only sites
         doomed = dataclasses.replace(doomed, sites=model.sites)

@@ -121,16 +121,28 @@ def limited_model(spec: Model, applied: Model, tenants: Collection[str]) -> Mode
     sites) as the spec says. [apache], [exporter] and redirect-only sites stay as
     applied. PlanError when the spec's tenants collide with another tenant's
     applied names (users, sockets, server names, homes)."""
-    others = [t for t in applied.tenants if t.name not in tenants]
-    o_pools = [p for p in applied.pools if p.tenant not in tenants]
-    o_sites = [s for s in applied.sites if s.tenant not in tenants]
+    others, o_pools, o_sites = check_apart(spec, applied, tenants)
     mine_t, mine_p, mine_s = parts_of(spec, tenants)
-    _check_apart(spec, mine_t, mine_p, mine_s, others, o_pools, o_sites)
     return Model(
         source=spec.source,
         tenants=_sorted(others + mine_t), pools=_sorted(o_pools + mine_p),
         sites=_sorted(o_sites + mine_s), apache=applied.apache, exporter=applied.exporter,
         origins=spec.origins)
+
+
+def check_apart(spec: Model, applied: Model, tenants: Collection[str]
+                ) -> tuple[list[Tenant], list[Pool], list[Site]]:
+    """PlanError when the spec's version of `tenants` names what another tenant holds
+    on the host (users, groups, pools, sockets, sites, host names, an overlapping
+    home). A run limited to `tenants`, apply or destroy, must never reach another
+    tenant's objects through a spec that hands them to the named tenant. Returns the
+    other tenants, their pools and sites, as applied."""
+    others = [t for t in applied.tenants if t.name not in tenants]
+    o_pools = [p for p in applied.pools if p.tenant not in tenants]
+    o_sites = [s for s in applied.sites if s.tenant not in tenants]
+    mine_t, mine_p, mine_s = parts_of(spec, tenants)
+    _check_apart(spec, mine_t, mine_p, mine_s, others, o_pools, o_sites)
+    return others, o_pools, o_sites
 
 
 def without(applied: Model, tenants: Collection[str], pools: Collection[str] = (),
