@@ -59,3 +59,18 @@ def test_used_up_range_and_a_broken_record_are_clear_errors(
     floor_file.write_text("garbage\n")
     with pytest.raises(HostError, match="not a uid"):
         identities.next_pool_uid_ceiling()
+
+
+def test_create_user_records_the_uid_before_useradd(floor_file: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(59990)])
+
+    def fake_run(argv: list[str]) -> None:
+        assert floor_file.read_text() == "59989\n"      # recorded first
+        calls.append(argv)
+
+    monkeypatch.setattr(identities, "run", fake_run)
+    journal = type("J", (), {"record": lambda self, e: None})()
+    identities.create_user(journal, "php-x", "x", "/nonexistent", True)  # type: ignore[arg-type]
+    assert calls[0][-4:] == ["--system", "--uid", "59989", "php-x"]

@@ -4,7 +4,6 @@ journal before it changes anything."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import grp
 import os
 import pwd
@@ -31,11 +30,10 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
         return
     # a pool's runtime user: from phphost's own range (layout), below every pool uid
     # given before, so a new pool never inherits what a removed one left behind
-    ceiling = next_pool_uid_ceiling()
-    run([*argv, "--system", "-K", f"SYS_UID_MIN={layout.POOL_UID_MIN}",
-         "-K", f"SYS_UID_MAX={ceiling}", name])
-    with contextlib.suppress(KeyError):     # not visible yet: the floor also counts
-        record_pool_uid(pwd.getpwnam(name).pw_uid)      # the pool users that exist
+    # (the uid is recorded before useradd: a failure after it only skips a number)
+    uid = next_pool_uid_ceiling()
+    record_pool_uid(uid)
+    run([*argv, "--system", "--uid", str(uid), name])
 
 
 def next_pool_uid_ceiling() -> int:
