@@ -300,7 +300,7 @@ def test_check_probes_phplibs_and_names_missing_features(apps: Model) -> None:
                 for r in p["rows"]}
         assert "add the jail feature 'mysql'" in rows["adminer", "mysql"]["detail"]
         plain = hostkit.phphost("check", str(bare), "--pool", "dokuwiki", check=False).stdout
-        assert "hint: PHP failed on /usr/share/php" in plain
+        assert 'hint: PHP failed on "/usr/share/php' in plain
     finally:
         hostkit.phphost("apply", apps.source)
         bare.unlink()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from phphost.jail.hints import current_life, hints_from_log, provider_of
+from phphost.jail.hints import UNUSUAL, current_life, hints_from_log, provider_of
 
 HOME = "/srv/www/shop"
 LOG = (Path(__file__).parent / "data" / "fpm-hints.log").read_text()
@@ -52,3 +53,55 @@ def test_log_text_is_cleaned() -> None:
             "open stream: No such file or directory in /srv/www/shop/i.php on line 1\n")
     (hint,) = hints_from_log(line, HOME)
     assert "\x1b" not in hint.what and "\x1b" not in hint.line
+
+
+def _hint_whats(log: str) -> set[str]:
+    return {h.what for h in hints_from_log(log, HOME)}
+
+
+def test_crafted_lines_cost_linear_time() -> None:
+    """A tenant's PHP writes raw lines to its FPM log; the old mysql pattern took ~3 s
+    on this 1 KB line (~13 min for a 256 KiB tail). Each is cut and matched linearly."""
+    mysql = "PHP " + "mysql" * 100 + " 2002" * 100
+    others = ["PHP " + "(/a, " * 250 + ")", "PHP " + "Failed opening '/" * 60,
+              "PHP " + "php_network_getaddresses: getaddrinfo" * 30,
+              "PHP sh: " + "sh: 1: " * 150, "PHP " + " in /x" * 200,
+              "PHP " + "a" * 300_000]
+    for line in (mysql, *others):
+        tail = "\n".join([line] * max(1, 256 * 1024 // len(line)))
+        start = time.monotonic()
+        hints_from_log(tail, HOME)
+        assert time.monotonic() - start < 1.0, line[:40]
+    normal = ("NOTICE: PHP message: PHP Warning:  mysqli_real_connect(): (HY000/2002): No such "
+              "file or directory in /srv/www/shop/a.php on line 1")
+    assert _hint_whats(mysql + "\n" + normal) == {"MariaDB/MySQL socket not found"}
+
+
+def test_signs_still_found() -> None:
+    php = "NOTICE: PHP message: PHP Warning:  "
+    assert _hint_whats(php + "PDO::__construct(): SQLSTATE[HY000] [2002] No such file or "
+                       "directory") == {"MariaDB/MySQL socket not found"}
+    assert _hint_whats(php + "file_get_contents(): php_network_getaddresses: getaddrinfo "
+                       "for x.test failed: Temporary failure") == {"a host name did not resolve"}
+    assert _hint_whats("sh: 1: convert: not found") == {"a program could not be run"}
+    assert _hint_whats(php + "stream_socket_client(): SSL operation failed with code 1") \
+        == {"a TLS handshake failed"}
+    assert _hint_whats(php + "mysqli_connect(): (HY000/20021): No such file or directory") \
+        == set()
+    open_flags = php + "session_start(): open(/var/lib/php/sessions/x, O_RDWR) failed: No such " \
+        "file or directory (2)"
+    assert _hint_whats(open_flags) == {"/var/lib/php/sessions/x"}
+
+
+def test_crafted_path_is_not_echoed_as_advice() -> None:
+    """`Failed opening '...'` accepts quotes and spaces: a tenant must not make check print
+    a pasteable TOML line of its choosing."""
+    evil = ('NOTICE: PHP message: PHP Fatal error:  Failed opening required \'/usr/share/x", '
+            'target = "/etc" }] # \' in /srv/www/shop/a.php on line 1')
+    (hint,) = hints_from_log(evil, HOME)
+    assert (hint.what, hint.mount) == (UNUSUAL, None)
+    assert "/etc" not in hint.advice() and "mounts" not in hint.advice()
+    (fonts,) = hints_from_log("PHP fopen(/usr/share/fonts/a.ttf): Failed to open stream: No "
+                              "such file or directory", HOME)
+    assert fonts.advice().startswith('PHP failed on "/usr/share/fonts/a.ttf"')
+    assert 'source = "/usr/share/fonts", target = "/usr/share/fonts"' in fonts.advice()

@@ -10,8 +10,10 @@ below /usr and /opt (system files), never for anything else a tenant could name.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from phphost import layout
@@ -43,28 +45,62 @@ PROVIDERS: tuple[tuple[str, str], ...] = (
 MOUNTABLE = ("/usr/", "/opt/")          # where a read-only jail.mounts entry is suggested
 SHOWN_MAX = 160
 
+LINE_MAX = 1000                         # a log line is cut to this before any matching
+# what a path must look like to be echoed or suggested as a mount (no quote, space, brace)
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+-]{0,399}")
+UNUSUAL = "a path with unusual characters (not shown)"
+
+# Every pattern below is linear in the line: it starts with a literal, its quantifiers are
+# bounded and no two adjacent ones can match the same character (no backtracking blow-up
+# on a tenant's crafted line); looser checks are plain substring searches (_SIGNS).
 # PHP messages that name a path: include(/x): Failed to open stream, fopen(/x): ...,
 # open(/x, O_RDWR) failed, Failed opening required '/x', file_exists() etc. say nothing
 _PATH_RES = (
-    re.compile(r"\w+\((/[^()\s,]{1,400})(?:, [^)]*)?\): [Ff]ailed to open"),
-    re.compile(r"\w+\((/[^()\s,]{1,400})(?:, [^)]*)?\) failed"),
-    re.compile(r"Failed opening (?:required )?'(/[^']{1,400})'"),
+    ("ailed to open", re.compile(r"\((/[^()\s,]{1,400})(?:, [^)]{0,80})?\): [Ff]ailed to open")),
+    (") failed", re.compile(r"\((/[^()\s,]{1,400})(?:, [^)]{0,80})?\) failed")),
+    ("Failed opening", re.compile(r"Failed opening (?:required )?'(/[^']{1,400})'")),
 )
+_WORD_2002 = re.compile(r"(?<![0-9A-Za-z_])2002(?![0-9A-Za-z_])")
+_SH_N = re.compile(r"sh: [0-9]{1,9}: ")
+
+
+def _after(line: str, first: str, then: str) -> bool:
+    """`then` occurs somewhere after the first `first` (like `first.*then`, linear)."""
+    at = line.find(first)
+    return at >= 0 and line.find(then, at + len(first)) >= 0
+
+
+def _mysql_2002(line: str) -> bool:
+    """(mysqli|PDO|mysql)...2002...No such file or directory, case-insensitive."""
+    low = line.lower()
+    starts = [i for i in (low.find("mysql"), low.find("pdo")) if i >= 0]
+    if not starts:
+        return False
+    code = _WORD_2002.search(low, min(starts) + 3)
+    return code is not None and low.find("no such file or directory", code.end()) >= 0
+
+
+def _shell_failed(line: str) -> bool:
+    """sh: N: ...not found, /bin/sh: ...No such file, Exec failed."""
+    numbered = _SH_N.search(line)
+    return (numbered is not None and line.find("not found", numbered.end()) >= 0) \
+        or _after(line, "/bin/sh: ", "No such file") or "Exec failed" in line
+
+
 # failures that name no path but only one feature can cure
-_SIGNS: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"(mysqli|PDO|mysql)\S*.*\b2002\b.*No such file or directory", re.I),
-     "mysql", "MariaDB/MySQL socket not found"),
-    (re.compile(r"php_network_getaddresses: getaddrinfo.* failed"), "dns",
+_SIGNS: tuple[tuple[Callable[[str], bool], str, str], ...] = (
+    (_mysql_2002, "mysql", "MariaDB/MySQL socket not found"),
+    (lambda line: _after(line, "php_network_getaddresses: getaddrinfo", " failed"), "dns",
      "a host name did not resolve"),
-    (re.compile(r"Could not execute mail delivery program"), "mail",
+    (lambda line: "Could not execute mail delivery program" in line, "mail",
      "mail() found no sendmail"),
-    (re.compile(r"sh: \d+: .*not found|/bin/sh: .*No such file|Exec failed"), "shell",
-     "a program could not be run"),
-    (re.compile(r"certificate verify failed|SSL operation failed|Failed to enable crypto"),
+    (_shell_failed, "shell", "a program could not be run"),
+    (lambda line: any(s in line for s in ("certificate verify failed", "SSL operation failed",
+                                          "Failed to enable crypto")),
      "tls", "a TLS handshake failed"),
 )
 # where a PHP message comes from: "... in /path/file.php on line 12"
-_IN_FILE = re.compile(r" in (/\S+) on line \d+")
+_IN_FILE = re.compile(r" in (/\S{1,400}) on line [0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -80,16 +116,18 @@ class Hint:
 
     def advice(self, declared: frozenset[str] = frozenset()) -> str:
         seen = f"{self.count} time{'s' if self.count != 1 else ''}"
+        what = json.dumps(self.what) if self.what.startswith("/") else self.what
         if self.feature is not None:
             have = " (declared: the jail was built without it? run phphost apply)" \
                 if self.feature in declared else ""
-            return (f"PHP failed on {self.what} ({seen}): add the jail feature "
+            return (f"PHP failed on {what} ({seen}): add the jail feature "
                     f"'{self.feature}'{have}")
         if self.mount:
-            return (f"PHP failed on {self.what} ({seen}): no jail feature provides it; if the "
-                    f'app needs it, add jail.mounts = [{{ source = "{self.mount}", '
-                    f'target = "{self.mount}" }}] (read-only)')
-        return f"PHP failed on {self.what} ({seen}): not in the jail, and no feature provides it"
+            mount = json.dumps(self.mount)
+            return (f"PHP failed on {what} ({seen}): no jail feature provides it; if the "
+                    f"app needs it, add jail.mounts = [{{ source = {mount}, "
+                    f"target = {mount} }}] (read-only)")
+        return f"PHP failed on {what} ({seen}): not in the jail, and no feature provides it"
 
 
 def provider_of(path: str) -> str | None:
@@ -113,7 +151,8 @@ def clean(text: str, limit: int = SHOWN_MAX) -> str:
 
 
 def current_life(log: str) -> str:
-    """The part of an FPM log written since the master last started."""
+    """The part of an FPM log written since the master last started. The marker is
+    forgeable: the pool's PHP can write the same line (docs/check.md, "Missing features")."""
     mark = log.rfind("ready to handle connections")
     return log if mark < 0 else log[mark:]
 
@@ -123,7 +162,8 @@ def hints_from_log(log: str, home: str, ignore_in: tuple[str, ...] = ()) -> tupl
     (`home`: its own files; a missing one is the app's business) and messages from
     scripts under `ignore_in` (phphost's own probes) are skipped."""
     found: dict[str, Hint] = {}
-    for raw in log.splitlines():
+    for line in log.splitlines():
+        raw = line[:LINE_MAX]
         if "PHP " not in raw and "sh: " not in raw:
             continue
         where = _IN_FILE.search(raw)
@@ -148,18 +188,25 @@ def mount_source(path: str) -> str:
 
 def _hint_of(line: str, home: str) -> Hint | None:
     missing = "No such file or directory" in line or "Failed opening" in line
-    for pattern in _PATH_RES if missing else ():
-        match = pattern.search(line)
+    for needle, pattern in _PATH_RES if missing else ():
+        match = pattern.search(line) if needle in line else None
         if match:
-            path = match[1]
-            if _under(path, home):
-                return None
-            feature = provider_of(path)
-            mount = feature is None and path.startswith(MOUNTABLE) \
-                and ".." not in path.split("/")
-            return Hint(clean(path, 120), feature,
-                        mount=clean(mount_source(path), 120) if mount else None)
+            return _path_hint(match[1], home)
     for sign, feature, what in _SIGNS:
-        if sign.search(line):
+        if sign(line):
             return Hint(what, feature)
     return None
+
+
+def _path_hint(path: str, home: str) -> Hint | None:
+    """A missing path: its feature, or a mount for a plain system path. A path with
+    characters outside _SAFE_PATH is neither echoed nor suggested (it could carry a
+    pasteable TOML line of the tenant's choosing)."""
+    if _under(path, home):
+        return None
+    feature = provider_of(path)
+    if not _SAFE_PATH.fullmatch(path):
+        return Hint(UNUSUAL, feature)
+    mount = feature is None and path.startswith(MOUNTABLE) and ".." not in path.split("/")
+    return Hint(clean(path, 120), feature,
+                mount=clean(mount_source(path), 120) if mount else None)
