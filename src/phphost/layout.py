@@ -46,6 +46,7 @@ DEBIAN_FPM_GLOB = "/etc/php/*/fpm"           # Debian's own FPM configs (audit)
 PHP_SESSION_DIR = "/var/lib/php/sessions"    # Debian's; a jail has it at the same path
 LAUNCHER = "/usr/local/lib/phphost/phphost-launch"   # built by apply from LAUNCHER_SOURCE
 LAUNCHER_SOURCE = "/usr/local/lib/phphost/launch.c"   # launcher/launch.c, installed by apply
+LAUNCHER_DIGEST = LAUNCHER + ".sha256"   # sha256 of the binary apply built (root-only)
 SENDMAIL_BINARY = "/usr/local/lib/phphost/phphost-sendmail"   # launcher/sendmail.c, built by setup
 WEB_USER = "www-data"
 WEB_GROUP = "www-data"

@@ -72,13 +72,15 @@ def graceful() -> None:
 
 def weaken_launcher(old: str, new: str) -> None:
     """Build the installed launcher from a copy of its installed source with `old`
-    replaced (the source stays as apply wrote it: restore_launcher rebuilds from it)."""
+    replaced (the source stays as apply wrote it: restore_launcher rebuilds from it).
+    Its digest is not recorded, so should restore_launcher never run (an interrupted
+    test), the next apply sees a binary apply did not build and rebuilds it."""
     text = Path(layout.LAUNCHER_SOURCE).read_text()
     assert old in text, f"{old!r} not in {layout.LAUNCHER_SOURCE}"
     with tempfile.TemporaryDirectory() as d:
         weak = Path(d) / "launch.c"
         weak.write_text(text.replace(old, new))
-        build_launcher(layout.LAUNCHER, str(weak))
+        build_launcher(layout.LAUNCHER, str(weak), record=False)
 
 
 def restore_launcher() -> None:

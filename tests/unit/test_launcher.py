@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,7 +153,8 @@ def test_launcher_loads_a_missing_policy(workdir: str) -> None:
     binary = build(os.path.join(workdir, "launch-nft"), f'-DNFT="{nft}"')
     conf = os.path.join(workdir, "nftables.conf")
     args = ["--jail", "/", "--network-policy", conf, "--", "/bin/true"]
-    assert run(binary, "--pool", "web", *args).returncode == 0   # no file: nothing to do
+    out = run(binary, "--pool", "web", *args)     # no file: fails closed
+    assert out.returncode == 1 and f"the network policy {conf} is missing" in out.stderr
     assert not os.path.exists(loaded)
     Path(conf).write_text("table inet phphost {\n  chain x {\n    meta skuid 1 jump pool-web\n"
                           "  }\n}\n")
@@ -160,3 +163,55 @@ def test_launcher_loads_a_missing_policy(workdir: str) -> None:
     out = run(binary, "--pool", "other", *args)
     assert out.returncode == 1 and "no chain pool-other" in out.stderr
     assert "run `phphost apply`" in out.stderr
+
+
+def _wait_for(path: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+
+
+def _wake(sock: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.connect(sock)      # waits in the launcher's backlog
+
+
+@pytest.mark.skipif(not ROOT, reason="namespaces need root")
+@pytest.mark.parametrize("reload_fails", [False, True])
+def test_every_wake_checks_the_policy(tmp_path: Path, reload_fails: bool) -> None:
+    """A socket-activated pool whose table was flushed while it slept: the wake loads
+    the policy again before the master starts; when that fails (here: the file is gone)
+    no master starts, the launcher exits 1 and removes its socket (supervisord retries)."""
+    loaded = str(tmp_path / "loaded")
+    binary = build(str(tmp_path / "launch-nft"), f'-DNFT="{_fake_nft(str(tmp_path), loaded)}"')
+    conf = tmp_path / "nftables.conf"
+    conf.write_text("table inet phphost {\n  chain x {\n    meta skuid 1 jump pool-web\n  }\n}\n")
+    sockdir = tempfile.mkdtemp(prefix="phphost-launch-", dir="/run")   # root's, 0700
+    sock, ran = os.path.join(sockdir, "web.sock"), tmp_path / "ran"
+    proc = subprocess.Popen(
+        [binary, "--pool", "web", "--jail", "/", "--pid-ns", "--network-policy", str(conf),
+         "--socket", sock, "--socket-group", "root", "--socket-mode", "0660", "--backlog", "8",
+         "--idle-timeout", "60", "--", "/bin/sh", "-c", f"cp {loaded} {ran}"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(sock, proc)
+        assert Path(loaded).exists()              # checked (and loaded) at start
+        os.unlink(loaded)                         # nft flush ruleset while asleep
+        if reload_fails:
+            conf.unlink()
+        _wake(sock)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(sockdir, ignore_errors=True)
+    if reload_fails:
+        assert proc.returncode == 1, err
+        assert f"the network policy {conf} is missing" in err
+        assert "the FPM master was not started" in err
+        assert not ran.exists() and not os.path.exists(sock)
+    else:
+        assert proc.returncode == 0, err          # the master ran (and exited) ...
+        assert ran.read_text() == conf.read_text()  # ... after the policy was loaded again

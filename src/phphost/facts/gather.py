@@ -18,7 +18,7 @@ from phphost.facts.parse import (
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
-from phphost.files import read_text
+from phphost.files import read_text, sha256_file
 from phphost.render.cgroups import CgroupHost, pool_cgroup
 from phphost.runner import run
 from phphost.spec.limits import Limits
@@ -71,10 +71,24 @@ class Facts:
 
 def _read_file(path: str) -> str | None:
     """A managed file's content; the launcher's source counts as absent while the
-    binary apply builds from it is missing (so the plan writes and builds both)."""
-    if path == layout.LAUNCHER_SOURCE and not os.path.exists(layout.LAUNCHER):
+    binary apply builds from it is not the one apply built (so the plan writes and
+    builds both)."""
+    if path == layout.LAUNCHER_SOURCE and not launcher_as_built():
         return None
     return read_text(path)
+
+
+def launcher_as_built(binary: str = layout.LAUNCHER,
+                      record: str = layout.LAUNCHER_DIGEST) -> bool:
+    """Is the launcher binary there, with the sha256 apply recorded when it built it?
+    A missing or different record (a binary built by hand, or weakened by a test that
+    was interrupted) means no: apply rebuilds it from the installed source."""
+    try:
+        with open(record, encoding="ascii") as fh:
+            want = fh.read().strip()
+        return bool(want) and sha256_file(binary) == want
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def gather(wanted: Wanted, state: State) -> Facts:

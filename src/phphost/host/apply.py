@@ -193,13 +193,15 @@ class _Runner:
             files.atomic_write(a.path, a.content, a.mode)
             if a.path == layout.LAUNCHER_SOURCE:      # the binary is built from it
                 self.journal.record_path(layout.LAUNCHER)
+                self.journal.record_path(layout.LAUNCHER_DIGEST)
                 launcher.build_launcher(layout.LAUNCHER, a.path)
         elif isinstance(a, A.RemoveFile):
             self.journal.record_path(a.path)
             files.remove(a.path)
             if a.path == layout.LAUNCHER_SOURCE:
-                self.journal.record_path(layout.LAUNCHER)
-                files.remove(layout.LAUNCHER)
+                for built in (layout.LAUNCHER, layout.LAUNCHER_DIGEST):
+                    self.journal.record_path(built)
+                    files.remove(built)
         elif isinstance(a, A.Symlink):
             self.journal.record_path(a.link)
             files.atomic_symlink(a.link, a.target)

@@ -22,7 +22,9 @@
  * --cgroup: the launcher joins phphost/NAME in every mounted cgroup hierarchy that has
  * it, before any master is forked; --limits/--nproc set RLIMIT_NPROC (the workers').
  * --network-policy FILE: when nftables' table inet phphost has no chain for the pool
- * (after a reboot), `nft -f FILE` first; no master starts without the pool's chain.
+ * (after a reboot or a ruleset flush), `nft -f FILE` first; no master starts without the
+ * pool's chain or with FILE missing. Checked when the launcher starts and again before
+ * every master it starts on a connection (a failed check there ends the launcher).
  *
  * --pid-ns: each master is PID 1 of a new PID namespace (a killed master takes every
  * worker along); the launcher stays as the supervised process, forwards QUIT, TERM,
@@ -743,13 +745,21 @@ static int policy_has(const char *pool) {
     return 0;
 }
 
-static void ensure_network_policy(const char *pool, const char *conf) {
-    static char out[4096];
+/* NULL when table inet phphost has the pool's chain (loading conf with `nft -f` first
+ * if it has not); else why no master may start. A missing conf fails closed. */
+static const char *network_policy_problem(const char *pool, const char *conf) {
+    static char out[4096], why[600];
     char *argv[] = { NFT, "-f", (char *)conf, NULL };
-    if (access(conf, F_OK) != 0 || policy_has(pool)) return;
-    if (run_capture(argv, out, sizeof out) != 0 || !policy_has(pool))
-        fail("the network policy is not loaded and `nft -f %s` did not load it (it has no chain "
-             "pool-%s); run `phphost apply`", conf, pool);
+    if (access(conf, F_OK) != 0) {
+        snprintf(why, sizeof why, "the network policy %s is missing (%s); run `phphost apply`",
+                 conf, strerror(errno));
+        return why;
+    }
+    if (policy_has(pool)) return NULL;
+    if (run_capture(argv, out, sizeof out) == 0 && policy_has(pool)) return NULL;
+    snprintf(why, sizeof why, "the network policy is not loaded and `nft -f %s` did not load it "
+             "(it has no chain pool-%s); run `phphost apply`", conf, pool);
+    return why;
 }
 
 /* ------------------------------------------------------------------ the activation socket */
@@ -978,6 +988,14 @@ static int supervise(const struct plan *pl, struct sock *s) {
             continue;
         }
         if (state == ASLEEP && r > 0 && (fds[1].revents & POLLIN)) {
+            /* every wake checks the policy again (a ruleset flushed while the pool slept):
+             * without it no master; the launcher ends (socket removed, waiting connections
+             * refused) and supervisord's restart, which checks again, retries with backoff */
+            const char *why = pl->policy ? network_policy_problem(pl->pool, pl->policy) : NULL;
+            if (why != NULL) {
+                close_socket(s);
+                fail("%s", why);
+            }
             master = start_master(pl, s);
             state = AWAKE;
             idle_since = 0;
@@ -1004,7 +1022,10 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--pool")) { pool_name = argv[i + 1]; break; }
     parse_args(&pl, argc, argv);
-    if (pl.policy) ensure_network_policy(pl.pool, pl.policy);
+    if (pl.policy) {
+        const char *why = network_policy_problem(pl.pool, pl.policy);
+        if (why != NULL) fail("%s", why);
+    }
     join_cgroups(&pl);
     if (!pl.pid_ns) {
         if (UNSHARE_IPC && unshare(UNSHARE_IPC) != 0) fail("unshare(CLONE_NEWIPC): %s", strerror(errno));
