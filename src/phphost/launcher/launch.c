@@ -723,8 +723,13 @@ static int run_capture(char *const argv[], char *out, size_t cap) {
         _exit(127);
     }
     close(pipefd[1]);
-    while ((n = read(pipefd[0], out + got, cap - 1 - got)) > 0 && got < cap - 1) got += (size_t)n;
-    while (n > 0) { char sink[4096]; n = read(pipefd[0], sink, sizeof sink); }
+    while (got < cap - 1 && (n = read(pipefd[0], out + got, cap - 1 - got)) > 0) got += (size_t)n;
+    for (;;) {      /* drain to EOF: a child blocked on a full pipe would never exit */
+        char sink[4096];
+        n = read(pipefd[0], sink, sizeof sink);
+        if (n > 0 || (n < 0 && errno == EINTR)) continue;
+        break;
+    }
     out[got] = '\0';
     close(pipefd[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
@@ -732,8 +737,10 @@ static int run_capture(char *const argv[], char *out, size_t cap) {
 }
 
 static int policy_has(const char *pool) {
+    /* the dispatch chain only (about 60 bytes a pool), not the whole table */
     static char out[1 << 20];
-    char *argv[] = { NFT, "list", "table", "inet", "phphost", NULL }, want[100], *line, *save = NULL;
+    char *argv[] = { NFT, "list", "chain", "inet", "phphost", "output", NULL }, want[100],
+         *line, *save = NULL;
     if (run_capture(argv, out, sizeof out) != 0) return 0;
     snprintf(want, sizeof want, "jump pool-%s", pool);
     for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
