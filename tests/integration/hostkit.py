@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 from phphost import layout
@@ -122,3 +124,55 @@ def uid(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_uid
+
+
+class Browser:
+    """HTTP over loopback with the site's Host header and a cookie jar."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None,
+                body: bytes | None = None, headers: dict[str, str] | None = None,
+                follow: bool = True) -> tuple[int, dict[str, str], str]:
+        for _hop in range(6):
+            status, got, text = self._once(method, path, form, body, headers or {})
+            location = got.get("location", "")
+            if not (follow and status in (301, 302, 303) and location):
+                return status, got, text
+            parsed = urllib.parse.urlsplit(location)
+            path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+            method, form, body = "GET", None, None
+        raise AssertionError(f"too many redirects at {path}")
+
+    def _once(self, method: str, path: str, form: dict[str, str] | None,
+              body: bytes | None, extra: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        headers = {"Host": self.host, **extra}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            for value in resp.headers.get_all("Set-Cookie") or []:
+                for name, morsel in SimpleCookie(value).items():
+                    if morsel.value in ("", "deleted"):
+                        self.cookies.pop(name, None)
+                    else:
+                        self.cookies[name] = morsel.value
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, text
+        finally:
+            conn.close()
+
+    def get(self, path: str) -> tuple[int, str]:
+        status, _h, text = self.request("GET", path)
+        return status, text
+
+    def post(self, path: str, form: dict[str, str]) -> tuple[int, str]:
+        status, _h, text = self.request("POST", path, form)
+        return status, text

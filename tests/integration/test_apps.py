@@ -8,7 +8,6 @@ at the end."""
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import os
@@ -19,7 +18,6 @@ import time
 import urllib.parse
 import zipfile
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
@@ -71,58 +69,6 @@ def apps(demo: Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mode
         spec.unlink()
 
 
-class Browser:
-    """HTTP over loopback with the site's Host header and a cookie jar."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, form: dict[str, str] | None = None,
-                body: bytes | None = None, headers: dict[str, str] | None = None,
-                follow: bool = True) -> tuple[int, dict[str, str], str]:
-        for _hop in range(6):
-            status, got, text = self._once(method, path, form, body, headers or {})
-            location = got.get("location", "")
-            if not (follow and status in (301, 302, 303) and location):
-                return status, got, text
-            parsed = urllib.parse.urlsplit(location)
-            path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
-            method, form, body = "GET", None, None
-        raise AssertionError(f"too many redirects at {path}")
-
-    def _once(self, method: str, path: str, form: dict[str, str] | None,
-              body: bytes | None, extra: dict[str, str]) -> tuple[int, dict[str, str], str]:
-        headers = {"Host": self.host, **extra}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=60)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            text = resp.read().decode("utf-8", "replace")
-            for value in resp.headers.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(value).items():
-                    if morsel.value in ("", "deleted"):
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = morsel.value
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, text
-        finally:
-            conn.close()
-
-    def get(self, path: str) -> tuple[int, str]:
-        status, _h, text = self.request("GET", path)
-        return status, text
-
-    def post(self, path: str, form: dict[str, str]) -> tuple[int, str]:
-        status, _h, text = self.request("POST", path, form)
-        return status, text
-
-
 def field(html: str, name: str) -> str:
     match = re.search(r'name="' + re.escape(name) + r'"[^>]*?value="([^"]*)"', html) or \
         re.search(r'value="([^"]*)"[^>]*?name="' + re.escape(name) + r'"', html)
@@ -137,9 +83,9 @@ def db_password() -> str:
 # ---------------------------------------------------------------- WordPress
 
 
-def wp_login() -> Browser:
+def wp_login() -> hostkit.Browser:
     """A browser logged in to WordPress as its admin (installed first if need be)."""
-    wp = Browser("wordpress.demo.test")
+    wp = hostkit.Browser("wordpress.demo.test")
     status, page = wp.get("/wp-admin/install.php")
     assert status == 200, page[:1000]
     admin_pw = secrets.token_urlsafe(16)
@@ -184,7 +130,7 @@ def test_wordpress_install_login_post_permalink_upload(apps: Model) -> None:
     assert status == 201, text[:1000]
     link = json.loads(text)["link"]
     assert urllib.parse.urlsplit(link).path == f"/{slug}/", link
-    status, page = Browser("wordpress.demo.test").get(f"/{slug}/")
+    status, page = hostkit.Browser("wordpress.demo.test").get(f"/{slug}/")
     assert status == 200 and marker in page, page[:1000]
 
     status, _h, text = wp.request(
@@ -194,7 +140,7 @@ def test_wordpress_install_login_post_permalink_upload(apps: Model) -> None:
     assert status == 201, text[:1000]
     url = urllib.parse.urlsplit(json.loads(text)["source_url"]).path
     assert url.startswith("/wp-content/uploads/"), url
-    status, head, _b = Browser("wordpress.demo.test").request("GET", url)
+    status, head, _b = hostkit.Browser("wordpress.demo.test").request("GET", url)
     assert status == 200 and head["content-type"] == "image/png"   # public writable dir
 
 
@@ -206,7 +152,7 @@ def hostkit_sql(statement: str) -> None:
 
 
 def test_dokuwiki_edit_read_back_and_data_refused(apps: Model) -> None:
-    wiki = Browser("dokuwiki.demo.test")
+    wiki = hostkit.Browser("dokuwiki.demo.test")
     page_id = f"phphost:test{secrets.token_hex(3)}"
     status, page = wiki.get(f"/doku.php?id={page_id}&do=edit")
     assert status == 200, page[:1000]
@@ -217,17 +163,17 @@ def test_dokuwiki_edit_read_back_and_data_refused(apps: Model) -> None:
         "wikitext": f"====== Test ======\n\nWritten by the test: **{marker}**\n",
         "summary": "phphost test", "do[save]": "Save"})
     assert status == 200, page[:1000]
-    status, page = Browser("dokuwiki.demo.test").get(f"/doku.php?id={page_id}")
+    status, page = hostkit.Browser("dokuwiki.demo.test").get(f"/doku.php?id={page_id}")
     assert status == 200 and f"<strong>{marker}</strong>" in page, page[:2000]
     # its raw source is on disk in data/, which Apache never serves
     raw = page_id.replace(":", "/")
     for path in (f"/data/pages/{raw}.txt", "/data/pages/wiki/dokuwiki.txt",
                  "/data/meta/wiki/dokuwiki.changes", "/conf/local.php", "/conf/mime.conf",
                  "/conf/users.auth.php"):
-        status, _page = Browser("dokuwiki.demo.test").get(path)
+        status, _page = hostkit.Browser("dokuwiki.demo.test").get(path)
         assert status in (403, 404), (path, status)
     # the shared libraries come through the phplibs feature: jQuery from libjs-jquery
-    status, js = Browser("dokuwiki.demo.test").get("/lib/exe/jquery.php")
+    status, js = hostkit.Browser("dokuwiki.demo.test").get("/lib/exe/jquery.php")
     assert status == 200 and "jQuery" in js[:2000]
 
 
@@ -235,7 +181,7 @@ def test_dokuwiki_edit_read_back_and_data_refused(apps: Model) -> None:
 
 
 def test_adminer_logs_in_to_mariadb(apps: Model) -> None:
-    web = Browser("adminer.demo.test")
+    web = hostkit.Browser("adminer.demo.test")
     status, page = web.get("/")
     assert status == 200 and "Adminer" in page, page[:1000]
     status, page = web.post("/", {"auth[driver]": "server", "auth[server]": "localhost",
@@ -245,7 +191,7 @@ def test_adminer_logs_in_to_mariadb(apps: Model) -> None:
 
 
 def test_phpmyadmin_logs_in_to_mariadb(apps: Model) -> None:
-    web = Browser("phpmyadmin.demo.test")
+    web = hostkit.Browser("phpmyadmin.demo.test")
     status, page = web.get("/index.php")
     assert status == 200 and "pma_username" in page, page[:2000]
     status, page = web.post("/index.php?route=/", {
@@ -285,8 +231,8 @@ def test_check_probes_phplibs_and_names_missing_features(apps: Model) -> None:
     bare.write_text(text)
     try:
         hostkit.phphost("apply", str(bare))
-        assert Browser("dokuwiki.demo.test").get("/doku.php")[0] == 500
-        web = Browser("adminer.demo.test")
+        assert hostkit.Browser("dokuwiki.demo.test").get("/doku.php")[0] == 500
+        web = hostkit.Browser("adminer.demo.test")
         web.get("/")
         _status, page = web.post("/", {"auth[driver]": "server", "auth[server]": "localhost",
                                        "auth[username]": "appsdemo",
@@ -304,7 +250,7 @@ def test_check_probes_phplibs_and_names_missing_features(apps: Model) -> None:
     finally:
         hostkit.phphost("apply", apps.source)
         bare.unlink()
-    assert Browser("dokuwiki.demo.test").get("/doku.php")[0] == 200
+    assert hostkit.Browser("dokuwiki.demo.test").get("/doku.php")[0] == 200
 
 
 def plugin_zip(name: str) -> bytes:
@@ -314,7 +260,7 @@ def plugin_zip(name: str) -> bytes:
     return buf.getvalue()
 
 
-def upload_plugin(wp: Browser, name: str) -> str:
+def upload_plugin(wp: hostkit.Browser, name: str) -> str:
     status, page = wp.get("/wp-admin/plugin-install.php?tab=upload")
     assert status == 200, page[:1000]
     boundary = secrets.token_hex(12)
@@ -350,7 +296,8 @@ def test_wordpress_admin_installs_plugins_only_when_opted_in(apps: Model) -> Non
         code = plugins / name / f"{name}.php"
         assert code.is_file() and code.owner() == "php-wordpress"
         # what the pool wrote is served as a file at most, never run as PHP
-        status, _p = Browser("wordpress.demo.test").get(f"/wp-content/plugins/{name}/{name}.php")
+        browser = hostkit.Browser("wordpress.demo.test")
+        status, _p = browser.get(f"/wp-content/plugins/{name}/{name}.php")
         assert status == 403
     finally:
         hostkit.phphost("apply", apps.source)

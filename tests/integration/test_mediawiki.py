@@ -4,7 +4,6 @@ scripts/demo_mediawiki.py into the demo's tenant `wiki` (docs/mediawiki.md)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import pwd
@@ -12,7 +11,6 @@ import secrets
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -44,40 +42,16 @@ def wiki(demo: Model) -> Site:
     return site
 
 
-class Browser:
-    """HTTP over loopback with the site's Host header and a cookie jar."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str,
-                form: dict[str, str] | None = None) -> tuple[int, str]:
-        headers = {"Host": self.host}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            text = resp.read().decode("utf-8", "replace")
-            for value in resp.headers.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(value).items():
-                    self.cookies[name] = morsel.value
-            return resp.status, text
-        finally:
-            conn.close()
+class WikiBrowser(hostkit.Browser):
+    """hostkit's browser with MediaWiki's action API."""
 
     def api(self, params: dict[str, str], post: bool = False) -> Any:
         params = {**params, "format": "json", "formatversion": "2"}
         if post:
-            status, text = self.request("POST", "/w/api.php", params)
+            status, _h, text = self.request("POST", "/w/api.php", params, follow=False)
         else:
-            status, text = self.request("GET", "/w/api.php?" + urllib.parse.urlencode(params))
+            status, _h, text = self.request("GET", "/w/api.php?" + urllib.parse.urlencode(params),
+                                            follow=False)
         assert status == 200, text[:500]
         data = json.loads(text)
         assert "error" not in data, data
@@ -98,7 +72,7 @@ def test_main_page_renders_at_the_root(wiki: Site) -> None:
 
 
 def test_anonymous_edit_through_the_api_is_stored_in_mariadb(wiki: Site) -> None:
-    browser = Browser(wiki.server_name)
+    browser = WikiBrowser(wiki.server_name)
     marker = f"phphost-marker-{secrets.token_hex(8)}"
     tokens = browser.api({"action": "query", "meta": "tokens"})
     token = tokens["query"]["tokens"]["csrftoken"]
