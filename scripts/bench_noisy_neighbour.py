@@ -21,6 +21,8 @@ import argparse
 import contextlib
 import grp
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import pwd
 import socket
@@ -227,22 +229,44 @@ def watch_busy(cfg: Config, stop: threading.Event, seen: list[int]) -> None:
         seen.append(busy_workers(cfg.port))
 
 
-def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample], list[Sample],
-                                                                    int]:
-    """Flood `flood` while measuring `victim`; -> (flood samples, victim samples, busy max)."""
-    deadline = time.monotonic() + cfg.seconds
+def _flood_process(flood: Target, cfg: Config, deadline: float,
+                   conn: multiprocessing.connection.Connection) -> None:
+    """In a child process: the flood clients, their samples sent back over `conn`."""
     results: list[list[Sample]] = [[] for _ in range(cfg.connections)]
-    stop, busy = threading.Event(), [-1]
-    watcher = threading.Thread(target=watch_busy, args=(cfg, stop, busy), daemon=True)
     with ThreadPoolExecutor(max_workers=cfg.connections) as pool:
         for out in results:
             pool.submit(flood_client, flood, cfg, deadline, out)
+    conn.send([s for out in results for s in out])
+    conn.close()
+
+
+def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample], list[Sample],
+                                                                    int]:
+    """Flood `flood` while measuring `victim`; -> (flood samples, victim samples, busy max).
+    The flood's clients run in a process of their own: 300 client threads in the
+    measuring interpreter would make the victim's requests wait for Python's GIL
+    (a switch every 5 ms), latency of the benchmark, not of the host."""
+    deadline = time.monotonic() + cfg.seconds
+    ctx = multiprocessing.get_context("fork")
+    mine, theirs = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_flood_process, args=(flood, cfg, deadline, theirs))
+    stop, busy = threading.Event(), [-1]
+    watcher = threading.Thread(target=watch_busy, args=(cfg, stop, busy), daemon=True)
+    child.start()
+    theirs.close()
+    try:
         watcher.start()
         time.sleep(cfg.ramp)
         measured = sequential(victim, cfg, until=deadline)
-    stop.set()
+        flood_samples: list[Sample] = mine.recv() if mine.poll(cfg.timeout + 60) else []
+    finally:
+        stop.set()
+        child.join(cfg.timeout + 60)
+        if child.is_alive():
+            child.kill()            # our own child, by pid
+            child.join()
     watcher.join()
-    return [s for out in results for s in out], measured, max(busy)
+    return flood_samples, measured, max(busy)
 
 
 def run(model: Model, flood_site: str, victim_site: str, cfg: Config) -> Report:
