@@ -172,6 +172,34 @@ def test_limited_model_refuses_names_another_tenant_holds(text: str, key: str,
     assert words in str(info.value) and "nothing was changed" in str(info.value)
 
 
+@pytest.mark.parametrize("pool,words", [
+    ('jail = { mounts = [{ source = "/srv/www/beta", target = "/opt/b", writable = true }] }',
+     "jail.mounts[0]: mount source /srv/www/beta overlaps the home /srv/www/beta of tenant beta"),
+    ('jail = { mounts = [{ source = "/srv/www/beta/htdocs/up", target = "/opt/b" }] }',
+     "overlaps the home /srv/www/beta"),
+    ('jail = { mounts = [{ source = "/srv/www", target = "/opt/all" }] }',
+     "mount source /srv/www overlaps the home /srv/www/acme of tenant acme"),
+    ('socket = "/srv/www/beta/run/x.sock"', "socket /srv/www/beta/run/x.sock is inside the home"),
+])
+def test_limited_model_refuses_a_pool_reaching_into_another_home(pool: str, words: str) -> None:
+    """Attacker review: a spec naming only acme cannot see beta's home, so the loader's
+    "a mount source may not overlap another tenant's home" never fired; apply --tenant
+    acme mounted beta's home (writable) into acme's jail."""
+    text = (f'[tenants.newt]\nhome = "/srv/www/newt"\n[pools.x]\ntenant = "newt"\n{pool}\n')
+    with pytest.raises(PlanError) as info:
+        limited_model(parse_spec(text, "new.toml"), two(), {"newt"})
+    assert str(info.value).startswith("new.toml: pools.x: ")
+    assert words in str(info.value) and "nothing was changed" in str(info.value)
+
+
+def test_limited_model_allows_mounts_of_shared_paths() -> None:
+    text = ('[tenants.newt]\nhome = "/srv/www/newt"\n[pools.x]\ntenant = "newt"\n'
+            'jail = { mounts = [{ source = "/srv/shared", target = "/opt/s" },'
+            ' { source = "/srv/www/newt/lib", target = "/opt/l" }] }\n')
+    limited = limited_model(parse_spec(text, "new.toml"), two(), {"newt"})
+    assert [m.source for m in limited.pool("x").jail.mounts] == ["/srv/shared", "/srv/www/newt/lib"]
+
+
 def test_without_and_doomed_and_unknown() -> None:
     rest = without(two(), {"acme"})
     assert [p.name for p in rest.pools] == ["beta"] and [s.name for s in rest.sites] == ["beta"]
