@@ -192,6 +192,16 @@ def test_limited_model_refuses_a_pool_reaching_into_another_home(pool: str, word
     assert words in str(info.value) and "nothing was changed" in str(info.value)
 
 
+def test_limited_model_refuses_a_home_under_another_pools_mount() -> None:
+    applied = two(TWO.replace(
+        'max_children = 2\njail = { enabled = false }',
+        'max_children = 2\njail = { mounts = [{ source = "/srv/shared", target = "/opt/s" }] }'))
+    text = '[tenants.newt]\nhome = "/srv/shared/newt"\n'
+    with pytest.raises(PlanError, match=r"tenants\.newt: home /srv/shared/newt overlaps the "
+                                        r"jail mount source /srv/shared of pool beta"):
+        limited_model(parse_spec(text, "new.toml"), applied, {"newt"})
+
+
 def test_limited_model_allows_mounts_of_shared_paths() -> None:
     text = ('[tenants.newt]\nhome = "/srv/www/newt"\n[pools.x]\ntenant = "newt"\n'
             'jail = { mounts = [{ source = "/srv/shared", target = "/opt/s" },'

@@ -193,6 +193,13 @@ def _check_apart(spec: Model, mine_t: list[Tenant], mine_p: list[Pool], mine_s: 
                 _collision(spec, f"tenants.{t.name}",
                            f"home {t.home} overlaps the home {o.home} of tenant {o.name}")
     _check_pool_paths(spec, mine_p, others)
+    for t in mine_t:        # and the other way: another pool's mount reaching this home
+        for p in o_pools:
+            for m in p.jail.mounts:
+                if is_inside(m.source, t.home) or is_inside(t.home, m.source):
+                    _collision(spec, f"tenants.{t.name}",
+                               f"home {t.home} overlaps the jail mount source {m.source} "
+                               f"of pool {p.name} (tenant {p.tenant})")
 
 
 def _check_pool_paths(spec: Model, mine_p: list[Pool], others: list[Tenant]) -> None:
