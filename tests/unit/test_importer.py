@@ -313,3 +313,42 @@ def test_unreadable_htaccess_apache_never_reads_is_a_note(tmp_path: Path) -> Non
                                                                    "unreadable"),))
     _, problems = _spec(inp)
     assert any(f"{root}/.htaccess" in p and "AllowOverride None" in p for p in problems)
+
+
+@pytest.mark.parametrize("files", [
+    {"index.php": "<?php", ".htaccess": "Bogus\x1b]0;pwned\x07 x\x9b2J\n"},
+    {"index.php": "<?php", "up\x7fload/.htaccess": "Bogus y\n"},
+    {"index.php": "<?php", "a\x1b[2J/x.php": "<?php"},
+])
+def test_a_tenants_names_and_htaccess_text_stay_comments(tmp_path: Path,
+                                                         files: dict[str, str]) -> None:
+    """Attacker review: import runs over tenant-written docroots. A control character in
+    an .htaccess line or a file name ended up raw in a TOML comment, so one tenant made
+    import fail for the whole host ("invalid TOML"), and the summary printed the escape
+    sequence to the admin's terminal. Now \\xNN; the spec still loads."""
+    from phphost.cli.importer import ImportReport
+    from phphost.importer.run import ImportResult
+
+    app = _site(tmp_path, "app", files)
+    conf = (f"<Directory {tmp_path}/>\n  AllowOverride All\n</Directory>\n"
+            f"<VirtualHost *:80>\n  ServerName app.test\n  DocumentRoot {app}\n</VirtualHost>\n")
+    inp = _inputs(tmp_path, conf, [_ref(tmp_path, "app.test", 4)])
+    t = translate(inp)
+    text = render(t, inp)
+    model = parse_spec(text, "imported.toml")
+    assert any("\\x1b" in line or "\\x7f" in line for line in text.splitlines())
+    summary = ImportReport(ImportResult(text, model, t.problems, "/", "/a.conf", {}),
+                           "/x.toml").summary()
+    for out in (text, summary):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", out)
+
+
+def test_a_name_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    """A path with a byte that is not UTF-8 (a tenant's symlinked docroot, a writable
+    dir) cannot be written as TOML: a clear error, not a traceback when writing."""
+    from phphost.importer.tomlout import value
+
+    assert value("a\x7fb\x85") == '"a\\u007fb\\u0085"'
+    assert tomllib.loads("k = " + value("a\x7fb")) == {"k": "a\x7fb"}
+    with pytest.raises(SourceError, match=r"/srv/x\\xffy: not valid UTF-8"):
+        value(os.fsdecode(b"/srv/x\xffy"))
