@@ -352,3 +352,33 @@ def test_a_name_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
     assert tomllib.loads("k = " + value("a\x7fb")) == {"k": "a\x7fb"}
     with pytest.raises(SourceError, match=r"/srv/x\\xffy: not valid UTF-8"):
         value(os.fsdecode(b"/srv/x\xffy"))
+
+
+def test_a_tenants_docroot_symlink_cannot_lead_into_another_home(tmp_path: Path) -> None:
+    """Attacker review: import resolved every DocumentRoot symlink. Tenant acme made its
+    htdocs a link to a directory in beta's home (on a mod_php host, a 0777 uploads dir
+    holding acme's code): the spec gave acme's site that directory, and homes() merged
+    it into tenant beta, so acme's code would run as a pool of beta's tenant."""
+    from phphost.importer.run import real_docroot, untrusted_link
+
+    beta = Path(_site(tmp_path, "beta", {"index.php": "<?php", "up/evil/index.php": "<?php"}))
+    (tmp_path / "acme").mkdir()
+    link = tmp_path / "acme" / "htdocs"
+    link.symlink_to(beta / "up" / "evil")
+    os.lchown(link, 4242, 4242)                     # the tenant's own link
+    assert untrusted_link(str(link)) == str(link)
+    with pytest.raises(SourceError, match=rf"{link}, which a user other than root can "
+                                          rf"change, and it leads to {beta}/up/evil"):
+        real_docroot(str(link))
+    # a deploy tool's link inside the tenant's own directory is resolved as before
+    release = tmp_path / "acme" / "releases" / "7" / "public"
+    release.mkdir(parents=True)
+    current = tmp_path / "acme" / "current"
+    current.symlink_to(tmp_path / "acme" / "releases" / "7")
+    os.lchown(current, 4242, 4242)
+    assert real_docroot(f"{current}/public") == str(release)
+    # root's own link in a directory only root can write: followed anywhere
+    os.chmod(tmp_path, 0o755)  # noqa: S103 - root-only writable, as trusted() wants
+    (tmp_path / "rootlink").symlink_to(beta)
+    assert untrusted_link(str(tmp_path / "rootlink")) is None
+    assert real_docroot(str(tmp_path / "rootlink")) == str(beta)
