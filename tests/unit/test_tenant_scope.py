@@ -125,6 +125,15 @@ def test_a_broken_record_is_a_fact_error(tmp_path: Path, text: str) -> None:
         read_applied(str(path))
 
 
+@pytest.mark.parametrize("text", ['{"tenants": [{"name": "x"}]}', '{"pools": [{}]}'])
+def test_a_record_missing_fields_is_a_fact_error_not_a_traceback(tmp_path: Path,
+                                                                  text: str) -> None:
+    record = tmp_path / "applied.json"
+    record.write_text(text)
+    with pytest.raises(FactError, match=r"applied.json: cannot read .*: no "):
+        read_applied(str(record))
+
+
 def test_no_record() -> None:
     assert read_applied("/nonexistent/applied.json") is None
 

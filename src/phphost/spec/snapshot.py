@@ -78,6 +78,11 @@ def _decode_dataclass(cls: type, value: object) -> Any:
     if not isinstance(value, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {value!r}")
     hints = _hints(cls)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in value
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__}: no {', '.join(missing)} in {str(value)[:200]}")
     return cls(**{f.name: _decode(hints[f.name], value[f.name])
                   for f in dataclasses.fields(cls) if f.name in value})
 
