@@ -382,3 +382,19 @@ def test_a_tenants_docroot_symlink_cannot_lead_into_another_home(tmp_path: Path)
     (tmp_path / "rootlink").symlink_to(beta)
     assert untrusted_link(str(tmp_path / "rootlink")) is None
     assert real_docroot(str(tmp_path / "rootlink")) == str(beta)
+
+
+def test_an_htaccess_swapped_for_a_fifo_after_the_lstat_is_not_read(tmp_path: Path) -> None:
+    """Attacker review: a tenant swapping its .htaccess between a file and a FIFO (with a
+    writer holding it open, no data) made import's read return None: a traceback."""
+    (tmp_path / "f").write_text("Require all granted\n")
+    st = os.stat(tmp_path / "f")                    # what the walk saw
+    os.mkfifo(tmp_path / ".htaccess")
+    writer = os.open(tmp_path / ".htaccess", os.O_RDWR)   # keeps a writer, sends nothing
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        got = tree._read_htaccess(str(tmp_path / ".htaccess"), ".htaccess", dfd, st, WEB)
+    finally:
+        os.close(dfd)
+        os.close(writer)
+    assert got.text is None and got.problem == "not a regular file"
