@@ -398,3 +398,15 @@ def test_an_htaccess_swapped_for_a_fifo_after_the_lstat_is_not_read(tmp_path: Pa
         os.close(dfd)
         os.close(writer)
     assert got.text is None and got.problem == "not a regular file"
+
+
+def test_an_htaccess_value_naming_an_environment_variable_is_not_carried(tmp_path: Path) -> None:
+    """Attacker review: mod_php took `php_value x ${HOME}` literally; carried into the
+    FPM pool file, the root master would put its own environment there."""
+    app = _site(tmp_path, "app", {"index.php": "<?php",
+                                  ".htaccess": "php_value highlight.html ${SECRET}\n"})
+    conf = (f"<Directory {tmp_path}/>\n  AllowOverride All\n</Directory>\n"
+            f"<VirtualHost *:80>\n  ServerName app.test\n  DocumentRoot {app}\n</VirtualHost>\n")
+    spec, problems = _spec(_inputs(tmp_path, conf, [_ref(tmp_path, "app.test", 4)]))
+    assert "php_values" not in spec["pools"]["app-test"]
+    assert any("'${'" in p and "root's" in p for p in problems)
