@@ -112,6 +112,16 @@ def test_table_has_a_row_per_check_and_a_summary() -> None:
     assert "2 FAILED" in lines[-1]
 
 
+def test_table_shows_no_control_character_of_a_pools_answer() -> None:
+    """Attacker review: a detail quotes the pool's answer (JSON "\\u001b" is ESC), and
+    the table printed it raw to the admin's terminal."""
+    outcome = J.judge_user({"user": "php-p\x1b]0;pwned\x07\x1b[2J", "group": "t", "uid": 1,
+                            "gid": 2}, JAILED, EXPECT)
+    text = render_report(_report(row_of("user", None, outcome)))
+    assert "php-p?]0;pwned??[2J:t" in text
+    assert not any((ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f for c in text)
+
+
 def test_summary_when_all_pass() -> None:
     report = _report(Row("dns", True, Verdict.OK, ""), Row("tls", None, Verdict.NA, ""))
     assert summary(report) == "1 pools: 1 ok, 1 n/a: all checks passed"

@@ -313,3 +313,100 @@ def test_unreadable_htaccess_apache_never_reads_is_a_note(tmp_path: Path) -> Non
                                                                    "unreadable"),))
     _, problems = _spec(inp)
     assert any(f"{root}/.htaccess" in p and "AllowOverride None" in p for p in problems)
+
+
+@pytest.mark.parametrize("files", [
+    {"index.php": "<?php", ".htaccess": "Bogus\x1b]0;pwned\x07 x\x9b2J\n"},
+    {"index.php": "<?php", "up\x7fload/.htaccess": "Bogus y\n"},
+    {"index.php": "<?php", "a\x1b[2J/x.php": "<?php"},
+])
+def test_a_tenants_names_and_htaccess_text_stay_comments(tmp_path: Path,
+                                                         files: dict[str, str]) -> None:
+    """Attacker review: import runs over tenant-written docroots. A control character in
+    an .htaccess line or a file name ended up raw in a TOML comment, so one tenant made
+    import fail for the whole host ("invalid TOML"), and the summary printed the escape
+    sequence to the admin's terminal. Now \\xNN; the spec still loads."""
+    from phphost.cli.importer import ImportReport
+    from phphost.importer.run import ImportResult
+
+    app = _site(tmp_path, "app", files)
+    conf = (f"<Directory {tmp_path}/>\n  AllowOverride All\n</Directory>\n"
+            f"<VirtualHost *:80>\n  ServerName app.test\n  DocumentRoot {app}\n</VirtualHost>\n")
+    inp = _inputs(tmp_path, conf, [_ref(tmp_path, "app.test", 4)])
+    t = translate(inp)
+    text = render(t, inp)
+    model = parse_spec(text, "imported.toml")
+    assert any("\\x1b" in line or "\\x7f" in line for line in text.splitlines())
+    summary = ImportReport(ImportResult(text, model, t.problems, "/", "/a.conf", {}),
+                           "/x.toml").summary()
+    for out in (text, summary):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", out)
+
+
+def test_a_name_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    """A path with a byte that is not UTF-8 (a tenant's symlinked docroot, a writable
+    dir) cannot be written as TOML: a clear error, not a traceback when writing."""
+    from phphost.importer.tomlout import value
+
+    assert value("a\x7fb\x85") == '"a\\u007fb\\u0085"'
+    assert tomllib.loads("k = " + value("a\x7fb")) == {"k": "a\x7fb"}
+    with pytest.raises(SourceError, match=r"/srv/x\\xffy: not valid UTF-8"):
+        value(os.fsdecode(b"/srv/x\xffy"))
+
+
+def test_a_tenants_docroot_symlink_cannot_lead_into_another_home(tmp_path: Path) -> None:
+    """Attacker review: import resolved every DocumentRoot symlink. Tenant acme made its
+    htdocs a link to a directory in beta's home (on a mod_php host, a 0777 uploads dir
+    holding acme's code): the spec gave acme's site that directory, and homes() merged
+    it into tenant beta, so acme's code would run as a pool of beta's tenant."""
+    from phphost.importer.run import real_docroot, untrusted_link
+
+    beta = Path(_site(tmp_path, "beta", {"index.php": "<?php", "up/evil/index.php": "<?php"}))
+    (tmp_path / "acme").mkdir()
+    link = tmp_path / "acme" / "htdocs"
+    link.symlink_to(beta / "up" / "evil")
+    os.lchown(link, 4242, 4242)                     # the tenant's own link
+    assert untrusted_link(str(link)) == str(link)
+    with pytest.raises(SourceError, match=rf"{link}, which a user other than root can "
+                                          rf"change, and it leads to {beta}/up/evil"):
+        real_docroot(str(link))
+    # a deploy tool's link inside the tenant's own directory is resolved as before
+    release = tmp_path / "acme" / "releases" / "7" / "public"
+    release.mkdir(parents=True)
+    current = tmp_path / "acme" / "current"
+    current.symlink_to(tmp_path / "acme" / "releases" / "7")
+    os.lchown(current, 4242, 4242)
+    assert real_docroot(f"{current}/public") == str(release)
+    # root's own link in a directory only root can write: followed anywhere
+    os.chmod(tmp_path, 0o755)  # noqa: S103 - root-only writable, as trusted() wants
+    (tmp_path / "rootlink").symlink_to(beta)
+    assert untrusted_link(str(tmp_path / "rootlink")) is None
+    assert real_docroot(str(tmp_path / "rootlink")) == str(beta)
+
+
+def test_an_htaccess_swapped_for_a_fifo_after_the_lstat_is_not_read(tmp_path: Path) -> None:
+    """Attacker review: a tenant swapping its .htaccess between a file and a FIFO (with a
+    writer holding it open, no data) made import's read return None: a traceback."""
+    (tmp_path / "f").write_text("Require all granted\n")
+    st = os.stat(tmp_path / "f")                    # what the walk saw
+    os.mkfifo(tmp_path / ".htaccess")
+    writer = os.open(tmp_path / ".htaccess", os.O_RDWR)   # keeps a writer, sends nothing
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        got = tree._read_htaccess(str(tmp_path / ".htaccess"), ".htaccess", dfd, st, WEB)
+    finally:
+        os.close(dfd)
+        os.close(writer)
+    assert got.text is None and got.problem == "not a regular file"
+
+
+def test_an_htaccess_value_naming_an_environment_variable_is_not_carried(tmp_path: Path) -> None:
+    """Attacker review: mod_php took `php_value x ${HOME}` literally; carried into the
+    FPM pool file, the root master would put its own environment there."""
+    app = _site(tmp_path, "app", {"index.php": "<?php",
+                                  ".htaccess": "php_value highlight.html ${SECRET}\n"})
+    conf = (f"<Directory {tmp_path}/>\n  AllowOverride All\n</Directory>\n"
+            f"<VirtualHost *:80>\n  ServerName app.test\n  DocumentRoot {app}\n</VirtualHost>\n")
+    spec, problems = _spec(_inputs(tmp_path, conf, [_ref(tmp_path, "app.test", 4)]))
+    assert "php_values" not in spec["pools"]["app-test"]
+    assert any("'${'" in p and "root's" in p for p in problems)

@@ -385,3 +385,22 @@ def test_a_broken_pipe_elsewhere_is_still_an_error() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
                           check=False)
     assert proc.returncode == 1 and b"internal error: BrokenPipeError" in proc.stderr
+
+
+def test_logs_never_print_a_pools_escape_sequences(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Attacker review: a pool's PHP writes raw bytes to its FPM log (php://stderr with
+    decorate_workers_output = no); `phphost logs` printed them, so a tenant could retitle,
+    clear or rewrite the admin's terminal. Every control character but tab is \\xNN."""
+    evil = "[07-Dec-2026 05:00:00] x\x1b]0;pwned\x07\x1b[2J\x1b[1A\tok\x9b31m\x7f\x00"
+    log = tmp_path / "a.fpm.log"
+    log.write_bytes(evil.encode("utf-8") + b"\nplain\r[07-Dec-2026 05:00:01] forged\n")
+    out = logs.show([logs.LogFile("a.fpm", str(log))], 10)
+    assert out[0] == ("a.fpm [07-Dec-2026 05:00:00] x\\x1b]0;pwned\\x07\\x1b[2J\\x1b[1A\tok"
+                      "\\x9b31m\\x7f\\x00")
+    assert all(not any((ord(c) < 32 and c != "\t") or 0x7f <= ord(c) <= 0x9f for c in line)
+               for line in out)
+    follower = logs._Follower(logs.LogFile("a.fpm", str(log)))
+    with log.open("ab") as fh:
+        fh.write(b"late\r\x1b[2Kfake\n")
+    assert [logs.shown(t) for t in follower.poll()] == ["late\\x0d\\x1b[2Kfake"]

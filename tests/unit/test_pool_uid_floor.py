@@ -3,7 +3,9 @@ one phphost ever gave (files and ACL entries of a removed pool keep its number).
 
 from __future__ import annotations
 
+import os
 import pwd
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,43 @@ def test_create_user_records_the_uid_before_useradd(floor_file: Path,
     journal = type("J", (), {"record": lambda self, e: None})()
     identities.create_user(journal, "php-x", "x", "/nonexistent", True)  # type: ignore[arg-type]
     assert calls[0][-4:] == ["--system", "--uid", "59989", "php-x"]
+
+
+
+def _prefix(root: Path) -> None:
+    """A scratch passwd database for useradd --prefix (never the host's): tenant acme,
+    the group of a new tenant newt, and pool php-b at 59998 (php-a, 59999, was removed)."""
+    etc = root / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
+                                "acme:x:1000:1000::/srv/www/acme:/usr/sbin/nologin\n"
+                                "php-b:x:59998:1000::/srv/www/acme:/usr/sbin/nologin\n")
+    (etc / "group").write_text("root:x:0:\nacme:x:1000:\nnewt:x:1001:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\nacme:!:19000::::::\n"
+                                "php-b:!:19000::::::\n")
+    (etc / "gshadow").write_text("root:*::\nacme:!::\nnewt:!::\n")
+    for name in ("shadow", "gshadow"):
+        (etc / name).chmod(0o600)
+    (etc / "login.defs").write_text(Path("/etc/login.defs").read_text())
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/sbin/useradd")
+                    or not os.path.exists("/etc/login.defs"), reason="needs root and useradd")
+def test_a_new_tenant_user_never_gets_a_removed_pools_uid(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attacker review: useradd gives a tenant the highest used uid + 1, so with the
+    top pool user (59999) removed and 59998 left, the next tenant user got 59999 and
+    owned the files and ACL entries the removed pool left behind. Real useradd, on a
+    scratch database."""
+    _prefix(tmp_path)
+
+    def in_prefix(argv: list[str]) -> None:
+        subprocess.run([argv[0], "--prefix", str(tmp_path), *argv[1:]], check=True,
+                       capture_output=True)
+
+    monkeypatch.setattr(identities, "run", in_prefix)
+    journal = type("J", (), {"record": lambda self, e: None})()
+    identities.create_user(journal, "newt", "newt", "/srv/www/newt", False)  # type: ignore[arg-type]
+    uids = {line.split(":")[0]: int(line.split(":")[2])
+            for line in (tmp_path / "etc" / "passwd").read_text().splitlines()}
+    assert uids["newt"] < layout.POOL_UID_MIN, uids

@@ -284,6 +284,16 @@ def test_ini_key_and_value_checked() -> None:
     fails('[templates.t]\nphp_ini = { x = "a\\nb" }\n', "templates.t.php_ini.x", "newlines")
 
 
+
+def test_ini_value_with_an_environment_reference_is_refused() -> None:
+    """Attacker review: FPM's ini parser replaces ${NAME} with the master's environment
+    variable (the master runs as root; `php-fpm -tt` shows ${HOME} as /root), handing
+    root's environment to the pool's PHP (ini_get)."""
+    for table in ("php_values", "php_admin_values", "php_ini"):
+        fails(f'[templates.t]\n{table} = {{ x = "a${{SECRET}}b" }}\n',
+              f"templates.t.{table}.x", "'${'", "environment variable NAME of its master")
+
+
 # --- process manager after resolution ---------------------------------------------------
 
 DYN = '[templates.busy]\npm = "dynamic"\nmax_children = 4\nmin_spare = 2\nmax_spare = 3\n'

@@ -125,6 +125,15 @@ def test_a_broken_record_is_a_fact_error(tmp_path: Path, text: str) -> None:
         read_applied(str(path))
 
 
+@pytest.mark.parametrize("text", ['{"tenants": [{"name": "x"}]}', '{"pools": [{}]}'])
+def test_a_record_missing_fields_is_a_fact_error_not_a_traceback(tmp_path: Path,
+                                                                  text: str) -> None:
+    record = tmp_path / "applied.json"
+    record.write_text(text)
+    with pytest.raises(FactError, match=r"applied.json: cannot read .*: no "):
+        read_applied(str(record))
+
+
 def test_no_record() -> None:
     assert read_applied("/nonexistent/applied.json") is None
 
@@ -170,6 +179,44 @@ def test_limited_model_refuses_names_another_tenant_holds(text: str, key: str,
         limited_model(parse_spec(text, "new.toml"), two(), {"newt"})
     assert str(info.value).startswith(f"new.toml: {key}: ")
     assert words in str(info.value) and "nothing was changed" in str(info.value)
+
+
+@pytest.mark.parametrize("pool,words", [
+    ('jail = { mounts = [{ source = "/srv/www/beta", target = "/opt/b", writable = true }] }',
+     "jail.mounts[0]: mount source /srv/www/beta overlaps the home /srv/www/beta of tenant beta"),
+    ('jail = { mounts = [{ source = "/srv/www/beta/htdocs/up", target = "/opt/b" }] }',
+     "overlaps the home /srv/www/beta"),
+    ('jail = { mounts = [{ source = "/srv/www", target = "/opt/all" }] }',
+     "mount source /srv/www overlaps the home /srv/www/acme of tenant acme"),
+    ('socket = "/srv/www/beta/run/x.sock"', "socket /srv/www/beta/run/x.sock is inside the home"),
+])
+def test_limited_model_refuses_a_pool_reaching_into_another_home(pool: str, words: str) -> None:
+    """Attacker review: a spec naming only acme cannot see beta's home, so the loader's
+    "a mount source may not overlap another tenant's home" never fired; apply --tenant
+    acme mounted beta's home (writable) into acme's jail."""
+    text = (f'[tenants.newt]\nhome = "/srv/www/newt"\n[pools.x]\ntenant = "newt"\n{pool}\n')
+    with pytest.raises(PlanError) as info:
+        limited_model(parse_spec(text, "new.toml"), two(), {"newt"})
+    assert str(info.value).startswith("new.toml: pools.x: ")
+    assert words in str(info.value) and "nothing was changed" in str(info.value)
+
+
+def test_limited_model_refuses_a_home_under_another_pools_mount() -> None:
+    applied = two(TWO.replace(
+        'max_children = 2\njail = { enabled = false }',
+        'max_children = 2\njail = { mounts = [{ source = "/srv/shared", target = "/opt/s" }] }'))
+    text = '[tenants.newt]\nhome = "/srv/shared/newt"\n'
+    with pytest.raises(PlanError, match=r"tenants\.newt: home /srv/shared/newt overlaps the "
+                                        r"jail mount source /srv/shared of pool beta"):
+        limited_model(parse_spec(text, "new.toml"), applied, {"newt"})
+
+
+def test_limited_model_allows_mounts_of_shared_paths() -> None:
+    text = ('[tenants.newt]\nhome = "/srv/www/newt"\n[pools.x]\ntenant = "newt"\n'
+            'jail = { mounts = [{ source = "/srv/shared", target = "/opt/s" },'
+            ' { source = "/srv/www/newt/lib", target = "/opt/l" }] }\n')
+    limited = limited_model(parse_spec(text, "new.toml"), two(), {"newt"})
+    assert [m.source for m in limited.pool("x").jail.mounts] == ["/srv/shared", "/srv/www/newt/lib"]
 
 
 def test_without_and_doomed_and_unknown() -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from phphost.check.result import WORDING, PoolReport, Report, Row, Verdict
 
 HEAD = ("feature", "declared", "result", "detail")
 DETAIL_MAX = 110
+# a detail quotes what the pool answered (errors, names): the tenant's bytes once it
+# controls the pool; no escape sequence of them reaches the admin's terminal
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def declared_text(row: Row) -> str:
@@ -15,7 +20,7 @@ def declared_text(row: Row) -> str:
 
 
 def _clip(text: str, width: int = DETAIL_MAX) -> str:
-    one_line = " ".join(text.split())
+    one_line = _CONTROL.sub("?", " ".join(text.split()))
     return one_line if len(one_line) <= width else one_line[: width - 3] + "..."
 
 

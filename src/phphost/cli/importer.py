@@ -15,6 +15,7 @@ from phphost.cli.result import Result, dumps
 from phphost.exitcodes import ExitCode
 from phphost.importer.problems import KINDS
 from phphost.importer.run import ImportResult, import_host, write_out
+from phphost.importer.tomlout import printable
 
 
 def add_import_parser(subparsers: Any) -> None:
@@ -65,7 +66,7 @@ class ImportReport(Result):
         print(f"{len(r.problems)} items: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in KINDS),
               file=buf)
         for p in r.problems:
-            print(f"  {p.line()}", file=buf)
+            print(f"  {printable(p.line())}", file=buf)
         return buf.getvalue()
 
     def json(self) -> str:

@@ -26,7 +26,10 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
     argv = ["useradd", "--no-create-home", "--home-dir", home,
             "--shell", layout.NOLOGIN, "--gid", group]
     if not system:
-        run([*argv, name])
+        # a tenant's user: below phphost's pool range. useradd gives the highest used uid
+        # + 1, so after the top pool user is removed the next tenant got its uid, and with
+        # it the files and ACL entries that pool left behind (in other tenants' homes too)
+        run([*argv, "-K", f"UID_MAX={layout.POOL_UID_MIN - 1}", name])
         return
     # a pool's runtime user: from phphost's own range (layout), below every pool uid
     # given before, so a new pool never inherits what a removed one left behind

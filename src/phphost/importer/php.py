@@ -60,6 +60,9 @@ def expressible(s: PhpSetting) -> str:
         bad = next((c for c in _BAD_VALUE if c in s.value), None)
         if bad is not None:
             return f"its value contains {bad!r}, which an FPM pool file cannot hold"
+        if "${" in s.value:
+            return ("its value contains '${', which FPM would replace with an environment "
+                    "variable of its master (root's)")
     return ""
 
 

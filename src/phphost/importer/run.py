@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import grp
 import os
+import posixpath
 import pwd
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 
+from phphost import safefs
 from phphost.audit import apacheconf
 from phphost.errors import PhphostError, SpecError
 from phphost.importer import source, tree
 from phphost.importer.errors import SourceError
 from phphost.importer.problems import Problem
+from phphost.importer.tenants import SHARED_PARENTS
 from phphost.importer.tomlout import comment, table
 from phphost.importer.translate import Inputs, Translation, translate
 from phphost.importer.vhosts import drafts
 from phphost.spec.loader import parse_spec
 from phphost.spec.model import Model
+from phphost.spec.validate import is_inside
 
 SECTION_ORDER = ("templates", "tenants", "pools", "sites")
 PHP_NAMES = r"\.(php[0-9]?|phtml|phar)$"
@@ -55,6 +60,58 @@ def web_user(name: str) -> tree.WebUser:
     return tree.WebUser(pw.pw_uid, frozenset(gids))
 
 
+MAX_LINKS = 40
+
+
+def untrusted_link(path: str) -> str | None:
+    """The first symlink met on the way to path (resolved as the kernel does) that a
+    user other than root made or can replace: not root's, or in a directory someone
+    else can write. None when there is none (or the path does not exist)."""
+    todo = [p for p in path.split("/") if p and p != "."]
+    here, links = "/", 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            here = posixpath.dirname(here)
+            continue
+        step = posixpath.join(here, part)
+        try:
+            st = os.lstat(step)
+        except OSError:
+            return None
+        if not stat.S_ISLNK(st.st_mode):
+            here = step
+            continue
+        links += 1
+        if st.st_uid != 0 or not safefs.trusted(os.stat(here)) or links > MAX_LINKS:
+            return step
+        target = os.readlink(step)
+        here = "/" if target.startswith("/") else here
+        todo = [p for p in target.split("/") if p and p != "."] + todo
+    return None
+
+
+def real_docroot(docroot: str) -> str:
+    """The docroot's path without symlinks. Through a symlink a tenant made (a deploy
+    tool's `current`), the real path must stay inside the deepest directory above the
+    link reached without one: else SourceError, for the link could point at another
+    tenant's files and make them this site's (and, as a home, merge the two)."""
+    real = os.path.realpath(docroot)
+    link = untrusted_link(docroot)
+    if link is None:
+        return real
+    anchor = os.path.normpath(docroot)
+    while anchor != "/" and untrusted_link(anchor) is not None:
+        anchor = posixpath.dirname(anchor)
+    if anchor not in SHARED_PARENTS and is_inside(real, os.path.realpath(anchor)):
+        return real
+    raise SourceError(
+        f"DocumentRoot {docroot} is reached through the symlink {link}, which a user "
+        f"other than root can change, and it leads to {real}, outside {anchor}: a tenant "
+        "could point it at another tenant's files. If that is where the site lives, put "
+        f"{real} in the Apache config; else remove the link. Nothing was written")
+
+
 def gather(root: str) -> Inputs:
     apache = source.read_apache(root)
     user = web_user(apache.user)
@@ -66,7 +123,7 @@ def gather(root: str) -> Inputs:
         for v in draft.vhosts:
             if v.docroot is None or v.docroot in real:
                 continue
-            real[v.docroot] = os.path.realpath(v.docroot)
+            real[v.docroot] = real_docroot(v.docroot)
             if real[v.docroot] not in trees:
                 trees[real[v.docroot]] = tree.scan(real[v.docroot], user, pattern,
                                                    access or ".htaccess")

@@ -95,6 +95,8 @@ def _read_htaccess(path: str, name: str, dfd: int, st: os.stat_result,
     except OSError as err:
         return Htaccess(path, None, f"cannot be read: {err.strerror}")
     with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):     # swapped since the lstat (a FIFO)
+            return Htaccess(path, None, "not a regular file")
         if not allows(os.fstat(fd), user, 4, acl_of(fd)):
             return Htaccess(path, None, f"the web user (uid {user.uid}) cannot read it "
                                         f"(mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid})")

@@ -26,6 +26,10 @@ from phphost.render.monitorconfig import MonitorConfig
 TAIL_BYTES = 1 << 20        # read at most this much from the end of each file
 FOLLOW_CHUNK = 1 << 20
 LINE_LIMIT = 8192
+# C0 (but tab), DEL and C1: a pool's PHP writes raw bytes to its FPM log (stderr with
+# decorate_workers_output = no) and Apache's error log carries its messages; escape
+# sequences must not reach the admin's terminal (retitle, clear, hide lines)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,13 @@ def _tail(path: str, count: int) -> tuple[list[str], float]:
     return lines[-count:], mtime
 
 
+def shown(text: str) -> str:
+    """Pure: text with every control character written as \\xNN (tab kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
 def format_line(line: Line, width: int) -> str:
-    return f"{line.tag:<{width}} {line.text}"
+    return f"{line.tag:<{width}} {shown(line.text)}"
 
 
 def show(files: list[LogFile], count: int) -> list[str]:
@@ -196,6 +205,6 @@ def follow(files: list[LogFile], interval: float = 0.5) -> None:
     while True:
         for fl in followers:
             for text in fl.poll():
-                sys.stdout.write(f"{fl.file.tag:<{width}} {text}\n")
+                sys.stdout.write(f"{fl.file.tag:<{width}} {shown(text)}\n")
         sys.stdout.flush()
         time.sleep(interval)

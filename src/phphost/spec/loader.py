@@ -94,9 +94,10 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     ``idle_timeout`` is stopped gracefully and the launcher keeps the socket (no
     request is refused while a master starts or stops). ``status`` shows such a pool
     ``asleep`` without waking it (docs/idle.md).
-    ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes
-    or ``;``. Booleans become ``on``/``off``. The three ini tables merge key by key
-    along the chain (the pool wins); every other setting is replaced whole.
+    ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes,
+    ``;`` or ``${`` (FPM would put the root master's environment variable there).
+    Booleans become ``on``/``off``. The three ini tables merge key by key along the
+    chain (the pool wins); every other setting is replaced whole.
     A request running longer than ``request_slowlog_timeout`` gets its PHP stack
     trace in ``/var/log/phphost/POOL.slow.log`` (counted as ``phpfpm_slow_requests``);
     that log and ``POOL.fpm.log`` rotate through ``/etc/logrotate.d/phphost``.

@@ -143,6 +143,10 @@ def ini_value(at: At, value: object) -> str:
     if bad is not None:
         at.fail(f"value {value!r} contains {bad!r}",
                 "remove newlines, quotes and ';' (they would break or extend the FPM config)")
+    if "${" in value:
+        at.fail(f"value {value!r} contains '${{'",
+                "FPM replaces ${NAME} with the environment variable NAME of its master, "
+                "which runs as root: write the value itself")
     return value
 
 

@@ -78,6 +78,11 @@ def _decode_dataclass(cls: type, value: object) -> Any:
     if not isinstance(value, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {value!r}")
     hints = _hints(cls)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in value
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__}: no {', '.join(missing)} in {str(value)[:200]}")
     return cls(**{f.name: _decode(hints[f.name], value[f.name])
                   for f in dataclasses.fields(cls) if f.name in value})
 
@@ -192,6 +197,32 @@ def _check_apart(spec: Model, mine_t: list[Tenant], mine_p: list[Pool], mine_s: 
             if is_inside(t.home, o.home) or is_inside(o.home, t.home):
                 _collision(spec, f"tenants.{t.name}",
                            f"home {t.home} overlaps the home {o.home} of tenant {o.name}")
+    _check_pool_paths(spec, mine_p, others)
+    for t in mine_t:        # and the other way: another pool's mount reaching this home
+        for p in o_pools:
+            for m in p.jail.mounts:
+                if is_inside(m.source, t.home) or is_inside(t.home, m.source):
+                    _collision(spec, f"tenants.{t.name}",
+                               f"home {t.home} overlaps the jail mount source {m.source} "
+                               f"of pool {p.name} (tenant {p.tenant})")
+
+
+def _check_pool_paths(spec: Model, mine_p: list[Pool], others: list[Tenant]) -> None:
+    """The loader's checks against other tenants' homes, made again against the homes
+    as applied: a spec naming only some tenants cannot see the others' homes, so its
+    pools' jail mount sources and sockets are checked here (a mount of another tenant's
+    home would hand the pool that tenant's files)."""
+    for p in mine_p:
+        for i, m in enumerate(p.jail.mounts):
+            for o in others:
+                if is_inside(m.source, o.home) or is_inside(o.home, m.source):
+                    _collision(spec, f"pools.{p.name}",
+                               f"jail.mounts[{i}]: mount source {m.source} overlaps the home "
+                               f"{o.home} of tenant {o.name}")
+        for o in others:
+            if is_inside(p.socket, o.home):
+                _collision(spec, f"pools.{p.name}",
+                           f"socket {p.socket} is inside the home {o.home} of tenant {o.name}")
 
 
 def _collision(spec: Model, key: str, problem: str) -> typing.NoReturn:
