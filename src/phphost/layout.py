@@ -65,6 +65,12 @@ POOL_UID_MAX = 59999
 # the lowest pool uid ever handed out: the next pool user gets one below it, so a uid is
 # never given twice (files and ACL entries a removed pool left behind keep its number)
 POOL_UID_FLOOR = f"{STATE_DIR}/pool-uid-floor"
+# tenant users and groups: uids and gids from TENANT_ID_MIN up to below the pool range,
+# each above the highest one phphost ever gave ("UID GID" in TENANT_ID_MARK): a tenant
+# destroyed without --purge leaves its home owned by its ids, which a new tenant must
+# never get
+TENANT_ID_MIN = 1000
+TENANT_ID_MARK = f"{STATE_DIR}/tenant-id-mark"
 PROC = "/proc"      # processes' memory for plan's capacity report (facts/capacity.py)
 # a pool's cgroup, by how it was set up (cgroupfs by hand, or systemd's scope)
 CGROUP_DIRS = ("/sys/fs/cgroup/phphost/{pool}", "/sys/fs/cgroup/phphost.slice/phphost-{pool}.scope")

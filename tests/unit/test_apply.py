@@ -79,6 +79,7 @@ def world(monkeypatch: pytest.MonkeyPatch, top: Path) -> World:
     monkeypatch.setattr(apply_mod, "Journal", lambda: Journal(str(top / "journal")))
     monkeypatch.setattr(layout, "STATE_FILE", str(top / "state.json"))
     monkeypatch.setattr(layout, "POOL_UID_FLOOR", str(top / "pool-uid-floor"))
+    monkeypatch.setattr(layout, "TENANT_ID_MARK", str(top / "tenant-id-mark"))
     monkeypatch.setattr(apply_mod, "check_files", lambda *a: w.hit("tls"))
     monkeypatch.setattr(staging, "validate_apache", lambda actions: w.hit("validate_apache"))
     monkeypatch.setattr(staging, "validate_fpm", lambda actions: w.hit("validate_fpm"))

@@ -3,6 +3,7 @@ one phphost ever gave (files and ACL entries of a removed pool keep its number).
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import subprocess
@@ -23,6 +24,7 @@ def _user(uid: int) -> pwd.struct_passwd:
 def floor_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "pool-uid-floor"
     monkeypatch.setattr(layout, "POOL_UID_FLOOR", str(path))
+    monkeypatch.setattr(layout, "TENANT_ID_MARK", str(tmp_path / "tenant-id-mark"))
     monkeypatch.setattr(layout, "STATE_DIR", str(tmp_path))
     monkeypatch.setattr(identities.files, "atomic_write",    # pytest's tmp is under /tmp
                         lambda p, text, mode: Path(p).write_text(text))
@@ -98,7 +100,7 @@ def _prefix(root: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/sbin/useradd")
                     or not os.path.exists("/etc/login.defs"), reason="needs root and useradd")
-def test_a_new_tenant_user_never_gets_a_removed_pools_uid(tmp_path: Path,
+def test_a_new_tenant_user_never_gets_a_removed_pools_uid(tmp_path: Path, floor_file: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Attacker review: useradd gives a tenant the highest used uid + 1, so with the
     top pool user (59999) removed and 59998 left, the next tenant user got 59999 and
@@ -116,3 +118,48 @@ def test_a_new_tenant_user_never_gets_a_removed_pools_uid(tmp_path: Path,
     uids = {line.split(":")[0]: int(line.split(":")[2])
             for line in (tmp_path / "etc" / "passwd").read_text().splitlines()}
     assert uids["newt"] < layout.POOL_UID_MIN, uids
+
+
+def _group(gid: int) -> grp.struct_group:
+    return grp.struct_group((f"g{gid}", "x", gid, []))
+
+
+def test_a_destroyed_tenants_ids_are_not_given_again(floor_file: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant destroyed without --purge leaves its home owned by its uid and gid:
+    useradd/groupadd would give the next tenant the same numbers (highest used + 1)."""
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(0), _user(1000), _user(59999)])
+    monkeypatch.setattr(grp, "getgrall", lambda: [_group(0), _group(1000)])
+    assert identities.next_tenant_id("uid") == 1001
+    assert identities.next_tenant_id("gid") == 1001
+    # that tenant is destroyed: its user and group are gone, its home stays
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(0), _user(1000), _user(59999)])
+    monkeypatch.setattr(grp, "getgrall", lambda: [_group(0), _group(1000)])
+    assert identities.next_tenant_id("uid") == 1002
+    assert identities.next_tenant_id("gid") == 1002
+    assert (floor_file.parent / "tenant-id-mark").read_text() == "1002 1002\n"
+
+
+def test_tenant_ids_count_accounts_made_by_hand_and_stop_below_the_pools(
+        floor_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(4000), _user(65534)])
+    assert identities.next_tenant_id("uid") == 4001
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(layout.POOL_UID_MIN - 1)])
+    with pytest.raises(HostError, match="no uid left"):
+        identities.next_tenant_id("uid")
+    (floor_file.parent / "tenant-id-mark").write_text("garbage\n")
+    with pytest.raises(HostError, match="UID GID"):
+        identities.next_tenant_id("gid")
+
+
+def test_create_group_and_tenant_user_pass_the_ids(floor_file: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pwd, "getpwall", lambda: [_user(1500)])
+    monkeypatch.setattr(grp, "getgrall", lambda: [_group(1700)])
+    monkeypatch.setattr(identities, "run", calls.append)
+    journal = type("J", (), {"record": lambda self, e: None})()
+    identities.create_group(journal, "acme")  # type: ignore[arg-type]
+    identities.create_user(journal, "acme", "acme", "/srv/www/acme", False)  # type: ignore[arg-type]
+    assert calls[0] == ["groupadd", "--gid", "1701", "acme"]
+    assert calls[1][-3:] == ["--uid", "1501", "acme"]

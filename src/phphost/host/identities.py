@@ -18,7 +18,11 @@ from phphost.runner import run
 
 def create_group(journal: Journal, name: str) -> None:
     journal.record({"k": "group", "name": name})
-    run(["groupadd", "--system", name] if name == layout.MAIL_GROUP else ["groupadd", name])
+    if name == layout.MAIL_GROUP:
+        run(["groupadd", "--system", name])
+        return
+    gid = next_tenant_id("gid")
+    run(["groupadd", "--gid", str(gid), name])
 
 
 def create_user(journal: Journal, name: str, group: str, home: str, system: bool) -> None:
@@ -26,10 +30,10 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
     argv = ["useradd", "--no-create-home", "--home-dir", home,
             "--shell", layout.NOLOGIN, "--gid", group]
     if not system:
-        # a tenant's user: below phphost's pool range. useradd gives the highest used uid
-        # + 1, so after the top pool user is removed the next tenant got its uid, and with
-        # it the files and ACL entries that pool left behind (in other tenants' homes too)
-        run([*argv, "-K", f"UID_MAX={layout.POOL_UID_MIN - 1}", name])
+        # a tenant's user: below phphost's pool range, above every tenant uid given before
+        # (useradd's own choice, the highest used uid + 1, handed a removed pool's uid or a
+        # destroyed tenant's to the next tenant, with the files that one left behind)
+        run([*argv, "--uid", str(next_tenant_id("uid")), name])
         return
     # a pool's runtime user: from phphost's own range (layout), below every pool uid
     # given before, so a new pool never inherits what a removed one left behind
@@ -71,6 +75,39 @@ def record_pool_uid(uid: int) -> None:
     if layout.POOL_UID_MIN <= uid < _recorded_floor():
         os.makedirs(layout.STATE_DIR, 0o700, exist_ok=True)
         files.atomic_write(layout.POOL_UID_FLOOR, f"{uid}\n", 0o600)
+
+
+def next_tenant_id(kind: str) -> int:
+    """The uid (kind "uid") or gid ("gid") for a new tenant user or group: one above the
+    highest phphost ever gave and every one in use in the tenant range, recorded before
+    the account is made (a failure after it only skips a number)."""
+    index = 0 if kind == "uid" else 1
+    marks = _tenant_marks()
+    used = (u.pw_uid for u in pwd.getpwall()) if kind == "uid" else \
+        (g.gr_gid for g in grp.getgrall())
+    top = max([marks[index], layout.TENANT_ID_MIN - 1,
+               *(n for n in used if layout.TENANT_ID_MIN <= n < layout.POOL_UID_MIN)])
+    if top + 1 >= layout.POOL_UID_MIN:
+        raise HostError(
+            f"no {kind} left for a tenant below phphost's pool range ({layout.POOL_UID_MIN}); "
+            f"{layout.TENANT_ID_MARK} holds the highest tenant uid and gid phphost gave. "
+            "Lower it only after chowning what destroyed tenants left behind")
+    marks[index] = top + 1
+    os.makedirs(layout.STATE_DIR, 0o700, exist_ok=True)
+    files.atomic_write(layout.TENANT_ID_MARK, f"{marks[0]} {marks[1]}\n", 0o600)
+    return top + 1
+
+
+def _tenant_marks() -> list[int]:
+    text = files.read_text(layout.TENANT_ID_MARK)
+    if not text:
+        return [0, 0]
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise HostError(f"{layout.TENANT_ID_MARK}: not 'UID GID' ({text.strip()[:40]!r}); "
+                        "it holds the highest tenant uid and gid phphost gave. Write those "
+                        "two numbers there")
+    return [int(parts[0]), int(parts[1])]
 
 
 def set_primary_group(journal: Journal, name: str, group: str) -> None:
