@@ -133,6 +133,23 @@ def test_exit_status_of_the_master(launcher: str) -> None:
     assert out.returncode == 7
 
 
+@pytest.mark.skipif(not ROOT, reason="namespaces need root")
+def test_inherited_descriptors_stay_out_of_the_master(launcher: str) -> None:
+    """Attacker review: a descriptor the launcher inherits above stderr (run by hand, or
+    by a tool that leaks one) must not reach the master and its workers."""
+    r, w = os.pipe()
+    try:
+        out = subprocess.run([launcher, "--pool", "p", "--jail", "/", "--pid-ns", "--",
+                              "/bin/ls", "/proc/self/fd"], capture_output=True, text=True,
+                             timeout=30, check=False, pass_fds=(r, w))
+    finally:
+        os.close(r)
+        os.close(w)
+    assert out.returncode == 0, out.stderr
+    fds = {int(x) for x in out.stdout.split()}
+    assert r not in fds and w not in fds, fds
+
+
 def _fake_nft(directory: str, loaded: str) -> str:
     """An nft that lists the table only once `-f` ran (marker file `loaded`)."""
     script = os.path.join(directory, "nft")

@@ -73,6 +73,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LAUNCH_CLOSE_RANGE_CLOEXEC (1U << 2)   /* linux/close_range.h, kernel 5.11 */
+
 #ifndef NFT
 #define NFT "/usr/sbin/nft"          /* layout.NFT_BINARY; tests build a copy with their own */
 #endif
@@ -1026,6 +1028,9 @@ int main(int argc, char **argv) {
     struct plan pl;
     struct sock s = { .fd = -1, .dir_fd = -1 };
     memset(&pl, 0, sizeof pl);
+    /* whatever the launcher inherited above stderr stays out of the master and its
+       workers (supervisord passes none; a launcher run by hand or by another tool might) */
+    (void)syscall(SYS_close_range, 3U, ~0U, LAUNCH_CLOSE_RANGE_CLOEXEC);
     for (int i = 1; i + 1 < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--pool")) { pool_name = argv[i + 1]; break; }
     parse_args(&pl, argc, argv);
