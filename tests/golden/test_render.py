@@ -449,10 +449,10 @@ def test_fpm_argv() -> None:
     argv = render_fpm_argv(MODEL.pool("acme"))
     launcher = [layout.LAUNCHER, "--pool", "acme", "--pid-ns", "--cgroup", "phphost/acme",
                 "--limits", layout.limits_file("acme"), "--network-policy", layout.NFT_CONF,
-                "--jail", "/", "--mount", "proc:/proc:ro", "--"]
-    assert argv[:19] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
+                "--network-user", "php-acme", "--jail", "/", "--mount", "proc:/proc:ro", "--"]
+    assert argv[:21] == [*launcher, layout.FPM_BINARY, "--nodaemonize",
                          "--fpm-config", layout.fpm_conf("acme")]
-    flags = argv[19:]
+    flags = argv[21:]
     assert flags[0::2] == ["-d"] * (len(flags) // 2)
     pairs = [f.split("=", 1) for f in flags[1::2]]
     keys = [k for k, _ in pairs]
@@ -618,9 +618,10 @@ def test_redirect_site_with_tls_redirects_from_both_ports() -> None:
 
 def test_jailed_master_gets_its_mounts_file() -> None:
     argv = render_fpm_argv(MODEL.pool("blog"))
-    assert argv[:14] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
+    assert argv[:16] == [layout.LAUNCHER, "--pool", "blog", "--pid-ns", "--cgroup",
                          "phphost/blog", "--limits", layout.limits_file("blog"),
-                         "--network-policy", layout.NFT_CONF, "--jail", jail_root("blog"),
+                         "--network-policy", layout.NFT_CONF, "--network-user", "php-blog",
+                         "--jail", jail_root("blog"),
                          "--mounts", layout.mounts_file("blog")]
 
 
@@ -630,7 +631,7 @@ def test_ondemand_pools_are_socket_activated() -> None:
     blog = MODEL.pool("blog")
     assert blog.settings.pm == "ondemand" and blog.settings.activated
     argv = render_fpm_argv(blog)
-    assert argv[14:argv.index("--")] == [
+    assert argv[16:argv.index("--")] == [
         "--socket", blog.socket, "--socket-group", "www-data", "--socket-mode", "0660",
         "--backlog", str(blog.settings.listen_backlog),
         "--idle-timeout", str(blog.settings.idle_timeout)]

@@ -169,17 +169,28 @@ def test_launcher_loads_a_missing_policy(workdir: str) -> None:
     nft = _fake_nft(workdir, loaded)
     binary = build(os.path.join(workdir, "launch-nft"), f'-DNFT="{nft}"')
     conf = os.path.join(workdir, "nftables.conf")
-    args = ["--jail", "/", "--network-policy", conf, "--", "/bin/true"]
+    args = ["--jail", "/", "--network-policy", conf, "--network-user", "root", "--",
+            "/bin/true"]
     out = run(binary, "--pool", "web", *args)     # no file: fails closed
     assert out.returncode == 1 and f"the network policy {conf} is missing" in out.stderr
     assert not os.path.exists(loaded)
-    Path(conf).write_text("table inet phphost {\n  chain x {\n    meta skuid 1 jump pool-web\n"
-                          "  }\n}\n")
+    Path(conf).write_text("table inet phphost {\n  map pools {\n    type uid : verdict\n"
+                          "    elements = { 1 : jump pool-web, 0 : jump pool-web2 }\n  }\n}\n")
+    out = run(binary, "--pool", "web", *args)         # uid 0 goes to pool-web2: refused
+    assert out.returncode == 1 and "does not send uid 0 to chain pool-web" in out.stderr
+    Path(conf).write_text("table inet phphost {\n  map pools {\n    type uid : verdict\n"
+                          "    elements = { 10 : jump pool-web, 0 : jump pool-web }\n  }\n}\n")
     assert run(binary, "--pool", "web", *args).returncode == 0
     assert Path(loaded).read_text() == Path(conf).read_text()
     out = run(binary, "--pool", "other", *args)
-    assert out.returncode == 1 and "no chain pool-other" in out.stderr
+    assert out.returncode == 1 and "does not send uid 0 to chain pool-other" in out.stderr
     assert "run `phphost apply`" in out.stderr
+    out = run(binary, "--pool", "web", "--jail", "/", "--network-policy", conf, "--",
+              "/bin/true")
+    assert out.returncode == 1 and "go together" in out.stderr
+    out = run(binary, "--pool", "web", "--jail", "/", "--network-policy", conf,
+              "--network-user", "phphost-no-such-user", "--", "/bin/true")
+    assert out.returncode == 1 and "no such user" in out.stderr
 
 
 def _wait_for(path: str, proc: subprocess.Popen[str]) -> None:
@@ -203,12 +214,14 @@ def test_every_wake_checks_the_policy(tmp_path: Path, reload_fails: bool) -> Non
     loaded = str(tmp_path / "loaded")
     binary = build(str(tmp_path / "launch-nft"), f'-DNFT="{_fake_nft(str(tmp_path), loaded)}"')
     conf = tmp_path / "nftables.conf"
-    conf.write_text("table inet phphost {\n  chain x {\n    meta skuid 1 jump pool-web\n  }\n}\n")
+    conf.write_text("table inet phphost {\n  map pools {\n    type uid : verdict\n"
+                    "    elements = { 0 : jump pool-web }\n  }\n}\n")
     sockdir = tempfile.mkdtemp(prefix="phphost-launch-", dir="/run")   # root's, 0700
     sock, ran = os.path.join(sockdir, "web.sock"), tmp_path / "ran"
     proc = subprocess.Popen(
         [binary, "--pool", "web", "--jail", "/", "--pid-ns", "--network-policy", str(conf),
-         "--socket", sock, "--socket-group", "root", "--socket-mode", "0660", "--backlog", "8",
+         "--network-user", "root", "--socket", sock, "--socket-group", "root",
+         "--socket-mode", "0660", "--backlog", "8",
          "--idle-timeout", "60", "--", "/bin/sh", "-c", f"cp {loaded} {ran}"],
         stderr=subprocess.PIPE, text=True)
     try:

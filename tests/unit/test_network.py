@@ -3,6 +3,7 @@ table, and when plan loads, keeps or deletes it. Pure."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -123,12 +124,21 @@ def test_table_replaces_itself_and_jumps_per_pool_user() -> None:
     assert lines[:3] == ["table inet phphost", "delete table inet phphost",
                          "table inet phphost {"]
     assert "\t\tct state established,related accept" in lines
-    assert '\t\tmeta skuid "php-web" jump pool-web' in lines
+    # one hashed lookup a packet, at any number of pools
+    assert '\t\t\t"php-web" : jump pool-web' in lines
+    assert "\t\tmeta skuid vmap @pools" in lines
     # a pool answering a connection someone else opened (PHP listening on a port) is
     # dropped before established traffic is accepted
-    serve = lines.index('\t\tct direction reply meta skuid "php-web" drop')
+    serve = lines.index("\t\tct direction reply meta skuid @pool_users drop")
     assert serve < lines.index("\t\tct state established,related accept")
+    assert '\t\t\t"php-web"' in lines[:lines.index("\tmap pools {")]
     assert "\tchain pool-web {" in lines
+
+
+def test_no_pools_no_empty_elements() -> None:
+    """nft refuses `elements = { }`: a host without pools renders the set and map bare."""
+    text = render_nftables(dataclasses.replace(model(), pools=()), ())
+    assert "elements" not in text and "\tmap pools {" in text
 
 
 def test_desired_has_policy_file_and_mail_group() -> None:
@@ -270,8 +280,12 @@ def test_audit_network_policy() -> None:
 
     m = model()
     accounts = AccountFacts(users={"php-web": Account("php-web", 995, ("acme",))})
+    # as `nft list table` prints it: uids, a map's elements on one line
     live = render_nftables(m, ()).replace('"php-web"', "995")
     live = "\n".join(ln for ln in live.splitlines()[5:] if not ln.strip().startswith("#"))
+    live = live.replace("elements = {\n\t\t\t995 : jump pool-web\n\t\t}",
+                        "elements = { 995 : jump pool-web }")
+    assert "elements = { 995 : jump pool-web }" in live
 
     def found(listing: str | None, checked: bool = True) -> list[str]:
         facts = AuditFacts(accounts=accounts, nft_checked=checked, nft_listing=listing)
@@ -282,5 +296,10 @@ def test_audit_network_policy() -> None:
                            "reaches any address and port, SMTP on port 25 included"]
     flushed = live.replace("\t\treject with icmpx admin-prohibited\n", "")
     assert [f.split(":")[0] for f in found(flushed)] == ["pools.web"]
-    assert [f.split(":")[0] for f in found(live.replace("skuid 995", "skuid 1"))] == [
+    assert [f.split(":")[0] for f in found(live.replace("995 : jump", "1 : jump"))] == [
         "pools.web"]
+    assert [f.split(":")[0] for f in found(live.replace("jump pool-web }", "accept }"))] == [
+        "pools.web"]
+    wrapped = live.replace("{ 995 : jump pool-web }",
+                           "{ 1 : jump pool-x, 2 : jump pool-y,\n\t\t\t     995 : jump pool-web }")
+    assert found(wrapped) == []

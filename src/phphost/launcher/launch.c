@@ -1,7 +1,7 @@
 /* phphost-launch: the FPM master launcher (supervisord runs one per pool).
  *
  *   launch --pool NAME --jail ROOT [--pid-ns] [--cgroup phphost/NAME]
- *          [--limits FILE | --nproc N] [--network-policy FILE]
+ *          [--limits FILE | --nproc N] [--network-policy FILE --network-user USER]
  *          [--mounts FILE] [--mount SRC:DST:ro|rw ...]
  *          [--socket PATH --socket-group GROUP --socket-mode 0660 --backlog N
  *           --idle-timeout SECONDS]
@@ -21,9 +21,11 @@
  *
  * --cgroup: the launcher joins phphost/NAME in every mounted cgroup hierarchy that has
  * it, before any master is forked; --limits/--nproc set RLIMIT_NPROC (the workers').
- * --network-policy FILE: when nftables' table inet phphost has no chain for the pool
- * (after a reboot or a ruleset flush), `nft -f FILE` first; no master starts without the
- * pool's chain or with FILE missing. Checked when the launcher starts and again before
+ * --network-policy FILE --network-user USER: when nftables' table inet phphost does not
+ * send USER's packets to the pool's chain (its verdict map `pools` has no element
+ * "USER's uid : jump pool-NAME": after a reboot or a ruleset flush), `nft -f FILE` first;
+ * no master starts without that element or with FILE missing. The check asks nft for the
+ * one element (`nft get element`), an answer of the same size at any number of pools. Checked when the launcher starts and again before
  * every master it starts on a connection (a failed check there ends the launcher).
  *
  * --pid-ns: each master is PID 1 of a new PID namespace (a killed master takes every
@@ -54,6 +56,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -320,7 +323,8 @@ struct mountspec {
 };
 
 struct plan {
-    const char *pool, *jail, *cgroup, *policy;
+    const char *pool, *jail, *cgroup, *policy, *policy_user;
+    uid_t policy_uid;
     long nproc;
     int pid_ns;
     struct mountspec mounts[MAX_MOUNTS];
@@ -482,6 +486,7 @@ static void parse_args(struct plan *pl, int argc, char **argv) {
         else if (!strcmp(k, "--jail")) ONCE(jail, "--jail");
         else if (!strcmp(k, "--cgroup")) ONCE(cgroup, "--cgroup");
         else if (!strcmp(k, "--network-policy")) ONCE(policy, "--network-policy");
+        else if (!strcmp(k, "--network-user")) ONCE(policy_user, "--network-user");
         else if (!strcmp(k, "--socket")) ONCE(socket, "--socket");
         else if (!strcmp(k, "--socket-group")) ONCE(socket_group, "--socket-group");
         else if (!strcmp(k, "--limits")) { limits = v; seen_limits++; }
@@ -503,6 +508,12 @@ static void parse_args(struct plan *pl, int argc, char **argv) {
         fail("the jail root and the command must be absolute paths");
     if (pl->cgroup && !valid_cgroup(pl->cgroup)) fail("--cgroup '%s': expected phphost/POOL", pl->cgroup);
     if (pl->policy && pl->policy[0] != '/') fail("--network-policy is given at most once, as an absolute path");
+    if (!pl->policy != !pl->policy_user) fail("--network-policy and --network-user go together");
+    if (pl->policy_user) {
+        struct passwd *pw = getpwnam(pl->policy_user);
+        if (pw == NULL) fail("--network-user %s: no such user; run `phphost apply`", pl->policy_user);
+        pl->policy_uid = pw->pw_uid;
+    }
     if (seen_limits > 1) fail("--limits is given at most once");
     if (limits) pl->nproc = read_limits_file(limits, pl->pool);
     if (pl->socket) {
@@ -738,17 +749,19 @@ static int run_capture(char *const argv[], char *out, size_t cap) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static int policy_has(const char *pool) {
-    /* the dispatch chain only (about 60 bytes a pool), not the whole table */
-    static char out[1 << 20];
-    char *argv[] = { NFT, "list", "chain", "inet", "phphost", "output", NULL }, want[100],
-         *line, *save = NULL;
+static int policy_has(const char *pool, uid_t uid) {
+    /* one element of the dispatch map, not a listing that grows with the pools */
+    static char out[4096];
+    char key[40], want[120], *at;
+    char *argv[] = { NFT, "get", "element", "inet", "phphost", "pools", key, NULL };
+    size_t w;
+    snprintf(key, sizeof key, "{ %u }", (unsigned)uid);
     if (run_capture(argv, out, sizeof out) != 0) return 0;
-    snprintf(want, sizeof want, "jump pool-%s", pool);
-    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        size_t n = strlen(line), w = strlen(want);
-        while (n && isspace((unsigned char)line[n - 1])) line[--n] = '\0';
-        if (n >= w && !strcmp(line + n - w, want) && (n == w || isspace((unsigned char)line[n - w - 1])))
+    w = (size_t)snprintf(want, sizeof want, "%u : jump pool-%s", (unsigned)uid, pool);
+    for (at = strstr(out, want); at; at = strstr(at + 1, want)) {
+        char before = at == out ? ' ' : at[-1], after = at[w];
+        if ((before == ' ' || before == '{' || before == ',' || before == '\t' || before == '\n')
+            && (after == ' ' || after == ',' || after == '}' || after == '\n'))
             return 1;
     }
     return 0;
@@ -756,7 +769,7 @@ static int policy_has(const char *pool) {
 
 /* NULL when table inet phphost has the pool's chain (loading conf with `nft -f` first
  * if it has not); else why no master may start. A missing conf fails closed. */
-static const char *network_policy_problem(const char *pool, const char *conf) {
+static const char *network_policy_problem(const char *pool, uid_t uid, const char *conf) {
     static char out[4096], why[600];
     char *argv[] = { NFT, "-f", (char *)conf, NULL };
     if (access(conf, F_OK) != 0) {
@@ -764,10 +777,11 @@ static const char *network_policy_problem(const char *pool, const char *conf) {
                  conf, strerror(errno));
         return why;
     }
-    if (policy_has(pool)) return NULL;
-    if (run_capture(argv, out, sizeof out) == 0 && policy_has(pool)) return NULL;
+    if (policy_has(pool, uid)) return NULL;
+    if (run_capture(argv, out, sizeof out) == 0 && policy_has(pool, uid)) return NULL;
     snprintf(why, sizeof why, "the network policy is not loaded and `nft -f %s` did not load it "
-             "(it has no chain pool-%s); run `phphost apply`", conf, pool);
+             "(its map pools does not send uid %u to chain pool-%s); run `phphost apply`",
+             conf, (unsigned)uid, pool);
     return why;
 }
 
@@ -1000,7 +1014,7 @@ static int supervise(const struct plan *pl, struct sock *s) {
             /* every wake checks the policy again (a ruleset flushed while the pool slept):
              * without it no master; the launcher ends (socket removed, waiting connections
              * refused) and supervisord's restart, which checks again, retries with backoff */
-            const char *why = pl->policy ? network_policy_problem(pl->pool, pl->policy) : NULL;
+            const char *why = pl->policy ? network_policy_problem(pl->pool, pl->policy_uid, pl->policy) : NULL;
             if (why != NULL) {
                 close_socket(s);
                 fail("%s", why);
@@ -1035,7 +1049,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--pool")) { pool_name = argv[i + 1]; break; }
     parse_args(&pl, argc, argv);
     if (pl.policy) {
-        const char *why = network_policy_problem(pl.pool, pl.policy);
+        const char *why = network_policy_problem(pl.pool, pl.policy_uid, pl.policy);
         if (why != NULL) fail("%s", why);
     }
     join_cgroups(&pl);

@@ -171,7 +171,8 @@ def launcher_args(pool: Pool) -> list[str]:
     socket activation the launcher binds the socket as FPM would (listen.owner root,
     listen.group, listen.mode, listen.backlog) and starts the master on demand."""
     args = [layout.LAUNCHER, "--pool", pool.name, "--pid-ns", "--cgroup", f"phphost/{pool.name}",
-            "--limits", layout.limits_file(pool.name), "--network-policy", layout.NFT_CONF]
+            "--limits", layout.limits_file(pool.name), "--network-policy", layout.NFT_CONF,
+            "--network-user", pool.user]
     if pool.jail.enabled:
         args += ["--jail", jail_root(pool.name), "--mounts", layout.mounts_file(pool.name)]
     else:

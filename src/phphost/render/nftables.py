@@ -36,6 +36,10 @@ def digest(listing: str) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+POOL_USERS = "pool_users"     # set: every pool's runtime user
+DISPATCH = "pools"            # verdict map: pool user -> jump to the pool's chain
+
+
 def chain_name(pool: str) -> str:
     return f"pool-{pool}"
 
@@ -97,18 +101,35 @@ def pool_rules(pool: Pool, resolvers: tuple[str, ...]) -> list[str]:
     return rules
 
 
+def _elements(items: list[str]) -> list[str]:
+    """The `elements = { ... }` lines of a set or map, one element a line (none: no line;
+    nft refuses an empty `{ }`)."""
+    if not items:
+        return []
+    return ["\t\telements = {", *(f"\t\t\t{item}," for item in items[:-1]),
+            f"\t\t\t{items[-1]}", "\t\t}"]
+
+
 def render_nftables(model: Model, resolvers: tuple[str, ...]) -> str:
-    """Pure: /etc/phphost/nftables.conf for the model's pools."""
+    """Pure: /etc/phphost/nftables.conf for the model's pools. The output chain looks
+    pool users up in a set and a verdict map (hashed: one lookup a packet at any number
+    of pools, where a rule per pool made every packet the host sends walk them all), and
+    a launcher checks its own pool with `nft get element` (a constant-size answer)."""
     out = [HEADER, f"table {table_name()}",
            f"delete table {table_name()}", "", f"table {table_name()} {{",
-           "\tchain output {",
-           "\t\ttype filter hook output priority filter; policy accept;"]
-    # a pool is never a network server: its packets on a connection someone else opened
-    # (PHP listening on a port) are dropped before established traffic is let through
-    out += [f'\t\tct direction reply meta skuid "{p.user}" drop' for p in model.pools]
-    out.append("\t\tct state established,related accept")
-    out += [f'\t\tmeta skuid "{p.user}" jump {chain_name(p.name)}' for p in model.pools]
-    out.append("\t}")
+           f"\tset {POOL_USERS} {{", "\t\ttype uid"]
+    out += _elements([f'"{p.user}"' for p in model.pools])
+    out += ["\t}", "", f"\tmap {DISPATCH} {{", "\t\ttype uid : verdict"]
+    out += _elements([f'"{p.user}" : jump {chain_name(p.name)}' for p in model.pools])
+    out += ["\t}", "", "\tchain output {",
+            "\t\ttype filter hook output priority filter; policy accept;",
+            # a pool is never a network server: its packets on a connection someone else
+            # opened (PHP listening on a port) are dropped before established traffic is
+            # let through
+            f"\t\tct direction reply meta skuid @{POOL_USERS} drop",
+            "\t\tct state established,related accept",
+            f"\t\tmeta skuid vmap @{DISPATCH}",
+            "\t}"]
     for pool in model.pools:
         features = ", ".join(f for f in pool.jail.features if f in ("dns", "tls", "mail"))
         out += ["", f"\t# pool {pool.name} (user {pool.user}); network features: "
