@@ -111,7 +111,8 @@ def world(monkeypatch: pytest.MonkeyPatch, top: Path) -> World:
     def service(name: str) -> Any:
         return lambda *a, **k: w.hit(name)
 
-    for name in ("ensure_supervisord", "start_programs", "wait_master", "restart_program",
+    for name in ("ensure_supervisord", "start_programs", "wait_master", "wake_masters",
+                 "restart_program",
                  "reload_master", "apache_configtest", "fpm_test", "stop_programs",
                  "ensure_running"):
         monkeypatch.setattr(services, name, service(name))

@@ -247,6 +247,8 @@ class _Runner:
         if starts:       # all at once: each master's wait below mostly finds it up
             self.current = starts[0]
             services.start_programs([layout.program_name(m.pool) for m in starts])
+        if starts:
+            services.wake_masters([(m.pool, m.socket) for m in starts])
         for m in self._masters():
             self.current = m
             self._master(m)
@@ -273,12 +275,12 @@ class _Runner:
 
     def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
         program = layout.program_name(a.pool)
-        if isinstance(a, A.StartMaster):     # started with the others (services)
-            services.wait_master(a.pool, a.socket)
-        elif isinstance(a, A.RestartMaster):
+        if isinstance(a, A.StartMaster):     # started and woken with the others (services)
+            return
+        if isinstance(a, A.RestartMaster):
             if program not in self.programs.update:     # supervisord's update restarted it
                 services.restart_program(program)
-            services.wait_master(a.pool, a.socket)
+            services.wake_masters([(a.pool, a.socket)])
         else:
             # its config passed php-fpm -t in stage(), staged or live
             services.reload_master(a.pool, a.socket, tested=True)
