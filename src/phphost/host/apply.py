@@ -106,6 +106,7 @@ class _Runner:
         self.done: list[str] = []
         self.services_touched = False
         self.current: A.Action | None = None
+        self.user_groups: set[str] = set()
 
     def _step(self, action: A.Action) -> None:
         self.done.append(action.describe())
@@ -133,7 +134,9 @@ class _Runner:
             self.current = t
             check_files(t.site, t.cert, t.key, t.chain)
             self._step(t)
-        for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
+        identity = self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl)
+        self.user_groups = _user_groups(identity)
+        for a in identity:
             self.current = a
             self._identity(a)
             self._step(a)
@@ -223,12 +226,15 @@ class _Runner:
 
     def _identity(self, a: A.Action) -> None:
         j = self.journal
-        if isinstance(a, A.EnsureGroup):
+        if isinstance(a, A.EnsureGroup) and a.name in self.user_groups:
+            identities.record_group(j, a.name)      # its user's useradd makes it
+        elif isinstance(a, A.EnsureGroup):
             identities.create_group(j, a.name)
         elif isinstance(a, A.EnsureUser) and a.exists:
             identities.set_primary_group(j, a.name, a.group)
         elif isinstance(a, A.EnsureUser):
-            identities.create_user(j, a.name, a.group, a.home, a.system)
+            identities.create_user(j, a.name, a.group, a.home, a.system,
+                                   with_group=a.name in self.user_groups)
         elif isinstance(a, A.EnsureDir):
             identities.ensure_dir(j, a.path, a.owner, a.group, a.mode)
         elif isinstance(a, A.SetAcl):
@@ -304,6 +310,24 @@ class _Runner:
         for t in self._all(A.RemoveTree):
             _purge(t.path)
             self._step(t)
+
+
+def _user_groups(identity: list[A.Action]) -> set[str]:
+    """New tenant groups that their new user of the same name can make (useradd
+    --user-group): no identity action between the two needs the group, and no
+    other group is made with the same name."""
+    made = {a.name for a in identity if isinstance(a, A.EnsureGroup)}
+    out: set[str] = set()
+    needed: set[str] = set()
+    for a in identity:
+        if isinstance(a, A.EnsureUser) and not a.exists and not a.system \
+                and a.name == a.group and a.name in made and a.name not in needed:
+            out.add(a.name)
+        elif isinstance(a, A.EnsureUser):
+            needed.add(a.group)
+        elif isinstance(a, (A.EnsureDir, A.SetAcl)):
+            return out      # from here on every group must exist
+    return out
 
 
 def _purge(path: str) -> None:

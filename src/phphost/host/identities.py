@@ -21,12 +21,25 @@ def create_group(journal: Journal, name: str) -> None:
     run(["groupadd", "--system", name] if name == layout.MAIL_GROUP else ["groupadd", name])
 
 
-def create_user(journal: Journal, name: str, group: str, home: str, system: bool) -> None:
+def record_group(journal: Journal, name: str) -> None:
+    """Journal a group that create_user(..., with_group=True) will make."""
+    journal.record({"k": "group", "name": name})
+
+
+def create_user(journal: Journal, name: str, group: str, home: str, system: bool,
+                with_group: bool = False) -> None:
+    """with_group (a tenant user whose own group is new, journaled by record_group):
+    one useradd --user-group makes both, one lock of the account files instead of two
+    (about 25 ms a tenant)."""
     journal.record({"k": "user", "name": name})
-    argv = ["useradd", "--no-create-home", "--home-dir", home,
-            "--shell", layout.NOLOGIN, "--gid", group]
+    argv = ["useradd", "--no-create-home", "--home-dir", home, "--shell", layout.NOLOGIN]
+    argv += ["--user-group"] if with_group and group == name and not system \
+        else ["--gid", group]
     if not system:
-        run([*argv, name])
+        # below phphost's pool range: useradd gives the highest uid in use plus one,
+        # which with pool users present lies in their range, at the uid of a removed
+        # pool whose files may remain (the range's rule: never handed out twice)
+        run([*argv, "-K", f"UID_MAX={layout.POOL_UID_MIN - 1}", name])
         return
     # a pool's runtime user: from phphost's own range (layout), below every pool uid
     # given before, so a new pool never inherits what a removed one left behind
