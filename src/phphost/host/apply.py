@@ -292,21 +292,30 @@ class _Runner:
             services.reload_master(a.pool, a.socket, tested=True)
 
     def cleanup(self) -> None:
-        """After the commit point: removals that cannot be rolled back."""
-        for r in self._all(A.RemoveJail):
-            jails.remove(r.pool)
-            self._step(r)
-        for c in self._all(A.RemoveCgroup):
-            cgroups.remove(cgroup_facts.detect(), c.pool)
-            self._step(c)
+        """After the commit point: removals that cannot be rolled back. Jails are
+        removed JAIL_BUILDS_AT_ONCE at a time while the users and groups go (both wait
+        on the disk, userdel also on the account files' lock: one does not hold up the
+        other; a jail holds only root's files)."""
+        removals = ThreadPoolExecutor(max_workers=JAIL_BUILDS_AT_ONCE)
+        try:
+            gone = [(r, removals.submit(jails.remove, r.pool))
+                    for r in self._all(A.RemoveJail)]
+            for c in self._all(A.RemoveCgroup):
+                cgroups.remove(cgroup_facts.detect(), c.pool)
+                self._step(c)
+            for u in self._all(A.RemoveUser):
+                identities.remove_user(u.name)
+                self._step(u)
+            for g in self._all(A.RemoveGroup):
+                identities.remove_group(g.name)
+                self._step(g)
+            for r, future in gone:
+                future.result()
+                self._step(r)
+        finally:
+            removals.shutdown(wait=True, cancel_futures=True)
         if self._of(A.BuildJail, A.RemoveJail):
             jails.collect_garbage()
-        for u in self._all(A.RemoveUser):
-            identities.remove_user(u.name)
-            self._step(u)
-        for g in self._all(A.RemoveGroup):
-            identities.remove_group(g.name)
-            self._step(g)
         for t in self._all(A.RemoveTree):
             _purge(t.path)
             self._step(t)
