@@ -136,10 +136,15 @@ class _Runner:
             self._step(t)
         identity = self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl)
         self.user_groups = _user_groups(identity)
-        for a in identity:
-            self.current = a
-            self._identity(a)
-            self._step(a)
+        for run_of in _pool_user_runs(identity):
+            self.current = run_of[0]
+            if len(run_of) > 1:      # new pool users, one after another in plan order
+                identities.create_pool_users(self.journal, [
+                    (u.name, u.group) for u in run_of if isinstance(u, A.EnsureUser)])
+            else:
+                self._identity(run_of[0])
+            for a in run_of:
+                self._step(a)
         self._build_jails(self._all(A.BuildJail))
         for c in self._all(A.SetCgroup):
             self.current = c
@@ -319,6 +324,23 @@ class _Runner:
         for t in self._all(A.RemoveTree):
             _purge(t.path)
             self._step(t)
+
+
+def _new_pool_user(a: A.Action) -> bool:
+    return isinstance(a, A.EnsureUser) and a.system and not a.exists \
+        and a.home == "/nonexistent"
+
+
+def _pool_user_runs(identity: list[A.Action]) -> list[list[A.Action]]:
+    """The identity actions in plan order, each alone, except that consecutive new
+    pool users form one run (made together: identities.create_pool_users)."""
+    out: list[list[A.Action]] = []
+    for a in identity:
+        if _new_pool_user(a) and out and _new_pool_user(out[-1][-1]):
+            out[-1].append(a)
+        else:
+            out.append([a])
+    return out
 
 
 def _user_groups(identity: list[A.Action]) -> set[str]:

@@ -4,11 +4,15 @@ journal before it changes anything."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 import grp
 import os
 import pwd
+import re
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 
 from phphost import files, layout, safefs
 from phphost.errors import HostError
@@ -47,6 +51,95 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
     uid = next_pool_uid_ceiling()
     record_pool_uid(uid)
     run([*argv, "--system", "--uid", str(uid), name])
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+def create_pool_users(journal: Journal, users: Sequence[tuple[str, str]]) -> None:
+    """Many pool runtime users (name, primary group) in one change of /etc/passwd and
+    /etc/shadow, instead of one useradd each (about 40 ms each: its own lock, writes,
+    fsyncs and cache flushes; 1,000 pools took 40 s). Exactly what `useradd --system
+    --no-create-home --home-dir /nonexistent --shell nologin --gid GROUP --uid UID`
+    writes (no password: "!", no aging), with uids below every pool uid given before
+    (the recorded floor is lowered first), under glibc's lckpwdf(), the lock shadow's
+    tools take before they touch these files. Each file is replaced atomically, the
+    previous one kept as FILE- as shadow's tools do; shadow before passwd, so an
+    interruption leaves at most a shadow line without its user (dropped next time)."""
+    if not users:
+        return
+    for name, group in users:
+        if not _NAME.fullmatch(name) or not _NAME.fullmatch(group):
+            raise HostError(f"not a user or group name phphost makes: {name!r}, {group!r}")
+    gids = {}
+    for _name, group in users:
+        try:
+            gids[group] = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise HostError(f"group {group!r} does not exist: it is made before its "
+                            "pool users; run apply again") from None
+    with _account_lock():
+        passwd = _read_lines(layout.USER_DB)
+        taken = {line.split(":", 1)[0] for line in passwd}
+        clash = sorted(taken & {name for name, _g in users})
+        if clash:
+            raise HostError(f"user(s) {', '.join(clash[:5])} appeared meanwhile; run apply again")
+        top = next_pool_uid_ceiling()
+        bottom = top - len(users) + 1
+        if bottom < layout.POOL_UID_MIN:
+            raise HostError(f"phphost's pool uid range {layout.POOL_UID_MIN}-"
+                            f"{layout.POOL_UID_MAX} has room for {top - layout.POOL_UID_MIN + 1}"
+                            f" more pool users, not {len(users)} ({layout.POOL_UID_FLOOR})")
+        used = {line.split(":")[2] for line in passwd if line.count(":") >= 6}
+        record_pool_uid(bottom)
+        day = int(time.time() // 86400)
+        new_passwd, new_shadow = [], []
+        for i, (name, group) in enumerate(users):
+            uid = top - i
+            if str(uid) in used:
+                raise HostError(f"uid {uid} is in use outside phphost's record; run apply again")
+            journal.record({"k": "user", "name": name})
+            new_passwd.append(f"{name}:x:{uid}:{gids[group]}::/nonexistent:{layout.NOLOGIN}")
+            new_shadow.append(f"{name}:!:{day}::::::")
+        names = {name for name, _g in users}
+        shadow = [line for line in _read_lines(layout.USER_SHADOW_DB)
+                  if line.split(":", 1)[0] not in names]     # orphans of an interruption
+        _replace(layout.USER_SHADOW_DB, shadow + new_shadow)
+        _replace(layout.USER_DB, passwd + new_passwd)
+    if os.path.exists(layout.NSCD):
+        run([layout.NSCD, "-i", "passwd"], check=False)
+
+
+@contextlib.contextmanager
+def _account_lock() -> Iterator[None]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.lckpwdf() != 0:
+        raise HostError("could not lock the account files (lckpwdf: "
+                        f"{os.strerror(ctypes.get_errno())}); is another useradd or "
+                        "passwd running? Run apply again")
+    try:
+        yield
+    finally:
+        libc.ulckpwdf()
+
+
+def _read_lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().splitlines()
+
+
+def _replace(path: str, lines: list[str]) -> None:
+    """path replaced atomically by lines, same mode and owner; the old file kept as
+    path- (as shadow's tools keep it)."""
+    st = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode):
+        raise HostError(f"{path} is not a regular file")
+    with open(path, "rb") as fh:
+        old = fh.read()
+    mode = stat.S_IMODE(st.st_mode)
+    files.atomic_write(path + "-", old, mode, st.st_uid, st.st_gid)
+    files.atomic_write(path, "".join(line + "\n" for line in lines), mode, st.st_uid,
+                       st.st_gid)
 
 
 def next_pool_uid_ceiling() -> int:

@@ -1,0 +1,85 @@
+"""identities.create_pool_users: many pool users in one change of the account files,
+as useradd --system would write them, uids from the pool range's floor down."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from phphost import layout
+from phphost.errors import HostError
+from phphost.host import apply as apply_mod
+from phphost.host import identities
+from phphost.host.journal import Journal
+from phphost.plan import actions as A
+
+ACCOUNTS = "root:x:0:0:root:/root:/bin/bash\nold:x:59990:1001::/nonexistent:/usr/sbin/nologin\n"
+SHADOW = "root:*:20000:0:99999:7:::\nold:!:20000::::::\nphp-b:!:1::::::\n"
+
+
+@pytest.fixture()
+def etc(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    top = Path(tempfile.mkdtemp(prefix="pool-users-", dir="/root"))
+    (top / "passwd").write_text(ACCOUNTS)
+    (top / "shadow").write_text(SHADOW)
+    os.chmod(top / "shadow", 0o640)
+    monkeypatch.setattr(layout, "USER_DB", str(top / "passwd"))
+    monkeypatch.setattr(layout, "USER_SHADOW_DB", str(top / "shadow"))
+    monkeypatch.setattr(layout, "POOL_UID_FLOOR", str(top / "floor"))
+    monkeypatch.setattr(identities, "_account_lock", contextlib.nullcontext)
+    monkeypatch.setattr(layout, "NSCD", str(top / "no-nscd"))
+    monkeypatch.setattr(grp, "getgrnam", lambda g: grp.struct_group((g, "x", 1001, [])))
+    monkeypatch.setattr(pwd, "getpwall", lambda: [pwd.struct_passwd(
+        ("old", "x", 59990, 1001, "", "/nonexistent", layout.NOLOGIN))])
+    yield top
+    shutil.rmtree(top)
+
+
+def test_pool_users_are_written_like_useradd_system(etc: Path) -> None:
+    journal = Journal(str(etc / "journal"))
+    journal.begin()
+    identities.create_pool_users(journal, [("php-a", "t1"), ("php-b", "t2")])
+    assert (etc / "passwd").read_text() == ACCOUNTS + (
+        "php-a:x:59989:1001::/nonexistent:/usr/sbin/nologin\n"
+        "php-b:x:59988:1001::/nonexistent:/usr/sbin/nologin\n")
+    shadow = (etc / "shadow").read_text().splitlines()
+    assert shadow[:2] == SHADOW.splitlines()[:2]          # the orphan php-b line went
+    assert [line.split(":")[0] for line in shadow[2:]] == ["php-a", "php-b"]
+    assert all(line.split(":")[1] == "!" and line.endswith("::::::") for line in shadow[2:])
+    assert (etc / "passwd-").read_text() == ACCOUNTS        # the previous file, kept
+    assert oct((etc / "shadow").stat().st_mode & 0o777) == "0o640"
+    assert (etc / "floor").read_text() == "59988\n"       # recorded: never given again
+    assert [e["name"] for e in journal.entries() if e["k"] == "user"] == ["php-a", "php-b"]
+
+
+def test_refusals_change_nothing(etc: Path) -> None:
+    journal = Journal(str(etc / "journal"))
+    journal.begin()
+    with pytest.raises(HostError, match="appeared meanwhile"):
+        identities.create_pool_users(journal, [("php-a", "t1"), ("old", "t1")])
+    with pytest.raises(HostError, match="not a user or group name"):
+        identities.create_pool_users(journal, [("evil:x:0:0", "t1")])
+    (etc / "floor").write_text(f"{layout.POOL_UID_MIN + 1}\n")
+    with pytest.raises(HostError, match="has room for 1 more pool users, not 2"):
+        identities.create_pool_users(journal, [("php-a", "t1"), ("php-c", "t1")])
+    assert (etc / "passwd").read_text() == ACCOUNTS and (etc / "shadow").read_text() == SHADOW
+
+
+def test_consecutive_new_pool_users_are_one_run() -> None:
+    acts: list[A.Action] = [
+        A.EnsureGroup("new", name="t"),
+        A.EnsureUser("new", name="t", group="t", home="/srv/t", system=False),
+        A.EnsureUser("new", name="php-a", group="t"),
+        A.EnsureUser("new", name="php-b", group="t"),
+        A.EnsureUser("group", name="php-c", group="t", exists=True),
+        A.EnsureUser("new", name="php-d", group="t"),
+    ]
+    assert [len(r) for r in apply_mod._pool_user_runs(acts)] == [1, 1, 2, 1, 1]
