@@ -83,3 +83,23 @@ def test_consecutive_new_pool_users_are_one_run() -> None:
         A.EnsureUser("new", name="php-d", group="t"),
     ]
     assert [len(r) for r in apply_mod._pool_user_runs(acts)] == [1, 1, 2, 1, 1]
+
+
+def test_pool_users_are_removed_together_others_left_to_userdel(
+        etc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(str(etc / "journal"))
+    journal.begin()
+    identities.create_pool_users(journal, [("php-a", "t1"), ("php-b", "t2")])
+    monkeypatch.setattr(pwd, "getpwall", lambda: [
+        pwd.struct_passwd((n, "x", uid, 1001, "", "/nonexistent", layout.NOLOGIN))
+        for n, uid in (("old", 59990), ("php-a", 59989), ("php-b", 59988), ("root", 0))])
+    monkeypatch.setattr(grp, "getgrall", lambda: [grp.struct_group(("t", "x", 1001, ["old"]))])
+
+    def getgrnam(name: str) -> grp.struct_group:
+        raise KeyError(name)
+
+    monkeypatch.setattr(grp, "getgrnam", getgrnam)
+    left = identities.remove_pool_users(["php-a", "old", "root", "php-b", "nobody-here"])
+    assert left == ["old", "root", "nobody-here"]     # a group member, not a pool uid
+    assert (etc / "passwd").read_text() == ACCOUNTS
+    assert (etc / "shadow").read_text() == "root:*:20000:0:99999:7:::\nold:!:20000::::::\n"

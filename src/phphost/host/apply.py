@@ -308,8 +308,11 @@ class _Runner:
             for c in self._all(A.RemoveCgroup):
                 cgroups.remove(cgroup_facts.detect(), c.pool)
                 self._step(c)
-            for u in self._all(A.RemoveUser):
-                identities.remove_user(u.name)
+            users = self._all(A.RemoveUser)
+            rest = set(identities.remove_pool_users([u.name for u in users]))
+            for u in users:
+                if u.name in rest:
+                    identities.remove_user(u.name)
                 self._step(u)
             for g in self._all(A.RemoveGroup):
                 identities.remove_group(g.name)

@@ -110,6 +110,37 @@ def create_pool_users(journal: Journal, users: Sequence[tuple[str, str]]) -> Non
         run([layout.NSCD, "-i", "passwd"], check=False)
 
 
+def remove_pool_users(names: Sequence[str]) -> list[str]:
+    """Remove those of these users that are pool users (a uid in phphost's pool range,
+    member of no group but their primary one, which is not their own) in one change of
+    /etc/passwd and /etc/shadow under lckpwdf, as userdel would for such a user (no
+    home, mail spool or subordinate ids to remove). Returns the names it did not
+    remove: those are for userdel."""
+    members = {m for g in grp.getgrall() for m in g.gr_mem}
+    pools = {u.pw_name for u in pwd.getpwall()
+             if layout.POOL_UID_MIN <= u.pw_uid <= layout.POOL_UID_MAX}
+    mine = {n for n in names if n in pools and n not in members and _no_own_group(n)}
+    if mine:
+        with _account_lock():
+            passwd = _read_lines(layout.USER_DB)
+            shadow = _read_lines(layout.USER_SHADOW_DB)
+            _replace(layout.USER_SHADOW_DB, [line for line in shadow
+                                             if line.split(":", 1)[0] not in mine])
+            _replace(layout.USER_DB, [line for line in passwd
+                                      if line.split(":", 1)[0] not in mine])
+        if os.path.exists(layout.NSCD):
+            run([layout.NSCD, "-i", "passwd"], check=False)
+    return [n for n in names if n not in mine]
+
+
+def _no_own_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def _account_lock() -> Iterator[None]:
     libc = ctypes.CDLL(None, use_errno=True)
