@@ -22,6 +22,7 @@ from phphost.host.journal import Journal
 from phphost.plan import actions as A
 
 ACCOUNTS = "root:x:0:0:root:/root:/bin/bash\nold:x:59990:1001::/nonexistent:/usr/sbin/nologin\n"
+GROUPS = "root:x:0:\nt1:x:1001:\nbusy:x:1003:\n"
 SHADOW = "root:*:20000:0:99999:7:::\nold:!:20000::::::\nphp-b:!:1::::::\n"
 
 
@@ -31,6 +32,13 @@ def etc(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (top / "passwd").write_text(ACCOUNTS)
     (top / "shadow").write_text(SHADOW)
     os.chmod(top / "shadow", 0o640)
+    for name, text in (("group", GROUPS), ("gshadow", "t1:!::\n"),
+                       ("subuid", "t1:100000:65536\n"), ("subgid", "t1:100000:65536\n")):
+        (top / name).write_text(text)
+    monkeypatch.setattr(layout, "GROUP_DB", str(top / "group"))
+    monkeypatch.setattr(layout, "GROUP_SHADOW_DB", str(top / "gshadow"))
+    monkeypatch.setattr(layout, "SUBUID_DB", str(top / "subuid"))
+    monkeypatch.setattr(layout, "SUBGID_DB", str(top / "subgid"))
     monkeypatch.setattr(layout, "USER_DB", str(top / "passwd"))
     monkeypatch.setattr(layout, "USER_SHADOW_DB", str(top / "shadow"))
     monkeypatch.setattr(layout, "POOL_UID_FLOOR", str(top / "floor"))
@@ -82,7 +90,7 @@ def test_consecutive_new_pool_users_are_one_run() -> None:
         A.EnsureUser("group", name="php-c", group="t", exists=True),
         A.EnsureUser("new", name="php-d", group="t"),
     ]
-    assert [len(r) for r in apply_mod._pool_user_runs(acts)] == [1, 1, 2, 1, 1]
+    assert [len(r) for r in apply_mod._user_runs(acts, set())] == [1, 1, 2, 1, 1]
 
 
 def test_pool_users_are_removed_together_others_left_to_userdel(
@@ -103,3 +111,27 @@ def test_pool_users_are_removed_together_others_left_to_userdel(
     assert left == ["old", "root", "nobody-here"]     # a group member, not a pool uid
     assert (etc / "passwd").read_text() == ACCOUNTS
     assert (etc / "shadow").read_text() == "root:*:20000:0:99999:7:::\nold:!:20000::::::\n"
+
+
+def test_tenant_users_with_their_groups_are_written_like_useradd(etc: Path) -> None:
+    (etc / "passwd").write_text(ACCOUNTS + "t1:x:1001:1001::/srv/t1:/usr/sbin/nologin\n")
+    journal = Journal(str(etc / "journal"))
+    journal.begin()
+    identities.create_tenant_users(journal, [("t2", "/srv/t2"), ("t3", "/srv/w/t3")])
+    passwd = (etc / "passwd").read_text().splitlines()
+    assert passwd[-2:] == ["t2:x:1002:1002::/srv/t2:/usr/sbin/nologin",
+                           "t3:x:1003:1004::/srv/w/t3:/usr/sbin/nologin"]   # gid 1003 taken
+    assert (etc / "group").read_text() == GROUPS + "t2:x:1002:\nt3:x:1004:\n"
+    assert (etc / "gshadow").read_text() == "t1:!::\nt2:!::\nt3:!::\n"
+    assert (etc / "subuid").read_text() == ("t1:100000:65536\nt2:165536:65536\n"
+                                            "t3:231072:65536\n")
+    assert (etc / "subgid").read_text() == (etc / "subuid").read_text()
+    shadow = (etc / "shadow").read_text().splitlines()
+    assert [line.split(":", 2)[0] + ":" + line.split(":", 3)[3] for line in shadow[-2:]] == [
+        "t2:0:99999:7:::", "t3:0:99999:7:::"]
+    assert all(line.split(":")[1] == "!" for line in shadow[-2:])
+    assert [e["name"] for e in journal.entries() if e["k"] == "user"] == ["t2", "t3"]
+    with pytest.raises(HostError, match="appeared meanwhile"):
+        identities.create_tenant_users(journal, [("t2", "/srv/t2")])
+    with pytest.raises(HostError, match="not a user or home"):
+        identities.create_tenant_users(journal, [("t4", "/srv/x:0:0")])

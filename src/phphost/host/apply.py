@@ -136,11 +136,13 @@ class _Runner:
             self._step(t)
         identity = self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl)
         self.user_groups = _user_groups(identity)
-        for run_of in _pool_user_runs(identity):
+        for run_of in _user_runs(identity, self.user_groups):
             self.current = run_of[0]
-            if len(run_of) > 1:      # new pool users, one after another in plan order
-                identities.create_pool_users(self.journal, [
-                    (u.name, u.group) for u in run_of if isinstance(u, A.EnsureUser)])
+            made = [u for u in run_of if isinstance(u, A.EnsureUser)]
+            if len(run_of) > 1 and _new_pool_user(run_of[0]):
+                identities.create_pool_users(self.journal, [(u.name, u.group) for u in made])
+            elif len(run_of) > 1:    # new tenant users, each with its new group
+                identities.create_tenant_users(self.journal, [(u.name, u.home) for u in made])
             else:
                 self._identity(run_of[0])
             for a in run_of:
@@ -334,12 +336,22 @@ def _new_pool_user(a: A.Action) -> bool:
         and a.home == "/nonexistent"
 
 
-def _pool_user_runs(identity: list[A.Action]) -> list[list[A.Action]]:
+def _user_runs(identity: list[A.Action], user_groups: set[str]) -> list[list[A.Action]]:
     """The identity actions in plan order, each alone, except that consecutive new
-    pool users form one run (made together: identities.create_pool_users)."""
+    pool users form one run (made together: identities.create_pool_users), and so do
+    consecutive new tenant users that come with their group (user_groups;
+    identities.create_tenant_users)."""
+    def kind(a: A.Action) -> str:
+        if _new_pool_user(a):
+            return "pool"
+        if isinstance(a, A.EnsureUser) and not a.system and not a.exists \
+                and a.name in user_groups:
+            return "tenant"
+        return ""
+
     out: list[list[A.Action]] = []
     for a in identity:
-        if _new_pool_user(a) and out and _new_pool_user(out[-1][-1]):
+        if kind(a) and out and kind(out[-1][-1]) == kind(a):
             out[-1].append(a)
         else:
             out.append([a])

@@ -110,6 +110,100 @@ def create_pool_users(journal: Journal, users: Sequence[tuple[str, str]]) -> Non
         run([layout.NSCD, "-i", "passwd"], check=False)
 
 
+# what Debian 12's login.defs gives a user useradd makes (tenant users)
+TENANT_UID_MIN = 1000
+SUBID_MIN, SUBID_MAX, SUBID_COUNT = 100000, 600100000, 65536
+
+
+def create_tenant_users(journal: Journal, users: Sequence[tuple[str, str]]) -> None:
+    """Many tenant users (name, home), each with a new group of its name (journaled by
+    record_group), in one change of the account files: what `useradd --no-create-home
+    --home-dir HOME --shell nologin --user-group -K UID_MAX=29999` writes for each
+    (passwd, shadow with the login.defs aging 0:99999:7, group, gshadow, and a range of
+    65,536 subordinate uids and gids above the ones given), under lckpwdf. uids are the
+    highest tenant uid in use plus one and up, below the pool range; the group gets the
+    same number when it is free. Written groups first, passwd last: an interruption
+    leaves at most groups, subordinate ranges or shadow lines without their user, which
+    the next apply uses or replaces."""
+    if not users:
+        return
+    for name, home in users:
+        if not _NAME.fullmatch(name) or not home.startswith("/") or any(
+                c in home for c in ":\n\r\0"):
+            raise HostError(f"not a user or home phphost makes: {name!r}, {home!r}")
+    names = {name for name, _h in users}
+    with _account_lock():
+        db = {path: _read_lines(path) for path in (
+            layout.USER_DB, layout.USER_SHADOW_DB, layout.GROUP_DB, layout.GROUP_SHADOW_DB,
+            layout.SUBUID_DB, layout.SUBGID_DB)}
+        users_now = _fields(db[layout.USER_DB])
+        clash = sorted(names & users_now.keys())
+        if clash:
+            raise HostError(f"user(s) {', '.join(clash[:5])} appeared meanwhile; run apply again")
+        groups_now = _fields(db[layout.GROUP_DB])
+        clash = sorted(names & groups_now.keys())
+        if clash:
+            raise HostError(f"group(s) {', '.join(clash[:5])} appeared meanwhile; run apply again")
+        uids = _allocate(len(users), {_num(f[2]) for f in users_now.values()})
+        gids_used = {_num(f[2]) for f in groups_now.values()}
+        day = int(time.time() // 86400)
+        add: dict[str, list[str]] = {path: [] for path in db}
+        sub_u, sub_g = _subid_next(db[layout.SUBUID_DB]), _subid_next(db[layout.SUBGID_DB])
+        for (name, home), uid in zip(users, uids, strict=True):
+            gid = uid if uid not in gids_used else max(
+                [g for g in gids_used if g < layout.POOL_UID_MIN] + [uid]) + 1
+            gids_used.add(gid)
+            journal.record({"k": "user", "name": name})
+            add[layout.GROUP_DB].append(f"{name}:x:{gid}:")
+            add[layout.GROUP_SHADOW_DB].append(f"{name}:!::")
+            add[layout.SUBUID_DB].append(f"{name}:{sub_u}:{SUBID_COUNT}")
+            add[layout.SUBGID_DB].append(f"{name}:{sub_g}:{SUBID_COUNT}")
+            add[layout.USER_SHADOW_DB].append(f"{name}:!:{day}:0:99999:7:::")
+            add[layout.USER_DB].append(f"{name}:x:{uid}:{gid}::{home}:{layout.NOLOGIN}")
+            sub_u, sub_g = sub_u + SUBID_COUNT, sub_g + SUBID_COUNT
+        if max(sub_u, sub_g) - 1 > SUBID_MAX:
+            raise HostError("no subordinate uid/gid ranges left for so many tenant users "
+                            f"({layout.SUBUID_DB}, {layout.SUBGID_DB})")
+        for path in (layout.GROUP_SHADOW_DB, layout.GROUP_DB, layout.SUBUID_DB,
+                     layout.SUBGID_DB, layout.USER_SHADOW_DB, layout.USER_DB):
+            kept = [line for line in db[path] if line.split(":", 1)[0] not in names]
+            _replace(path, kept + add[path])     # orphans of an interruption replaced
+    if os.path.exists(layout.NSCD):
+        run([layout.NSCD, "-i", "passwd"], check=False)
+        run([layout.NSCD, "-i", "group"], check=False)
+
+
+def _fields(lines: list[str]) -> dict[str, list[str]]:
+    return {f[0]: f for f in (line.split(":") for line in lines) if len(f) >= 3}
+
+
+def _num(text: str) -> int:
+    return int(text) if text.isdigit() else -1
+
+
+def _allocate(count: int, used: set[int]) -> list[int]:
+    """useradd's choice for `count` users one after another: the highest tenant uid
+    in use plus one, and up, below the pool range."""
+    uid = max([u for u in used if TENANT_UID_MIN <= u < layout.POOL_UID_MIN]
+              + [TENANT_UID_MIN - 1]) + 1
+    out: list[int] = []
+    while len(out) < count:
+        if uid >= layout.POOL_UID_MIN:
+            raise HostError(f"no uid left for tenant users below {layout.POOL_UID_MIN} "
+                            "(phphost's pool range)")
+        if uid not in used:
+            out.append(uid)
+        uid += 1
+    return out
+
+
+def _subid_next(lines: list[str]) -> int:
+    """The first subordinate id above every range given (useradd's default)."""
+    ends = [int(f[1]) + int(f[2]) for f in (line.split(":") for line in lines)
+            if len(f) == 3 and f[1].isdigit() and f[2].isdigit()]
+    return max([SUBID_MIN, *ends])
+
+
 def remove_pool_users(names: Sequence[str]) -> list[str]:
     """Remove those of these users that are pool users (a uid in phphost's pool range,
     member of no group but their primary one, which is not their own) in one change of
