@@ -87,6 +87,7 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     load: dict[str, int] = field(default_factory=dict)
     sample: dict[str, int] = field(default_factory=dict)
+    memory_mb: dict[str, int] = field(default_factory=dict)
 
 
 def _kind(line: str) -> str:
@@ -164,6 +165,16 @@ def get(host: str, timeout: float = 10.0) -> int:
         return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def memory_used_mb() -> int:
+    """MemTotal - MemAvailable (/proc/meminfo), in MB."""
+    info = {}
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            key, value = line.split(":", 1)
+            info[key] = int(value.split()[0])
+    return (info["MemTotal"] - info["MemAvailable"]) // 1024
 
 
 def get_body(host: str, timeout: float = 10.0) -> bytes:
@@ -247,11 +258,16 @@ def run_bench(n: int, home: str, clients: int, spec_dir: str,
     changed = f"{spec_dir}/bench-changed.toml"
     Path(spec).write_text(render_spec(n, home))
     Path(changed).write_text(render_spec(n, home, changed=True))
+    report.memory_mb["before apply"] = memory_used_mb()
     report.steps.append(phphost("apply", "--force", spec))
     report.steps[-1].name = "apply from nothing"
+    report.memory_mb["after apply"] = memory_used_mb()
     place_pages(n, home)
     if "sample" in steps:
         report.sample = sample(n)
+        report.memory_mb["after requesting every site"] = memory_used_mb()
+        time.sleep(35)      # 3 x idle_timeout + 5 s: every pool asleep again
+        report.memory_mb["35 s later"] = memory_used_mb()
     for name, args in (("no-op plan", ("plan", "--force", spec)),
                        ("no-op apply", ("apply", "--force", spec))):
         if "noop" in steps:
@@ -305,6 +321,8 @@ def table(report: Report) -> str:
             lines.append(f"{s.name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in top))
     if report.sample:
         lines += ["", f"every site requested once: {report.sample}"]
+    lines += ["", "memory in use (MemTotal - MemAvailable): " + ", ".join(
+        f"{k} {v} MB" for k, v in report.memory_mb.items())]
     load = dict(report.load)
     if not load:
         return "\n".join(lines)
