@@ -62,6 +62,14 @@ NOLOGIN = "/usr/sbin/nologin"               # the shell of users phphost creates
 # ranges (100000 and up) that useradd gives normal users for user namespaces.
 POOL_UID_MIN = 30000
 POOL_UID_MAX = 59999
+# the account files: shadow's tools write them, and phphost for many pool users at once
+USER_DB = "/etc/passwd"
+USER_SHADOW_DB = "/etc/shadow"
+GROUP_DB = "/etc/group"
+GROUP_SHADOW_DB = "/etc/gshadow"
+SUBUID_DB = "/etc/subuid"
+SUBGID_DB = "/etc/subgid"
+NSCD = "/usr/sbin/nscd"     # told to forget cached users after that, when installed
 # the lowest pool uid ever handed out: the next pool user gets one below it, so a uid is
 # never given twice (files and ACL entries a removed pool left behind keep its number)
 POOL_UID_FLOOR = f"{STATE_DIR}/pool-uid-floor"

@@ -42,3 +42,32 @@ def test_idle_pool_sleeps_status_does_not_wake_it_a_request_does(demo: Model) ->
     assert fpm_master_pid(launcher) is not None
     assert hostkit.master_pids()[name] == launcher          # same launcher, no restart
     assert "using inherited socket" in Path(layout.fpm_log(pool.name)).read_text()
+
+
+def test_winch_puts_an_awake_activated_pool_to_sleep_at_once(demo: Model) -> None:
+    """What apply does after waking a pool it started (services.wake_masters)."""
+    pool = demo.pool("search")
+    site = next(s for s in demo.sites if s.pool == pool.name)
+    name = hostkit.program(pool.name)
+    services.restart_program(name)      # a launcher from the binary this apply built
+    services.wake_masters([(pool.name, pool.socket)])       # woken and put to sleep
+    launcher = hostkit.master_pids()[name]
+    assert launcher is not None
+    hostkit.wait_for(lambda: fpm_master_pid(launcher) is None, timeout=5, interval=0.1)
+    assert hostkit.get(site.server_name, "/index.php")[0] == 200     # awake now
+    launcher = hostkit.master_pids()[name]
+    assert launcher is not None and fpm_master_pid(launcher) is not None
+    services.supervisorctl("signal", "WINCH", name)
+    # well before idle_timeout (10 s) with the worker still there
+    hostkit.wait_for(lambda: fpm_master_pid(launcher) is None, timeout=5, interval=0.1)
+    assert hostkit.master_pids()[name] == launcher          # the same launcher, asleep
+    assert hostkit.get(site.server_name, "/index.php")[0] == 200     # and wakes again
+    services.supervisorctl("signal", "WINCH", name)
+    hostkit.wait_for(lambda: fpm_master_pid(launcher) is None, timeout=5, interval=0.1)
+    static = next(p for p in demo.pools if not p.settings.activated)
+    other = hostkit.master_pids()[hostkit.program(static.name)]
+    assert other is not None
+    master = fpm_master_pid(other)
+    services.supervisorctl("signal", "WINCH", hostkit.program(static.name))
+    assert hostkit.master_pids()[hostkit.program(static.name)] == other
+    assert master is not None and fpm_master_pid(other) == master    # not activated: nothing

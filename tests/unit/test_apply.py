@@ -57,10 +57,15 @@ class World:
             self.groups.add(name)
         elif cmd == "groupdel":
             self.groups.discard(name)
+        elif cmd == "useradd" and "--user-group" in argv:
+            assert name not in self.groups
+            self.groups.add(name)
+            self.users[name] = name
         elif cmd == "useradd":
+            assert argv[argv.index("--gid") + 1] in self.groups
             self.users[name] = argv[argv.index("--gid") + 1]
-        elif cmd == "userdel":
-            self.users.pop(name, None)
+        elif cmd == "userdel" and self.users.pop(name, None) == name:
+            self.groups.discard(name)       # USERGROUPS_ENAB: the user's group of its name
 
 
 @pytest.fixture()
@@ -112,7 +117,8 @@ def world(monkeypatch: pytest.MonkeyPatch, top: Path) -> World:
     def service(name: str) -> Any:
         return lambda *a, **k: w.hit(name)
 
-    for name in ("ensure_supervisord", "start_programs", "wait_master", "restart_program",
+    for name in ("ensure_supervisord", "start_programs", "wait_master", "wake_masters",
+                 "restart_program",
                  "reload_master", "apache_configtest", "fpm_test", "stop_programs",
                  "ensure_running"):
         monkeypatch.setattr(services, name, service(name))
@@ -128,6 +134,8 @@ def plan(top: Path) -> A.Plan:
     return A.Plan((
         A.CheckTls("tls", site="blog", cert="/c", key="/k"),
         A.EnsureGroup("new", name="t1"),
+        A.EnsureGroup("new", name="t2"),
+        A.EnsureUser("new", name="t2", group="t2", home="/srv/t2", system=False),
         A.EnsureUser("new", name="p1", group="t1"),
         A.EnsureDir("new", path=str(top / "made"), owner="root", group="root", mode=0o750),
         A.SetAcl("web", path=str(top / "home"), entries=GRANT, recursive=True),
@@ -176,8 +184,11 @@ def before(top: Path) -> dict[str, object]:
 
 def test_the_whole_plan_applies(world: World, top: Path, before: dict[str, object]) -> None:
     done = apply_mod.execute(plan(top), lambda *a: None)
-    assert len(done) == 12       # UpdatePrograms and SaveState are no steps
-    assert world.groups == {"t1"} and world.users == {"p1": "t1"} and world.jails == {"p1"}
+    assert len(done) == 14       # UpdatePrograms and SaveState are no steps
+    assert world.groups == {"t1", "t2"} and world.jails == {"p1"}
+    assert world.users == {"p1": "t1", "t2": "t2"}
+    # t2's group is made just before its user, with a gid above every tenant gid given
+    assert world.calls.count("groupadd") == 2
     assert os.readlink(top / "etc" / "link.conf") == "new.conf"
     assert (top / "etc" / "old.conf").read_text() == "after\n"
     assert (top / "made").is_dir() and (top / "state.json").exists()
@@ -252,3 +263,18 @@ def test_a_validator_rejection_keeps_its_own_error(world: World, top: Path,
     with pytest.raises(ValidationFailed):
         apply_mod.execute(plan(top), lambda *a: None)
     assert host_as_it_was(top) == before
+
+
+def test_a_tenant_group_comes_with_its_user_only_when_nothing_needs_it_first() -> None:
+    acts: list[A.Action] = [
+        A.EnsureGroup("new", name="a"), A.EnsureGroup("new", name="b"),
+        A.EnsureGroup("new", name="c"),
+        A.EnsureUser("new", name="x", group="b", system=False),     # needs b before b's user
+        A.EnsureUser("new", name="a", group="a", system=False),
+        A.EnsureUser("new", name="b", group="b", system=False),
+        A.EnsureUser("new", name="php-a", group="a"),               # a pool user: --gid
+        A.EnsureUser("new", name="d", group="d", system=False),     # d exists already
+        A.EnsureDir("new", path="/srv/c", owner="root", group="c", mode=0o755),
+        A.EnsureUser("new", name="c", group="c", system=False),     # after a dir needs c
+    ]
+    assert apply_mod._user_groups(acts) == {"a"}

@@ -106,6 +106,7 @@ class _Runner:
         self.done: list[str] = []
         self.services_touched = False
         self.current: A.Action | None = None
+        self.user_groups: set[str] = set()
 
     def _step(self, action: A.Action) -> None:
         self.done.append(action.describe())
@@ -133,10 +134,19 @@ class _Runner:
             self.current = t
             check_files(t.site, t.cert, t.key, t.chain)
             self._step(t)
-        for a in self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl):
-            self.current = a
-            self._identity(a)
-            self._step(a)
+        identity = self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl)
+        self.user_groups = _user_groups(identity)
+        for run_of in _user_runs(identity, self.user_groups):
+            self.current = run_of[0]
+            made = [u for u in run_of if isinstance(u, A.EnsureUser)]
+            if len(run_of) > 1 and _new_pool_user(run_of[0]):
+                identities.create_pool_users(self.journal, [(u.name, u.group) for u in made])
+            elif len(run_of) > 1:    # new tenant users, each with its new group
+                identities.create_tenant_users(self.journal, [(u.name, u.home) for u in made])
+            else:
+                self._identity(run_of[0])
+            for a in run_of:
+                self._step(a)
         self._build_jails(self._all(A.BuildJail))
         for c in self._all(A.SetCgroup):
             self.current = c
@@ -223,12 +233,15 @@ class _Runner:
 
     def _identity(self, a: A.Action) -> None:
         j = self.journal
-        if isinstance(a, A.EnsureGroup):
+        if isinstance(a, A.EnsureGroup) and a.name in self.user_groups:
+            identities.record_group(j, a.name)      # its user's useradd makes it
+        elif isinstance(a, A.EnsureGroup):
             identities.create_group(j, a.name)
         elif isinstance(a, A.EnsureUser) and a.exists:
             identities.set_primary_group(j, a.name, a.group)
         elif isinstance(a, A.EnsureUser):
-            identities.create_user(j, a.name, a.group, a.home, a.system)
+            identities.create_user(j, a.name, a.group, a.home, a.system,
+                                   with_group=a.name in self.user_groups)
         elif isinstance(a, A.EnsureDir):
             identities.ensure_dir(j, a.path, a.owner, a.group, a.mode)
         elif isinstance(a, A.SetAcl):
@@ -247,6 +260,8 @@ class _Runner:
         if starts:       # all at once: each master's wait below mostly finds it up
             self.current = starts[0]
             services.start_programs([layout.program_name(m.pool) for m in starts])
+        if starts:
+            services.wake_masters([(m.pool, m.socket) for m in starts])
         for m in self._masters():
             self.current = m
             self._master(m)
@@ -273,35 +288,92 @@ class _Runner:
 
     def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
         program = layout.program_name(a.pool)
-        if isinstance(a, A.StartMaster):     # started with the others (services)
-            services.wait_master(a.pool, a.socket)
-        elif isinstance(a, A.RestartMaster):
+        if isinstance(a, A.StartMaster):     # started and woken with the others (services)
+            return
+        if isinstance(a, A.RestartMaster):
             if program not in self.programs.update:     # supervisord's update restarted it
                 services.restart_program(program)
-            services.wait_master(a.pool, a.socket)
+            services.wake_masters([(a.pool, a.socket)])
         else:
             # its config passed php-fpm -t in stage(), staged or live
             services.reload_master(a.pool, a.socket, tested=True)
 
     def cleanup(self) -> None:
-        """After the commit point: removals that cannot be rolled back."""
-        for r in self._all(A.RemoveJail):
-            jails.remove(r.pool)
-            self._step(r)
-        for c in self._all(A.RemoveCgroup):
-            cgroups.remove(cgroup_facts.detect(), c.pool)
-            self._step(c)
+        """After the commit point: removals that cannot be rolled back. Jails are
+        removed JAIL_BUILDS_AT_ONCE at a time while the users and groups go (both wait
+        on the disk, userdel also on the account files' lock: one does not hold up the
+        other; a jail holds only root's files)."""
+        removals = ThreadPoolExecutor(max_workers=JAIL_BUILDS_AT_ONCE)
+        try:
+            gone = [(r, removals.submit(jails.remove, r.pool))
+                    for r in self._all(A.RemoveJail)]
+            for c in self._all(A.RemoveCgroup):
+                cgroups.remove(cgroup_facts.detect(), c.pool)
+                self._step(c)
+            users = self._all(A.RemoveUser)
+            rest = set(identities.remove_pool_users([u.name for u in users]))
+            for u in users:
+                if u.name in rest:
+                    identities.remove_user(u.name)
+                self._step(u)
+            for g in self._all(A.RemoveGroup):
+                identities.remove_group(g.name)
+                self._step(g)
+            for r, future in gone:
+                future.result()
+                self._step(r)
+        finally:
+            removals.shutdown(wait=True, cancel_futures=True)
         if self._of(A.BuildJail, A.RemoveJail):
             jails.collect_garbage()
-        for u in self._all(A.RemoveUser):
-            identities.remove_user(u.name)
-            self._step(u)
-        for g in self._all(A.RemoveGroup):
-            identities.remove_group(g.name)
-            self._step(g)
         for t in self._all(A.RemoveTree):
             _purge(t.path)
             self._step(t)
+
+
+def _new_pool_user(a: A.Action) -> bool:
+    return isinstance(a, A.EnsureUser) and a.system and not a.exists \
+        and a.home == "/nonexistent"
+
+
+def _user_runs(identity: list[A.Action], user_groups: set[str]) -> list[list[A.Action]]:
+    """The identity actions in plan order, each alone, except that consecutive new
+    pool users form one run (made together: identities.create_pool_users), and so do
+    consecutive new tenant users that come with their group (user_groups;
+    identities.create_tenant_users)."""
+    def kind(a: A.Action) -> str:
+        if _new_pool_user(a):
+            return "pool"
+        if isinstance(a, A.EnsureUser) and not a.system and not a.exists \
+                and a.name in user_groups:
+            return "tenant"
+        return ""
+
+    out: list[list[A.Action]] = []
+    for a in identity:
+        if kind(a) and out and kind(out[-1][-1]) == kind(a):
+            out[-1].append(a)
+        else:
+            out.append([a])
+    return out
+
+
+def _user_groups(identity: list[A.Action]) -> set[str]:
+    """New tenant groups that their new user of the same name can make (useradd
+    --user-group): no identity action between the two needs the group, and no
+    other group is made with the same name."""
+    made = {a.name for a in identity if isinstance(a, A.EnsureGroup)}
+    out: set[str] = set()
+    needed: set[str] = set()
+    for a in identity:
+        if isinstance(a, A.EnsureUser) and not a.exists and not a.system \
+                and a.name == a.group and a.name in made and a.name not in needed:
+            out.add(a.name)
+        elif isinstance(a, A.EnsureUser):
+            needed.add(a.group)
+        elif isinstance(a, (A.EnsureDir, A.SetAcl)):
+            return out      # from here on every group must exist
+    return out
 
 
 def _purge(path: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
@@ -137,6 +138,32 @@ def wait_master(pool: str, socket: str, not_start_time: int | None = None,
         f"FPM master of pool {pool!r} did not answer on {socket} within {timeout:.0f}s. "
         f"See {layout.fpm_log(pool)} and `supervisorctl status {layout.program_name(pool)}`"
     )
+
+
+# masters apply wakes at once to see them come up (each start is mostly CPU: PHP's
+# startup of its extensions), and so at most this many are awake because of apply
+MASTER_WAKES_AT_ONCE = max(2, 2 * (os.cpu_count() or 1))
+
+
+def wake_masters(pools: list[tuple[str, str]]) -> None:
+    """For each (pool, socket) apply started: wait until its master answers on its
+    socket (which starts the master of a socket-activated pool and forks it a worker),
+    then send its program SIGWINCH: the launcher of an activated pool stops that master
+    gracefully and sleeps again at once, instead of after idle_timeout (other launchers
+    ignore it). So a master that cannot start (a mount source gone, its chroot, the
+    network policy, FPM itself) still fails the apply, without leaving every new pool
+    awake. MASTER_WAKES_AT_ONCE at a time; the first failure in the given order is
+    raised once the waits under way have finished, the others are cancelled."""
+    def one(pool: str, socket: str) -> None:
+        wait_master(pool, socket)
+        supervisord.signal([layout.program_name(pool)], "WINCH")
+
+    workers = ThreadPoolExecutor(max_workers=MASTER_WAKES_AT_ONCE)
+    try:
+        for future in [workers.submit(one, pool, sock) for pool, sock in pools]:
+            future.result()
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
 
 
 def apache_configtest() -> None:

@@ -41,7 +41,10 @@
  * it. When the master has had no worker and no connection waited for --idle-timeout
  * seconds, the launcher sends it SIGQUIT (graceful) and goes back to sleep holding the
  * socket: a connection that arrives meanwhile waits in the backlog for the next master.
- * Asleep, USR1/USR2/HUP have nothing to act on (the next master reads config and logs
+ * SIGWINCH asks for that sleep now instead of after --idle-timeout (apply wakes every
+ * pool it starts, to see its master come up, then lets it sleep again; the master's
+ * SIGQUIT is graceful, a request under way finishes); without --socket, or asleep,
+ * SIGWINCH does nothing. Asleep, USR1/USR2/HUP have nothing to act on (the next master reads config and logs
  * afresh) and QUIT/TERM/INT end the launcher. A master that exits unasked ends the
  * launcher with its status (supervisord restarts the pool).
  *
@@ -1003,7 +1006,13 @@ static int supervise(const struct plan *pl, struct sock *s) {
                     close_socket(s);
                     return 0;
                 }
-                note("asleep: signal %d has no master to go to (the next one starts afresh)", sig);
+                if (sig != SIGWINCH)
+                    note("asleep: signal %d has no master to go to (the next one starts afresh)", sig);
+            } else if (sig == SIGWINCH) {
+                if (s != NULL && !idle_quit && !stopping) {
+                    idle_quit = 1;
+                    kill(master, SIGQUIT);
+                }
             } else {
                 if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) stopping = 1;
                 if (!idle_quit || stopping) kill(master, sig);
@@ -1061,7 +1070,7 @@ int main(int argc, char **argv) {
     sigemptyset(&handled);
     sigaddset(&handled, SIGTERM); sigaddset(&handled, SIGINT); sigaddset(&handled, SIGQUIT);
     sigaddset(&handled, SIGUSR1); sigaddset(&handled, SIGUSR2); sigaddset(&handled, SIGHUP);
-    sigaddset(&handled, SIGCHLD);
+    sigaddset(&handled, SIGCHLD); sigaddset(&handled, SIGWINCH);
     if (sigprocmask(SIG_BLOCK, &handled, NULL) != 0) fail("sigprocmask: %s", strerror(errno));
     sigfd = signalfd(-1, &handled, SFD_CLOEXEC);
     if (sigfd < 0) fail("signalfd: %s", strerror(errno));
