@@ -31,6 +31,7 @@ from phphost.render.common import HEADER
 from phphost.render.fpm import jail_root, render_fpm_argv, render_fpm_conf, render_limits_json
 from phphost.render.logrotate import render_logrotate
 from phphost.render.supervisor import command_line, render_supervisor_program
+from phphost.spec.extensions import BASE
 from phphost.spec.model import (
     TLS,
     ApacheSettings,
@@ -455,14 +456,30 @@ def test_fpm_argv() -> None:
     flags = argv[21:]
     assert flags[0::2] == ["-d"] * (len(flags) // 2)
     pairs = [f.split("=", 1) for f in flags[1::2]]
-    keys = [k for k, _ in pairs]
+    keys = [k for k, _ in pairs if k not in ("extension", "zend_extension")]
     assert len(keys) == len(set(keys))
+    exts = [v for k, v in pairs if k == "extension"]
+    assert pairs[0] == ["zend_extension", "opcache"]
+    assert set(BASE) <= set(exts) and "gd" not in exts and len(exts) == len(set(exts))
+    assert exts.index("mysqlnd") < exts.index("mysqli")
     assert dict(pairs)["opcache.memory_consumption"] == "96"      # php_ini wins
+    assert dict(pairs)["opcache.interned_strings_buffer"] == "8"  # opcache_memory_mb 128 / 16
+    assert "environment=PHP_INI_SCAN_DIR=\"\"\n" in RENDERED["supervisor-acme.conf"]
     assert dict(pairs)["opcache.jit"] == "tracing"
     assert dict(pairs)["opcache.validate_root"] == "1"
     blog_argv = render_fpm_argv(MODEL.pool("blog"))
     blog = dict(f.split("=", 1) for f in blog_argv[blog_argv.index("--") + 6::2])
     assert blog["opcache.memory_consumption"] == "64"
+
+
+def test_fpm_argv_all_extensions() -> None:
+    pool = MODEL.pool("acme")
+    pool = dataclasses.replace(pool, settings=dataclasses.replace(
+        pool.settings, php_extensions="all"))
+    argv = render_fpm_argv(pool)
+    assert not any(a.startswith(("extension=", "zend_extension=")) for a in argv)
+    assert "opcache.jit=tracing" in argv            # the pool's php_ini, as before
+    assert "environment=" not in render_supervisor_program(pool)
 
 
 # --- supervisor ---------------------------------------------------------------------------

@@ -30,6 +30,23 @@ def test_wordpress_gives_site_and_pool_what_it_needs() -> None:
     assert pool["php_admin_values"] == {"upload_max_filesize": "32M", "post_max_size": "33M"}
 
 
+def test_recipes_add_their_php_extensions() -> None:
+    _, pool = applied({"recipe": "mediawiki"}, {"php_extensions": ["gd", "zip"]})
+    assert pool["php_extensions"] == ["gd", "zip", "intl", "apcu", "curl"]
+    _, pool = applied({"recipe": "wordpress"})
+    assert pool["php_extensions"] == ["curl", "gd"]
+    _, pool = applied({"recipe": "wordpress"}, {"php_extensions": "all"})
+    assert pool["php_extensions"] == "all"
+    _, pool = applied({"recipe": "adminer"})
+    assert "php_extensions" not in pool
+
+
+def test_every_recipe_names_known_extensions() -> None:
+    from phphost.spec.extensions import KNOWN
+    for recipe in RECIPES.values():
+        assert set(recipe.extensions) <= set(KNOWN), recipe.name
+
+
 def test_the_specs_own_keys_win() -> None:
     site, pool = applied(
         {"recipe": "wordpress", "front_controller": "/app.php"},

@@ -335,6 +335,25 @@ def test_socket_activation_defaults_to_ondemand_only() -> None:
     fails(BASE + '[pools.p]\ntenant = "acme"\nactivation = "yes"\n', "pools.p.activation")
 
 
+def test_php_extensions_add_up_along_the_chain() -> None:
+    tmpl = '[templates.img]\nphp_extensions = ["gd", "curl"]\n'
+    model = parse(BASE + tmpl + '[pools.p]\ntenant = "acme"\ntemplate = "img"\n'
+                  'php_extensions = ["intl", "gd"]\n'
+                  '[pools.q]\ntenant = "acme"\ntemplate = "img"\nphp_extensions = "all"\n')
+    assert model.pool("web").settings.php_extensions == ()
+    assert model.pool("p").settings.php_extensions == ("gd", "curl", "intl")
+    assert model.pool("q").settings.php_extensions == "all"
+
+
+@pytest.mark.parametrize("value, key, words", [
+    ('["gdd"]', "pools.p.php_extensions[0]", ("unknown PHP extension 'gdd'", "gd")),
+    ('"most"', "pools.p.php_extensions", ("list of PHP extension names",)),
+    ('[1]', "pools.p.php_extensions[0]", ()),
+])
+def test_bad_php_extensions_are_named(value: str, key: str, words: tuple[str, ...]) -> None:
+    fails(BASE + f'[pools.p]\ntenant = "acme"\nphp_extensions = {value}\n', key, *words)
+
+
 def test_inherited_key_for_other_pm_is_fine() -> None:
     model = parse(BASE + DYN + '[pools.p]\ntenant = "acme"\ntemplate = "busy"\npm = "static"\n')
     assert model.pool("p").settings.pm == "static"

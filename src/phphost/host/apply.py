@@ -130,6 +130,7 @@ class _Runner:
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
         staging.validate_apache(self.plan.actions)     # a staged copy: nothing live yet
+        staging.validate_extensions(self.plan.actions)
         for t in self._all(A.CheckTls):   # trust was refused at plan time (facts.unsafe)
             self.current = t
             check_files(t.site, t.cert, t.key, t.chain)

@@ -21,6 +21,7 @@ from phphost import layout
 from phphost.errors import ValidationFailed
 from phphost.plan import actions as A
 from phphost.runner import run
+from phphost.spec import extensions
 
 _DEPENDS = re.compile(r"^#\s*Depends:\s*(.*)$", re.MULTILINE)
 
@@ -102,6 +103,40 @@ def _fpm_test(directory: str, action: A.WriteFile) -> None:
         raise ValidationFailed(
             f"php-fpm -t rejected {action.path}:\n{err}\n"
             "Nothing was changed. Fix the pool's settings in the spec")
+
+
+_EXTENSION_ARG = re.compile(r"(?:^| )-d extension=([a-z0-9_]+)(?= |$)")
+_UNLOADABLE = re.compile(r"Unable to load dynamic library '([a-z0-9_]+)'")
+
+
+def extensions_written(actions: Sequence[A.Action]) -> list[str]:
+    """Every PHP extension a supervisord program the plan writes has its master load."""
+    names: set[str] = set()
+    for a in actions:
+        if isinstance(a, A.WriteFile) and a.path.startswith(layout.SUPERVISOR_CONF_DIR + "/"):
+            for line in a.content.splitlines():
+                if line.startswith("command="):
+                    names.update(_EXTENSION_ARG.findall(line))
+    return sorted(names)
+
+
+def validate_extensions(actions: Sequence[A.Action]) -> None:
+    """Raise ValidationFailed when an extension a pool names (php_extensions, a
+    recipe) is not installed: PHP would only warn and start the master without it.
+    One php-fpm -m for the whole plan."""
+    names = extensions_written(actions)
+    if not names:
+        return
+    # in load order (what others need first)
+    flags = [arg for n in extensions.closure(tuple(names)) for arg in ("-d", f"extension={n}")]
+    proc = run([layout.FPM_BINARY, "-n", "-d", "html_errors=0", *flags, "-m"], check=False)
+    missing = sorted(set(_UNLOADABLE.findall(proc.stdout + proc.stderr)))
+    if proc.returncode != 0 or missing:
+        raise ValidationFailed(
+            f"PHP cannot load the extension(s) {', '.join(missing) or '?'} that pools' "
+            f"php_extensions (or their recipes) name.\nNothing was changed. Install "
+            "the php8.2-* packages that provide them (apt-cache search php8.2) or remove "
+            "them from php_extensions")
 
 
 def fpm_conf_writes(actions: Sequence[A.Action]) -> list[A.WriteFile]:

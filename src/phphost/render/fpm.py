@@ -8,6 +8,7 @@ import json
 from phphost import layout
 from phphost.launcher.mailer import SENDMAIL_PATH
 from phphost.render.common import HEADER, check_value
+from phphost.spec import extensions
 from phphost.spec.limits import pool_limits
 from phphost.spec.model import Pool, PoolSettings, Tenant
 
@@ -42,12 +43,40 @@ def _opcache_defaults(settings: PoolSettings) -> tuple[tuple[str, str], ...]:
     return (
         ("opcache.enable", "1"),
         ("opcache.memory_consumption", str(settings.opcache_memory_mb)),
+        # PHP's own ratio (8 MB of 128, 10,000 files): every master memsets a hash
+        # table of a quarter of the interned strings buffer at startup (docs/idle.md)
+        ("opcache.interned_strings_buffer", str(interned_strings_mb(settings))),
+        ("opcache.max_accelerated_files", str(max_accelerated_files(settings))),
         # hashes only the inode of "/" (ext4: always 2), so it does not separate jails
         # on different filesystems; set anyway, with validate_permission and restrict_api
         ("opcache.validate_root", "1"),
         ("opcache.validate_permission", "1"),
         ("opcache.restrict_api", "/phphost-no-opcache-api/"),
     )
+
+
+def interned_strings_mb(settings: PoolSettings) -> int:
+    return max(1, min(8, settings.opcache_memory_mb // 16))
+
+
+def max_accelerated_files(settings: PoolSettings) -> int:
+    return max(1000, min(10000, settings.opcache_memory_mb * 10000 // 128))
+
+
+def extension_flags(settings: PoolSettings) -> list[tuple[str, str]]:
+    """-d flags that load the pool's extensions; [] for "all" (FPM reads Debian's
+    conf.d). Otherwise the supervisord program empties PHP_INI_SCAN_DIR
+    (scan_dir_env) so that conf.d is not read, and these load OPcache and the base
+    set plus the pool's own."""
+    if settings.php_extensions == extensions.ALL:
+        return []
+    return [("zend_extension", "opcache"),
+            *(("extension", e) for e in extensions.closure(settings.php_extensions))]
+
+
+def scan_dir_env(settings: PoolSettings) -> dict[str, str]:
+    """Environment of the master: an empty PHP_INI_SCAN_DIR unless it loads "all"."""
+    return {} if settings.php_extensions == extensions.ALL else {"PHP_INI_SCAN_DIR": ""}
 
 
 def jail_root(pool: str) -> str:
@@ -200,11 +229,14 @@ def render_fpm_argv(pool: Pool) -> list[str]:
     """argv of the pool's master: the launcher, then FPM in the foreground on its own
     config, php.ini flags last."""
     flags = dict(_opcache_defaults(pool.settings))
+    if pool.settings.php_extensions != extensions.ALL:
+        flags["opcache.jit"] = "off"         # Debian's conf.d/10-opcache.ini, not read
     flags.update(pool.settings.php_ini)
     argv = [
         *launcher_args(pool), "--",
         layout.FPM_BINARY, "--nodaemonize", "--fpm-config", layout.fpm_conf(pool.name),
     ]
-    for key, value in flags.items():
+    # extensions first: PHP loads them as it reads the flags, before the settings
+    for key, value in [*extension_flags(pool.settings), *flags.items()]:
         argv += ["-d", f"{_ini_key(key)}={value}"]
     return argv

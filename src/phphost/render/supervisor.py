@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from phphost import layout
 from phphost.render.common import HEADER
-from phphost.render.fpm import render_fpm_argv
+from phphost.render.fpm import render_fpm_argv, scan_dir_env
 from phphost.spec.model import Pool
 
 # supervisord splits `command` with shlex and expands %(...)s; ';' and '#' start
@@ -46,6 +46,10 @@ def render_supervisor_program(pool: Pool) -> str:
         ("stdout_logfile_maxbytes", "1MB"),
         ("stdout_logfile_backups", "2"),
     ]
+    env = scan_dir_env(pool.settings)
+    if env:
+        # names and values of ours only: [A-Z_]+ and "" (no quoting needed)
+        settings.append(("environment", ",".join(f'{k}="{v}"' for k, v in env.items())))
     lines = [f"# {HEADER}", "", f"[program:{layout.program_name(pool.name)}]"]
     lines += [f"{key}={value}" for key, value in settings]
     return "\n".join(lines) + "\n"

@@ -64,6 +64,8 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     cpu_max                    CPUs 0.01..1024 (1.5 = 150 % of one CPU)   no quota
     io_weight                  integer 1..10000                           100
     activation                 boolean: ondemand only (socket activation) ondemand
+    php_extensions             list of PHP extensions beyond the base     []
+                               set, or "all" (Debian's conf.d)
     php_admin_values           table: ini name -> string/number/boolean   {}
     php_values                 table: ini name -> string/number/boolean   {}
     php_ini                    table: master-level ini (-d flags)         {}
@@ -94,6 +96,17 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     ``idle_timeout`` is stopped gracefully and the launcher keeps the socket (no
     request is refused while a master starts or stops). ``status`` shows such a pool
     ``asleep`` without waking it (docs/idle.md).
+    ``php_extensions``: the pool's master loads OPcache, a base set (calendar,
+    ctype, dom, exif, fileinfo, ftp, gettext, iconv, mbstring, mysqli, mysqlnd, pdo,
+    pdo_mysql, phar, posix, shmop, simplexml, sockets, sysvmsg, sysvsem, sysvshm,
+    tokenizer, xml, xmlreader, xmlwriter) and the extensions listed (module names of
+    php8.2-* packages, e.g. ``["gd", "intl", "curl", "apcu"]``; the package must be
+    installed), with what they need; the lists of the template chain and the
+    pool's recipe add up. ``"all"`` loads what Debian enabled for FPM in
+    /etc/php/8.2/fpm/conf.d instead. Every extension costs memory in every master
+    before any request (docs/idle.md). OPcache's interned strings buffer and file
+    table follow ``opcache_memory_mb`` in PHP's own ratio (``/16`` MB, 1..8;
+    ``x 10000/128`` files, 1000..10000) unless ``php_ini`` sets them.
     ini names match ``^[a-zA-Z0-9_.]+$``; values may not contain newlines, quotes,
     ``;`` or ``${`` (FPM would put the root master's environment variable there).
     Booleans become ``on``/``off``. The three ini tables merge key by key along the

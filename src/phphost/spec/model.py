@@ -47,6 +47,9 @@ class PoolSettings:
     # socket activation (docs/idle.md): the launcher holds the socket and starts the
     # master on the first connection; None = on for ondemand pools, off otherwise
     activation: bool | None = None
+    # extensions the master loads beyond spec/extensions.py's BASE, or "all": what
+    # Debian enabled for FPM (docs/idle.md)
+    php_extensions: tuple[str, ...] | Literal["all"] = ()
 
     @property
     def activated(self) -> bool:

@@ -11,7 +11,9 @@ checked like keys the user wrote. Precedence (docs/spec.md):
   pool entry for the same path wins (e.g. to make it non-public);
 - pool ``php_admin_values`` / ``php_values`` / ``php_ini``: merged name by name into the
   pool's own tables, the pool's own value winning; a template's value for the same
-  name loses to both (the recipe counts as the pool's own settings).
+  name loses to both (the recipe counts as the pool's own settings);
+- pool ``php_extensions``: the recipe's extensions are added to the pool's (unless
+  the pool says ``"all"``).
 
 Pure.
 """
@@ -54,6 +56,9 @@ class Recipe:
     front_controller: str | None = None
     php_admin_values: tuple[tuple[str, str], ...] = ()
     php_values: tuple[tuple[str, str], ...] = ()
+    # PHP extensions beyond the base set (spec/extensions.py): what Debian's package
+    # of the application depends on or recommends, where installed
+    extensions: tuple[str, ...] = ()
     options: Mapping[str, Option] = field(default_factory=dict)
 
 
@@ -66,6 +71,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         allow_override=("AuthConfig",),
         front_controller="/index.php",
         php_admin_values=(("upload_max_filesize", "32M"), ("post_max_size", "33M")),
+        # Debian's Depends: php-gd (image resizing); Suggests: php-curl (its HTTP API)
+        extensions=("curl", "gd"),
         options={"admin-installs": Option(
             "plugins, themes and translations installed and updated from the admin "
             "(needs define('FS_METHOD', 'direct') in wp-config.php); makes the code in "
@@ -82,6 +89,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         # its top .htaccess: <IfModule> + <Files> with Require (AuthConfig; <IfModule>
         # needs a category, a directive list alone refuses it), RedirectMatch 404 /.git
         allow_override=("AuthConfig", "RedirectMatch"),
+        extensions=("gd",),           # Recommends: php-gd (image resizing)
         options={"extensions": Option(
             "the extension manager installs plugins and templates; makes the code in "
             "them writable by PHP",
@@ -93,6 +101,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         features=("mysql", "iconv", "locale", "phplibs"),
         writable=(Writable("images", public=True), Writable("cache")),
         php_admin_values=(("upload_max_filesize", "32M"), ("post_max_size", "33M")),
+        # Depends: php-intl; Recommends: php-apcu, php-curl, php-gd
+        extensions=("intl", "apcu", "curl", "gd"),
     ),
     Recipe(
         "adminer", "Adminer (Debian's adminer package), a one-file database manager",
@@ -103,6 +113,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         features=("mysql", "sessions", "phplibs"),
         writable=(Writable("tmp"),),
         php_admin_values=(("upload_max_filesize", "32M"), ("post_max_size", "33M")),
+        extensions=("curl", "gd"),    # Recommends: php-curl, php-gd
     ),
 )}
 
@@ -192,6 +203,9 @@ def _apply_pool(at: At, recipe: Recipe, options: list[Option], pool: dict[str, A
         if values:
             own_tbl = table(at.sub(key), pool.get(key, {}))
             pool[key] = {**dict(values), **own_tbl}
+    own_ext = pool.get("php_extensions", [])
+    if recipe.extensions and isinstance(own_ext, list):
+        pool["php_extensions"] = [*own_ext, *(e for e in recipe.extensions if e not in own_ext)]
 
 
 def _add_writable(pool: dict[str, Any], writable: list[Writable], docroot: str,

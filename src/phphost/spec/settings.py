@@ -9,8 +9,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from phphost.spec import extensions
 from phphost.spec.model import PoolSettings
 from phphost.spec.validate import (
     At,
@@ -22,6 +23,7 @@ from phphost.spec.validate import (
     name,
     reference,
     string,
+    string_list,
     table,
     type_name,
 )
@@ -33,7 +35,8 @@ SETTING_KEYS = (
     "max_requests", "request_terminate_timeout", "request_slowlog_timeout",
     "process_control_timeout", "priority",
     "listen_backlog", "burst_queue", "opcache_memory_mb", "tmp_size", "memory_max",
-    "memory_high", "pids_max", "cpu_weight", "cpu_max", "io_weight", "activation", *INI_TABLES,
+    "memory_high", "pids_max", "cpu_weight", "cpu_max", "io_weight", "activation", "php_extensions",
+    *INI_TABLES,
 )
 TEMPLATE_KEYS = ("inherits", *SETTING_KEYS)
 PM_ONLY = {"start_servers": "dynamic", "min_spare": "dynamic", "max_spare": "dynamic",
@@ -83,12 +86,34 @@ def _parse_setting(at: At, key: str, value: object) -> object:
         return _ini_table(at, value)
     if key == "activation":
         return boolean(at, value)
+    if key == "php_extensions":
+        return php_extensions(at, value)
     if key in _SIZES:
         return byte_size(at, value, *_SIZES[key])
     if key == "cpu_max":
         return cpus(at, value)
     lo, hi = _INT_RANGES[key]
     return integer(at, value, lo, hi)
+
+
+def php_extensions(at: At, value: object) -> tuple[str, ...] | Literal["all"]:
+    """A list of extension names (spec/extensions.py KNOWN) or "all"."""
+    if value == extensions.ALL:
+        return extensions.ALL
+    if not isinstance(value, list):
+        at.fail(f"expected a list of PHP extension names or \"all\", got {type_name(value)}",
+                'write e.g. php_extensions = ["gd", "intl"]')
+    out: list[str] = []
+    for i, ext in enumerate(string_list(at, value)):
+        if ext not in extensions.KNOWN:
+            near = [k for k in extensions.KNOWN if k.startswith(ext[:2])]
+            at.sub(i).fail(f"unknown PHP extension {ext!r}",
+                           "use the module name of a php8.2-* package"
+                           + (f" (e.g. {', '.join(near[:5])})" if near else "")
+                           + ', or "all" for every module Debian enabled')
+        if ext not in out:
+            out.append(ext)
+    return tuple(out)
 
 
 def byte_size(at: At, value: object, lo: int, hi: int) -> int:
@@ -241,11 +266,20 @@ def resolve(layers: list[Layer]) -> Resolved:
             origin[key] = layer.label
             if key in ini and isinstance(value, dict):
                 ini[key].update(value)
+            elif key == "php_extensions":
+                values[key] = _more_extensions(values.get(key, ()), value)
             else:
                 values[key] = value
     for key, entries in ini.items():
         values[key] = tuple(sorted(entries.items()))
     return Resolved(dataclasses.replace(PoolSettings(), **values), origin)
+
+
+def _more_extensions(have: Any, more: Any) -> Any:
+    """php_extensions add up along the chain; "all" anywhere wins."""
+    if extensions.ALL in (have, more):
+        return extensions.ALL
+    return (*have, *(e for e in more if e not in have))
 
 
 def check_pm(at: At, res: Resolved, own: Mapping[str, object]) -> None:
