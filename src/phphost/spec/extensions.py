@@ -3,10 +3,11 @@
 Every extension a master loads costs memory in every master, awake or not, before any
 request: its startup tables on the heap, its shared libraries' relocated pages, its
 interned strings. Measured per master (PHP 8.2, Debian 12, private dirty pages):
-all 33 modules Debian enables for FPM 9.7 MB, the base set below 5.2 MB; curl alone
-adds 0.8 MB, gd 1.0 MB, intl 0.7 MB (their libraries: libcurl's TLS stack, libgd's
-image codecs, ICU). So a pool loads the base set plus what it asks for, and a recipe
-asks for what its application needs.
+all 33 modules Debian enables for FPM 9.7 MB, OPcache alone 4.7 MB, the base set
+below 5.6 MB (scripts/bench_master_memory.py); curl adds 0.8 MB, gd 1.0 MB, intl
+0.7 MB (their libraries: libcurl's TLS stack, libgd's image codecs, ICU).
+So a pool loads the base set plus what it asks for, and a recipe asks for what its
+application needs.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ KNOWN: dict[str, tuple[str, ...]] = {
     "xmlreader": (), "xmlwriter": (), "xsl": ("dom",), "yaml": (), "zip": (),
 }
 
-# Loaded by every pool: Debian's php-common, php-xml, php-mbstring and php-mysql
-# modules, which carry no large library of their own. Left out: curl, gd, intl,
-# xsl (large libraries), apcu (its own shared memory), ffi, readline (no use in FPM).
+# Loaded by every pool: what Debian's packages of web applications depend on (php-xml,
+# php-mbstring, php-mysql) and php-common's modules that the shared-hosting checks use
+# (posix, SysV IPC, shmop: phphost verify), none with a large library of its own.
+# Left out, add them by name: curl, gd, intl, xsl (large libraries: +0.5-0.8 MB per
+# master each), apcu (its own shared memory), ffi, readline (no use in FPM), and
+# php-common's calendar, ftp, gettext, phar, sockets (rarely used, 0.3 MB together).
 BASE: tuple[str, ...] = (
-    "calendar", "ctype", "dom", "exif", "fileinfo", "ftp", "gettext", "iconv",
-    "mbstring", "mysqli", "mysqlnd", "pdo", "pdo_mysql", "phar", "posix", "shmop",
-    "simplexml", "sockets", "sysvmsg", "sysvsem", "sysvshm", "tokenizer", "xml",
-    "xmlreader", "xmlwriter",
+    "ctype", "dom", "exif", "fileinfo", "iconv", "mbstring", "mysqli", "mysqlnd", "pdo",
+    "pdo_mysql", "posix", "shmop", "simplexml", "sysvmsg", "sysvsem", "sysvshm",
+    "tokenizer", "xml", "xmlreader", "xmlwriter",
 )
 
 # load order: what others need first (Debian's priority=10 and 15 modules)

@@ -96,10 +96,10 @@ the file that defines the key. A directory without ``*.toml`` files is an error.
     ``idle_timeout`` is stopped gracefully and the launcher keeps the socket (no
     request is refused while a master starts or stops). ``status`` shows such a pool
     ``asleep`` without waking it (docs/idle.md).
-    ``php_extensions``: the pool's master loads OPcache, a base set (calendar,
-    ctype, dom, exif, fileinfo, ftp, gettext, iconv, mbstring, mysqli, mysqlnd, pdo,
-    pdo_mysql, phar, posix, shmop, simplexml, sockets, sysvmsg, sysvsem, sysvshm,
-    tokenizer, xml, xmlreader, xmlwriter) and the extensions listed (module names of
+    ``php_extensions``: the pool's master loads OPcache, a base set (ctype, dom,
+    exif, fileinfo, iconv, mbstring, mysqli, mysqlnd, pdo, pdo_mysql, posix, shmop,
+    simplexml, sysvmsg, sysvsem, sysvshm, tokenizer, xml, xmlreader, xmlwriter) and
+    the extensions listed (module names of
     php8.2-* packages, e.g. ``["gd", "intl", "curl", "apcu"]``; the package must be
     installed), with what they need; the lists of the template chain and the
     pool's recipe add up. ``"all"`` loads what Debian enabled for FPM in
