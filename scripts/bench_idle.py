@@ -16,7 +16,7 @@ Then it applies the demo again and destroys the bench tenant (`destroy --purge` 
 bench part alone: its user and home), and checks that `plan` of the demo is clean. It
 takes the host lock itself (do not wrap it in flock: a second lock would wait forever):
 
-    .venv/bin/python scripts/bench_idle.py [--pools 20] [--rounds 6] [--json]
+    .venv/bin/python scripts/bench_idle.py [--pools 20] [--rounds 6] [--opcache-mb 16] [--json]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ PHPHOST = str(Path(sys.executable).parent / "phphost")
 LOCK = "/run/lock/phphost-integration.lock"
 HOME = "/srv/phphost-bench/idle"
 TENANT = "benchidle"
+OPCACHE_MB = 16       # the bench pools' opcache_memory_mb (--opcache-mb)
 HELLO = "<?php echo 'hello ', getmypid(), \"\\n\";\n"
 
 
@@ -54,7 +55,7 @@ def bench_toml(pools: int) -> str:
         name = f"bi{i:03d}"
         activation = "" if i % 2 == 0 else "activation = false\n"
         out.append(f'[pools.{name}]\ntenant = "{TENANT}"\npm = "ondemand"\nmax_children = 2\n'
-                   f'idle_timeout = "2s"\nopcache_memory_mb = 16\n{activation}')
+                   f'idle_timeout = "2s"\nopcache_memory_mb = {OPCACHE_MB}\n{activation}')
         out.append(f'[sites.{name}]\nserver_name = "{name}.bench.test"\ntenant = "{TENANT}"\n'
                    f'docroot = "htdocs/{name}"\npool = "{name}"\n')
     return "\n".join(out)
@@ -165,6 +166,7 @@ def measure(names: list[str], rounds: int, warm: int) -> dict[str, object]:
     awake_kb = [sum(pss_kb(p) for p in tree(pid)) for pid in pid_off.values()]
     master_kb = [pss_kb(m) for pid in pid_off.values() if (m := fpm_master_pid(pid))]
     launcher_kb = [pss_kb(pid) for pid in (*pid_on.values(), *pid_off.values())]
+    masters_up = count_masters()
     cold: list[float] = []
     errors = 0
     for _ in range(rounds):
@@ -188,6 +190,7 @@ def measure(names: list[str], rounds: int, warm: int) -> dict[str, object]:
         "awake_no_request_pss_mb": statistics.mean(awake_kb) / 1024,
         "awake_master_pss_mb": statistics.mean(master_kb) / 1024,
         "launcher_pss_mb": statistics.mean(launcher_kb) / 1024,
+        "masters_up": masters_up, "opcache_memory_mb": OPCACHE_MB,
         "cold_requests": len(cold), "cold_p50_ms": ms(cold, 0.50),
         "cold_p99_ms": ms(cold, 0.99), "cold_max_ms": max(cold) * 1000,
         "warm_p50_ms_activated": ms(warm_on, 0.50), "warm_p50_ms_not_activated":
@@ -195,9 +198,21 @@ def measure(names: list[str], rounds: int, warm: int) -> dict[str, object]:
     }
 
 
+def count_masters() -> int:
+    """FPM masters running on the host (PSS divides shared pages among them)."""
+    n = 0
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes().startswith(
+                    b"php-fpm: master process"):
+                n += 1
+    return n
+
+
 def report(r: dict[str, object]) -> None:
     print(f"pools: {r['pools']} ({r['activated']} socket-activated, the rest activation = false),"
-          " ondemand, jailed, idle_timeout 2s")
+          f" ondemand, jailed, idle_timeout 2s, opcache_memory_mb {r['opcache_memory_mb']};"
+          f" FPM masters up while measured: {r['masters_up']}")
     print(f"launcher alone (PSS)                   {r['launcher_pss_mb']:.2f} MB")
     print(f"per tenant, master asleep (PSS)        {r['asleep_pss_mb']:.2f} MB")
     print(f"per tenant, master awake, no request   {r['awake_no_request_pss_mb']:.2f} MB "
@@ -213,8 +228,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--pools", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--warm", type=int, default=20)
+    ap.add_argument("--opcache-mb", type=int, default=16,
+                    help="opcache_memory_mb of the bench pools (phphost's default: 64)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    global OPCACHE_MB
+    OPCACHE_MB = args.opcache_mb
     if not 2 <= args.pools <= 400:
         ap.error("--pools: 2..400")
     names = [f"bi{i:03d}" for i in range(args.pools)]
