@@ -32,7 +32,7 @@ def test_wordpress_gives_site_and_pool_what_it_needs() -> None:
 
 def test_recipes_add_their_php_extensions() -> None:
     _, pool = applied({"recipe": "mediawiki"}, {"php_extensions": ["gd", "zip"]})
-    assert pool["php_extensions"] == ["gd", "zip", "intl", "apcu", "curl"]
+    assert pool["php_extensions"] == ["gd", "zip", "calendar", "intl", "apcu", "curl"]
     _, pool = applied({"recipe": "wordpress"})
     assert pool["php_extensions"] == ["curl", "gd"]
     _, pool = applied({"recipe": "wordpress"}, {"php_extensions": "all"})

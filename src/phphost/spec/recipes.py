@@ -101,8 +101,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         features=("mysql", "iconv", "locale", "phplibs"),
         writable=(Writable("images", public=True), Writable("cache")),
         php_admin_values=(("upload_max_filesize", "32M"), ("post_max_size", "33M")),
-        # Depends: php-intl; Recommends: php-apcu, php-curl, php-gd
-        extensions=("intl", "apcu", "curl", "gd"),
+        # its composer.json requires calendar and intl (the rest of what it requires is
+        # in the base set); Debian Recommends: php-apcu (CACHE_ACCEL), php-curl, php-gd
+        extensions=("calendar", "intl", "apcu", "curl", "gd"),
     ),
     Recipe(
         "adminer", "Adminer (Debian's adminer package), a one-file database manager",
