@@ -45,3 +45,10 @@ def test_an_extension_that_is_not_installed_fails_apply_before_any_change() -> N
     with pytest.raises(ValidationFailed) as err:
         staging.validate_extensions([_program("a", "mysqlnd", "phphostnosuchext")])
     assert "phphostnosuchext" in str(err.value) and "Nothing was changed" in str(err.value)
+
+
+def test_import_keeps_what_mod_php_loaded() -> None:
+    from phphost.importer.php import pool_extensions
+    modphp = {n: f"/etc/php/8.2/apache2/conf.d/20-{n}.ini:2"
+              for n in ("mysqli", "gd", "intl", "opcache", "someones_own")}
+    assert pool_extensions(modphp) == ["gd", "intl"]     # mysqli: base; opcache: always

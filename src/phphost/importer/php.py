@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from phphost.audit.apacheconf import Directive
 from phphost.importer.problems import Problem
+from phphost.spec import extensions
 
 PHP_DIRECTIVES = ("php_value", "php_flag", "php_admin_value", "php_admin_flag")
 PHP_TYPE = "application/x-httpd-php"
@@ -136,6 +137,13 @@ def ini_for_pools(modphp: dict[str, str], fpm: dict[str, str], where: dict[str, 
             "PHP under FPM runs with them; copy mod_php's value into the template's php_ini "
             "where scripts relied on PHP's built-in default"))
     return out, problems
+
+
+def pool_extensions(modphp: dict[str, str]) -> list[str]:
+    """What mod_php loaded beyond phphost's base set (spec/extensions.py), for the
+    imported pools' php_extensions: the sites keep every extension they had. OPcache
+    is always loaded; a name phphost does not know is left to extension_problems."""
+    return sorted(n for n in modphp if n in extensions.KNOWN and n not in extensions.BASE)
 
 
 def extension_problems(modphp: dict[str, str], fpm: dict[str, str]) -> list[Problem]:

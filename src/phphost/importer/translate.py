@@ -17,7 +17,7 @@ from typing import Any
 
 from phphost.audit.apacheconf import Directive
 from phphost.errors import SpecError
-from phphost.importer.php import extension_problems, ini_for_pools, setting
+from phphost.importer.php import extension_problems, ini_for_pools, pool_extensions, setting
 from phphost.importer.problems import Problem, sort_problems
 from phphost.importer.scope import ServerLines, live, place
 from phphost.importer.sitephp import SitePhp, analyse, owner
@@ -219,6 +219,9 @@ def _template(inp: Inputs, out: Translation) -> None:
         out.problems += problems + extension_problems(inp.modphp_ini.extensions,
                                                       inp.fpm_ini.extensions)
     body: dict[str, Any] = {"pm": "ondemand", "max_children": 5}
+    if inp.apache.php_loaded:
+        # every extension mod_php loaded stays loaded (the masters load a base set)
+        body["php_extensions"] = pool_extensions(inp.modphp_ini.extensions) or None
     php_values: dict[str, Any] = {}
     admin_values: dict[str, Any] = {}
     for d in global_lines(inp.apache):
