@@ -105,3 +105,40 @@ def test_crafted_path_is_not_echoed_as_advice() -> None:
                               "such file or directory", HOME)
     assert fonts.advice().startswith('PHP failed on "/usr/share/fonts/a.ttf"')
     assert 'source = "/usr/share/fonts", target = "/usr/share/fonts"' in fonts.advice()
+
+
+LOG_EXT = (
+    "[07-Dec-2026 06:00:00] WARNING: [pool web] child 12 said into stderr: \"NOTICE: PHP "
+    "message: PHP Fatal error:  Uncaught Error: Call to undefined function curl_init() in "
+    "/srv/www/acme/htdocs/a.php:3\"\n"
+    "[07-Dec-2026 06:00:01] WARNING: [pool web] child 12 said into stderr: \"NOTICE: PHP "
+    "message: PHP Fatal error:  Uncaught Error: Class \"IntlDateFormatter\" not found in "
+    "/srv/www/acme/htdocs/b.php:9\"\n"
+    "[07-Dec-2026 06:00:02] WARNING: [pool web] child 12 said into stderr: \"NOTICE: PHP "
+    "message: PHP Fatal error:  Uncaught Error: Call to undefined function my_own() in "
+    "/srv/www/acme/htdocs/c.php:1\"\n"
+    "[07-Dec-2026 06:00:03] WARNING: [pool web] child 12 said into stderr: \"NOTICE: PHP "
+    "message: PHP Warning:  include(/usr/share/php/x.php): Failed to open stream: No such "
+    "file or directory in /srv/www/acme/htdocs/d.php on line 2\"\n")
+
+
+def test_missing_extensions_are_named() -> None:
+    """A pool that loads the base set only (php_extensions): an undefined function or
+    class of a left-out extension names the extension; the app's own functions not."""
+    hints = hints_from_log(LOG_EXT, "/srv/www/acme")
+    advice = [h.advice(pool="web") for h in hints]
+    assert 'PHP missed curl_init() (1 time), which the PHP extension curl provides: add ' \
+        '"curl" to pools.web.php_extensions (docs/idle.md)' in advice
+    assert any("class IntlDateFormatter" in a and '"intl"' in a for a in advice)
+    assert not any("my_own" in a for a in advice)
+    assert any("phplibs" in a for a in advice)
+    # an unjailed pool gets the extension hints only; a loaded extension is not suggested
+    unjailed = hints_from_log(LOG_EXT, "/srv/www/acme", jailed=False, loaded=frozenset({"curl"}))
+    assert [h.extension for h in unjailed] == ["intl"]
+
+
+def test_crafted_extension_lines_cost_linear_time() -> None:
+    line = "PHP Call to undefined function " + "a" * 900 + " Class \"" + "B" * 900
+    start = time.monotonic()
+    assert hints_from_log((line + "\n") * 2000, "/srv") == ()
+    assert time.monotonic() - start < 2.0

@@ -23,6 +23,7 @@ from phphost.check.smtp import Message, Sink
 from phphost.facts.hostview import RealHostView
 from phphost.jail.features import PHPLIBS_DIRS, phplibs_dirs
 from phphost.jail.hints import current_life, hints_from_log
+from phphost.spec import extensions
 from phphost.spec.model import Model, Pool
 from phphost.verify.errors import VerifyError
 from phphost.verify.probes import JAIL_PROBE_ROOT, Probes
@@ -174,14 +175,21 @@ def log_tail(path: str, size: int = LOG_TAIL) -> str:
 
 
 def pool_hints(model: Model, pool: Pool) -> tuple[str, ...]:
-    """The features PHP in a jailed pool failed for want of, since its master started."""
-    if not pool.jail.enabled:
-        return ()
+    """The jail features (jailed pools) and PHP extensions PHP in a pool failed for want
+    of, since its master started."""
+    exts = pool.settings.php_extensions
+    if exts == extensions.ALL:
+        if not pool.jail.enabled:
+            return ()
+        loaded = frozenset(extensions.KNOWN)
+    else:
+        loaded = frozenset(extensions.closure(exts))
     log = current_life(log_tail(layout.fpm_log(pool.name)))
     hints = hints_from_log(log, model.tenant(pool.tenant).home,
-                           ignore_in=(JAIL_PROBE_ROOT, layout.PROBE_ROOT))
+                           ignore_in=(JAIL_PROBE_ROOT, layout.PROBE_ROOT),
+                           jailed=pool.jail.enabled, loaded=loaded)
     declared = frozenset(pool.jail.features)
-    return tuple(h.advice(declared) for h in hints)
+    return tuple(h.advice(declared, pool.name) for h in hints)
 
 
 def run_check(model: Model, opts: Options, run_id: str | None = None,

@@ -99,6 +99,58 @@ _SIGNS: tuple[tuple[Callable[[str], bool], str, str], ...] = (
                                           "Failed to enable crypto")),
      "tls", "a TLS handshake failed"),
 )
+# A function or class PHP did not know -> the extension that provides it (one a pool may
+# leave out: not in the base set, spec/extensions.py). Function names by prefix.
+EXTENSION_FUNCTIONS: tuple[tuple[str, str], ...] = (
+    ("curl_", "curl"), ("imagecreate", "gd"), ("imagepng", "gd"), ("imagejpeg", "gd"),
+    ("imagegif", "gd"), ("imagewebp", "gd"), ("imagecopy", "gd"), ("imagecolor", "gd"),
+    ("imagedestroy", "gd"), ("imagesx", "gd"), ("imagesy", "gd"), ("imagettf", "gd"),
+    ("imagestring", "gd"), ("imagefill", "gd"), ("imagescale", "gd"), ("imagerotate", "gd"),
+    ("imagesavealpha", "gd"), ("imagealphablending", "gd"), ("gd_info", "gd"),
+    ("grapheme_", "intl"), ("idn_to_", "intl"), ("intl", "intl"), ("normalizer_", "intl"),
+    ("numfmt_", "intl"), ("collator_", "intl"), ("msgfmt_", "intl"), ("transliterator_", "intl"),
+    ("apcu_", "apcu"), ("socket_", "sockets"), ("cal_", "calendar"), ("jdto", "calendar"),
+    ("gregoriantojd", "calendar"), ("easter_", "calendar"), ("unixtojd", "calendar"),
+    ("gettext", "gettext"), ("ngettext", "gettext"), ("bindtextdomain", "gettext"),
+    ("textdomain", "gettext"), ("ftp_", "ftp"), ("gmp_", "gmp"),
+    *((f, "bcmath") for f in ("bcadd", "bcsub", "bcmul", "bcdiv", "bcmod", "bcpow", "bcsqrt",
+                              "bcscale", "bccomp")),
+    ("zip_", "zip"), ("pg_", "pgsql"), ("ldap_", "ldap"), ("tidy_", "tidy"),
+    *((f, "bz2") for f in ("bzopen", "bzread", "bzwrite", "bzclose", "bzcompress",
+                           "bzdecompress", "bzflush", "bzerr")),
+    ("yaml_", "yaml"), ("igbinary_", "igbinary"), ("snmp", "snmp"),
+    ("imap_", "imap"), ("enchant_", "enchant"), ("pspell_", "pspell"),
+    ("odbc_", "odbc"), ("dba_", "dba"), ("readline", "readline"),
+)
+EXTENSION_CLASSES: dict[str, str] = {
+    "IntlDateFormatter": "intl", "NumberFormatter": "intl", "Collator": "intl",
+    "Normalizer": "intl", "Locale": "intl", "Transliterator": "intl", "IntlChar": "intl",
+    "MessageFormatter": "intl", "ResourceBundle": "intl", "Spoofchecker": "intl",
+    "IntlTimeZone": "intl", "IntlCalendar": "intl", "Phar": "phar", "PharData": "phar",
+    "XSLTProcessor": "xsl", "FFI": "ffi", "ZipArchive": "zip", "SQLite3": "sqlite3",
+    "PDO": "pdo", "SoapClient": "soap", "SoapServer": "soap", "Imagick": "imagick",
+    "Redis": "redis", "Memcached": "memcached", "CurlHandle": "curl", "GdImage": "gd",
+    "APCUIterator": "apcu", "tidy": "tidy", "GMP": "gmp", "Socket": "sockets",
+}
+_UNDEFINED_FUNCTION = re.compile(r"Call to undefined function ([A-Za-z_][A-Za-z0-9_]{0,80})\(")
+_CLASS_NOT_FOUND = re.compile(r'Class "\\?([A-Za-z_][A-Za-z0-9_]{0,80})" not found')
+
+
+def extension_of(line: str) -> tuple[str, str] | None:
+    """(what PHP missed, the extension that provides it) for an undefined function or
+    class of an extension a pool may leave out; None for anything else (the app's own)."""
+    fn = _UNDEFINED_FUNCTION.search(line) if "undefined function" in line else None
+    if fn:
+        for prefix, ext in EXTENSION_FUNCTIONS:
+            if fn[1].startswith(prefix):
+                return f"{fn[1]}()", ext
+        return None
+    cls = _CLASS_NOT_FOUND.search(line) if "not found" in line else None
+    if cls and cls[1] in EXTENSION_CLASSES:
+        return f"class {cls[1]}", EXTENSION_CLASSES[cls[1]]
+    return None
+
+
 # where a PHP message comes from: "... in /path/file.php on line 12"
 _IN_FILE = re.compile(r" in (/\S{1,400}) on line [0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -113,9 +165,14 @@ class Hint:
     mount: str | None = None  # no feature; a read-only jail.mounts of this dir would
     count: int = 1
     line: str = ""            # the last log line that showed it (clipped, cleaned)
+    extension: str | None = None   # a PHP extension the pool does not load provides it
 
-    def advice(self, declared: frozenset[str] = frozenset()) -> str:
+    def advice(self, declared: frozenset[str] = frozenset(), pool: str = "POOL") -> str:
         seen = f"{self.count} time{'s' if self.count != 1 else ''}"
+        if self.extension is not None:
+            return (f"PHP missed {self.what} ({seen}), which the PHP extension "
+                    f"{self.extension} provides: add \"{self.extension}\" to "
+                    f"pools.{pool}.php_extensions (docs/idle.md)")
         what = json.dumps(self.what) if self.what.startswith("/") else self.what
         if self.feature is not None:
             have = " (declared: the jail was built without it? run phphost apply)" \
@@ -157,10 +214,13 @@ def current_life(log: str) -> str:
     return log if mark < 0 else log[mark:]
 
 
-def hints_from_log(log: str, home: str, ignore_in: tuple[str, ...] = ()) -> tuple[Hint, ...]:
+def hints_from_log(log: str, home: str, ignore_in: tuple[str, ...] = (),
+                   jailed: bool = True, loaded: frozenset[str] = frozenset(),
+                   ) -> tuple[Hint, ...]:
     """What PHP failed on, from an FPM log's PHP messages. Paths in the tenant's home
     (`home`: its own files; a missing one is the app's business) and messages from
-    scripts under `ignore_in` (phphost's own probes) are skipped."""
+    scripts under `ignore_in` (phphost's own probes) are skipped. Extensions in
+    `loaded` are not suggested; without `jailed` only extensions are."""
     found: dict[str, Hint] = {}
     for line in log.splitlines():
         raw = line[:LINE_MAX]
@@ -169,12 +229,16 @@ def hints_from_log(log: str, home: str, ignore_in: tuple[str, ...] = ()) -> tupl
         where = _IN_FILE.search(raw)
         if where and any(_under(where[1], top) for top in ignore_in):
             continue
-        hint = _hint_of(raw, home)
+        missed = extension_of(raw)
+        if missed is not None and missed[1] in loaded:
+            continue
+        hint = Hint(missed[0], None, extension=missed[1]) if missed else \
+            _hint_of(raw, home) if jailed else None
         if hint is None:
             continue
         old = found.get(hint.what)
         found[hint.what] = Hint(hint.what, hint.feature, hint.mount,
-                                (old.count if old else 0) + 1, clean(raw))
+                                (old.count if old else 0) + 1, clean(raw), hint.extension)
     return tuple(sorted(found.values(), key=lambda h: (h.feature is None, h.what)))
 
 
