@@ -100,7 +100,7 @@ def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model, scope.pools if scope else None)
-    desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
+    desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()})
     wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
     return make_plan(desired, gather(wanted, state), state, jails, scope)
 
