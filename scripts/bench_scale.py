@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pstats
 import pwd
 import shutil
 import socket
@@ -47,7 +48,7 @@ PHPHOST = str(ROOT / ".venv" / "bin" / "phphost")
 DEMO = ROOT / "examples" / "demo.toml"
 HOST_LOCK = "/run/lock/phphost-integration.lock"
 PAGE = "bench.php"
-PAGE_PHP = "<?php echo 'ok ', getmypid(), \"\\n\";\n"
+PAGE_PHP = "<?php echo 'uid ', posix_geteuid(), \"\\n\";\n"
 DOMAIN = "bench.test"
 
 
@@ -86,6 +87,7 @@ class Report:
     commit: str
     steps: list[Step] = field(default_factory=list)
     load: dict[str, int] = field(default_factory=dict)
+    sample: dict[str, int] = field(default_factory=dict)
 
 
 def _kind(line: str) -> str:
@@ -165,6 +167,38 @@ def get(host: str, timeout: float = 10.0) -> int:
         return 0
 
 
+def get_body(host: str, timeout: float = 10.0) -> bytes:
+    """The whole answer to GET /bench.php (b"" on a connection error)."""
+    chunks: list[bytes] = []
+    try:
+        with socket.create_connection(("127.0.0.1", 80), timeout=timeout) as sock:
+            sock.sendall(f"GET /{PAGE} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+    except OSError:
+        return b""
+    return b"".join(chunks)
+
+
+def sample(n: int) -> dict[str, int]:
+    """Request every site's page once, one at a time (each wakes its asleep pool), and
+    count the answers that are 200 and name the uid of that site's own pool user
+    (`php-bsNNNN`, looked up in the passwd database), and how many did not."""
+    counts = {"own pool user": 0, "other": 0}
+    start = time.monotonic()
+    for i in range(1, n + 1):
+        name = tenant_name(i)
+        answer = get_body(f"{name}.{DOMAIN}")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        want = f"uid {pwd.getpwnam('php-' + name).pw_uid}".encode()
+        good = head.startswith(b"HTTP/1.1 200") and body.strip().endswith(want)
+        counts["own pool user" if good else "other"] += 1
+        if not good and counts["other"] <= 5:
+            print(f"{name}: {answer[:200]!r}", file=sys.stderr)
+    counts["seconds"] = round(time.monotonic() - start)
+    return counts
+
+
 class Load:
     """`clients` threads, each requesting the page of its own site in turn, one
     request in flight each, until stopped."""
@@ -202,7 +236,11 @@ def warm(sites: list[str]) -> list[str]:
     return [s for s in sites if get(s) == 200]
 
 
-def run_bench(n: int, home: str, clients: int, spec_dir: str) -> Report:
+STEPS = ("apply", "noop", "change", "destroy")
+
+
+def run_bench(n: int, home: str, clients: int, spec_dir: str,
+              steps: tuple[str, ...] = STEPS) -> Report:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()
     report = Report(n, commit)
@@ -210,26 +248,47 @@ def run_bench(n: int, home: str, clients: int, spec_dir: str) -> Report:
     changed = f"{spec_dir}/bench-changed.toml"
     Path(spec).write_text(render_spec(n, home))
     Path(changed).write_text(render_spec(n, home, changed=True))
-    report.steps.append(phphost("apply", spec))
+    report.steps.append(phphost("apply", "--force", spec))
     report.steps[-1].name = "apply from nothing"
     place_pages(n, home)
-    for name, args in (("no-op plan", ("plan", spec)), ("no-op apply", ("apply", spec))):
-        report.steps.append(phphost(*args))
-        report.steps[-1].name = name
+    if "sample" in steps:
+        report.sample = sample(n)
+    for name, args in (("no-op plan", ("plan", "--force", spec)),
+                       ("no-op apply", ("apply", "--force", spec))):
+        if "noop" in steps:
+            report.steps.append(phphost(*args))
+            report.steps[-1].name = name
+    if "profile" in steps:
+        profile_plan(spec, f"/tmp/bench-scale-plan-{n}.prof")
+    if "change" in steps:
+        change(report, n, clients, changed)
+    if "destroy" in steps:
+        step = phphost("destroy", "--purge", changed if "change" in steps else spec)
+        step.name = "destroy --purge"
+        report.steps.append(step)
+    return report
+
+
+def profile_plan(spec: str, out: str) -> None:
+    """A no-op `phphost plan` under cProfile (step "profile"): the stats go to `out`,
+    the 25 functions with the most time of their own to stderr."""
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", out, PHPHOST, "plan", "--force",
+                    spec], capture_output=True, check=False, timeout=3600)
+    pstats.Stats(out, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+
+
+def change(report: Report, n: int, clients: int, changed: str) -> None:
+    """The one-pool change under load (step "change")."""
     others = [f"{tenant_name(i)}.{DOMAIN}" for i in range(2, min(n, 41) + 1)]
     others = warm(others)
     with Load(others, clients) as load:
         time.sleep(0.5)
-        step = phphost("apply", changed)
+        step = phphost("apply", "--force", changed)
         time.sleep(1.0)
     step.name = "one-pool change"
     report.steps.append(step)
     report.load = dict(sorted(load.counts.items()))
     report.load["sites"] = len(others)
-    step = phphost("destroy", "--purge", changed)
-    step.name = "destroy --purge"
-    report.steps.append(step)
-    return report
 
 
 def cleanup(n: int, home: str, spec_dir: str) -> None:
@@ -255,7 +314,11 @@ def table(report: Report) -> str:
         if s.seconds >= 5:
             top = sorted(s.phases.items(), key=lambda kv: -kv[1])[:6]
             lines.append(f"{s.name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in top))
+    if report.sample:
+        lines += ["", f"every site requested once: {report.sample}"]
     load = dict(report.load)
+    if not load:
+        return "\n".join(lines)
     sites = load.pop("sites", 0)
     ok = load.pop("200", 0)
     failed = sum(load.values())
@@ -270,6 +333,10 @@ def main() -> int:
     ap.add_argument("--home", default="/srv/phphost-bench")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help="comma-separated, of apply (always), sample (request every site "
+                    "and check it answers as its own pool user), noop, profile (a no-op "
+                    "plan under cProfile), change, destroy")
     ap.add_argument("--spec-only", metavar="FILE", help="write the spec and exit")
     args = ap.parse_args()
     if args.spec_only:
@@ -281,7 +348,8 @@ def main() -> int:
     try:
         with host_lock():
             try:
-                report = run_bench(args.tenants, args.home, args.clients, spec_dir)
+                report = run_bench(args.tenants, args.home, args.clients, spec_dir,
+                                   tuple(args.steps.split(",")))
             finally:
                 cleanup(args.tenants, args.home, spec_dir)
     finally:

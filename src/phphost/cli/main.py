@@ -4,6 +4,7 @@ exit codes in one place (main)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -192,7 +193,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if not args.json:
             print_plan(plan)
         done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
+        _confirm_jails(model, plan)
         return ApplyResult(plan, done, undone).emit(args.json)
+
+
+def _confirm_jails(model: Model, plan: A.Plan) -> None:
+    """Scan the jails this apply built, as a plan would, so that the next plan can
+    trust them without a walk (facts/jailcache.py). A problem found here is the next
+    plan's to report: the apply itself is done."""
+    built = {a.pool for a in plan.actions if isinstance(a, A.BuildJail)}
+    if built:
+        with contextlib.suppress(PhphostError, OSError):
+            gather_jails(model, built)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
