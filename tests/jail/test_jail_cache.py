@@ -143,14 +143,11 @@ def test_unsafe_parents_are_refused_again(host: Host) -> None:
         os.chmod(layout.JAILS_DIR, 0o755)  # noqa: S103
 
 
-def test_spec_passwd_and_neighbours_are_part_of_the_key(host: Host, account: Account) -> None:
+def test_spec_and_passwd_are_part_of_the_key(host: Host, account: Account) -> None:
     host.plan()
-    bigger = _model(host.scratch, account, host.tool, pools=2, tenants=2)
-    assert trusted(host.plan(bigger)) == set()          # a new tenant home: checked again
-    assert trusted(host.plan(bigger)) == {"pc1", "pc2"}
-    pools = (dataclasses.replace(bigger.pools[0], jail=JailSpec(True, ("base",), ())),
-             bigger.pools[1])
-    changed = dataclasses.replace(bigger, pools=pools)
+    pools = (dataclasses.replace(host.model.pools[0], jail=JailSpec(True, ("base",), ())),
+             host.model.pools[1])
+    changed = dataclasses.replace(host.model, pools=pools)
     states = host.plan(changed)
     assert trusted(states) == {"pc2"} and states["pc1"].changes
     rec = jc.load(host.cache)
@@ -160,12 +157,22 @@ def test_spec_passwd_and_neighbours_are_part_of_the_key(host: Host, account: Acc
     assert trusted(host.plan(changed)) == set()
 
 
+def test_neighbours_are_checked_against_the_recorded_sources(host: Host,
+                                                             account: Account) -> None:
+    host.plan()
+    bigger = _model(host.scratch, account, host.tool, pools=2, tenants=2)
+    assert trusted(host.plan(bigger)) == {"pc1", "pc2"}     # a home apart: still trusted
+    # a new tenant whose home holds a program both jails copy: refused as without cache
+    apart = bigger.tenants[1]
+    near = dataclasses.replace(bigger, tenants=(
+        bigger.tenants[0], dataclasses.replace(apart, home=os.path.dirname(host.tool))))
+    with pytest.raises(PlanError, match="overlaps the home"):
+        host.plan(near)
+
+
 def test_removed_pools_lose_their_record(host: Host, account: Account) -> None:
     host.plan()
     one = _model(host.scratch, account, host.tool, pools=1)
-    assert trusted(host.plan(one)) == set()     # another jail root fewer: checked again
-    with open(host.cache, encoding="utf-8") as fh:
-        assert set(json.load(fh)["jails"]) == {"pc1"}
     assert trusted(host.plan(one)) == {"pc1"}
     with open(host.cache, encoding="utf-8") as fh:
         assert set(json.load(fh)["jails"]) == {"pc1"}

@@ -48,7 +48,8 @@ from phphost.facts.hostview import RealHostView
 from phphost.facts.jailscan import disk_entry
 from phphost.jail.closure import HostKind
 from phphost.jail.diff import DiskEntry
-from phphost.jail.invariants import JailFacts
+from phphost.jail.invariants import JailFacts, Neighbours
+from phphost.jail.manifest import Manifest
 from phphost.safefs import DIR_FLAGS
 from phphost.spec.model import Pool, Tenant
 
@@ -196,14 +197,9 @@ def code_digest() -> str:
     return _CODE[0]
 
 
-def neighbourhood_digest(homes: Mapping[str, str], roots: Mapping[str, str]) -> str:
-    return hashlib.sha256(repr((sorted(homes.items()), sorted(roots.items()))).encode()
-                          ).hexdigest()
-
-
-def jail_key(common: str, pool: Pool, tenant: Tenant, root: str) -> str:
-    """common: code_digest() + neighbourhood_digest(), the same for every pool."""
-    return hashlib.sha256(repr((common, pool, tenant, root, layout.SENDMAIL_BINARY))
+def jail_key(code: str, pool: Pool, tenant: Tenant, root: str) -> str:
+    """code: code_digest(), the same for every pool."""
+    return hashlib.sha256(repr((code, pool, tenant, root, layout.SENDMAIL_BINARY))
                           .encode()).hexdigest()
 
 
@@ -219,17 +215,19 @@ class JailRecord:
     checked: list[list[Any]]                    # [path, DiskEntry fields...]
     calls: list[list[Any]]                      # [kind, arg, answer]
     mounts: str                                 # the launcher's mounts file, as rendered
+    sources: str                                # id of its host sources (Cache.sources)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "root": self.root, "parents": self.parents,
                 "dirs": self.dirs, "checked": self.checked, "calls": self.calls,
-                "mounts": self.mounts}
+                "mounts": self.mounts, "sources": self.sources}
 
     @staticmethod
     def from_json(data: Any) -> JailRecord:
         rec = JailRecord(data["key"], data["root"], data["parents"], data["dirs"],
-                         data["checked"], data["calls"], data["mounts"])
-        if not all(isinstance(v, str) for v in (rec.key, rec.root, rec.mounts)) or \
+                         data["checked"], data["calls"], data["mounts"], data["sources"])
+        if not all(isinstance(v, str) for v in (rec.key, rec.root, rec.mounts,
+                                                rec.sources)) or \
                 not all(isinstance(v, list) for v in (rec.parents, rec.dirs, rec.checked,
                                                        rec.calls)):
             raise ValueError("malformed jail record")
@@ -241,8 +239,19 @@ def _entry_fields(e: DiskEntry) -> list[Any]:
             list(e.rdev) if e.rdev is not None else None, e.char]
 
 
+def host_sources(manifest: Manifest) -> tuple[str, ...]:
+    """The host paths the jail shows (copied files, bind mounts): what the invariants
+    check against the other tenants' homes and jail roots."""
+    return tuple(sorted({e.host_path for e in manifest.entries if e.host_path and (
+        e.kind == "file" or (e.kind == "mount" and e.fstype == "bind"))}))
+
+
+def sources_id(sources: tuple[str, ...]) -> str:
+    return hashlib.sha256("\0".join(sources).encode()).hexdigest()[:32]
+
+
 def make_record(key: str, facts: JailFacts, walked: Mapping[str, os.stat_result],
-                calls: Iterable[tuple[str, str, str | None]], mounts: str,
+                calls: Iterable[tuple[str, str, str | None]], mounts: str, sources: str,
                 since_ns: int) -> JailRecord | None:
     """The record of a jail just found clean (None: too fresh to trust, see RACY_NS)."""
     dirs = []
@@ -255,23 +264,50 @@ def make_record(key: str, facts: JailFacts, walked: Mapping[str, os.stat_result]
                if path not in walked and e.kind != "symlink"
                and not (e.kind == "file" and e.digest is not None)]
     return JailRecord(key, facts.root, [[p.path, p.uid, p.mode] for p in facts.parents],
-                      dirs, checked, [list(c) for c in calls], mounts)
+                      dirs, checked, [list(c) for c in calls], mounts, sources)
 
 
 class Checker:
     """Checks records against the disk, with what all jails share looked up once."""
 
-    def __init__(self, host: RecordingHostView, index: Mapping[tuple[int, int], str]) -> None:
+    def __init__(self, host: RecordingHostView, index: Mapping[tuple[int, int], str],
+                 everyone: Neighbours, sources: Mapping[str, list[str]]) -> None:
         self.host = host
         self.index = index
+        self.everyone = everyone
+        self.sources = sources
         self._parents: dict[str, list[list[Any]]] = {}
+        self._owners: dict[str, tuple[set[str], set[str]] | None] = {}
 
-    def holds(self, rec: JailRecord, root: str) -> bool:
+    def holds(self, rec: JailRecord, root: str, tenant: str, pool: str) -> bool:
         try:
             return (os.path.realpath(root) == rec.root and self.parents(rec.root) == rec.parents
+                    and self._apart(rec, tenant, pool)
                     and self.host.replay(rec.calls) and self._on_disk(rec))
         except (OSError, ValueError, TypeError, IndexError):
             return False
+
+    def _apart(self, rec: JailRecord, tenant: str, pool: str) -> bool:
+        """The invariants about sources, against today's tenants and pools: no other
+        tenant's home holds the jail, and none of its sources overlaps another
+        tenant's home or another pool's jail root (its own root: unchanged since)."""
+        owners = self.owners(rec.sources)
+        if owners is None or not owners[0] <= {tenant} or not owners[1] <= {pool}:
+            return False
+        return not self.everyone.excluding(tenant, pool).homes_containing(rec.root)
+
+    def owners(self, sid: str) -> tuple[set[str], set[str]] | None:
+        """Tenants whose home and pools whose jail root overlap one of these sources
+        (once per list: most jails show the same)."""
+        if sid not in self._owners:
+            paths = self.sources.get(sid)
+            if not isinstance(paths, list) or sources_id(tuple(paths)) != sid:
+                self._owners[sid] = None
+            else:
+                tenants = {t for src in paths for t, _h in self.everyone.homes_overlapping(src)}
+                pools = {p for src in paths for p, _r in self.everyone.roots_overlapping(src)}
+                self._owners[sid] = (tenants, pools)
+        return self._owners[sid]
 
     def parents(self, path: str) -> list[list[Any]]:
         """[path, uid, mode] of path and each parent (what parent_stats reports)."""
@@ -314,10 +350,11 @@ class Cache:
     host: dict[str, Sig] = field(default_factory=dict)
     store: list[list[Any]] = field(default_factory=list)    # [dev, ino, name, mode, uid, gid]
     jails: dict[str, JailRecord] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)    # id -> host paths
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "code": self.code, "host": self.host,
-                           "store": self.store,
+                           "store": self.store, "sources": self.sources,
                            "jails": {p: r.to_json() for p, r in sorted(self.jails.items())}},
                           separators=(",", ":"))
 
@@ -328,12 +365,12 @@ def load(path: str = layout.JAIL_CACHE_FILE) -> Cache | None:
         data = json.loads(safefs.read_file(path, MAX_BYTES, root_only=True))
         if data.get("format") != FORMAT or data.get("code") != code_digest():
             return None
-        host = data["host"]
-        store = data["store"]
-        if not isinstance(host, dict) or not isinstance(store, list):
+        host, store, sources = data["host"], data["store"], data["sources"]
+        if not isinstance(host, dict) or not isinstance(store, list) or \
+                not isinstance(sources, dict):
             return None
         jails = {str(p): JailRecord.from_json(r) for p, r in data["jails"].items()}
-        return Cache(data["code"], host, store, jails)
+        return Cache(data["code"], host, store, jails, sources)
     except (OSError, safefs.UnsafePath, ValueError, KeyError, TypeError, AttributeError):
         return None
 

@@ -67,21 +67,23 @@ class _Run:
         self.objects = _store_objects()
         self.index = {key: obj[0] for key, obj in self.objects.items()}
         self.everyone = neighbourhood(model, layout.jail_root)
-        self.common = jc.code_digest() + jc.neighbourhood_digest(self.everyone.tenant_homes,
-                                                                 self.everyone.jail_roots)
+        self.code = jc.code_digest()
         self.old = jc.load(cache_file)
         self.trusted = (self.old is not None and jc.store_holds(self.old.store, self.objects)
                         and jc.host_holds(self.old.host))
-        self.checker = jc.Checker(self.host, self.index)
+        self.checker = jc.Checker(self.host, self.index, self.everyone,
+                                  self.old.sources if self.old is not None else {})
+        self.sources: dict[str, list[str]] = {}
         self.closures, self.scans = ClosureCache(), ScanCache(symlink_owners=False)
         self.kept: dict[str, jc.JailRecord] = {}       # trusted from the old cache
         self.made: dict[str, jc.JailRecord] = {}       # verified by this run
 
     def jail(self, pool: Pool) -> JailState:
         root = layout.jail_root(pool.name)
-        key = jc.jail_key(self.common, pool, self.model.tenant(pool.tenant), root)
+        key = jc.jail_key(self.code, pool, self.model.tenant(pool.tenant), root)
         rec = self.old.jails.get(pool.name) if self.old is not None and self.trusted else None
-        if rec is not None and rec.key == key and self.checker.holds(rec, root):
+        if rec is not None and rec.key == key and \
+                self.checker.holds(rec, root, pool.tenant, pool.name):
             self.kept[pool.name] = rec
             return JailState(pool.name, root, None, (), rec.mounts)
         self.host.calls = []
@@ -94,9 +96,12 @@ class _Run:
         changes = tuple(diff_jail(manifest, facts.entries if built else {}))
         mounts = render_mounts_json(manifest)
         if built and not changes:
-            made = jc.make_record(key, facts, walked, calls, mounts, self.since)
+            sources = jc.host_sources(manifest)
+            sid = jc.sources_id(sources)
+            made = jc.make_record(key, facts, walked, calls, mounts, sid, self.since)
             if made is not None:
                 self.made[pool.name] = made
+                self.sources.setdefault(sid, list(sources))
         return JailState(pool.name, root, manifest, changes, mounts)
 
     def save(self, cache_file: str, skipped: Collection[str]) -> None:
@@ -114,8 +119,12 @@ class _Run:
         if not clash and not jc.racy(self.host.sigs, self.since):
             host.update(self.host.sigs)
             records.update(self.made)
-        jc.save(jc.Cache(jc.code_digest(), host, jc.store_table(self.objects), records),
-                cache_file)
+        store = jc.store_table(self.objects)
+        if old is not None and records == old.jails and host == old.host and store == old.store:
+            return      # nothing new: the file stays as it is
+        known = {**(old.sources if old is not None else {}), **self.sources}
+        sources = {r.sources: known[r.sources] for r in records.values() if r.sources in known}
+        jc.save(jc.Cache(self.code, host, store, records, sources), cache_file)
 
 
 def gather_jails(model: Model, only: Collection[str] | None = None,
