@@ -211,25 +211,30 @@ class JailRecord:
     key: str
     root: str                                   # resolved
     parents: list[list[Any]]                    # [path, uid, mode], root first
-    dirs: list[list[Any]]                       # [path, dev, ino, mode, uid, gid, mtime, ctime]
+    shape: str                                  # id of the paths of its dirs (Cache.shapes)
+    dirsig: str                                 # digest of their dir_sig()s, in that order
     checked: list[list[Any]]                    # [path, DiskEntry fields...]
     calls: list[list[Any]]                      # [kind, arg, answer]
     mounts: str                                 # the launcher's mounts file, as rendered
-    sources: str                                # id of its host sources (Cache.sources)
+    sources: str                                # id of the files it copies (Cache.sources)
+    binds: list[str]                            # sources of its bind mounts
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "root": self.root, "parents": self.parents,
-                "dirs": self.dirs, "checked": self.checked, "calls": self.calls,
-                "mounts": self.mounts, "sources": self.sources}
+                "shape": self.shape, "dirsig": self.dirsig, "checked": self.checked,
+                "calls": self.calls,
+                "mounts": self.mounts, "sources": self.sources, "binds": self.binds}
 
     @staticmethod
     def from_json(data: Any) -> JailRecord:
-        rec = JailRecord(data["key"], data["root"], data["parents"], data["dirs"],
-                         data["checked"], data["calls"], data["mounts"], data["sources"])
-        if not all(isinstance(v, str) for v in (rec.key, rec.root, rec.mounts,
-                                                rec.sources)) or \
-                not all(isinstance(v, list) for v in (rec.parents, rec.dirs, rec.checked,
-                                                       rec.calls)):
+        rec = JailRecord(data["key"], data["root"], data["parents"], data["shape"],
+                         data["dirsig"], data["checked"], data["calls"], data["mounts"],
+                         data["sources"], data["binds"])
+        if not all(isinstance(v, str) for v in (rec.key, rec.root, rec.mounts, rec.sources,
+                                                rec.shape, rec.dirsig)) or \
+                not all(isinstance(v, list) for v in (rec.parents, rec.checked,
+                                                       rec.calls, rec.binds)) or \
+                not all(isinstance(v, str) for v in rec.binds):
             raise ValueError("malformed jail record")
         return rec
 
@@ -239,39 +244,57 @@ def _entry_fields(e: DiskEntry) -> list[Any]:
             list(e.rdev) if e.rdev is not None else None, e.char]
 
 
-def host_sources(manifest: Manifest) -> tuple[str, ...]:
-    """The host paths the jail shows (copied files, bind mounts): what the invariants
-    check against the other tenants' homes and jail roots."""
-    return tuple(sorted({e.host_path for e in manifest.entries if e.host_path and (
-        e.kind == "file" or (e.kind == "mount" and e.fstype == "bind"))}))
+def host_sources(manifest: Manifest) -> tuple[tuple[str, ...], list[str]]:
+    """The host paths the jail shows, what the invariants check against the other
+    tenants' homes and jail roots: the files it copies (most jails copy the same)
+    and the sources of its bind mounts (its tenant's home, ...)."""
+    copied = {e.host_path for e in manifest.entries if e.host_path and e.kind == "file"}
+    binds = {e.host_path for e in manifest.entries
+             if e.host_path and e.kind == "mount" and e.fstype == "bind"}
+    return tuple(sorted(copied)), sorted(binds)
 
 
 def sources_id(sources: tuple[str, ...]) -> str:
     return hashlib.sha256("\0".join(sources).encode()).hexdigest()[:32]
 
 
+def dir_sig(st: os.stat_result) -> tuple[int, ...]:
+    """What proves a directory's listing, mode and owner unchanged."""
+    return (st.st_mode, st.st_dev, st.st_ino, st.st_uid, st.st_gid, st.st_mtime_ns,
+            st.st_ctime_ns)
+
+
+def dirs_digest(stats: Iterable[os.stat_result]) -> str:
+    return hashlib.sha256(repr([dir_sig(st) for st in stats]).encode()).hexdigest()
+
+
+def shape_id(paths: list[str]) -> str:
+    return hashlib.sha256("\0".join(paths).encode()).hexdigest()[:32]
+
+
 def make_record(key: str, facts: JailFacts, walked: Mapping[str, os.stat_result],
                 calls: Iterable[tuple[str, str, str | None]], mounts: str, sources: str,
-                since_ns: int) -> JailRecord | None:
+                binds: list[str], since_ns: int) -> JailRecord | None:
     """The record of a jail just found clean (None: too fresh to trust, see RACY_NS)."""
-    dirs = []
-    for path, st in sorted(walked.items()):
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= since_ns - RACY_NS:
-            return None
-        dirs.append([path, st.st_dev, st.st_ino, stat.S_IMODE(st.st_mode), st.st_uid,
-                     st.st_gid, st.st_mtime_ns, st.st_ctime_ns])
+    paths = sorted(walked)
+    if any(max(walked[p].st_mtime_ns, walked[p].st_ctime_ns) >= since_ns - RACY_NS
+           for p in paths):
+        return None
     checked = [[path, *_entry_fields(e)] for path, e in sorted(facts.entries.items())
                if path not in walked and e.kind != "symlink"
                and not (e.kind == "file" and e.digest is not None)]
     return JailRecord(key, facts.root, [[p.path, p.uid, p.mode] for p in facts.parents],
-                      dirs, checked, [list(c) for c in calls], mounts, sources)
+                      shape_id(paths), dirs_digest([walked[p] for p in paths]), checked,
+                      [list(c) for c in calls], mounts, sources, binds)
 
 
 class Checker:
     """Checks records against the disk, with what all jails share looked up once."""
 
     def __init__(self, host: RecordingHostView, index: Mapping[tuple[int, int], str],
-                 everyone: Neighbours, sources: Mapping[str, list[str]]) -> None:
+                 everyone: Neighbours, sources: Mapping[str, list[str]],
+                 shapes: Mapping[str, list[str]]) -> None:
+        self.shapes = shapes
         self.host = host
         self.index = index
         self.everyone = everyone
@@ -294,6 +317,10 @@ class Checker:
         owners = self.owners(rec.sources)
         if owners is None or not owners[0] <= {tenant} or not owners[1] <= {pool}:
             return False
+        for src in rec.binds:
+            if any(t != tenant for t, _h in self.everyone.homes_overlapping(src)) or \
+                    any(p != pool for p, _r in self.everyone.roots_overlapping(src)):
+                return False
         return not self.everyone.excluding(tenant, pool).homes_containing(rec.root)
 
     def owners(self, sid: str) -> tuple[set[str], set[str]] | None:
@@ -324,13 +351,15 @@ class Checker:
     def _on_disk(self, rec: JailRecord) -> bool:
         fd = os.open(rec.root, DIR_FLAGS)
         try:
-            for path, *want in rec.dirs:
-                st = os.fstat(fd) if path == "/" else \
-                    os.stat(path.lstrip("/"), dir_fd=fd, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode) or want != [
-                        st.st_dev, st.st_ino, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                        st.st_mtime_ns, st.st_ctime_ns]:
-                    return False
+            paths = self.shapes.get(rec.shape)
+            if not isinstance(paths, list) or shape_id(paths) != rec.shape:
+                return False
+            stats = [os.fstat(fd) if path == "/" else
+                     os.stat(path.lstrip("/"), dir_fd=fd, follow_symlinks=False)
+                     for path in paths]
+            if not all(stat.S_ISDIR(st.st_mode) for st in stats) or \
+                    dirs_digest(stats) != rec.dirsig:
+                return False
             for path, *want in rec.checked:
                 st = os.stat(path.lstrip("/"), dir_fd=fd, follow_symlinks=False)
                 now = disk_entry(st, self.index.get((st.st_dev, st.st_ino)), None)
@@ -351,10 +380,11 @@ class Cache:
     store: list[list[Any]] = field(default_factory=list)    # [dev, ino, name, mode, uid, gid]
     jails: dict[str, JailRecord] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)    # id -> host paths
+    shapes: dict[str, list[str]] = field(default_factory=dict)     # id -> dirs of a jail
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "code": self.code, "host": self.host,
-                           "store": self.store, "sources": self.sources,
+                           "store": self.store, "sources": self.sources, "shapes": self.shapes,
                            "jails": {p: r.to_json() for p, r in sorted(self.jails.items())}},
                           separators=(",", ":"))
 
@@ -365,12 +395,13 @@ def load(path: str = layout.JAIL_CACHE_FILE) -> Cache | None:
         data = json.loads(safefs.read_file(path, MAX_BYTES, root_only=True))
         if data.get("format") != FORMAT or data.get("code") != code_digest():
             return None
-        host, store, sources = data["host"], data["store"], data["sources"]
+        host, store, sources, shapes = data["host"], data["store"], data["sources"], \
+            data["shapes"]
         if not isinstance(host, dict) or not isinstance(store, list) or \
-                not isinstance(sources, dict):
+                not isinstance(sources, dict) or not isinstance(shapes, dict):
             return None
         jails = {str(p): JailRecord.from_json(r) for p, r in data["jails"].items()}
-        return Cache(data["code"], host, store, jails, sources)
+        return Cache(data["code"], host, store, jails, sources, shapes)
     except (OSError, safefs.UnsafePath, ValueError, KeyError, TypeError, AttributeError):
         return None
 

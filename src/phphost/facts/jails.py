@@ -72,8 +72,10 @@ class _Run:
         self.trusted = (self.old is not None and jc.store_holds(self.old.store, self.objects)
                         and jc.host_holds(self.old.host))
         self.checker = jc.Checker(self.host, self.index, self.everyone,
-                                  self.old.sources if self.old is not None else {})
+                                  self.old.sources if self.old is not None else {},
+                                  self.old.shapes if self.old is not None else {})
         self.sources: dict[str, list[str]] = {}
+        self.shapes: dict[str, list[str]] = {}
         self.closures, self.scans = ClosureCache(), ScanCache(symlink_owners=False)
         self.kept: dict[str, jc.JailRecord] = {}       # trusted from the old cache
         self.made: dict[str, jc.JailRecord] = {}       # verified by this run
@@ -96,12 +98,13 @@ class _Run:
         changes = tuple(diff_jail(manifest, facts.entries if built else {}))
         mounts = render_mounts_json(manifest)
         if built and not changes:
-            sources = jc.host_sources(manifest)
+            sources, binds = jc.host_sources(manifest)
             sid = jc.sources_id(sources)
-            made = jc.make_record(key, facts, walked, calls, mounts, sid, self.since)
+            made = jc.make_record(key, facts, walked, calls, mounts, sid, binds, self.since)
             if made is not None:
                 self.made[pool.name] = made
                 self.sources.setdefault(sid, list(sources))
+                self.shapes.setdefault(made.shape, sorted(walked))
         return JailState(pool.name, root, manifest, changes, mounts)
 
     def save(self, cache_file: str, skipped: Collection[str]) -> None:
@@ -124,7 +127,9 @@ class _Run:
             return      # nothing new: the file stays as it is
         known = {**(old.sources if old is not None else {}), **self.sources}
         sources = {r.sources: known[r.sources] for r in records.values() if r.sources in known}
-        jc.save(jc.Cache(self.code, host, store, records, sources), cache_file)
+        shapes = {**(old.shapes if old is not None else {}), **self.shapes}
+        shapes = {r.shape: shapes[r.shape] for r in records.values() if r.shape in shapes}
+        jc.save(jc.Cache(self.code, host, store, records, sources, shapes), cache_file)
 
 
 def gather_jails(model: Model, only: Collection[str] | None = None,
