@@ -3,15 +3,14 @@ and the last State name. Read-only: never changes the host."""
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 from dataclasses import dataclass, field
 from typing import Any
 
 from phphost import layout, safefs
 from phphost.errors import PlanError
 from phphost.facts import cgroups, nftables
+from phphost.facts.accounts import accounts_db
 from phphost.facts.parse import (
     ProgramStatus,
     parse_apache_modules,
@@ -165,29 +164,25 @@ def read_link(path: str) -> str | None:
 
 
 def primary_group(user: str) -> str | None:
-    try:
-        gid = pwd.getpwnam(user).pw_gid
-    except KeyError:
+    db = accounts_db()
+    pw = db.users.get(user)
+    if pw is None:
         return None
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+    gr = db.by_gid.get(pw.pw_gid)
+    return gr.gr_name if gr is not None else str(pw.pw_gid)
 
 
 def group_exists(name: str) -> bool:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        return False
-    return True
+    return name in accounts_db().groups
 
 
 def _name(lookup: str, ident: int) -> str:
-    try:
-        return pwd.getpwuid(ident).pw_name if lookup == "user" else grp.getgrgid(ident).gr_name
-    except KeyError:
-        return str(ident)
+    db = accounts_db()
+    if lookup == "user":
+        pw = db.by_uid.get(ident)
+        return pw.pw_name if pw is not None else str(ident)
+    gr = db.by_gid.get(ident)
+    return gr.gr_name if gr is not None else str(ident)
 
 
 def read_dir(path: str, unsafe: dict[str, str] | None = None) -> DirFact | None:
