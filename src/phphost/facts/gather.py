@@ -4,6 +4,7 @@ and the last State name. Read-only: never changes the host."""
 from __future__ import annotations
 
 import os
+import xmlrpc.client
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from phphost.facts.parse import (
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
+from phphost.facts.supervisorrpc import program_states
 from phphost.files import read_text, sha256_file
 from phphost.render.cgroups import CgroupHost, pool_cgroup
 from phphost.runner import run
@@ -282,6 +284,12 @@ def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
     """supervisord's view of its programs; ({}, False) when it is not running."""
     if not os.path.exists(layout.SUPERVISOR_MAIN_CONF):
         return {}, False
+    try:
+        return program_states(), True
+    except OSError:         # no socket, refused: supervisord is not running
+        return {}, False
+    except xmlrpc.client.Error:
+        pass                # let supervisorctl say what it makes of it
     proc = run(["supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF, "status"], check=False)
     if "refused connection" in proc.stdout or "no such file" in proc.stdout.lower():
         return {}, False
