@@ -31,7 +31,7 @@ from phphost.facts.capacity import machine_memory, pool_memory
 from phphost.facts.gather import gather
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
-from phphost.facts.state import read_applied, read_state
+from phphost.facts.state import applied_tenants, read_applied, read_state
 from phphost.host.apply import execute, recover
 from phphost.jail.features import ClosureCache
 from phphost.monitor.runs import record_run
@@ -138,9 +138,9 @@ def _limited(model: Model, tenants: list[str] | None) -> tuple[Model, Scope | No
 
 def _note_missing_tenants(model: Model) -> None:
     """A spec is the whole host: say so when it leaves out tenants the host has."""
-    applied = read_applied()
+    applied = applied_tenants()
     have = {t.name for t in model.tenants}
-    missing = sorted(t.name for t in applied.tenants if t.name not in have) if applied else []
+    missing = sorted(t for t in applied if t not in have) if applied else []
     if missing:
         print(f"phphost: note: tenant(s) {', '.join(missing)} are on this host but not in "
               f"{model.source}: a spec is the whole host, so their pools and sites are removed "
