@@ -28,7 +28,7 @@ from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.capacity import machine_memory, pool_memory
-from phphost.facts.gather import gather
+from phphost.facts.gather import ProgramsQuery, gather
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import applied_tenants, read_applied, read_state
@@ -98,12 +98,13 @@ def _lock() -> Iterator[None]:
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
+    programs = ProgramsQuery()      # supervisord answers while the jails are read
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model, scope.pools if scope else None)
     desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()})
     wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
-    return make_plan(desired, gather(wanted, state), state, jails, scope)
+    return make_plan(desired, gather(wanted, state, programs), state, jails, scope)
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:
