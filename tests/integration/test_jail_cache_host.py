@@ -23,7 +23,7 @@ def _plan() -> dict[str, object]:
 
 
 def _built(plan: dict[str, object]) -> set[str]:
-    actions = plan["actions"]
+    actions = plan["changes"]
     assert isinstance(actions, list)
     return {str(a["pool"]) for a in actions if a.get("action") == "BuildJail"}
 
