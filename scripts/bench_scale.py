@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pstats
 import pwd
 import shutil
 import socket
@@ -273,6 +274,8 @@ def run_bench(n: int, home: str, clients: int, spec_dir: str,
         if "noop" in steps:
             report.steps.append(phphost(*args))
             report.steps[-1].name = name
+    if "profile" in steps:
+        profile_plan(spec, f"/tmp/bench-scale-plan-{n}.prof")
     if "change" in steps:
         change(report, n, clients, changed)
     if "destroy" in steps:
@@ -280,6 +283,14 @@ def run_bench(n: int, home: str, clients: int, spec_dir: str,
         step.name = "destroy --purge"
         report.steps.append(step)
     return report
+
+
+def profile_plan(spec: str, out: str) -> None:
+    """A no-op `phphost plan` under cProfile (step "profile"): the stats go to `out`,
+    the 25 functions with the most time of their own to stderr."""
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", out, PHPHOST, "plan", "--force",
+                    spec], capture_output=True, check=False, timeout=3600)
+    pstats.Stats(out, stream=sys.stderr).sort_stats("tottime").print_stats(25)
 
 
 def change(report: Report, n: int, clients: int, changed: str) -> None:
@@ -342,7 +353,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--steps", default=",".join(STEPS),
                     help="comma-separated, of apply (always), sample (request every site "
-                    "and check it answers as its own pool user), noop, change, destroy")
+                    "and check it answers as its own pool user), noop, profile (a no-op "
+                    "plan under cProfile), change, destroy")
     ap.add_argument("--spec-only", metavar="FILE", help="write the spec and exit")
     args = ap.parse_args()
     if args.spec_only:

@@ -17,6 +17,7 @@ APPLIED_FILE = f"{STATE_DIR}/applied.json"      # the model last applied (--tena
 RUNS_FILE = f"{STATE_DIR}/runs.json"            # the last run of each command (monitor)
 JAILS_DIR = f"{STATE_DIR}/jails"
 STORE_DIR = f"{STATE_DIR}/jail-store"           # content-addressed files the jails share
+JAIL_CACHE_FILE = f"{STATE_DIR}/jail-cache.json"  # jails verified clean (facts/jailcache.py)
 PROBE_ROOT = "/var/lib/phphost-probes"          # verify's probe scripts, per run
 LOCK_FILE = f"{RUN_DIR}/apply.lock"
 
@@ -54,6 +55,7 @@ WEB_GROUP = "www-data"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 LDD = "/usr/bin/ldd"
+LD_SO_CACHE = "/etc/ld.so.cache"     # ldd resolves libraries through it (facts/jailcache.py)
 NOLOGIN = "/usr/sbin/nologin"               # the shell of users phphost creates
 # pool runtime users: system accounts (no aging, no subordinate ids) with uids from this
 # range, allocated from the top down. Debian's dynamic system range (100-999) holds

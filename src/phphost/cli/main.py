@@ -4,6 +4,7 @@ exit codes in one place (main)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -27,10 +28,10 @@ from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.capacity import machine_memory, pool_memory
-from phphost.facts.gather import gather
+from phphost.facts.gather import ProgramsQuery, gather
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
-from phphost.facts.state import read_applied, read_state
+from phphost.facts.state import applied_tenants, read_applied, read_state
 from phphost.host.apply import execute, recover
 from phphost.jail.features import ClosureCache
 from phphost.monitor.runs import record_run
@@ -97,12 +98,13 @@ def _lock() -> Iterator[None]:
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
+    programs = ProgramsQuery()      # supervisord answers while the jails are read
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model, scope.pools if scope else None)
-    desired = desired_state(model, {p: j.manifest for p, j in jails.items()})
+    desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()})
     wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
-    return make_plan(desired, gather(wanted, state), state, jails, scope)
+    return make_plan(desired, gather(wanted, state, programs), state, jails, scope)
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:
@@ -137,9 +139,9 @@ def _limited(model: Model, tenants: list[str] | None) -> tuple[Model, Scope | No
 
 def _note_missing_tenants(model: Model) -> None:
     """A spec is the whole host: say so when it leaves out tenants the host has."""
-    applied = read_applied()
+    applied = applied_tenants()
     have = {t.name for t in model.tenants}
-    missing = sorted(t.name for t in applied.tenants if t.name not in have) if applied else []
+    missing = sorted(t for t in applied if t not in have) if applied else []
     if missing:
         print(f"phphost: note: tenant(s) {', '.join(missing)} are on this host but not in "
               f"{model.source}: a spec is the whole host, so their pools and sites are removed "
@@ -192,7 +194,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if not args.json:
             print_plan(plan)
         done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
+        _confirm_jails(model, plan)
         return ApplyResult(plan, done, undone).emit(args.json)
+
+
+def _confirm_jails(model: Model, plan: A.Plan) -> None:
+    """Scan the jails this apply built, as a plan would, so that the next plan can
+    trust them without a walk (facts/jailcache.py). A problem found here is the next
+    plan's to report: the apply itself is done."""
+    built = {a.pool for a in plan.actions if isinstance(a, A.BuildJail)}
+    if built:
+        with contextlib.suppress(PhphostError, OSError):
+            gather_jails(model, built)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:

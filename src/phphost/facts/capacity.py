@@ -10,10 +10,10 @@ for all pools."""
 from __future__ import annotations
 
 import os
-import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from phphost.facts.accounts import accounts_db
 from phphost.layout import PROC
 
 
@@ -74,13 +74,9 @@ def machine_memory(proc: str = PROC) -> int:
 
 def _uids(users: Mapping[str, str]) -> dict[int, str]:
     """uid -> pool, for the pool users that exist."""
-    out: dict[int, str] = {}
-    for pool, user in users.items():
-        try:
-            out[pwd.getpwnam(user).pw_uid] = pool
-        except KeyError:
-            continue
-    return out
+    db = accounts_db()
+    return {pw.pw_uid: pool for pool, user in users.items()
+            if (pw := db.users.get(user)) is not None}
 
 
 def pool_memory(users: Mapping[str, str], proc: str = PROC) -> dict[str, PoolMemory]:

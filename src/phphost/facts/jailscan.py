@@ -43,6 +43,9 @@ def _entry(st: os.stat_result, digest: str | None, target: str | None) -> DiskEn
     return DiskEntry("other", mode, st.st_uid, st.st_gid)
 
 
+disk_entry = _entry      # what a scan makes of one lstat (facts.jailcache checks with it)
+
+
 class ScanCache:
     """Entries of files linked to the jail store, by (st_dev, st_ino): every jail
     links the same store objects (zoneinfo, libraries), so a plan over 1,000 jails
@@ -59,14 +62,16 @@ class ScanCache:
 
 def scan_jail(root: str, store_index: Mapping[tuple[int, int], str] | None = None,
               prune: Collection[str] = (), cache: ScanCache | None = None,
-              ) -> dict[str, DiskEntry]:
+              walked: dict[str, os.stat_result] | None = None) -> dict[str, DiskEntry]:
     """Everything in the jail, keyed by path inside the jail ("/" is the root).
 
     Does not descend into directories that are not root's (the pool's data), that
     lie on another device, or whose jail path is in `prune`. Files linked to a store
     object carry its name as digest (store_index: (st_dev, st_ino) -> name); with a
     `cache`, such a file is recognised by the inode its directory entry names and
-    not stat'ed again (directories, symlinks, devices and other files always are)."""
+    not stat'ed again (directories, symlinks, devices and other files always are).
+    `walked` receives the fstat of every directory read, taken before it was read
+    (facts.jailcache: what proves next time that a listing did not change)."""
     index = store_index or {}
     try:
         fd = os.open(root, DIR_FLAGS)
@@ -76,6 +81,7 @@ def scan_jail(root: str, store_index: Mapping[tuple[int, int], str] | None = Non
         top = os.fstat(fd)
         found = {"/": _entry(top, None, None)}
         walk = _Walk(index, prune, top.st_dev, cache or ScanCache(), found)
+        walk.walked = walked
         walk.directory(fd, "/")
         return found
     finally:
@@ -90,8 +96,11 @@ class _Walk:
         self.dev = dev
         self.cache = cache
         self.found = found
+        self.walked: dict[str, os.stat_result] | None = None
 
     def directory(self, fd: int, where: str) -> None:
+        if self.walked is not None:
+            self.walked[where] = os.fstat(fd)
         with os.scandir(fd) as it:
             by_name = {e.name: e for e in it}
         entries = [by_name[n] for n in sorted(by_name)]
@@ -140,21 +149,29 @@ def parent_stats(root: str) -> tuple[PathStat, ...]:
 
 
 def gather_facts(root: str, store: Mapping[tuple[int, int], str] | None = None,
-                 cache: ScanCache | None = None) -> JailFacts:
+                 cache: ScanCache | None = None,
+                 walked: dict[str, os.stat_result] | None = None) -> JailFacts:
     """Facts of the jail on disk for jail.invariants (a jail not built yet has none
     but its existing parents). With the store's index, the entries also serve
     jail.diff (one scan for both)."""
     real = os.path.realpath(root)
-    return JailFacts(real, parent_stats(real), scan_jail(real, store, cache=cache))
+    return JailFacts(real, parent_stats(real), scan_jail(real, store, cache=cache, walked=walked))
 
 
 def store_index(path: str) -> dict[tuple[int, int], str]:
     """(st_dev, st_ino) -> object name of the jail store at path, for recognising
     links on disk ({} when there is no store)."""
-    found: dict[tuple[int, int], str] = {}
+    return {key: obj[0] for key, obj in store_objects(path).items()}
+
+
+def store_objects(path: str) -> dict[tuple[int, int], tuple[str, int, int, int]]:
+    """(st_dev, st_ino) -> (name, mode, uid, gid) of each object of the jail store
+    at path: everything a scan of a jail learns from a file linked to one."""
+    found: dict[tuple[int, int], tuple[str, int, int, int]] = {}
     with contextlib.suppress(FileNotFoundError), os.scandir(path) as it:
         for entry in it:
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISREG(st.st_mode) and not entry.name.startswith("."):
-                found[(st.st_dev, st.st_ino)] = entry.name
+                found[(st.st_dev, st.st_ino)] = (entry.name, stat.S_IMODE(st.st_mode),
+                                                 st.st_uid, st.st_gid)
     return found

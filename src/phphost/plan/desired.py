@@ -115,9 +115,10 @@ class Desired:
         )
 
 
-def desired_state(model: Model, jails: Mapping[str, Manifest] | None = None,
+def desired_state(model: Model, jails: Mapping[str, Manifest | str] | None = None,
                   resolvers: tuple[str, ...] | None = None) -> Desired:
-    """jails: the manifest of every jailed pool (facts.jails), for its mounts file.
+    """jails: the manifest of every jailed pool (facts.jails), for its mounts file
+    (or that file as rendered, for a jail the plan trusted from its cache).
     resolvers: the nameservers the 'dns' feature may reach (None: the host's
     /etc/resolv.conf, the file the jails copy)."""
     if resolvers is None:
@@ -151,9 +152,10 @@ def launcher_source() -> str:
     return program.source_text()
 
 
-def _mount_files(jails: Mapping[str, Manifest]) -> list[DesiredFile]:
-    return [DesiredFile(layout.mounts_file(pool), render_mounts_json(manifest), 0o600)
-            for pool, manifest in sorted(jails.items())]
+def _mount_files(jails: Mapping[str, Manifest | str]) -> list[DesiredFile]:
+    return [DesiredFile(layout.mounts_file(pool),
+                        jail if isinstance(jail, str) else render_mounts_json(jail), 0o600)
+            for pool, jail in sorted(jails.items())]
 
 
 def read_resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
@@ -164,7 +166,7 @@ def read_resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
         return ()
 
 
-def _files(model: Model, jails: Mapping[str, Manifest],
+def _files(model: Model, jails: Mapping[str, Manifest | str],
            resolvers: tuple[str, ...]) -> tuple[DesiredFile, ...]:
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
     if model.pools:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from phphost import layout
 from phphost.render.common import HEADER
 from phphost.render.fpm import render_fpm_argv, scan_dir_env
@@ -10,6 +12,9 @@ from phphost.spec.model import Pool
 # supervisord splits `command` with shlex and expands %(...)s; ';' and '#' start
 # inline comments. argv elements must need none of that.
 _SPECIAL = "%;#'\"\\"
+# printable characters that are still refused: the specials and the one printable
+# space (every other whitespace character is not printable)
+_SPECIAL_OR_SPACE = re.compile("[" + re.escape(_SPECIAL + " ") + "]")
 
 
 def supervisor_log(pool: str) -> str:
@@ -20,6 +25,8 @@ def command_line(argv: list[str]) -> str:
     """argv joined with single spaces; ValueError when an element would not come
     back unchanged from supervisord's parsing."""
     for arg in argv:
+        if arg and arg.isprintable() and not _SPECIAL_OR_SPACE.search(arg):
+            continue        # the common case: no per-character loop
         bad = next((c for c in arg if c.isspace() or not c.isprintable() or c in _SPECIAL),
                    None)
         if not arg or bad is not None:

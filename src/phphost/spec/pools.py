@@ -23,6 +23,7 @@ from phphost.spec.settings import (
 )
 from phphost.spec.validate import (
     At,
+    PathIndex,
     Table,
     abs_path,
     array,
@@ -284,6 +285,8 @@ def _check_unique(at: At, pools: Mapping[str, Pool], tenants: Mapping[str, Tenan
     users: dict[str, str] = {}
     owners = {**{t.group: f"group of tenant {t.name!r}" for t in tenants.values()},
               **{t.user: f"user of tenant {t.name!r}" for t in tenants.values()}}
+    homes = PathIndex((t.home, t) for t in tenants.values())
+    order = {name: i for i, name in enumerate(tenants)}
     for pname, pool in pools.items():
         if pool.socket in sockets:
             at.sub(pname).sub("socket").fail(
@@ -299,13 +302,20 @@ def _check_unique(at: At, pools: Mapping[str, Pool], tenants: Mapping[str, Tenan
                 f"runtime user {pool.user!r} is the {owners[pool.user]}",
                 "use a dedicated runtime user: PHP workers must not own or share an "
                 "identity with tenant code")
-        for t in tenants.values():
-            if pool.socket.startswith(t.home.rstrip("/") + "/"):
-                at.sub(pname).sub("socket").fail(
-                    f"socket {pool.socket!r} is inside the home of tenant {t.name!r}: "
-                    "php-fpm, as root, unlinks, chowns and chmods it by name, and the tenant "
-                    "can swap a directory on the way for a symlink",
-                    f"leave `socket` out (default {layout.default_socket(pname)}) or use a "
-                    "directory owned by root that only root can write")
+        for t in _homes_holding(homes, order, pool.socket)[:1]:
+            at.sub(pname).sub("socket").fail(
+                f"socket {pool.socket!r} is inside the home of tenant {t.name!r}: "
+                "php-fpm, as root, unlinks, chowns and chmods it by name, and the tenant "
+                "can swap a directory on the way for a symlink",
+                f"leave `socket` out (default {layout.default_socket(pname)}) or use a "
+                "directory owned by root that only root can write")
         sockets[pool.socket] = pname
         users[pool.user] = pname
+
+
+def _homes_holding(homes: PathIndex[Tenant], order: Mapping[str, int],
+                   path: str) -> list[Tenant]:
+    """The tenants whose home `path` lies strictly below, in the spec's order (one
+    walk up the path instead of a comparison with every tenant)."""
+    inside = [t for home, t in homes.containing(path) if home != (path.rstrip("/") or "/")]
+    return sorted(inside, key=lambda t: order[t.name])

@@ -1,0 +1,207 @@
+"""facts.jailcache on real jails under a scratch root: a jail a plan found clean is
+trusted next time without a walk, and every change the full walk would see (root
+adding, removing or chmod'ing something in the jail, a host file its manifest read,
+the jail's parents, passwd, the neighbourhood) sends the plan down the full path
+again; a forged, foreign or broken cache file is ignored; records of removed pools go."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from phphost import layout
+from phphost.errors import PlanError
+from phphost.facts import jailcache as jc
+from phphost.facts.jails import JailState, gather_jails
+from phphost.host.jailbuild import build_jail
+from phphost.spec.model import JailSpec, Model, Pool, PoolSettings, Tenant
+from tests.jail.helpers import Account
+
+
+@dataclasses.dataclass
+class Host:
+    scratch: str
+    model: Model
+    cache: str
+    tool: str
+
+    def plan(self, model: Model | None = None) -> dict[str, JailState]:
+        return gather_jails(model or self.model, cache_file=self.cache)
+
+    def build(self) -> None:
+        for name, state in self.plan().items():
+            assert state.manifest is not None
+            build_jail(state.manifest, layout.jail_root(name), layout.STORE_DIR)
+
+    def root(self, pool: str = "pc1") -> str:
+        return layout.jail_root(pool)
+
+
+def _tool(scratch: str) -> str:
+    """A root-owned program in a root-only directory: a host file the manifest reads."""
+    bindir = os.path.join(scratch, "bin")
+    os.makedirs(bindir, mode=0o755, exist_ok=True)
+    path = os.path.join(bindir, "tool")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("#!/bin/sh\necho one\n")
+    os.chmod(path, 0o755)  # noqa: S103
+    return path
+
+
+def _model(scratch: str, account: Account, tool: str, pools: int = 2,
+           tenants: int = 1) -> Model:
+    ts, ps = [], []
+    for t in range(tenants):
+        home = os.path.join(scratch, "home", f"t{t}")
+        os.makedirs(home, exist_ok=True)
+        ts.append(Tenant(f"t{t}", "root", account.group, home))
+    for i in range(1, pools + 1):
+        ps.append(Pool(f"pc{i}", "t0", account.user, os.path.join(scratch, f"pc{i}.sock"),
+                       PoolSettings(), jail=JailSpec(True, ("base", "shell"), (tool,))))
+    return Model(source="test.toml", tenants=tuple(ts), pools=tuple(ps))
+
+
+@pytest.fixture
+def host(scratch: str, account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
+    monkeypatch.setattr(layout, "JAILS_DIR", os.path.join(scratch, "jails"))
+    monkeypatch.setattr(layout, "STORE_DIR", os.path.join(scratch, "store"))
+    # jails built a moment ago: trust them at once (one test checks the default)
+    monkeypatch.setattr(jc, "RACY_NS", 0)
+    os.makedirs(layout.JAILS_DIR, mode=0o755)
+    tool = _tool(scratch)
+    h = Host(scratch, _model(scratch, account, tool), os.path.join(scratch, "cache.json"), tool)
+    h.build()
+    yield h
+
+
+def trusted(states: dict[str, JailState]) -> set[str]:
+    return {p for p, s in states.items() if s.manifest is None}
+
+
+def test_a_clean_jail_is_trusted_next_time(host: Host) -> None:
+    first = host.plan()
+    assert trusted(first) == set() and all(not s.changes for s in first.values())
+    st = os.stat(host.cache)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    second = host.plan()
+    assert trusted(second) == {"pc1", "pc2"}
+    assert all(not s.changes for s in second.values())
+    assert {p: s.mounts for p, s in second.items()} == {p: s.mounts for p, s in first.items()}
+    assert trusted(host.plan()) == {"pc1", "pc2"}
+
+
+@pytest.mark.parametrize("tamper", ["add", "remove", "chmod_file", "chmod_dir", "chmod_dev",
+                                    "replace_dir", "rename"])
+def test_root_tampering_inside_a_jail_is_seen(host: Host, tamper: str) -> None:
+    host.plan()
+    root = host.root()
+    if tamper == "add":
+        with open(f"{root}/usr/share/zoneinfo/Europe/extra", "w", encoding="utf-8") as fh:
+            fh.write("x\n")
+    elif tamper == "remove":
+        os.unlink(f"{root}/usr/share/zoneinfo/Europe/Paris")
+    elif tamper == "chmod_file":        # a store object: every jail linking it drifts
+        os.chmod(f"{root}/usr/share/zoneinfo/Europe/Paris", 0o4755)  # noqa: S103
+    elif tamper == "chmod_dir":
+        os.chmod(f"{root}/usr/share/zoneinfo/Europe", 0o777)  # noqa: S103
+    elif tamper == "chmod_dev":
+        os.chmod(f"{root}/dev/null", 0o600)
+    elif tamper == "replace_dir":
+        os.rename(f"{root}/usr/share/zoneinfo/Asia", f"{root}/asia-old")
+        os.mkdir(f"{root}/usr/share/zoneinfo/Asia", 0o755)
+    else:
+        os.rename(f"{root}/usr/share/zoneinfo/Europe/Paris",
+                  f"{root}/usr/share/zoneinfo/Europe/Paris2")
+    try:
+        states = host.plan()
+    except PlanError:           # setuid, world-writable: the invariants refuse it
+        assert tamper in ("chmod_file", "chmod_dir")
+        return
+    assert "pc1" not in trusted(states) and states["pc1"].changes
+
+
+def test_a_changed_host_file_the_manifest_read_rebuilds(host: Host) -> None:
+    host.plan()
+    with open(host.tool, "a", encoding="utf-8") as fh:
+        fh.write("echo two\n")
+    states = host.plan()
+    assert trusted(states) == set()
+    assert any(c.path == host.tool for c in states["pc1"].changes)
+
+
+def test_unsafe_parents_are_refused_again(host: Host) -> None:
+    host.plan()
+    os.chmod(layout.JAILS_DIR, 0o777)  # noqa: S103
+    try:
+        with pytest.raises(PlanError, match="group/world-writable"):
+            host.plan()
+    finally:
+        os.chmod(layout.JAILS_DIR, 0o755)  # noqa: S103
+
+
+def test_spec_and_passwd_are_part_of_the_key(host: Host, account: Account) -> None:
+    host.plan()
+    pools = (dataclasses.replace(host.model.pools[0], jail=JailSpec(True, ("base",), ())),
+             host.model.pools[1])
+    changed = dataclasses.replace(host.model, pools=pools)
+    states = host.plan(changed)
+    assert trusted(states) == {"pc2"} and states["pc1"].changes
+    rec = jc.load(host.cache)
+    assert rec is not None
+    rec.jails["pc2"].calls[0][2] = "forged:x:0:0::/:/bin/sh"
+    jc.save(rec, host.cache)
+    assert trusted(host.plan(changed)) == set()
+
+
+def test_neighbours_are_checked_against_the_recorded_sources(host: Host,
+                                                             account: Account) -> None:
+    host.plan()
+    bigger = _model(host.scratch, account, host.tool, pools=2, tenants=2)
+    assert trusted(host.plan(bigger)) == {"pc1", "pc2"}     # a home apart: still trusted
+    # a new tenant whose home holds a program both jails copy: refused as without cache
+    apart = bigger.tenants[1]
+    near = dataclasses.replace(bigger, tenants=(
+        bigger.tenants[0], dataclasses.replace(apart, home=os.path.dirname(host.tool))))
+    with pytest.raises(PlanError, match="overlaps the home"):
+        host.plan(near)
+
+
+def test_removed_pools_lose_their_record(host: Host, account: Account) -> None:
+    host.plan()
+    one = _model(host.scratch, account, host.tool, pools=1)
+    assert trusted(host.plan(one)) == {"pc1"}
+    with open(host.cache, encoding="utf-8") as fh:
+        assert set(json.load(fh)["jails"]) == {"pc1"}
+
+
+@pytest.mark.parametrize("harm", ["garbage", "foreign", "symlink", "writable", "huge"])
+def test_a_bad_cache_file_is_ignored(host: Host, account: Account, harm: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    host.plan()
+    if harm == "garbage":
+        with open(host.cache, "w", encoding="utf-8") as fh:
+            fh.write('{"format": 1, "jails": [')
+    elif harm == "foreign":
+        os.chown(host.cache, account.uid, account.gid)
+    elif harm == "symlink":
+        real = host.cache + ".real"
+        os.rename(host.cache, real)
+        os.symlink(real, host.cache)
+    elif harm == "writable":
+        os.chmod(host.cache, 0o666)  # noqa: S103
+    else:
+        monkeypatch.setattr(jc, "MAX_BYTES", 100)
+    assert trusted(host.plan()) == set()
+    assert not os.path.islink(host.cache)     # written anew, never through the link
+    assert trusted(host.plan()) == ({"pc1", "pc2"} if harm != "huge" else set())
+
+
+def test_a_jail_changed_a_moment_ago_is_not_recorded(host: Host,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jc, "RACY_NS", 3_600 * 10**9)
+    host.plan()
+    assert trusted(host.plan()) == set()
