@@ -60,8 +60,9 @@ class MigrateReport(Result):
         o = self.outcome
         return dumps({"from": o.start, "stage": o.stage, "stage_name": STAGES[o.stage],
                       "log": o.log, "failed_stage": o.failed_stage,
-                      "differences": [{"url": str(d.url), "before": d.before.short(),
-                                       "after": d.after.short()} for d in o.differences]})
+                      "differences": [{"url": str(d.url), "before": d.before.short(d.start()),
+                                       "after": d.after.short(d.start())}
+                                      for d in o.differences]})
 
     @property
     def exit_code(self) -> ExitCode:

@@ -112,10 +112,12 @@ def relink(links: tuple[str, ...]) -> None:
 
 def configtest(server: OldServer) -> str | None:
     """None when apache2 -t accepts the config and reads the overlay; else why not."""
-    out = server.apache("-t", "-D", "DUMP_INCLUDES", check=False)
-    if "Syntax OK" not in out:
-        return out.strip()[-1500:]
-    if os.path.exists(server.overlay) and server.overlay not in out:
+    syntax = run([layout.APACHE_BINARY, "-d", server.root, "-f", server.config, "-t"],
+                 check=False, timeout=120, env=apache_env(server.root))
+    if syntax.returncode != 0:
+        return (syntax.stderr + syntax.stdout).strip()[-1500:]
+    if os.path.exists(server.overlay) and \
+            server.overlay not in server.apache("-t", "-D", "DUMP_INCLUDES", check=False):
         return (f"{server.config} does not include {server.overlay} (add "
                 "`IncludeOptional conf-enabled/*.conf`, as Debian's apache2.conf has)")
     return None

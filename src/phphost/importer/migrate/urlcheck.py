@@ -43,12 +43,13 @@ class Seen:
     def digest(self) -> str:
         return hashlib.sha256(self.body.encode()).hexdigest()[:12]
 
-    def short(self) -> str:
+    def short(self, start: int = 0) -> str:
+        """Status, Location and the body from `start` (where it first differs)."""
         if self.error:
             return f"no answer ({self.error})"
         where = f" -> {self.location}" if self.location else ""
-        text = " ".join(self.body.split())
-        text = text if len(text) <= SHOWN else text[:SHOWN] + "..."
+        text = self.body[start:start + SHOWN]
+        text = ("..." if start else "") + text + ("..." if len(self.body) > start + SHOWN else "")
         return f"{self.status}{where}: {text!r}"
 
 
@@ -144,8 +145,17 @@ class Difference:
     before: Seen
     after: Seen
 
+    def start(self) -> int:
+        """A little before the first character where the bodies differ."""
+        a, b = self.before.body, self.after.body
+        first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                     min(len(a), len(b)))
+        return max(0, first - 40)
+
     def line(self) -> str:
-        return f"{self.url}\n    before: {self.before.short()}\n    after:  {self.after.short()}"
+        at = self.start()
+        return (f"{self.url}\n    before: {self.before.short(at)}\n"
+                f"    after:  {self.after.short(at)}")
 
 
 def compare(before: Snapshot, after: Snapshot) -> list[Difference]:
