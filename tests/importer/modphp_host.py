@@ -168,6 +168,8 @@ IncludeOptional mods-enabled/*.load
 Include mods/*.conf
 PidFile {self.base}/apache2.pid
 ErrorLog {self.base}/logs/error.log
+LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" combined
+CustomLog {self.base}/logs/access.log combined
 DefaultRuntimeDir {self.base}
 Mutex file:{self.base} default
 Listen 127.0.0.1:{self.http}

@@ -116,8 +116,11 @@ def test_bad_input_changes_nothing(modphp: ModPhpHost, tmp_path: Path, host_lock
     base = [str(spec), "--apache-root", str(modphp.apache_root)]
     bad = phphost("migrate", *base, "--to", "sideways", ok=(2,))
     assert "no such stage" in bad.stderr and "0 start" in bad.stderr
+    assert modphp.get("apps.test", "/wiki/doku.php")[0] == 200
     dry = phphost("migrate", *base, "--to", "3", "--dry-run").stdout
     assert "stage 3 (move) would:" in dry and "SetHandler" in dry and leftovers(modphp) == []
+    # without --urls: / of every name, and the paths the access log shows
+    assert f"http://apps.test:{modphp.http}/wiki/doku.php" in dry, dry
     later = phphost("migrate", *base, "--to", "jails", ok=(2,))
     assert "not built yet" in later.stderr
     other = tmp_path / "other.toml"

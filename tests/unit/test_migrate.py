@@ -29,6 +29,7 @@ from phphost.importer.migrate.urlcheck import (
     compare,
     compile_ignores,
     default_urls,
+    logged_paths,
     read_urls,
     snapshot,
 )
@@ -152,6 +153,22 @@ def test_default_urls_are_every_name() -> None:
     shown = [str(u) for u in default_urls(model())]
     assert sorted(shown) == ["http://plain.test:80/", "http://shop.test:80/",
                              "http://www.shop.test:80/"]
+
+
+def test_access_log_paths_are_plain_gets_that_worked() -> None:
+    log = "\n".join([
+        '127.0.0.1 - - [07/Dec/2026:05:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "x"',
+        'shop.test:80 127.0.0.1 - - [07/Dec/2026:05:00:01 +0000] "GET /b/ HTTP/1.1" 301 0',
+        '127.0.0.1 - - [07/Dec/2026:05:00:02 +0000] "GET /b/ HTTP/1.1" 200 9 "-" "x"',
+        '127.0.0.1 - - [07/Dec/2026:05:00:03 +0000] "GET /gone HTTP/1.1" 404 9 "-" "x"',
+        '127.0.0.1 - - [07/Dec/2026:05:00:04 +0000] "POST /form HTTP/1.1" 200 9 "-" "x"',
+        '127.0.0.1 - - [07/Dec/2026:05:00:05 +0000] "GET /logout?now=1 HTTP/1.1" 302 0',
+        'garbage "GET /evil" 200 ', ""])
+    assert logged_paths(log) == ["/b/", "/a"]
+    assert logged_paths(log, cap=1) == ["/b/"]
+    urls = default_urls(model(), {"shop.test": ["/b/", "/"]})
+    assert Url("http", "shop.test", 80, "/b/") in urls
+    assert len([u for u in urls if u.path == "/"]) == 3
 
 
 def test_bodies_are_capped_and_volatile_parts_removed() -> None:

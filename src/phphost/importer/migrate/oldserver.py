@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 
-from phphost import files, layout
+from phphost import files, layout, safefs
 from phphost.errors import HostError, PlanError
 from phphost.host import supervisord
 from phphost.importer.migrate import render
-from phphost.importer.migrate.urlcheck import Url, fetch
+from phphost.importer.migrate.urlcheck import LOG_TAIL, Url, fetch, logged_paths
 from phphost.importer.source import ApacheSource, apache_env, find_config, read_apache
+from phphost.importer.vhosts import drafts
 from phphost.runner import run
 from phphost.spec.model import Model
 
@@ -73,6 +75,46 @@ def check_spec(model: Model, server: OldServer) -> None:
     if gone:
         raise PlanError(f"{model.source}: the docroot of site(s) {', '.join(gone)} does not "
                         "exist on this host. Nothing was changed")
+
+
+def access_logs(server: OldServer) -> dict[str, list[str]]:
+    """Server name -> the paths its access log shows (urlcheck.logged_paths): the
+    vhost's own CustomLog files, else the server-wide ones; piped logs skipped."""
+    everywhere = [d for d in server.source.directives if d.name == "customlog" and d.args
+                  and not d.section("virtualhost")]
+    out: dict[str, list[str]] = {}
+    for draft in drafts(server.source):
+        own = [d for v in draft.vhosts for d in v.directives if d.name == "customlog" and d.args]
+        paths = [_log_path(server, d.args[0]) for d in own or everywhere]
+        text = "".join(_tail(p) for p in paths if p is not None)
+        out[draft.server_name] = logged_paths(text)
+    return out
+
+
+def _log_path(server: OldServer, arg: str) -> str | None:
+    if arg.startswith("|"):
+        return None
+    return arg if arg.startswith("/") else os.path.join(server.source.server_root, arg)
+
+
+def _tail(path: str) -> str:
+    """The last LOG_TAIL bytes of a log, opened by descriptor without following an
+    untrusted symlink (safefs); "" when it is missing, unsafe or not a file."""
+    try:
+        with safefs.parent(path) as (pfd, name, _trusted):
+            fd = safefs.open_at(pfd, name, path)
+    except (OSError, safefs.UnsafePath):
+        return ""
+    if fd is None:
+        return ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        os.lseek(fd, max(0, st.st_size - LOG_TAIL), os.SEEK_SET)
+        return os.read(fd, LOG_TAIL).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def write_overlay(server: OldServer, text: str | None) -> None:

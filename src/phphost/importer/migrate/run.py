@@ -130,7 +130,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     oldserver.check_spec(model, server)
     current = state.for_spec(state.read(opts.state_file), opts.spec, server.root,
                              opts.state_file)
-    urls = default_urls(model) if opts.urls is None else read_urls(
+    urls = default_urls(model, oldserver.access_logs(server)) if opts.urls is None else read_urls(
         opts.urls, _read_text(opts.urls))
     ignores = compile_ignores(opts.ignore)
     moved = chosen(model, opts.sites) if opts.target >= 3 else ()
@@ -143,6 +143,8 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         return out
     if opts.dry_run:
         out.log += [_describe(model, server, s) for s in plan]
+        out.log.append(f"{len(urls)} URLs would be compared before and after each stage:")
+        out.log += [f"  {u}" for u in urls]
         return out
     for step in plan:
         before = snapshot(urls, ignores)

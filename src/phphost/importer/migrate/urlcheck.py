@@ -11,13 +11,15 @@ import http.client
 import re
 import ssl
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from phphost.errors import PlanError
 from phphost.spec.model import Model
 
 BODY_LIMIT = 1 << 20        # bytes of a body compared; more is marked, not read
+LOG_TAIL = 4 << 20          # bytes read from the end of an access log
+PER_SITE = 20               # logged paths compared per site
 TIMEOUT = 15.0              # seconds per fetch
 SHOWN = 160                 # characters of a differing body printed
 
@@ -76,16 +78,35 @@ def read_urls(path: str, text: str) -> list[Url]:
     return urls
 
 
-def default_urls(model: Model) -> list[Url]:
+def default_urls(model: Model, logged: Mapping[str, Sequence[str]] | None = None) -> list[Url]:
     """Without --urls: "/" of every name and alias of every site, on the spec's ports
-    (https too for a TLS site)."""
+    (https too for a TLS site), and the paths its access log shows (`logged`, by
+    server name), on the site's own scheme."""
     out = []
     for site in model.sites:
         for host in (site.server_name, *site.aliases):
             out.append(Url("http", host, model.apache.http_port, "/"))
             if site.tls is not None:
                 out.append(Url("https", host, model.apache.https_port, "/"))
+        scheme, port = (("https", model.apache.https_port) if site.tls is not None
+                        else ("http", model.apache.http_port))
+        out += [Url(scheme, site.server_name, port, path)
+                for path in (logged or {}).get(site.server_name, ()) if path != "/"]
     return out
+
+
+# a request line and status in Apache's common, combined and vhost_combined formats
+_LOGGED = re.compile(r'"GET (/[^ "?]*) HTTP/[0-9.]+" ([23][0-9][0-9]) ')
+
+
+def logged_paths(text: str, cap: int = PER_SITE) -> list[str]:
+    """The distinct paths of GET requests answered 2xx/3xx, most requested first, at
+    most `cap`. Requests with a query string are left out: a GET with parameters may
+    act (log out, delete, run a cron job), and migrate only looks."""
+    counts: dict[str, int] = {}
+    for m in _LOGGED.finditer(text):
+        counts[m[1]] = counts.get(m[1], 0) + 1
+    return sorted(counts, key=lambda p: -counts[p])[:cap]
 
 
 def compile_ignores(patterns: Sequence[str]) -> list[re.Pattern[str]]:
