@@ -148,6 +148,12 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         return out
     for step in plan:
         before = snapshot(urls, ignores)
+        if all(seen.error for seen in before.values()):
+            raise PlanError(f"none of the {len(urls)} URLs answers (first: {urls[0]}: "
+                            f"{before[urls[0]].error}). migrate compares what the running "
+                            f"old Apache serves: start it ({server.config}), or give --urls "
+                            f"that reach it. The host is at stage {name(current.stage)}; "
+                            "nothing more was changed")
         say(f"stage {name(step.stage)}: {len(urls)} URLs fetched; changing the host")
         previous = current
         current = bring(server, model, current, step, opts.state_file)
