@@ -37,6 +37,7 @@ IGNORE = [r'"sapi":"[^"]*"', r"taskrunner\.php\?[^\"']*", r'nonce="[^"]*"', r"'\
 
 def phphost(*args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([PHPHOST, *args], capture_output=True, text=True, timeout=600)
+    print(f"$ phphost {' '.join(args)}\n{proc.stdout}", end="")   # shown with pytest -s
     assert proc.returncode in ok, f"phphost {' '.join(args)}: {proc.returncode}\n" \
                                   f"{proc.stdout}{proc.stderr}"
     return proc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -147,6 +148,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         out.log += [f"  {u}" for u in urls]
         return out
     for step in plan:
+        began = time.monotonic()
         before = snapshot(urls, ignores)
         if all(seen.error for seen in before.values()):
             raise PlanError(f"none of the {len(urls)} URLs answers (first: {urls[0]}: "
@@ -168,7 +170,8 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
             out.stage = current.stage
             return out
         out.log.append(f"stage {name(step.stage)}: done, all {len(urls)} URLs answer as "
-                       "before" + (f" ({len(step.moved)} site(s) on FPM)" if step.moved else ""))
+                       "before" + (f" ({len(step.moved)} site(s) on FPM)" if step.moved else "")
+                       + f" [{time.monotonic() - began:.1f} s]")
         out.stage = current.stage
     return out
 
