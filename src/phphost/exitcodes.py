@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     IMPORT = 9            # import: the Apache/PHP config it reads is broken or unreadable
     CHANGES = 10          # plan: changes pending
     FINDINGS = 11         # audit: findings above --fail-above
+    DIFFERS = 12          # migrate: a stage changed what a visitor sees; taken back
     BREACHED = 20         # verify: at least one attack got through
     INCONCLUSIVE = 21     # verify: nothing got through, but some attacks could not run
     CHECK_FAILED = 30     # check: a declared feature failed or an undeclared one is present

@@ -5,6 +5,7 @@ is stopped by its pid and its directory removed."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -34,3 +35,16 @@ def modphp() -> Iterator[ModPhpHost]:
     finally:
         host.stop()
         shutil.rmtree(base)
+
+
+HOST_LOCK = "/run/lock/phphost-integration.lock"
+
+
+@pytest.fixture
+def host_lock() -> Iterator[None]:
+    """The integration lock, for tests that change the host's apache2, FPM or
+    supervisord."""
+    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
+    with open(HOST_LOCK, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

@@ -4,7 +4,8 @@ apache2 (prefork, Debian's libapache2-mod-php8.2 extracted with dpkg-deb from th
 and loopback ports, started and stopped by its pid. Ten vhosts: static, a redirect,
 unused PHP, php_value/php_admin_flag in the vhost, .htaccess values, a sub-directory
 application (DokuWiki, from Debian's package), TLS (a self-signed cert made here),
-Adminer (Debian's package) and engine off."""
+Adminer (Debian's package) and engine off. Debian's mods-available/, mods-enabled/
+and conf-enabled/ (empty, included) are where `phphost migrate` adds its own."""
 
 from __future__ import annotations
 
@@ -77,6 +78,11 @@ class ModPhpHost:
             subprocess.run(["dpkg-deb", "-x", deb, str(ext)], check=True)
         (self.apache_root / "sites").mkdir(parents=True)
         (self.apache_root / "mods").mkdir()
+        for debian in ("mods-available", "mods-enabled", "conf-enabled"):   # migrate's places
+            (self.apache_root / debian).mkdir()
+        for name in ("proxy.load", "proxy_fcgi.load"):
+            shutil.copy(f"/etc/apache2/mods-available/{name}",
+                        self.apache_root / "mods-available")
         (self.base / "logs").mkdir()
         shutil.copy(ext / "etc/apache2/mods-available/php8.2.conf", self.apache_root / "mods")
         self._php_ini()
@@ -158,9 +164,12 @@ class ModPhpHost:
 {load}
 LoadModule php_module {ext}/usr/lib/apache2/modules/libphp8.2.so
 PHPINIDir {self.base}/php
+IncludeOptional mods-enabled/*.load
 Include mods/*.conf
 PidFile {self.base}/apache2.pid
 ErrorLog {self.base}/logs/error.log
+LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" combined
+CustomLog {self.base}/logs/access.log combined
 DefaultRuntimeDir {self.base}
 Mutex file:{self.base} default
 Listen 127.0.0.1:{self.http}
@@ -181,6 +190,7 @@ DirectoryIndex index.php index.html
     AllowOverride All
     Require all granted
 </Directory>
+IncludeOptional conf-enabled/*.conf
 IncludeOptional sites/*.conf
 """
 

@@ -10,17 +10,12 @@ only this test's directory, then apply of examples/demo.toml and its content).""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
@@ -84,14 +79,6 @@ def give_data_dirs_to_tenants(report: dict[str, Any], model: Model) -> None:
         pool = next(x for x in model.pools if path in x.writable)
         tenant = model.tenant(pool.tenant)
         subprocess.run(["chown", "-R", f"{tenant.user}:{tenant.group}", path], check=True)
-
-
-@pytest.fixture
-def host_lock() -> Iterator[None]:
-    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
-    with open(HOST_LOCK, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 
 def test_imported_spec_serves_the_same(modphp: ModPhpHost, tmp_path: Path,

@@ -66,6 +66,7 @@ README_CODES = {
     ExitCode.BREACHED: "20 breached",
     ExitCode.INCONCLUSIVE: "21 could not run",
     ExitCode.FINDINGS: "11 findings above the threshold",
+    ExitCode.DIFFERS: "12 a stage changed what a visitor sees",
     ExitCode.NOT_RUNNING: "1 otherwise",
     ExitCode.SPEC: "2 invalid spec",
     ExitCode.FACTS: "3 reading host facts failed",

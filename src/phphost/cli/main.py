@@ -20,6 +20,7 @@ from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.check import add_check_parser, cmd_check
 from phphost.cli.importer import add_import_parser, cmd_import
 from phphost.cli.jail import add_jail_parser, cmd_jail
+from phphost.cli.migrate import add_migrate_parser, cmd_migrate
 from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd_top
 from phphost.cli.output import Progress, print_plan
 from phphost.cli.result import ApplyResult, PlanResult
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     add_jail_parser(sub)
     add_monitor_parsers(sub)
     add_import_parser(sub)
+    add_migrate_parser(sub)
     return p
 
 
@@ -247,10 +249,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return StatusResult(pool_statuses(read_state().pools)).emit(args.json)
 
 
+def cmd_migrate_locked(args: argparse.Namespace) -> int:
+    """migrate changes supervisord's programs and /etc/phphost: one at a time with apply."""
+    with _lock():
+        return cmd_migrate(args)
+
+
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
             "audit": cmd_audit, "verify": cmd_verify, "check": cmd_check,
             "jail": cmd_jail, "import": cmd_import, "exporter": cmd_exporter, "top": cmd_top,
-            "logs": cmd_logs}
+            "logs": cmd_logs, "migrate": cmd_migrate_locked}
 
 
 SIGPIPE_EXIT = ExitCode.BROKEN_PIPE

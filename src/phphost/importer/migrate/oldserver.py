@@ -1,0 +1,213 @@
+"""The old Apache, acted on without rewriting the admin's files: phphost's overlay in
+its conf-enabled/, module links in its mods-enabled/ (the Debian way), each change
+checked with `apache2 -t` first and taken in with a graceful restart. The web user's
+FPM master under phphost's supervisord. Every file written is root's own, in
+root-only directories (files.atomic_write refuses any other); nothing here touches
+a docroot."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import time
+from dataclasses import dataclass
+
+from phphost import files, layout, safefs
+from phphost.errors import HostError, PlanError
+from phphost.host import supervisord
+from phphost.importer.migrate import render
+from phphost.importer.migrate.urlcheck import LOG_TAIL, Url, fetch, logged_paths
+from phphost.importer.source import ApacheSource, apache_env, find_config, read_apache
+from phphost.importer.vhosts import drafts
+from phphost.runner import run
+from phphost.spec.model import Model
+
+PROXY_MODULES = (("proxy", "proxy_module"), ("proxy_fcgi", "proxy_fcgi_module"))
+RELOAD_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class OldServer:
+    root: str
+    config: str
+    source: ApacheSource
+
+    @property
+    def overlay(self) -> str:
+        return os.path.join(self.root, "conf-enabled", render.OVERLAY_NAME)
+
+    def apache(self, *args: str, check: bool = True) -> str:
+        proc = run([layout.APACHE_BINARY, "-d", self.root, "-f", self.config, *args],
+                   check=False, timeout=120, env=apache_env(self.root))
+        if check and proc.returncode != 0:
+            raise HostError(f"apache2 -d {self.root} {' '.join(args)} failed: "
+                            f"{(proc.stderr + proc.stdout).strip()[-1500:]}")
+        return proc.stdout + proc.stderr
+
+
+def open_server(root: str) -> OldServer:
+    root = os.path.realpath(root)
+    return OldServer(root, find_config(root), read_apache(root))
+
+
+def check_layout(server: OldServer) -> None:
+    """conf-enabled/ and mods-available/ as Debian lays them out, or a clear refusal."""
+    for sub in ("conf-enabled", "mods-enabled", "mods-available"):
+        if not os.path.isdir(os.path.join(server.root, sub)):
+            raise PlanError(f"{server.root}/{sub}: missing. migrate adds its own conf file to "
+                            "conf-enabled/ and enables modules by links in mods-enabled/ (the "
+                            "Debian layout, IncludeOptional'd by apache2.conf); nothing was "
+                            "changed")
+
+
+def check_spec(model: Model, server: OldServer) -> None:
+    """Every site of the spec is a name the old Apache serves, with its docroot."""
+    names = {r.name for r in server.source.refs} | {
+        a for r in server.source.refs for a in r.aliases}
+    missing = [s.name for s in model.sites if s.server_name not in names]
+    if missing:
+        raise PlanError(f"{model.source}: site(s) {', '.join(missing)} name(s) no vhost of "
+                        f"{server.config} serves (apache2 -S). migrate takes the spec "
+                        "`phphost import` wrote for this Apache; import again or pass "
+                        "--apache-root. Nothing was changed")
+    gone = [s.name for s in model.sites if s.docroot and not os.path.isdir(s.docroot)]
+    if gone:
+        raise PlanError(f"{model.source}: the docroot of site(s) {', '.join(gone)} does not "
+                        "exist on this host. Nothing was changed")
+
+
+def access_logs(server: OldServer) -> dict[str, list[str]]:
+    """Server name -> the paths its access log shows (urlcheck.logged_paths): the
+    vhost's own CustomLog files, else the server-wide ones; piped logs skipped."""
+    everywhere = [d for d in server.source.directives if d.name == "customlog" and d.args
+                  and not d.section("virtualhost")]
+    out: dict[str, list[str]] = {}
+    for draft in drafts(server.source):
+        own = [d for v in draft.vhosts for d in v.directives if d.name == "customlog" and d.args]
+        paths = [_log_path(server, d.args[0]) for d in own or everywhere]
+        text = "".join(_tail(p) for p in paths if p is not None)
+        out[draft.server_name] = logged_paths(text)
+    return out
+
+
+def _log_path(server: OldServer, arg: str) -> str | None:
+    if arg.startswith("|"):
+        return None
+    return arg if arg.startswith("/") else os.path.join(server.source.server_root, arg)
+
+
+def _tail(path: str) -> str:
+    """The last LOG_TAIL bytes of a log, opened by descriptor without following an
+    untrusted symlink (safefs); "" when it is missing, unsafe or not a file."""
+    try:
+        with safefs.parent(path) as (pfd, name, _trusted):
+            fd = safefs.open_at(pfd, name, path)
+    except (OSError, safefs.UnsafePath):
+        return ""
+    if fd is None:
+        return ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        os.lseek(fd, max(0, st.st_size - LOG_TAIL), os.SEEK_SET)
+        return os.read(fd, LOG_TAIL).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def write_overlay(server: OldServer, text: str | None) -> None:
+    if text is None:
+        files.remove(server.overlay)
+    else:
+        files.atomic_write(server.overlay, text, mode=0o644)
+
+
+def enable_modules(server: OldServer) -> list[str]:
+    """Links for mod_proxy and mod_proxy_fcgi unless Apache loads them already: the
+    links made (to be removed on the way back)."""
+    made = []
+    for name, module in PROXY_MODULES:
+        link = os.path.join(server.root, "mods-enabled", f"{name}.load")
+        if module in server.source.modules or os.path.lexists(link):
+            continue
+        if not os.path.isfile(os.path.join(server.root, "mods-available", f"{name}.load")):
+            raise PlanError(f"{server.root}/mods-available/{name}.load: missing; install "
+                            "apache2 (it ships mod_proxy_fcgi) or enable it yourself")
+        files.atomic_symlink(link, f"../mods-available/{name}.load")
+        made.append(link)
+    return made
+
+
+def disable_modules(links: tuple[str, ...]) -> None:
+    for link in links:
+        if os.path.islink(link):
+            files.remove(link)
+
+
+def relink(links: tuple[str, ...]) -> None:
+    """Put back links disable_modules removed."""
+    for link in links:
+        files.atomic_symlink(link, f"../mods-available/{os.path.basename(link)}")
+
+
+def configtest(server: OldServer) -> str | None:
+    """None when apache2 -t accepts the config and reads the overlay; else why not."""
+    syntax = run([layout.APACHE_BINARY, "-d", server.root, "-f", server.config, "-t"],
+                 check=False, timeout=120, env=apache_env(server.root))
+    if syntax.returncode != 0:
+        return (syntax.stderr + syntax.stdout).strip()[-1500:]
+    if os.path.exists(server.overlay) and \
+            server.overlay not in server.apache("-t", "-D", "DUMP_INCLUDES", check=False):
+        return (f"{server.config} does not include {server.overlay} (add "
+                "`IncludeOptional conf-enabled/*.conf`, as Debian's apache2.conf has)")
+    return None
+
+
+def graceful(server: OldServer, probe: Url | None, loaded: bool) -> None:
+    """Graceful restart, then wait until the probe URL shows the new config is in
+    (403 while the overlay is loaded, anything else once it is gone)."""
+    server.apache("-k", "graceful")
+    if probe is None:
+        time.sleep(2)
+        return
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        status = fetch(probe, []).status
+        if status != 0 and (status == 403) == loaded:
+            return
+        time.sleep(0.3)
+    raise HostError(f"{server.config}: apache2 did not take the new configuration in within "
+                    f"{RELOAD_WAIT:.0f}s (graceful restart); see its error log")
+
+
+def new_probe() -> str:
+    return secrets.token_hex(8)
+
+
+# --- the web user's FPM (stage 2) ----------------------------------------------------------
+
+def fpm_up(model: Model, user: str) -> None:
+    files.atomic_write(render.FPM_CONF, render.render_fpm(model, user, user), mode=0o644)
+    test = run([*render.fpm_argv(model), "-t"], check=False)
+    if test.returncode != 0:
+        files.remove(render.FPM_CONF)
+        raise HostError(f"php-fpm -t rejects {render.FPM_CONF}: "
+                        f"{(test.stderr + test.stdout).strip()[-1500:]}")
+    files.atomic_write(render.SUPERVISOR_CONF, render.render_program(model), mode=0o644)
+    supervisord.update([render.PROGRAM], 20)
+    supervisord.start([render.PROGRAM])
+    supervisord.wait_state([render.PROGRAM], {"RUNNING"}, "start", 30)
+    deadline = time.monotonic() + 15
+    while not all(os.path.exists(render.socket(p)) for p in render.php_pools(model)):
+        if time.monotonic() > deadline:
+            raise HostError(f"{render.PROGRAM} runs but its sockets did not appear; see "
+                            f"{render.FPM_LOG}")
+        time.sleep(0.2)
+
+
+def fpm_down() -> None:
+    files.remove(render.SUPERVISOR_CONF)
+    supervisord.update([render.PROGRAM], 20)
+    files.remove(render.FPM_CONF)

@@ -1,0 +1,141 @@
+"""What migrate writes, as text. Pure.
+
+- The overlay: one conf file in the old Apache's conf-enabled/ (phphost's own; the
+  admin's files are never rewritten) holding `<Directory DOCROOT>` sections: stage 1
+  denies PHP files where the spec says `php = false`; stage 3 hands `.php` of the
+  moved sites to the web user's FPM. The handler sits in an `<If>`, which Apache
+  merges after every `<Directory>`, `<Files>` and `<Location>` section, so it wins
+  over mod_php's server-wide `<FilesMatch> SetHandler application/x-httpd-php`.
+  A `<Location>` with a random name answers 403: the sign that a graceful restart
+  has taken this file in.
+- The web user's FPM (stage 2): ONE master running as Apache's user, unjailed, like
+  mod_php, under phphost's supervisord. Rendered here directly rather than through
+  the spec's Pool model, so no spec can ever ask for a pool as the web user. It has
+  one pool section per pool of the spec, each with that pool's php_values and
+  php_admin_values: values mod_php took from a vhost or .htaccess stay per site
+  (FPM's PHP_VALUE parameter instead would stick to a worker and leak to the next
+  site it serves)."""
+
+from __future__ import annotations
+
+from phphost import layout
+from phphost.render.common import HEADER
+from phphost.render.supervisor import command_line
+from phphost.spec.model import Model, Pool, Site
+
+OVERLAY_NAME = "phphost-migrate.conf"
+PROGRAM = "phphost.migrate"            # a dot: no pool's program (phphost-POOL) is named so
+FPM_CONF = f"{layout.ETC}/migrate/fpm.conf"
+SUPERVISOR_CONF = f"{layout.SUPERVISOR_CONF_DIR}/{PROGRAM}.conf"
+PID_FILE = f"{layout.RUN_DIR}/migrate.pid"
+FPM_LOG = f"{layout.LOG_DIR}/migrate.fpm.log"
+PHP_FILES = r"\.ph(ar|p|tml)$"         # what Debian's php8.2.conf hands to mod_php
+_BAD = '"\n\r\\<>'
+
+
+def socket(pool: str) -> str:
+    return f"{layout.RUN_DIR}/migrate.{pool}.sock"
+
+
+def _path(value: str, what: str) -> str:
+    if any(c in value for c in _BAD) or not value.startswith("/"):
+        raise ValueError(f"{what} {value!r} cannot be written into an Apache section")
+    return value
+
+
+def php_pools(model: Model) -> list[str]:
+    """Pools that PHP sites or their routes use, in spec order."""
+    used = {s.pool for s in model.sites if s.php and s.pool}
+    used |= {r.pool for s in model.sites for r in s.routes}
+    return [p.name for p in model.pools if p.name in used]
+
+
+def _deny(site: Site) -> list[str]:
+    docroot = _path(site.docroot or "", f"site {site.name}: docroot")
+    return [f'# {site.name}: php = false in the spec (stage 1)', f'<Directory "{docroot}">',
+            f'    <FilesMatch "{PHP_FILES}">', "        Require all denied",
+            "    </FilesMatch>", "</Directory>"]
+
+
+def _handler(directory: str, pool: str, note: str) -> list[str]:
+    return [f"# {note}", f'<Directory "{_path(directory, note)}">',
+            '    <FilesMatch "\\.php$">', '        <If "-f %{REQUEST_FILENAME}">',
+            f'            SetHandler "proxy:unix:{socket(pool)}|fcgi://migrate.{pool}/"',
+            "        </If>", "    </FilesMatch>", "</Directory>"]
+
+
+def _moved(site: Site) -> list[str]:
+    docroot = site.docroot or ""
+    lines = _handler(docroot, site.pool or "", f"{site.name}: moved to FPM pool "
+                     f"{site.pool} (stage 3)")
+    for route in site.routes:
+        lines += _handler(docroot.rstrip("/") + route.path.rstrip("/"), route.pool,
+                          f"{site.name}{route.path}: FPM pool {route.pool} (stage 3)")
+    return lines
+
+
+def render_overlay(model: Model, stage: int, moved: tuple[str, ...], probe: str) -> str | None:
+    """The overlay for this stage; None at stage 0 (no file)."""
+    if stage == 0:
+        return None
+    lines = [f"# {HEADER}", "# phphost migrate: stage "
+             f"{stage} of {model.source} (docs/migrate.md). `phphost migrate SPEC --to 0` "
+             "removes it.", "", f'<Location "/phphost-migrate-probe-{probe}">',
+             "    Require all denied", "</Location>"]
+    for site in model.sites:
+        if site.docroot is None or site.redirect:
+            continue
+        if not site.php:
+            lines += ["", *_deny(site)]
+        elif stage >= 3 and site.name in moved:
+            lines += ["", *_moved(site)]
+    return "\n".join(lines) + "\n"
+
+
+def _kv(key: str, value: str) -> str:
+    if any(c in key + value for c in ';"\n\r') or not key:
+        raise ValueError(f"{key} = {value!r} cannot be written into an FPM config")
+    return f"{key} = {value}"
+
+
+def _pool_section(pool: Pool, user: str, group: str) -> list[str]:
+    lines = [f"[{pool.name}]", _kv("user", user), _kv("group", group),
+             _kv("listen", socket(pool.name)), _kv("listen.owner", "root"),
+             _kv("listen.group", group), _kv("listen.mode", "0660"),
+             _kv("pm", "ondemand"), _kv("pm.max_children", str(pool.settings.max_children)),
+             _kv("pm.process_idle_timeout", "10s"), _kv("security.limit_extensions", ".php")]
+    lines += [_kv(f"php_value[{k}]", v) for k, v in pool.settings.php_values]
+    lines += [_kv(f"php_admin_value[{k}]", v) for k, v in pool.settings.php_admin_values]
+    return lines
+
+
+def render_fpm(model: Model, user: str, group: str) -> str:
+    lines = [f"; {HEADER}", f"; phphost migrate: the web user's FPM (stage 2) for {model.source}",
+             "", "[global]", _kv("pid", PID_FILE), _kv("error_log", FPM_LOG),
+             _kv("daemonize", "no"), _kv("process_control_timeout", "10s")]
+    for name in php_pools(model):
+        lines += ["", *_pool_section(model.pool(name), user, group)]
+    return "\n".join(lines) + "\n"
+
+
+def fpm_argv(model: Model) -> list[str]:
+    """The master's argv: mod_php's php.ini differences (the pools' php_ini, the first
+    pool's value where they disagree) as -d flags, as phphost's own masters take them."""
+    flags: dict[str, str] = {}
+    for name in php_pools(model):
+        for key, value in model.pool(name).settings.php_ini:
+            flags.setdefault(key, value)
+    argv = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", FPM_CONF]
+    for key, value in flags.items():
+        argv += ["-d", f"{key}={value}"]
+    return argv
+
+
+def render_program(model: Model) -> str:
+    settings = [("command", command_line(fpm_argv(model))), ("umask", "022"),
+                ("autostart", "true"), ("autorestart", "true"), ("startsecs", "1"),
+                ("stopsignal", "QUIT"), ("stopwaitsecs", "15"), ("redirect_stderr", "true"),
+                ("stdout_logfile", f"{layout.LOG_DIR}/migrate.supervisor.log"),
+                ("stdout_logfile_maxbytes", "1MB"), ("stdout_logfile_backups", "2")]
+    return "\n".join([f"# {HEADER}", "", f"[program:{PROGRAM}]",
+                      *(f"{k}={v}" for k, v in settings)]) + "\n"

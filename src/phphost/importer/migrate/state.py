@@ -1,0 +1,69 @@
+"""Where a migration stands, in one root-only JSON file: the spec and the old Apache
+it belongs to, the current stage, the sites moved to FPM, and the module links
+migrate made (removed again on the way back; links the admin had are never touched).
+Written atomically (files.atomic_write: temp file, fsync, rename, in a root-only
+directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from phphost import files, layout
+from phphost.errors import PlanError
+
+STATE_FILE = f"{layout.STATE_DIR}/migrate.json"
+
+
+@dataclass(frozen=True)
+class MigrateState:
+    spec: str                         # the spec's real path
+    apache_root: str                  # the old Apache's ServerRoot (-d)
+    stage: int = 0
+    moved: tuple[str, ...] = ()       # sites whose .php go to the web user's FPM (stage 3)
+    links: tuple[str, ...] = ()       # mods-enabled links migrate made
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def parse(text: str, path: str) -> MigrateState:
+    try:
+        data = json.loads(text)
+        state = MigrateState(str(data["spec"]), str(data["apache_root"]), int(data["stage"]),
+                             tuple(str(s) for s in data["moved"]),
+                             tuple(str(s) for s in data["links"]))
+    except (ValueError, KeyError, TypeError) as err:
+        raise PlanError(f"{path}: not a migrate state file ({err}). It is phphost's own "
+                        "record; restore it from a backup, or remove it only if the old "
+                        "Apache has no conf-enabled/phphost-migrate.conf") from err
+    if state.stage < 0:
+        raise PlanError(f"{path}: stage {state.stage} is not a stage")
+    return state
+
+
+def read(path: str = STATE_FILE) -> MigrateState | None:
+    text = files.read_text(path)
+    return None if text is None else parse(text, path)
+
+
+def write(state: MigrateState, path: str = STATE_FILE) -> None:
+    files.atomic_write(path, state.to_json(), mode=0o600)
+
+
+def for_spec(found: MigrateState | None, spec: str, apache_root: str,
+             path: str = STATE_FILE) -> MigrateState:
+    """The state to go on from: the recorded one when it belongs to this spec and
+    Apache; a fresh one when nothing is recorded or the record is at stage 0;
+    PlanError when another migration is under way."""
+    spec, apache_root = os.path.realpath(spec), os.path.realpath(apache_root)
+    if found is None or found.stage == 0:
+        return MigrateState(spec, apache_root)
+    if (found.spec, found.apache_root) != (spec, apache_root):
+        raise PlanError(
+            f"{path}: a migration of {found.spec} (Apache {found.apache_root}) stands at "
+            f"stage {found.stage}; this is {spec} (Apache {apache_root}). Finish that one or "
+            f"take it back first: phphost migrate {found.spec} --apache-root "
+            f"{found.apache_root} --to 0. Nothing was changed")
+    return found

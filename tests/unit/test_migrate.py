@@ -1,0 +1,220 @@
+"""phphost migrate's pure parts: stages, the state file, the URL comparison and what
+it renders (docs/migrate.md, section 2). The stages themselves run on a real mod_php
+host in tests/importer/test_migrate_modphp.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import textwrap
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from phphost.errors import PlanError
+from phphost.exitcodes import ExitCode
+from phphost.importer.migrate import render, state
+from phphost.importer.migrate.run import Step, chosen, steps
+from phphost.importer.migrate.stages import StageError, parse_stage
+from phphost.importer.migrate.state import MigrateState
+from phphost.importer.migrate.urlcheck import (
+    BODY_LIMIT,
+    Seen,
+    Url,
+    clean,
+    compare,
+    compile_ignores,
+    default_urls,
+    logged_paths,
+    read_urls,
+    snapshot,
+)
+from phphost.spec.loader import parse_spec
+from phphost.spec.model import Model
+
+SPEC = """
+[tenants.acme]
+home = "/srv/acme"
+[pools.shop]
+tenant = "acme"
+php_values = { memory_limit = "99M" }
+php_admin_values = { display_errors = "on" }
+[pools.wiki]
+tenant = "acme"
+[sites.shop]
+tenant = "acme"
+server_name = "shop.test"
+aliases = ["www.shop.test"]
+docroot = "/srv/acme/shop"
+pool = "shop"
+routes = { "/wiki/" = "wiki" }
+[sites.plain]
+tenant = "acme"
+server_name = "plain.test"
+docroot = "/srv/acme/plain"
+php = false
+"""
+
+
+def model() -> Model:
+    return parse_spec(textwrap.dedent(SPEC), "t.toml")
+
+
+# --- stages --------------------------------------------------------------------------------
+
+def test_stages_by_number_and_name() -> None:
+    assert parse_stage("0") == 0
+    assert parse_stage("php-off") == 1
+    assert parse_stage("Move") == 3
+
+
+@pytest.mark.parametrize("text, words", [("9", "no such stage"), ("sideways", "no such stage"),
+                                         ("jails", "not built yet"), ("4", "not built yet")])
+def test_bad_stage_is_a_usage_error(text: str, words: str) -> None:
+    with pytest.raises(StageError) as info:
+        parse_stage(text)
+    assert words in str(info.value) and info.value.exit_code == ExitCode.USAGE
+
+
+def test_steps_go_one_stage_at_a_time_both_ways() -> None:
+    at0, at3 = MigrateState("/s", "/a"), MigrateState("/s", "/a", 3, ("shop",))
+    assert steps(at0, 3, ("shop",)) == [Step(1, ()), Step(2, ()), Step(3, ("shop",))]
+    assert steps(at3, 0, ()) == [Step(2, ()), Step(1, ()), Step(0, ())]
+    assert steps(at3, 3, ("shop",)) == []
+    assert steps(at3, 3, ("shop", "blog")) == [Step(3, ("shop", "blog"))]
+
+
+def test_sites_glob_matches_php_sites_only() -> None:
+    m = model()
+    assert chosen(m, None) == ("shop",)
+    assert chosen(m, "*.test") == ("shop",)
+    with pytest.raises(PlanError, match="matches no PHP site"):
+        chosen(m, "plain")
+
+
+# --- state ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def root_dir() -> Iterator[Path]:
+    """A directory only root can write (root writes its state nowhere else)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the state file lives in a root-only directory")
+    path = Path(tempfile.mkdtemp(prefix="phphost-migrate-test-", dir="/run"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_state_round_trip_is_atomic_and_root_only(root_dir: Path) -> None:
+    tmp_path = root_dir
+    path = str(tmp_path / "migrate.json")
+    assert state.read(path) is None
+    s = MigrateState("/s.toml", "/etc/apache2", 3, ("shop",), ("/etc/apache2/mods-enabled/x",))
+    state.write(s, path)
+    assert state.read(path) == s
+    assert (tmp_path / "migrate.json").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["migrate.json"]     # no temp file left
+
+
+def test_state_of_another_spec_is_refused(tmp_path: Path) -> None:
+    under_way = MigrateState(str(tmp_path / "a.toml"), "/etc/apache2", 2)
+    with pytest.raises(PlanError) as info:
+        state.for_spec(under_way, str(tmp_path / "b.toml"), "/etc/apache2")
+    assert "stands at stage 2" in str(info.value) and "--to 0" in str(info.value)
+    assert state.for_spec(under_way, str(tmp_path / "a.toml"), "/etc/apache2") == under_way
+    done = MigrateState(str(tmp_path / "a.toml"), "/etc/apache2", 0)
+    assert state.for_spec(done, str(tmp_path / "b.toml"), "/etc/apache2").stage == 0
+
+
+def test_broken_state_file_says_what_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "migrate.json"
+    path.write_text(json.dumps({"spec": "/s"}))
+    with pytest.raises(PlanError, match="not a migrate state file"):
+        state.read(str(path))
+
+
+# --- URLs ----------------------------------------------------------------------------------
+
+def test_url_file(tmp_path: Path) -> None:
+    urls = read_urls("u.txt", "# c\nhttp://a.test:8080/x?y=1\n\nhttps://b.test/\n")
+    assert urls == [Url("http", "a.test", 8080, "/x?y=1"), Url("https", "b.test", 443, "/")]
+    with pytest.raises(PlanError, match=r"u\.txt:2: 'ftp://x/' is not an http"):
+        read_urls("u.txt", "http://a/\nftp://x/\n")
+    with pytest.raises(PlanError, match="no URL"):
+        read_urls("u.txt", "# nothing\n")
+
+
+def test_default_urls_are_every_name() -> None:
+    shown = [str(u) for u in default_urls(model())]
+    assert sorted(shown) == ["http://plain.test:80/", "http://shop.test:80/",
+                             "http://www.shop.test:80/"]
+
+
+def test_access_log_paths_are_plain_gets_that_worked() -> None:
+    log = "\n".join([
+        '127.0.0.1 - - [07/Dec/2026:05:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "x"',
+        'shop.test:80 127.0.0.1 - - [07/Dec/2026:05:00:01 +0000] "GET /b/ HTTP/1.1" 301 0',
+        '127.0.0.1 - - [07/Dec/2026:05:00:02 +0000] "GET /b/ HTTP/1.1" 200 9 "-" "x"',
+        '127.0.0.1 - - [07/Dec/2026:05:00:03 +0000] "GET /gone HTTP/1.1" 404 9 "-" "x"',
+        '127.0.0.1 - - [07/Dec/2026:05:00:04 +0000] "POST /form HTTP/1.1" 200 9 "-" "x"',
+        '127.0.0.1 - - [07/Dec/2026:05:00:05 +0000] "GET /logout?now=1 HTTP/1.1" 302 0',
+        'garbage "GET /evil" 200 ', ""])
+    assert logged_paths(log) == ["/b/", "/a"]
+    assert logged_paths(log, cap=1) == ["/b/"]
+    urls = default_urls(model(), {"shop.test": ["/b/", "/"]})
+    assert Url("http", "shop.test", 80, "/b/") in urls
+    assert len([u for u in urls if u.path == "/"]) == 3
+
+
+def test_bodies_are_capped_and_volatile_parts_removed() -> None:
+    ignores = compile_ignores([r"token=\w+"])
+    assert clean(b"a token=abc1 b", ignores) == "a  b"
+    big = clean(b"x" * (BODY_LIMIT + 10), [])
+    assert big.endswith("the rest not compared]") and len(big) < BODY_LIMIT + 100
+    with pytest.raises(PlanError, match="not a regular expression"):
+        compile_ignores(["("])
+
+
+def test_compare_names_each_url_that_differs() -> None:
+    a, b, c = (Url("http", h, 80, "/") for h in ("a.test", "b.test", "c.test"))
+    answers = {a: Seen(200, "", "same"), b: Seen(200, "", "old"), c: Seen(301, "/x", "")}
+
+    def get(u: Url, _: Sequence[re.Pattern[str]]) -> Seen:
+        return answers[u]
+
+    before = snapshot([a, b, c], [], get)
+    answers[b], answers[c] = Seen(500, "", "boom"), Seen(301, "/y", "")
+    diffs = compare(before, snapshot([a, b, c], [], get))
+    assert [d.url for d in diffs] == [b, c]
+    assert "before: 200: 'old'" in diffs[0].line() and "after:  500: 'boom'" in diffs[0].line()
+    assert "-> /y" in diffs[1].line()
+    assert compare(before, before) == []
+
+
+# --- what migrate writes -------------------------------------------------------------------
+
+def test_overlay_by_stage() -> None:
+    m = model()
+    assert render.render_overlay(m, 0, (), "p") is None
+    one = render.render_overlay(m, 1, (), "p") or ""
+    assert '<Directory "/srv/acme/plain">' in one and "Require all denied" in one
+    assert "SetHandler" not in one and "/phphost-migrate-probe-p" in one
+    three = render.render_overlay(m, 3, ("shop",), "p") or ""
+    assert '<Directory "/srv/acme/shop">' in three
+    assert 'SetHandler "proxy:unix:/run/phphost/migrate.shop.sock|fcgi://migrate.shop/"' in three
+    assert '<Directory "/srv/acme/shop/wiki">' in three and "migrate.wiki.sock" in three
+    assert render.render_overlay(m, 3, (), "p") == one.replace("stage 1 of", "stage 3 of")
+
+
+def test_web_user_fpm_keeps_values_per_pool() -> None:
+    conf = render.render_fpm(model(), "www-data", "www-data")
+    shop = conf[conf.index("[shop]"):conf.index("[wiki]")]
+    assert "user = www-data" in shop and "php_value[memory_limit] = 99M" in shop
+    assert "php_admin_value[display_errors] = on" in shop
+    assert "chroot" not in conf and "php_value" not in conf[conf.index("[wiki]"):]
+    assert "[program:phphost.migrate]" in render.render_program(model())
