@@ -137,6 +137,11 @@ def test_rebuild_and_remove_with_a_mount_in_another_namespace(
     sleeper = ["unshare", "--mount", "--propagation", "private", "--", "sleep", "120"]
     with process(sleeper) as proc:
         target = f"{root}/srv/data"
+        # nsenter before unshare(2) ran would enter (and mount in) the host's namespace:
+        # wait until the sleeper has a mount namespace of its own
+        mine = os.readlink("/proc/self/ns/mnt")
+        wait_for(lambda: os.readlink(f"/proc/{proc.pid}/ns/mnt") != mine,
+                 what="the sleeper's own mount namespace")
         subprocess.run(["nsenter", f"--target={proc.pid}", "--mount", "--", "mount",
                         "--bind", src, target], check=True, timeout=30)
         assert target in mountinfo(proc.pid) and target not in mountinfo()
