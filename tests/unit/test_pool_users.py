@@ -151,3 +151,23 @@ def test_tenant_users_in_one_change_skip_ids_given_before(etc: Path) -> None:
     assert (etc / "passwd").read_text().splitlines()[-1] == \
         "t2:x:1011:1021::/srv/t2:/usr/sbin/nologin"
     assert (etc / "tenant-id-mark").read_text() == "1011 1021\n"
+
+
+def test_a_tenant_that_gets_its_old_home_back_gets_its_ids_back(etc: Path) -> None:
+    """A tenant removed without --purge left its home owned by 1500:1600, ids no account
+    has now: the tenant given that home again gets them (its files stay its own); a
+    tenant with another home gets new ids above every one given."""
+    (etc / "tenant-id-mark").write_text("1600 1700\n")
+    home = etc / "home-t2"
+    home.mkdir()
+    os.chown(home, 1500, 1600)
+    journal = Journal(str(etc / "journal"))
+    journal.begin()
+    identities.create_tenant_users(journal, [("t2", str(home)), ("t3", "/srv/t3")])
+    lines = (etc / "passwd").read_text().splitlines()
+    assert lines[-2] == f"t2:x:1500:1600::{home}:/usr/sbin/nologin"
+    assert lines[-1] == "t3:x:1601:1701::/srv/t3:/usr/sbin/nologin"
+    # an owner that has an account now, or outside the tenant range, is not taken
+    os.chown(home, 1001, 59990)
+    assert identities.home_owner_ids(str(home), {1001}, set()) == (None, None)
+    assert identities.home_owner_ids(str(etc / "missing"), set(), set()) == (None, None)

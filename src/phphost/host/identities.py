@@ -46,9 +46,12 @@ def create_user(journal: Journal, name: str, group: str, home: str, system: bool
         # (useradd's own choice, the highest used uid + 1, handed a removed pool's uid or a
         # destroyed tenant's to the next tenant, with the files that one left behind); its
         # new group likewise above every tenant gid given before
+        old_uid, old_gid = home_owner_ids(home)
         if with_group and group == name:
-            run(["groupadd", "--gid", str(next_tenant_id("gid")), group])
-        run([*argv, "--uid", str(next_tenant_id("uid")), name])
+            gid = old_gid if old_gid is not None else next_tenant_id("gid")
+            run(["groupadd", "--gid", str(gid), group])
+        uid = old_uid if old_uid is not None else next_tenant_id("uid")
+        run([*argv, "--uid", str(uid), name])
         return
     # a pool's runtime user: from phphost's own range (layout), below every pool uid
     # given before, so a new pool never inherits what a removed one left behind
@@ -149,14 +152,23 @@ def create_tenant_users(journal: Journal, users: Sequence[tuple[str, str]]) -> N
         if clash:
             raise HostError(f"group(s) {', '.join(clash[:5])} appeared meanwhile; run apply again")
         marks = _tenant_marks()
-        uids = _allocate(len(users), {_num(f[2]) for f in users_now.values()}, marks[0])
+        uids_used = {_num(f[2]) for f in users_now.values()}
         gids_used = {_num(f[2]) for f in groups_now.values()}
+        old: list[tuple[int | None, int | None]] = []
+        for _name, home in users:           # one claim per id: homes may share an owner
+            old_uid, old_gid = home_owner_ids(home, uids_used, gids_used)
+            old.append((old_uid, old_gid))
+            uids_used |= {old_uid} if old_uid is not None else set()
+            gids_used |= {old_gid} if old_gid is not None else set()
+        fresh = iter(_allocate(sum(u is None for u, _g in old), uids_used, marks[0]))
+        uids = [u if u is not None else next(fresh) for u, _g in old]
         gid_top = max([marks[1], *(g for g in gids_used if g < layout.POOL_UID_MIN)])
         day = int(time.time() // 86400)
         add: dict[str, list[str]] = {path: [] for path in db}
         sub_u, sub_g = _subid_next(db[layout.SUBUID_DB]), _subid_next(db[layout.SUBGID_DB])
-        for (name, home), uid in zip(users, uids, strict=True):
-            gid = uid if uid not in gids_used and uid > gid_top else gid_top + 1
+        for (name, home), uid, (_u, old_gid) in zip(users, uids, old, strict=True):
+            gid = old_gid if old_gid is not None else \
+                uid if uid not in gids_used and uid > gid_top else gid_top + 1
             if gid >= layout.POOL_UID_MIN:
                 raise HostError(f"no gid left for tenant groups below {layout.POOL_UID_MIN} "
                                 f"(phphost's pool range; {layout.TENANT_ID_MARK})")
@@ -309,6 +321,28 @@ def record_pool_uid(uid: int) -> None:
     if layout.POOL_UID_MIN <= uid < _recorded_floor():
         os.makedirs(layout.STATE_DIR, 0o700, exist_ok=True)
         files.atomic_write(layout.POOL_UID_FLOOR, f"{uid}\n", 0o600)
+
+
+def home_owner_ids(home: str, uids: set[int] | None = None, gids: set[int] | None = None,
+                   ) -> tuple[int | None, int | None]:
+    """The uid and gid owning an existing home directory that no account has now, in
+    the tenant range: a tenant removed without --purge left that home, and the tenant
+    that gets the home back gets those ids back (and with them its files). Any other
+    new tenant never gets them (next_tenant_id). `uids`/`gids`: the ids in use, when
+    the caller has read the account files itself. (None, None) for anything else."""
+    try:
+        st = os.lstat(home)
+    except OSError:
+        return None, None
+    if not stat.S_ISDIR(st.st_mode):
+        return None, None
+    in_use_u = uids if uids is not None else {u.pw_uid for u in pwd.getpwall()}
+    in_use_g = gids if gids is not None else {g.gr_gid for g in grp.getgrall()}
+
+    def free(n: int, used: set[int]) -> bool:
+        return layout.TENANT_ID_MIN <= n < layout.POOL_UID_MIN and n not in used
+    return (st.st_uid if free(st.st_uid, in_use_u) else None,
+            st.st_gid if free(st.st_gid, in_use_g) else None)
 
 
 def next_tenant_id(kind: str) -> int:
