@@ -98,8 +98,8 @@ class DirFds:
 
 def _ensure_root(root: str) -> None:
     parent = os.path.dirname(root.rstrip("/"))
-    if not os.path.isdir(parent):
-        os.makedirs(parent, mode=0o755)
+    # jails are built two at once: on a new host both may make the parent
+    os.makedirs(parent, mode=0o755, exist_ok=True)
     if not os.path.lexists(root):
         os.mkdir(root, 0o755)
     st = os.lstat(root)
