@@ -43,6 +43,7 @@ from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
 from phphost.plan.scope import Scope, doomed_model, make_scope, unknown_tenants
+from phphost.runner import planning_priority
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
 from phphost.spec.snapshot import check_apart, limited_model, without
@@ -160,9 +161,10 @@ def _capacity(model: Model, spec: str, force: bool) -> Capacity:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    model, scope = _limited(load_spec(args.spec), args.tenants)
-    cap = _capacity(model, args.spec, args.force)
-    plan = _plan(model, scope)
+    with planning_priority():
+        model, scope = _limited(load_spec(args.spec), args.tenants)
+        cap = _capacity(model, args.spec, args.force)
+        plan = _plan(model, scope)
     interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
     return PlanResult(plan, args.verbose, interrupted, cap).emit(args.json)
 
@@ -188,15 +190,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     with _lock():
         undone = recover()
-        model, scope = _limited(spec, args.tenants)
-        _capacity(model, args.spec, args.force)
-        plan = _plan(model, scope)
-        if args.saved_plan:
-            _same_as_saved(plan, args.saved_plan)
-        if not args.json:
-            print_plan(plan)
-        done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
-        _confirm_jails(model, plan)
+        with planning_priority():
+            model, scope = _limited(spec, args.tenants)
+            _capacity(model, args.spec, args.force)
+            plan = _plan(model, scope)
+            if args.saved_plan:
+                _same_as_saved(plan, args.saved_plan)
+            if not args.json:
+                print_plan(plan)
+            done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
+            _confirm_jails(model, plan)
         return ApplyResult(plan, done, undone).emit(args.json)
 
 
@@ -214,8 +217,9 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        plan = _destroy_plan(model, args.tenants, args.purge)
-        done = execute(plan, Progress(quiet=args.json))
+        with planning_priority():
+            plan = _destroy_plan(model, args.tenants, args.purge)
+            done = execute(plan, Progress(quiet=args.json))
         return ApplyResult(plan, done, undone).emit(args.json)
 
 

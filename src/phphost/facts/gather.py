@@ -19,7 +19,8 @@ from phphost.facts.parse import (
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
-from phphost.facts.supervisorrpc import program_states
+from phphost.facts.supervisorrpc import program_state, program_states
+from phphost.facts.supervisorrpc import running as supervisor_running
 from phphost.files import read_text, sha256_file
 from phphost.render.cgroups import CgroupHost, pool_cgroup
 from phphost.runner import run
@@ -323,6 +324,23 @@ def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
     if "refused connection" in proc.stdout or "no such file" in proc.stdout.lower():
         return {}, False
     return parse_supervisorctl_status(proc.stdout), True
+
+
+def read_program(name: str) -> ProgramStatus | None:
+    """supervisord's view of one program (None: supervisord has no such program or
+    is not running): one small request, where read_programs lists every program."""
+    if not os.path.exists(layout.SUPERVISOR_MAIN_CONF):
+        return None
+    try:
+        return program_state(name)
+    except OSError:
+        return None
+    except xmlrpc.client.Error:
+        return read_programs()[0].get(name)
+
+
+def supervisord_running() -> bool:
+    return os.path.exists(layout.SUPERVISOR_MAIN_CONF) and supervisor_running()
 
 
 def fpm_master_pid(launcher_pid: int) -> int | None:

@@ -19,7 +19,7 @@ from phphost.host import cgroups, identities, jails, launcher, nftables, service
 from phphost.host.journal import Journal
 from phphost.host.tls import check_files
 from phphost.plan import actions as A
-from phphost.runner import run
+from phphost.runner import run, service_priority
 
 Progress = Callable[[int, int, str], None]
 # measured on 2 cores: 0.30 s a jail alone, 0.25 s each two at once (filesystem-bound)
@@ -49,6 +49,7 @@ def execute(plan: A.Plan, progress: Progress) -> list[str]:
     runner = _Runner(plan, journal, progress)
     try:
         runner.stage()
+        service_priority()      # what services() starts must not inherit the planning one
         runner.services()
         _save_state(plan)
         journal.close()
@@ -71,6 +72,7 @@ def execute(plan: A.Plan, progress: Progress) -> list[str]:
 
 
 def _roll_back(journal: Journal, runner: _Runner) -> None:
+    service_priority()
     made = [str(e["path"]) for e in journal.entries() if e["k"] == "cgroupdir"]
     journal.rollback()
     programs = runner.plan.one(A.UpdatePrograms)
@@ -256,6 +258,7 @@ class _Runner:
         self.services_touched = True
         if masters or self.programs.update:
             services.ensure_supervisord()
+        if self.programs.update:    # a reread lists every program file: only when one changed
             services.update_programs(list(self.programs.update))
         starts = self._all(A.StartMaster)
         if starts:       # all at once: each master's wait below mostly finds it up

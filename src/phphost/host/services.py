@@ -10,7 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
-from phphost.facts.gather import apache_running, pool_asleep, read_programs
+from phphost.facts.gather import (
+    apache_running,
+    pool_asleep,
+    read_program,
+    supervisord_running,
+)
 from phphost.fastcgi.status import fpm_ping, fpm_status
 from phphost.host import supervisord
 from phphost.runner import run
@@ -27,13 +32,13 @@ def supervisorctl(*args: str, check: bool = True) -> str:
 
 
 def ensure_supervisord() -> None:
-    if read_programs()[1]:
+    if supervisord_running():
         return
     os.makedirs(layout.SUPERVISOR_LOG_DIR, exist_ok=True)
     run(["supervisord", "-c", layout.SUPERVISOR_MAIN_CONF])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if read_programs()[1]:
+        if supervisord_running():
             return
         time.sleep(0.2)
     raise HostError(f"supervisord did not come up within 15s: see {layout.SUPERVISOR_LOG_DIR}/")
@@ -109,7 +114,7 @@ def reload_master(pool: str, socket: str, tested: bool = False) -> None:
     wake it): the next master reads the new config."""
     if not tested:
         fpm_test(pool)
-    prog = read_programs()[0].get(layout.program_name(pool))
+    prog = read_program(layout.program_name(pool))
     if prog is not None and prog.state == "RUNNING" and pool_asleep(prog.pid):
         return
     before = master_start_time(socket)
@@ -177,6 +182,7 @@ def apache_configtest() -> None:
 
 def apache_reload(restart: bool) -> None:
     apache_configtest()
+    mark = _error_log_size()
     if not apache_running():
         run(["apache2ctl", "start"])
     elif restart:
@@ -186,16 +192,51 @@ def apache_reload(restart: bool) -> None:
     else:
         run(["apache2ctl", "graceful"])
     _wait_apache_started()
-    _check_apache_survives()
+    _check_apache_survives(mark)
 
 
-def _check_apache_survives(seconds: float = 1.0) -> None:
+APACHE_ERROR_LOG = f"{layout.APACHE_LOG_DIR}/error.log"    # Debian's ErrorLog
+APACHE_READY = b"resuming normal operations"                # AH00489, after post_config
+
+
+def _error_log_size() -> int | None:
+    try:
+        fd = os.open(APACHE_ERROR_LOG, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def _logged_ready(mark: int | None) -> bool:
+    """apache2 wrote AH00489 to its error log since `mark` (the size before the
+    reload): its (re)start got past loading the configuration, certificates and keys
+    included. Reads at most 1 MiB of new lines."""
+    if mark is None:
+        return False
+    try:
+        fd = os.open(APACHE_ERROR_LOG, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        start = mark if os.fstat(fd).st_size >= mark else 0     # rotated meanwhile
+        return APACHE_READY in os.pread(fd, 1 << 20, start)
+    finally:
+        os.close(fd)
+
+
+def _check_apache_survives(mark: int | None, seconds: float = 1.0) -> None:
     """A (graceful) restart that fails after configtest (say, a key apache2 cannot
-    load) makes apache2 exit a moment later: watch for that."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    load) makes apache2 exit a moment later: watch for that, for `seconds` or until
+    apache2 logs that it resumed normal operations (with at least 0.2 s watched)."""
+    started = time.monotonic()
+    while time.monotonic() < started + seconds:
         if not apache_running():
-            raise HostError("apache2 exited after reloading: see /var/log/apache2/error.log")
+            raise HostError(f"apache2 exited after reloading: see {APACHE_ERROR_LOG}")
+        if time.monotonic() >= started + 0.2 and _logged_ready(mark):
+            return
         time.sleep(0.1)
 
 
@@ -236,8 +277,7 @@ def set_nproc(pool: str, nproc: int) -> tuple[int | None, str]:
     """RLIMIT_NPROC on the pool's running launcher, master and workers (new workers
     inherit the master's). Returns (the launcher's old limit or None when it is not
     running, a note when the new limit could not be set live)."""
-    programs, _ = read_programs()
-    prog = programs.get(layout.program_name(pool))
+    prog = read_program(layout.program_name(pool))
     if prog is None or not prog.pid:
         return None, ""
     old: int | None = None

@@ -4,6 +4,7 @@ has its own [global] section, pid file, error log and opcache segment. Pure."""
 from __future__ import annotations
 
 import json
+import re
 
 from phphost import layout
 from phphost.launcher.mailer import SENDMAIL_PATH
@@ -188,8 +189,11 @@ def _ini_lines(pool: Pool) -> list[str]:
     return lines
 
 
+_INI_KEY = re.compile(r"[A-Za-z0-9._]+")
+
+
 def _ini_key(key: str) -> str:
-    if not key or not all(c.isascii() and (c.isalnum() or c in "._") for c in key):
+    if not _INI_KEY.fullmatch(key):
         raise ValueError(f"{key!r} is not a php.ini setting name")
     return key
 

@@ -1,0 +1,118 @@
+"""apply validates Apache on a staged view of /etc/apache2 (host/staging.py): only the
+directories the plan changes (and those whose relative links point into them) are
+made anew, the rest are links to the live tree. The view must read exactly like a
+full copy with the plan's changes, and staging must never write to the live tree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from phphost import layout
+from phphost.host import staging
+from phphost.plan import actions as A
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every path under root -> what reading it gives (following links), or the
+    link's target for a link."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = "-> " + os.readlink(path)
+            elif path.is_file():
+                out[rel] = path.read_text()
+    return out
+
+
+def _view(root: Path) -> dict[str, str]:
+    """What apache2 reads under root: files by name, through any links (directories
+    that are links walked too), broken links left out."""
+    out: dict[str, str] = {}
+    for dirpath, _dirs, filenames in os.walk(root, followlinks=True):
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.exists():
+                out[str(path.relative_to(root))] = path.read_text()
+    return out
+
+
+@pytest.fixture()
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "apache2"
+    for d in ("sites-available", "sites-enabled", "conf-available", "conf-enabled",
+              "mods-available", "mods-enabled", "conf-available/sub"):
+        (root / d).mkdir(parents=True)
+    (root / "apache2.conf").write_text("IncludeOptional sites-enabled/*.conf\n")
+    for site in ("a", "b"):
+        (root / f"sites-available/{site}.conf").write_text(f"site {site}\n")
+    os.symlink("../sites-available/a.conf", root / "sites-enabled/a.conf")
+    (root / "conf-available/x.conf").write_text("x old\n")
+    (root / "conf-available/sub/y.conf").write_text("y old\n")
+    os.symlink("../conf-available/x.conf", root / "conf-enabled/x.conf")
+    (root / "mods-available/foo.load").write_text("# Depends: bar\nLoadModule foo\n")
+    (root / "mods-available/bar.load").write_text("LoadModule bar\n")
+    monkeypatch.setattr(layout, "APACHE_DIR", str(root))
+    return root
+
+
+def _stage(live: Path, actions: list[A.Action]) -> Path:
+    staged = live.parent / "staged"
+    staging._stage_apache(str(staged), actions)
+    return staged
+
+
+def test_one_file_changed_reads_as_a_full_copy_and_the_live_tree_is_untouched(
+        live: Path) -> None:
+    before = _tree(live)
+    d = str(live)
+    actions: list[A.Action] = [A.WriteFile("t", f"{d}/conf-available/x.conf", "x new\n")]
+    staged = _stage(live, actions)
+    assert _tree(live) == before
+    view = _view(staged)
+    assert view["conf-enabled/x.conf"] == "x new\n"       # the enabled link sees the new file
+    assert view["sites-enabled/a.conf"] == "site a\n"
+    assert view == {**_view(live), "conf-available/x.conf": "x new\n",
+                    "conf-enabled/x.conf": "x new\n"}
+    assert (staged / "sites-available").is_symlink()      # untouched: one link, no copy
+
+
+def test_every_kind_of_change_in_the_view_none_in_the_live_tree(live: Path) -> None:
+    before = _tree(live)
+    d = str(live)
+    actions: list[A.Action] = [
+        A.WriteFile("t", f"{d}/sites-available/c.conf", "site c\n"),
+        A.Symlink("t", f"{d}/sites-enabled/c.conf", "../sites-available/c.conf"),
+        A.RemoveFile("t", f"{d}/sites-enabled/a.conf"),
+        A.WriteFile("t", f"{d}/sites-available/b.conf", "site b new\n"),
+        A.WriteFile("t", f"{d}/conf-available/sub/y.conf", "y new\n"),
+        A.WriteFile("t", f"{d}/apache2.conf", "new main\n"),
+        A.ApacheModule("t", "foo", True),
+    ]
+    staged = _stage(live, actions)
+    assert _tree(live) == before
+    view = _view(staged)
+    assert view["sites-enabled/c.conf"] == "site c\n"
+    assert "sites-enabled/a.conf" not in view
+    assert view["sites-available/b.conf"] == "site b new\n"
+    assert view["conf-available/sub/y.conf"] == "y new\n"
+    assert view["apache2.conf"] == "new main\n"
+    assert view["mods-enabled/foo.load"].startswith("# Depends: bar")
+    assert view["mods-enabled/bar.load"] == "LoadModule bar\n"
+    assert view["conf-enabled/x.conf"] == "x old\n"
+
+
+def test_a_link_into_a_changed_dir_stages_its_dir_too(live: Path) -> None:
+    """sites-enabled is not changed, but its relative link points into
+    sites-available, which is: through a link to the live sites-enabled it would
+    read the live file."""
+    d = str(live)
+    staged = _stage(live, [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n")])
+    assert not (staged / "sites-enabled").is_symlink()
+    assert _view(staged)["sites-enabled/a.conf"] == "site a new\n"
+    assert (live / "sites-available/a.conf").read_text() == "site a\n"
