@@ -4,6 +4,7 @@ addressed by its own supervisor program name or pid, never by process name."""
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -196,7 +197,10 @@ def apache_reload(restart: bool) -> None:
 
 
 APACHE_ERROR_LOG = f"{layout.APACHE_LOG_DIR}/error.log"    # Debian's ErrorLog
-APACHE_READY = b"resuming normal operations"                # AH00489, after post_config
+# AH00489, logged by the MPM itself after post_config: the line's prefix (time, module,
+# pid, code) comes before any text a client can put in a line (`[client ...]` first)
+APACHE_READY = re.compile(rb"^\[[^\]\n]*\] \[mpm_[a-z]+:notice\] \[pid \d+(?::tid \d+)?\] "
+                          rb"AH00489: ", re.MULTILINE)
 
 
 def _error_log_size() -> int | None:
@@ -222,7 +226,7 @@ def _logged_ready(mark: int | None) -> bool:
         return False
     try:
         start = mark if os.fstat(fd).st_size >= mark else 0     # rotated meanwhile
-        return APACHE_READY in os.pread(fd, 1 << 20, start)
+        return APACHE_READY.search(os.pread(fd, 1 << 20, start)) is not None
     finally:
         os.close(fd)
 
