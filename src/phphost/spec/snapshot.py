@@ -24,9 +24,20 @@ _NOT_RECORDED = ("source", "origins")
 
 
 def dump_model(model: Model) -> str:
+    """JSON with one line per tenant, pool and site (a diff names what changed), made
+    with json's C encoder: `indent` makes json use its Python one, 0.36 s of a
+    1,000-tenant plan."""
     data = {f.name: _encode(getattr(model, f.name)) for f in dataclasses.fields(Model)
             if f.name not in _NOT_RECORDED}
-    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+    parts = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, list) and value:
+            items = ",\n  ".join(json.dumps(v, sort_keys=True) for v in value)
+            parts.append(f" {json.dumps(key)}: [\n  {items}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def load_model(text: str, source: str) -> Model:
