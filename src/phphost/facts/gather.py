@@ -368,3 +368,17 @@ def apache_running() -> bool:
     if not text or not text.strip().isdigit():
         return False
     return os.path.exists(f"/proc/{int(text.strip())}")
+
+
+def apache_parent() -> int | None:
+    """The pid of apache2's parent from its pid file, when that process runs
+    layout.APACHE_BINARY (a stale pid file whose pid another program got: None)."""
+    text = read_text(layout.APACHE_PID_FILE)
+    if not text or not text.strip().isdigit():
+        return None
+    pid = int(text.strip())
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return pid if exe == layout.APACHE_BINARY else None

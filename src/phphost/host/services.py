@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import re
 import resource
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from phphost import layout
 from phphost.errors import FastCGIError, HostError, ValidationFailed
 from phphost.facts.gather import (
+    apache_parent,
     apache_running,
     pool_asleep,
     read_program,
@@ -191,7 +193,7 @@ def apache_reload(restart: bool) -> None:
         _wait_apache_stopped()
         run(["apache2ctl", "start"])
     else:
-        run(["apache2ctl", "graceful"])
+        _graceful()
     _wait_apache_started()
     _check_apache_survives(mark)
 
@@ -201,6 +203,21 @@ APACHE_ERROR_LOG = f"{layout.APACHE_LOG_DIR}/error.log"    # Debian's ErrorLog
 # pid, code) comes before any text a client can put in a line (`[client ...]` first)
 APACHE_READY = re.compile(rb"^\[[^\]\n]*\] \[mpm_[a-z]+:notice\] \[pid \d+(?::tid \d+)?\] "
                           rb"AH00489: ", re.MULTILINE)
+
+
+def _graceful() -> None:
+    """SIGUSR1 to apache2's parent, by the pid in its pid file: what `apache2ctl
+    graceful` ends with, without its own `apache2 -t` and the parse `-k graceful`
+    makes to find the pid file (the config was tested just before; at 1,000 sites
+    each parse is 0.13 s)."""
+    pid = apache_parent()
+    if pid is None:
+        run(["apache2ctl", "graceful"])
+        return
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        run(["apache2ctl", "graceful"])
 
 
 def _error_log_size() -> int | None:
