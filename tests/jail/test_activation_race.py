@@ -274,7 +274,7 @@ def test_requests_timed_around_the_idle_stops_are_all_answered(rig: Rig) -> None
         took = time.monotonic() - t0
     print(_report("fixed launcher", tally, took))
     assert tally.lost == [], _report("fixed launcher", tally, took)
-    assert all(tally.answered[m] >= 15 for m in MODES), _report("too few", tally, took)
+    assert all(tally.answered[m] >= 10 for m in MODES), _report("too few", tally, took)
     assert _slowest(tally) < 3, _report("too slow", tally, took)
 
 
