@@ -122,6 +122,13 @@ def _wait_until_it_stops_naming(pid: int, fd: str | None, target: str, limit: fl
 
 @pytest.fixture(scope="module")
 def rig(account: Account, launcher_binary: str) -> Iterator[Rig]:
+    with make_rig(account, launcher_binary) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def make_rig(account: Account, launcher_binary: str) -> Iterator[Rig]:
+    """A root-owned directory for the pools' sockets, configs and docroot (removed after)."""
     root = tempfile.mkdtemp(prefix="phphost-sarace-", dir="/var/lib")
     os.chmod(root, 0o711)  # noqa: S103 - the pool user reaches the docroot; lists nothing
     docroot = f"{root}/www"
@@ -136,7 +143,7 @@ def rig(account: Account, launcher_binary: str) -> Iterator[Rig]:
         shutil.rmtree(root)
 
 
-def _weakened(rig: Rig, name: str, *defines: str) -> str:
+def weakened(rig: Rig, name: str, *defines: str) -> str:
     """A copy of the launcher built with the given `#define X 1` set to 0."""
     text = program.source_text()
     for define in defines:
@@ -258,7 +265,7 @@ def _slowest(tally: Tally) -> float:
     return max((max(t) for t in tally.took.values() if t), default=0.0)
 
 
-def _report(label: str, tally: Tally, seconds: float) -> str:
+def report(label: str, tally: Tally, seconds: float) -> str:
     times = {m: (f"{len([x for x in t if x > 0.1])} > 0.1 s, max {max(t):.2f} s" if t else "-")
              for m, t in tally.took.items()}
     return (f"{label}: {tally.total()} timed requests (and {tally.wakes} wakes) in "
@@ -272,34 +279,34 @@ def test_requests_timed_around_the_idle_stops_are_all_answered(rig: Rig) -> None
         t0 = time.monotonic()
         tally = hammer(rig, started, MODES, cycles=200, seconds=42, timeout=10)
         took = time.monotonic() - t0
-    print(_report("fixed launcher", tally, took))
-    assert tally.lost == [], _report("fixed launcher", tally, took)
-    assert all(tally.answered[m] >= 10 for m in MODES), _report("too few", tally, took)
-    assert _slowest(tally) < 3, _report("too slow", tally, took)
+    print(report("fixed launcher", tally, took))
+    assert tally.lost == [], report("fixed launcher", tally, took)
+    assert all(tally.answered[m] >= 10 for m in MODES), report("too few", tally, took)
+    assert _slowest(tally) < 3, report("too slow", tally, took)
 
 
 def test_without_the_nudge_a_request_as_the_worker_stops_is_lost(rig: Rig) -> None:
     """The reproducer: a launcher without NUDGE_STUCK and RESTART_STUCK (as before the
     fix) leaves a request sent as FPM stops its idle worker unanswered."""
-    weak = _weakened(rig, "launch-weak", "NUDGE_STUCK", "RESTART_STUCK")
+    weak = weakened(rig, "launch-weak", "NUDGE_STUCK", "RESTART_STUCK")
     with pools(rig, weak, 4, "w") as started:
         t0 = time.monotonic()
         tally = hammer(rig, started, ("worker",), cycles=8, seconds=20, timeout=3,
                        stop_after_lost=4)
         took = time.monotonic() - t0
-    print(_report("weakened launcher", tally, took))
-    assert tally.lost, _report("BREACH not reproduced", tally, took)
+    print(report("weakened launcher", tally, took))
+    assert tally.lost, report("BREACH not reproduced", tally, took)
 
 
 def test_the_restart_answers_it_when_the_nudge_does_not(rig: Rig) -> None:
     """Without NUDGE_STUCK: the stuck request is answered by a restarted master after
     STUCK_RESTART_SECONDS (the fallback for a full backlog, where the nudge cannot
     connect)."""
-    weak = _weakened(rig, "launch-nonudge", "NUDGE_STUCK")
+    weak = weakened(rig, "launch-nonudge", "NUDGE_STUCK")
     with pools(rig, weak, 4, "n") as started:
         t0 = time.monotonic()
         tally = hammer(rig, started, ("worker",), cycles=8, seconds=25, timeout=10)
         took = time.monotonic() - t0
-    print(_report("launcher without the nudge", tally, took))
-    assert tally.lost == [], _report("restart fallback", tally, took)
-    assert _slowest(tally) >= 1.5, _report("never stuck", tally, took)
+    print(report("launcher without the nudge", tally, took))
+    assert tally.lost == [], report("restart fallback", tally, took)
+    assert _slowest(tally) >= 1.5, report("never stuck", tally, took)
