@@ -41,6 +41,15 @@
  * it. When the master has had no worker and no connection waited for --idle-timeout
  * seconds, the launcher sends it SIGQUIT (graceful) and goes back to sleep holding the
  * socket: a connection that arrives meanwhile waits in the backlog for the next master.
+ * A connection may also find an awake master with no worker that never forks one: FPM's
+ * ondemand pool forks a worker when a connection arrives and no worker is idle, and it
+ * counts a worker it has just told to quit (pm.process_idle_timeout) as idle until it has
+ * reaped it, so a connection that arrives in that moment waits until the next one
+ * arrives. Every TICK_MS the launcher looks: no worker and a connection waiting, it
+ * connects to the socket itself and closes at once (the master sees an arrival and forks;
+ * the worker takes the waiting connection first, then reads EOF from this one); still so
+ * for STUCK_RESTART_SECONDS in a master that has had a worker, SIGQUIT and the next
+ * master takes the connection, as after an idle stop.
  * SIGWINCH asks for that sleep now instead of after --idle-timeout (apply wakes every
  * pool it starts, to see its master come up, then lets it sleep again; the master's
  * SIGQUIT is graceful, a request under way finishes); without --socket, or asleep,
@@ -86,6 +95,10 @@
 #endif
 #define UNSHARE_IPC CLONE_NEWIPC       /* tests weaken a copy by setting this to 0 */
 #define JOIN_CGROUPS 1                 /* tests weaken a copy by setting this to 0 */
+#define NUDGE_STUCK 1                  /* tests weaken a copy by setting this to 0 */
+#define RESTART_STUCK 1                /* tests weaken a copy by setting this to 0 */
+#define TICK_MS 250                    /* how often an awake launcher looks at its master */
+#define STUCK_RESTART_SECONDS 2.0
 #define MAX_MOUNTS 256
 #define MAX_FILE (1 << 20)
 #define INHERITED_FD 3
@@ -960,6 +973,18 @@ static int pending(int fd) {
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
+/* One more arrival on the socket, for a master that missed one (above): a connection
+ * of our own, closed at once. Non-blocking: a full backlog refuses it, and then the
+ * restart after STUCK_RESTART_SECONDS is what helps. */
+static void nudge(const char *path) {
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    (void)connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    close(fd);
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -976,12 +1001,12 @@ enum { ASLEEP, AWAKE };
  * --socket), forwards signals, puts an idle master to sleep. */
 static int supervise(const struct plan *pl, struct sock *s) {
     pid_t master = -1;
-    int state = ASLEEP, stopping = 0, idle_quit = 0;
-    double idle_since = 0;
+    int state = ASLEEP, stopping = 0, idle_quit = 0, had_worker = 0;
+    double idle_since = 0, stuck_since = 0;
     if (s == NULL) { master = start_master(pl, NULL); state = AWAKE; }
     for (;;) {
         struct pollfd fds[2] = { { .fd = sigfd, .events = POLLIN }, { .fd = s ? s->fd : -1, .events = POLLIN } };
-        int nfds = state == ASLEEP ? 2 : 1, timeout = state == AWAKE && s ? 1000 : -1;
+        int nfds = state == ASLEEP ? 2 : 1, timeout = state == AWAKE && s ? TICK_MS : -1;
         struct signalfd_siginfo si;
         int r = poll(fds, (nfds_t)nfds, timeout);
         if (r < 0 && errno != EINTR) fail("poll: %s", strerror(errno));
@@ -999,7 +1024,7 @@ static int supervise(const struct plan *pl, struct sock *s) {
                     }
                     state = ASLEEP;
                     idle_quit = 0;
-                    note("master idle for %lds: stopped; asleep, holding %s", pl->idle_timeout, pl->socket);
+                    note("master stopped; asleep, holding %s", pl->socket);
                 }
             } else if (state == ASLEEP) {
                 if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
@@ -1030,13 +1055,29 @@ static int supervise(const struct plan *pl, struct sock *s) {
             }
             master = start_master(pl, s);
             state = AWAKE;
-            idle_since = 0;
+            idle_since = stuck_since = 0;
+            had_worker = 0;
             continue;
         }
-        if (state == AWAKE && s != NULL && !idle_quit) {
-            if (has_no_children(master) && !pending(s->fd)) {
-                if (idle_since == 0) idle_since = now();
-                if (now() - idle_since >= (double)pl->idle_timeout) {
+        if (state == AWAKE && s != NULL && !idle_quit && !stopping) {
+            int no_worker = has_no_children(master), waiting = pending(s->fd);
+            double t = now();
+            had_worker |= !no_worker;
+            if (no_worker && waiting) {          /* a missed arrival (see the top) */
+                if (stuck_since == 0) stuck_since = t;
+                if (NUDGE_STUCK) nudge(pl->socket);
+                if (RESTART_STUCK && had_worker && t - stuck_since >= STUCK_RESTART_SECONDS) {
+                    note("a connection waited %.0fs with no worker forked for it: "
+                         "restarting the master", t - stuck_since);
+                    idle_quit = 1;
+                    kill(master, SIGQUIT);
+                }
+            } else {
+                stuck_since = 0;
+            }
+            if (no_worker && !waiting) {
+                if (idle_since == 0) idle_since = t;
+                if (!idle_quit && t - idle_since >= (double)pl->idle_timeout) {
                     idle_quit = 1;
                     kill(master, SIGQUIT);
                 }
