@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from phphost.errors import HostError
 
@@ -41,32 +39,3 @@ def run(
         raise HostError(f"command failed (exit {proc.returncode}): {' '.join(argv)}\n{out}")
     return proc
 
-
-# Planning and validating run at this niceness: on a host whose tenants keep both cores
-# busy, a one-pool apply's plan took 3-4 times as long as on a quiet one (scripts/
-# bench_scale.py, docs/scale.md). Only the calling thread, and what it starts from then on.
-PLANNING_NICENESS = -10
-_NORMAL: dict[str, int] = {}
-
-
-@contextlib.contextmanager
-def planning_priority() -> Iterator[None]:
-    """Within it this thread (and the threads and short-lived commands it starts:
-    php-fpm -t, apache2ctl -t, useradd) runs ahead of the tenants' PHP; back to the
-    niceness it had at the end. Call service_priority() before anything long-lived
-    is started inside it."""
-    with contextlib.suppress(OSError):
-        _NORMAL.setdefault("nice", os.getpriority(os.PRIO_PROCESS, 0))
-        os.setpriority(os.PRIO_PROCESS, 0, PLANNING_NICENESS)
-    try:
-        yield
-    finally:
-        service_priority()
-
-
-def service_priority() -> None:
-    """Back to the niceness phphost started with: Apache, supervisord and the FPM
-    masters that apply starts or reloads inherit it, never the planning one."""
-    if "nice" in _NORMAL:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, _NORMAL["nice"])

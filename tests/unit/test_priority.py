@@ -1,5 +1,5 @@
-"""apply plans and validates ahead of the tenants' PHP (runner.planning_priority),
-and nothing long-lived it starts inherits that priority (service_priority)."""
+"""apply plans and validates ahead of the tenants' PHP (host/priority.py: niceness and a
+cpu cgroup of its own), and nothing long-lived it starts inherits either."""
 
 from __future__ import annotations
 
@@ -8,19 +8,45 @@ import os
 import pytest
 
 from phphost import runner
+from phphost.host import priority
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (niceness, cgroups)")
 
 
 def _nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a negative niceness needs root")
-def test_planning_runs_ahead_and_services_and_the_end_go_back() -> None:
-    before = _nice()
-    with runner.planning_priority():
-        assert _nice() == runner.PLANNING_NICENESS
-        assert runner.run(["nice"]).stdout.strip() == str(runner.PLANNING_NICENESS)
-        runner.service_priority()
+def _cpu_cgroup(text: str) -> str:
+    for line in text.splitlines():
+        _id, ctls, path = line.split(":", 2)
+        if "cpu" in ctls.split(",") or ctls == "":
+            return path
+    return ""
+
+
+def _child_cgroup() -> str:
+    return _cpu_cgroup(runner.run(["cat", "/proc/self/cgroup"]).stdout)
+
+
+def test_planning_runs_ahead_and_services_go_back() -> None:
+    before, cgroup = _nice(), _child_cgroup()
+    with priority.planning():
+        assert _nice() == priority.PLANNING_NICENESS
+        assert runner.run(["nice"]).stdout.strip() == str(priority.PLANNING_NICENESS)
+        if priority._cpu_hierarchy() is not None:
+            assert _child_cgroup().rstrip("/").endswith(priority.CONTROL)
+        priority.services()
         assert _nice() == before
         assert runner.run(["nice"]).stdout.strip() == str(before)
-    assert _nice() == before
+        assert _child_cgroup() == cgroup
+    assert _nice() == before and _child_cgroup() == cgroup
+
+
+def test_the_control_cgroup_goes_with_the_last_run() -> None:
+    found = priority._cpu_hierarchy()
+    if found is None:
+        pytest.skip("no cpu cgroup hierarchy here")
+    with priority.planning():
+        assert os.path.isdir(f"{found[0]}/{priority.CONTROL}")
+    assert not os.path.exists(f"{found[0]}/{priority.CONTROL}")

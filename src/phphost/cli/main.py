@@ -33,6 +33,7 @@ from phphost.facts.gather import ProgramsQuery, gather
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import gather_jails, manifest_for
 from phphost.facts.state import applied_tenants, read_applied, read_state
+from phphost.host import priority
 from phphost.host.apply import execute, recover
 from phphost.jail.features import ClosureCache
 from phphost.monitor.runs import record_run
@@ -43,7 +44,6 @@ from phphost.plan.desired import desired_state
 from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
 from phphost.plan.scope import Scope, doomed_model, make_scope, unknown_tenants
-from phphost.runner import planning_priority
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
 from phphost.spec.snapshot import check_apart, limited_model, without
@@ -161,7 +161,7 @@ def _capacity(model: Model, spec: str, force: bool) -> Capacity:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with planning_priority():
+    with priority.planning():
         model, scope = _limited(load_spec(args.spec), args.tenants)
         cap = _capacity(model, args.spec, args.force)
         plan = _plan(model, scope)
@@ -190,7 +190,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     with _lock():
         undone = recover()
-        with planning_priority():
+        with priority.planning():
             model, scope = _limited(spec, args.tenants)
             _capacity(model, args.spec, args.force)
             plan = _plan(model, scope)
@@ -217,7 +217,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        with planning_priority():
+        with priority.planning():
             plan = _destroy_plan(model, args.tenants, args.purge)
             done = execute(plan, Progress(quiet=args.json))
         return ApplyResult(plan, done, undone).emit(args.json)
