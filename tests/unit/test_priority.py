@@ -29,18 +29,24 @@ def _child_cgroup() -> str:
     return _cpu_cgroup(runner.run(["cat", "/proc/self/cgroup"]).stdout)
 
 
-def test_planning_runs_ahead_and_services_go_back() -> None:
+def test_planning_runs_ahead_and_daemons_start_behind() -> None:
     before, cgroup = _nice(), _child_cgroup()
     with priority.planning():
         assert _nice() == priority.PLANNING_NICENESS
         assert runner.run(["nice"]).stdout.strip() == str(priority.PLANNING_NICENESS)
         if priority._cpu_hierarchy() is not None:
             assert _child_cgroup().rstrip("/").endswith(priority.CONTROL)
-        priority.services()
-        assert _nice() == before
-        assert runner.run(["nice"]).stdout.strip() == str(before)
-        assert _child_cgroup() == cgroup
+        with priority.planning():       # nested: still ahead, and still after it
+            pass
+        assert _nice() == priority.PLANNING_NICENESS
+        with priority.normal():         # where supervisord and apache2 are started
+            assert _nice() == before
+            assert runner.run(["nice"]).stdout.strip() == str(before)
+            assert _child_cgroup() == cgroup
+        assert _nice() == priority.PLANNING_NICENESS
     assert _nice() == before and _child_cgroup() == cgroup
+    with priority.normal():             # outside planning: nothing changes
+        assert _nice() == before and _child_cgroup() == cgroup
 
 
 def test_the_control_cgroup_goes_with_the_last_run() -> None:

@@ -161,10 +161,9 @@ def _capacity(model: Model, spec: str, force: bool) -> Capacity:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with priority.planning():
-        model, scope = _limited(load_spec(args.spec), args.tenants)
-        cap = _capacity(model, args.spec, args.force)
-        plan = _plan(model, scope)
+    model, scope = _limited(load_spec(args.spec), args.tenants)
+    cap = _capacity(model, args.spec, args.force)
+    plan = _plan(model, scope)
     interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
     return PlanResult(plan, args.verbose, interrupted, cap).emit(args.json)
 
@@ -190,16 +189,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     with _lock():
         undone = recover()
-        with priority.planning():
-            model, scope = _limited(spec, args.tenants)
-            _capacity(model, args.spec, args.force)
-            plan = _plan(model, scope)
-            if args.saved_plan:
-                _same_as_saved(plan, args.saved_plan)
-            if not args.json:
-                print_plan(plan)
-            done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
-            _confirm_jails(model, plan)
+        model, scope = _limited(spec, args.tenants)
+        _capacity(model, args.spec, args.force)
+        plan = _plan(model, scope)
+        if args.saved_plan:
+            _same_as_saved(plan, args.saved_plan)
+        if not args.json:
+            print_plan(plan)
+        done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
+        _confirm_jails(model, plan)
         return ApplyResult(plan, done, undone).emit(args.json)
 
 
@@ -217,9 +215,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     model = load_spec(args.spec)
     with _lock():
         undone = recover()
-        with priority.planning():
-            plan = _destroy_plan(model, args.tenants, args.purge)
-            done = execute(plan, Progress(quiet=args.json))
+        plan = _destroy_plan(model, args.tenants, args.purge)
+        done = execute(plan, Progress(quiet=args.json))
         return ApplyResult(plan, done, undone).emit(args.json)
 
 
@@ -300,11 +297,16 @@ def quiet_broken_pipe() -> int:
     return SIGPIPE_EXIT
 
 
+# commands that plan: ahead of the tenants' PHP until they start a service (host/priority.py)
+AHEAD = frozenset({"plan", "apply", "destroy"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started, code = time.time(), int(ExitCode.ERROR)
     try:
-        code = COMMANDS[args.command](args)
+        with priority.planning() if args.command in AHEAD else contextlib.nullcontext():
+            code = COMMANDS[args.command](args)
         sys.stdout.flush()          # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError as err:

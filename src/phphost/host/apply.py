@@ -15,7 +15,7 @@ from typing import TypeVar
 from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
 from phphost.facts import cgroups as cgroup_facts
-from phphost.host import cgroups, identities, jails, launcher, nftables, priority, services, staging
+from phphost.host import cgroups, identities, jails, launcher, nftables, services, staging
 from phphost.host.journal import Journal
 from phphost.host.tls import check_files
 from phphost.plan import actions as A
@@ -49,7 +49,6 @@ def execute(plan: A.Plan, progress: Progress) -> list[str]:
     runner = _Runner(plan, journal, progress)
     try:
         runner.stage()
-        priority.services()     # what services() starts must not inherit the planning one
         runner.services()
         _save_state(plan)
         journal.close()
@@ -72,7 +71,6 @@ def execute(plan: A.Plan, progress: Progress) -> list[str]:
 
 
 def _roll_back(journal: Journal, runner: _Runner) -> None:
-    priority.services()
     made = [str(e["path"]) for e in journal.entries() if e["k"] == "cgroupdir"]
     journal.rollback()
     programs = runner.plan.one(A.UpdatePrograms)

@@ -6,9 +6,10 @@ times as long as on a quiet machine (docs/scale.md). Niceness alone helps little
 kernel shares the CPU between cgroups (every pool has its own, docs/sizing.md) and
 between sessions (autogroups) before it looks at niceness. So for planning the process
 also moves into a cpu cgroup of its own, `phphost-control`, weighted ten times a pool's
-default, beside the pools' `phphost` group; services (apache2, supervisord, FPM masters)
-are started only after it is back in the cgroup it came from and at its own niceness.
-Both are best effort: a host or container that refuses either plans at normal speed."""
+default, beside the pools' `phphost` group. The daemons apply starts itself (supervisord,
+apache2) are started through normal(): back in the cgroup it came from and at its own
+niceness for the fork, so they never inherit planning's. Both are best effort: a host or
+container that refuses either plans at normal speed."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ PLANNING_NICENESS = -10
 CONTROL = "phphost-control"
 CONTROL_V1_SHARES = "10240"     # cpu.shares: a pool's default is 1024
 CONTROL_V2_WEIGHT = "1000"      # cpu.weight: a pool's default is 100
-_SAVED: dict[str, object] = {}  # what planning() changed: "nice", "cgroup" (procs file)
+# "nice": the niceness phphost started with; "ahead": planning now; "cgroup": (the
+# cgroup.procs to go back to, the control cgroup) while in the control cgroup
+_STATE: dict[str, object] = {}
 
 
 def _cpu_hierarchy() -> tuple[str, str, str, str] | None:
@@ -65,37 +68,60 @@ def _enter_control() -> None:
         os.mkdir(control, 0o755)
     _write(f"{control}/{weight_file}", weight)
     _write(f"{control}/cgroup.procs", str(os.getpid()))
-    _SAVED["cgroup"] = (back, control)
+    _STATE["cgroup"] = (back, control)
 
 
-@contextlib.contextmanager
-def planning() -> Iterator[None]:
-    """Within it, this process plans ahead of the tenants' PHP (the threads and
-    short-lived commands it starts too: php-fpm -t, apache2ctl -t, useradd); back at
-    the end. Call services() before anything long-lived is started inside it."""
+def _ahead() -> None:
     with contextlib.suppress(OSError):
-        _SAVED.setdefault("nice", os.getpriority(os.PRIO_PROCESS, 0))
+        _STATE.setdefault("nice", os.getpriority(os.PRIO_PROCESS, 0))
         os.setpriority(os.PRIO_PROCESS, 0, PLANNING_NICENESS)
     with contextlib.suppress(OSError, ValueError):
         _enter_control()
-    try:
-        yield
-    finally:
-        services()
+    _STATE["ahead"] = True
 
 
-def services() -> None:
-    """Back to the cgroup and niceness phphost started with: apache2, supervisord and
-    the FPM masters that apply starts or reloads inherit them, never planning's. The
-    control cgroup is removed when no other phphost run is in it."""
-    saved = _SAVED.pop("cgroup", None)
+def _behind() -> None:
+    """Back to the cgroup and niceness phphost started with; the control cgroup is
+    removed when no other phphost run is in it."""
+    saved = _STATE.pop("cgroup", None)
     if isinstance(saved, tuple):
         procs, control = saved
         with contextlib.suppress(OSError):
             _write(procs, str(os.getpid()))
         with contextlib.suppress(OSError):
             os.rmdir(control)
-    nice = _SAVED.get("nice")
+    nice = _STATE.get("nice")
     if isinstance(nice, int):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice)
+    _STATE["ahead"] = False
+
+
+@contextlib.contextmanager
+def planning() -> Iterator[None]:
+    """Within it, this process plans ahead of the tenants' PHP (the threads and
+    short-lived commands it starts too: php-fpm -t, apache2ctl -t, useradd); back at
+    the end. Start anything long-lived inside it within normal()."""
+    outer = not _STATE.get("ahead")
+    if outer:
+        _ahead()
+    try:
+        yield
+    finally:
+        if outer:
+            _behind()
+
+
+@contextlib.contextmanager
+def normal() -> Iterator[None]:
+    """Within it, this process is at the cgroup and niceness it started with, so a
+    daemon started here (supervisord, apache2) inherits those, never planning's;
+    ahead again after it when it was planning."""
+    was = bool(_STATE.get("ahead"))
+    if was:
+        _behind()
+    try:
+        yield
+    finally:
+        if was:
+            _ahead()

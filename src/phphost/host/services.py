@@ -20,7 +20,7 @@ from phphost.facts.gather import (
     supervisord_running,
 )
 from phphost.fastcgi.status import fpm_ping, fpm_status
-from phphost.host import supervisord
+from phphost.host import priority, supervisord
 from phphost.runner import run
 
 SUPERVISORCTL = ("supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF)
@@ -34,11 +34,18 @@ def supervisorctl(*args: str, check: bool = True) -> str:
     return out
 
 
+def _daemon(argv: list[str]) -> None:
+    """Run a command that leaves a daemon behind (supervisord, apache2) at the cgroup
+    and niceness phphost started with, never planning's (host/priority.py)."""
+    with priority.normal():
+        run(argv)
+
+
 def ensure_supervisord() -> None:
     if supervisord_running():
         return
     os.makedirs(layout.SUPERVISOR_LOG_DIR, exist_ok=True)
-    run(["supervisord", "-c", layout.SUPERVISOR_MAIN_CONF])
+    _daemon(["supervisord", "-c", layout.SUPERVISOR_MAIN_CONF])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if supervisord_running():
@@ -187,11 +194,11 @@ def apache_reload(restart: bool) -> None:
     apache_configtest()
     mark = _error_log_size()
     if not apache_running():
-        run(["apache2ctl", "start"])
+        _daemon(["apache2ctl", "start"])
     elif restart:
         run(["apache2ctl", "stop"])
         _wait_apache_stopped()
-        run(["apache2ctl", "start"])
+        _daemon(["apache2ctl", "start"])
     else:
         _graceful()
     _wait_apache_started()
@@ -212,12 +219,12 @@ def _graceful() -> None:
     each parse is 0.13 s)."""
     pid = apache_parent()
     if pid is None:
-        run(["apache2ctl", "graceful"])
+        _daemon(["apache2ctl", "graceful"])     # starts apache2 when it is not running
         return
     try:
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
-        run(["apache2ctl", "graceful"])
+        _daemon(["apache2ctl", "graceful"])
 
 
 def _error_log_size() -> int | None:
