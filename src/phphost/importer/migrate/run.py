@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from phphost import files
 from phphost.errors import HostError, PlanError, ValidationFailed
 from phphost.importer.migrate import oldserver, render, state
+from phphost.importer.migrate.modules import LinkPlan
 from phphost.importer.migrate.oldserver import OldServer
 from phphost.importer.migrate.stages import name
 from phphost.importer.migrate.state import MigrateState
@@ -76,8 +77,9 @@ def chosen(model: Model, pattern: str | None) -> tuple[str, ...]:
 def steps(current: MigrateState, target: int, moved: tuple[str, ...]) -> list[Step]:
     if target > current.stage:
         return [Step(s, moved if s >= 3 else ()) for s in range(current.stage + 1, target + 1)]
-    if target < current.stage:
-        return [Step(s, ()) for s in range(current.stage - 1, target - 1, -1)]
+    if target < current.stage:       # back to 3 from 4: the sites stay on FPM
+        return [Step(s, current.moved if s == 3 else ())
+                for s in range(current.stage - 1, target - 1, -1)]
     return [Step(target, moved)] if moved != current.moved else []
 
 
@@ -94,7 +96,10 @@ def bring(server: OldServer, model: Model, current: MigrateState, step: Step,
     """The host from `current` to `step`: FPM first on the way up, Apache's overlay and
     module links checked with apache2 -t (put back as they were if it refuses), a
     graceful restart, FPM last on the way down. The state is written as soon as the
-    files change, so a later run can always undo them."""
+    files change, so a later run can always undo them. Into and out of stage 4:
+    modphp_step."""
+    if 4 in (step.stage, current.stage) and step.stage != current.stage:
+        return modphp_step(server, model, current, step, state_file)
     if step.stage >= 2 > current.stage:
         try:
             oldserver.fpm_up(model, server.source.user)
@@ -124,6 +129,72 @@ def bring(server: OldServer, model: Model, current: MigrateState, step: Step,
     return new
 
 
+def modphp_step(server: OldServer, model: Model, current: MigrateState, step: Step,
+                state_file: str) -> MigrateState:
+    """3 -> 4: mod_php's and the old MPM's links out of mods-enabled/, mpm_event's and
+    mod_actions' in, the stage 4 overlay; 4 -> 3: exactly the inverse, from the record.
+    apache2 -t first (refused: everything put back, ValidationFailed), then a full
+    restart; if the new server does not come up, everything is put back and Apache
+    restarted on the old configuration (HostError). The record of the links is
+    written before the first link changes (switching them is idempotent: a later
+    `--to 3` undoes an interrupted switch)."""
+    pidfile = oldserver.pid_file(server)
+    if step.stage == 4:      # what Apache loads now (a step back to 4 follows a step to 3)
+        plan = oldserver.plan_modphp_off(oldserver.open_server(server.root))
+        new = replace(current, stage=4, moved=step.moved, off_made=plan.make,
+                      off_removed=plan.remove)
+        state.write(new, state_file)
+    else:
+        plan = LinkPlan(remove=current.off_made, make=current.off_removed)
+        new = replace(current, stage=step.stage, moved=step.moved, off_made=(), off_removed=())
+
+    def put(links: LinkPlan, stage: MigrateState) -> str:
+        oldserver.switch_links(links)
+        probe = oldserver.new_probe()
+        oldserver.write_overlay(server, render.render_overlay(model, stage.stage, stage.moved,
+                                                              probe))
+        return probe
+
+    probe = put(plan, new)
+    problem = oldserver.configtest(server)
+    if problem is not None:
+        put(plan.inverse(), current)
+        state.write(current, state_file)
+        raise ValidationFailed(f"apache2 -t refuses stage {name(step.stage)}; the module links "
+                               f"and migrate's conf are back as they were: {problem}")
+    state.write(new, state_file)
+    try:
+        oldserver.full_restart(server, pidfile, probe_url(model, probe))
+    except HostError as err:
+        probe = put(plan.inverse(), current)
+        state.write(current, state_file)
+        try:
+            oldserver.full_restart(server, pidfile, probe_url(model, probe))
+        except HostError as again:
+            raise HostError(f"stage {name(step.stage)}: {err}. The module links and "
+                            f"migrate's conf are back as at stage {name(current.stage)}, but "
+                            f"apache2 did not come up on them either: {again}. Start it "
+                            f"(apache2 -d {server.root} -k start) and read its error "
+                            "log") from again
+        raise HostError(f"stage {name(step.stage)}: {err}. The module links and migrate's "
+                        f"conf are back as they were and apache2 runs again at stage "
+                        f"{name(current.stage)}") from err
+    return new
+
+
+def modphp_ready(model: Model, current: MigrateState, plan: list[Step]) -> None:
+    """Stage 4 turns mod_php off: only once stage 3 has moved every PHP site."""
+    if current.stage >= 4 or not any(s.stage == 4 for s in plan):
+        return
+    at3 = current.moved if current.stage == 3 else next(s.moved for s in plan if s.stage == 3)
+    left = [s for s in php_sites(model) if s not in at3]
+    if left:
+        raise PlanError(f"--to {name(4)}: mod_php still serves the PHP site(s) "
+                        f"{', '.join(left)}: stage 3 has not moved them to FPM. Move them "
+                        f"first (phphost migrate {model.source} --to move, with --sites to "
+                        "choose), then go to stage 4. Nothing was changed")
+
+
 def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outcome:
     model = load_spec(opts.spec)
     server = oldserver.open_server(opts.apache_root)
@@ -138,6 +209,9 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     if opts.target >= 3 and current.stage >= 3:
         moved = tuple(s for s in php_sites(model) if s in set(moved) | set(current.moved))
     plan = steps(current, opts.target, moved)
+    modphp_ready(model, current, plan)
+    if any(s.stage == 4 for s in plan) and current.stage < 4:
+        oldserver.plan_modphp_off(server)           # every obstacle named, nothing changed
     out = Outcome(current.stage, current.stage)
     if not plan:
         out.log.append(f"already at stage {name(current.stage)}; nothing to do")
@@ -193,7 +267,12 @@ def _describe(model: Model, server: OldServer, step: Step) -> str:
     lines.append(f"  {'write' if text else 'remove'} {server.overlay}" +
                  ("" if text is None else ":\n" + "".join(f"    {x}\n" for x in
                                                            text.splitlines())))
-    if step.stage >= 3:
+    if step.stage == 3:
         where = os.path.join(server.root, "mods-enabled")
         lines.append(f"  enable mod_proxy, mod_proxy_fcgi in {where} unless loaded")
+    if step.stage == 4:
+        plan = oldserver.plan_modphp_off(server)
+        lines += [f"  remove the link {link} -> {target}" for link, target in plan.remove]
+        lines += [f"  link {link} -> {target}" for link, target in plan.make]
+        lines.append(f"  apache2 -t, then stop and start apache2 ({server.config})")
     return "\n".join(lines)
