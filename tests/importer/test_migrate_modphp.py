@@ -265,6 +265,21 @@ def test_bad_input_changes_nothing(modphp: ModPhpHost, tmp_path: Path, host_lock
     assert f"http://apps.test:{modphp.http}/wiki/doku.php" in dry, dry
     later = phphost("migrate", *base, "--to", "jails", ok=(2,))
     assert "not built yet" in later.stderr
+    # stage 4 while sites are on mod_php; where mods-available lacks the event MPM
+    links = enabled(modphp)
+    early = phphost("migrate", *base, "--to", "4", "--sites", "*apps*", ok=(4,))
+    assert "mod_php still serves the PHP site(s) adminer-test, hta-test" in early.stderr, \
+        early.stderr
+    event = modphp.apache_root / "mods-available" / "mpm_event.load"
+    event.rename(event.with_suffix(".away"))
+    try:
+        no_event = phphost("migrate", *base, "--to", "modphp-off", ok=(4,))
+    finally:
+        event.with_suffix(".away").rename(event)
+    assert "mods-available/mpm_event.load: missing" in no_event.stderr, no_event.stderr
+    assert "Nothing was changed" in no_event.stderr
+    assert enabled(modphp) == links and leftovers(modphp) == []
+    assert json.loads(Path(STATE).read_text())["stage"] == 0 if os.path.exists(STATE) else True
     other = tmp_path / "other.toml"
     other.write_text(spec.read_text().replace('server_name = "static.test"',
                                               'server_name = "elsewhere.test"'))
