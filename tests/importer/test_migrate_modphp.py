@@ -135,10 +135,10 @@ def test_migrate_forward_and_back(modphp: ModPhpHost, tmp_path: Path, host_lock:
 
 
 def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -> None:
-    """3 -> 4 -> 3. Refused while the admin's config holds mod_php's lines; taken back
-    by itself (exit 12) while .htaccess files still need mod_php; after the admin's
-    edits: mod_php off, event running, every URL as before; back at 3 every module
-    link exactly as it was."""
+    """3 -> 4 -> 3. Refused while the admin's config or an .htaccess holds lines that
+    need mod_php (each named); taken back by itself (exit 12) when a URL in the list
+    changes (a .phtml mod_php ran: 403); after the admin's edits: mod_php off, event
+    running, every URL as before; back at 3 every module link exactly as it was."""
     links = enabled(host)
     assert {"php_module", "mpm_prefork_module"} <= loaded(host)
     refused = phphost("migrate", *common, "--to", "modphp-off", ok=(4,))
@@ -152,27 +152,36 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     edit(saved, sites / "90-engine.conf", "    php_admin_flag engine off\n", "")
     subprocess.run([APACHE, "-d", str(host.apache_root), "-f", str(host.conf), "-k", "graceful"],
                    check=True)
-    phtml = host.docroot("apps") / "x.phtml"
-    edit(saved, phtml, None, "<?php echo 'phtml ran';\n")
-    assert host.get("apps.test", "/x.phtml") == (200, "phtml ran")
-    # .htaccess php_value lines: a 500 without mod_php; stage 4 differs, taken back
-    assert differences(host, common) == {"hta.test/": "500", "hta.test/sub/": "500",
-                                         "hta.test/page.html": "500"}
-    assert enabled(host) == links and {"php_module", "mpm_prefork_module"} <= loaded(host)
-    assert running(host) == {"mod_mpm_prefork", "libphp8.2"}
-    # the admin: the values are in the pool (a sub-directory's in its .user.ini)
+    # .htaccess lines that need mod_php: php_value/php_flag (a 500 without it), the
+    # AddHandler that made page.html PHP (403 without it): each named, nothing changed
+    refused = phphost("migrate", *common, "--to", "4", ok=(4,)).stderr
     hta = host.docroot("hta")
+    for line in (f"{hta}/.htaccess:1: php_value upload_max_filesize 7M: a 500",
+                 f"{hta}/.htaccess:2: php_flag short_open_tag on", f"{hta}/sub/.htaccess:1",
+                 f"{hta}/.htaccess:6: addhandler application/x-httpd-php .html: *.html would "
+                 "answer 403"):
+        assert line in refused, refused
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    # the admin: the values are in the pool (a sub-directory's in its .user.ini);
+    # page.html's code moves to page.php and a rewrite keeps its URL
     edit(saved, hta / ".htaccess", "php_value upload_max_filesize 7M\nphp_flag short_open_tag on\n",
          "")
     edit(saved, hta / "sub" / ".htaccess", "php_value max_execution_time 17\n", "")
     edit(saved, hta / "sub" / ".user.ini", None, "max_execution_time = 17\n")
-    # the AddHandler that made page.html PHP: 403 without mod_php, never its source
-    assert differences(host, common) == {"hta.test/page.html": "403"}
-    assert running(host) == {"mod_mpm_prefork", "libphp8.2"}
-    # the admin: page.html's code moves to page.php, a rewrite keeps its URL
     edit(saved, hta / ".htaccess", "AddHandler application/x-httpd-php .html\n",
          "RewriteRule ^page\\.html$ page.php [L]\n")
     edit(saved, hta / "page.php", None, (hta / "page.html").read_text())
+    # a .phtml mod_php ran: 403 without it (never its source); a visitor would see it,
+    # so with its URL in the list stage 4 differs and takes itself back
+    phtml = host.docroot("apps") / "x.phtml"
+    edit(saved, phtml, None, "<?php echo 'phtml ran';\n")
+    assert host.get("apps.test", "/x.phtml") == (200, "phtml ran")
+    urls = Path(common[common.index("--urls") + 1])
+    more = urls.with_name("more.txt")
+    more.write_text(urls.read_text() + f"http://apps.test:{host.http}/x.phtml\n")
+    with_phtml = [str(more) if a == str(urls) else a for a in common]
+    assert differences(host, with_phtml) == {"apps.test/x.phtml": "403"}
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
     out = phphost("migrate", *common, "--to", "modphp-off").stdout
     assert "stage 4 (modphp-off): done" in out, out
     record = json.loads(Path(STATE).read_text())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from phphost.audit.apacheconf import Directive
 from phphost.errors import PlanError
+from phphost.importer.php import PHP_DIRECTIVES, is_php_handler, non_php_names
 from phphost.importer.scope import in_modphp_only, live
 
 PHP_MODULES = ("php_module", "php7_module", "php5_module")
@@ -112,3 +113,21 @@ def php_only_lines(directives: Iterable[Directive], modules: frozenset[str],
     return [f"{d.where}: {d.name} {' '.join(d.args)}".rstrip() for d in directives
             if d.name in PHP_ONLY and live(d, modules) and not in_modphp_only(d)
             and os.path.normpath(d.file) not in skipped]
+
+
+def htaccess_lines(directives: Iterable[Directive]) -> list[str]:
+    """The lines of one `.htaccess` Apache reads that change meaning once mod_php is
+    gone: php_* (an unknown directive: 500 for the whole directory) and handler lines
+    that give PHP names other than .php (403 under stage 4's guard, where mod_php ran
+    them). Those inside <IfModule php...> are skipped: Apache stops reading them."""
+    out = []
+    for d in directives:
+        if in_modphp_only(d):
+            continue
+        if d.name in PHP_DIRECTIVES:
+            out.append(f"{d.where}: {d.name} {' '.join(d.args)}: a 500 without mod_php")
+        elif is_php_handler(d) and (names := non_php_names(d)):
+            out.append(f"{d.where}: {d.name} {' '.join(d.args)}: {', '.join(names)} would "
+                       "answer 403 without mod_php (FPM runs only .php); rename the PHP "
+                       "ones to .php (a RewriteRule can keep their URLs)")
+    return out

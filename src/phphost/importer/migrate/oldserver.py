@@ -16,11 +16,17 @@ import time
 from dataclasses import dataclass
 
 from phphost import files, layout, safefs
+from phphost.audit import apacheconf
 from phphost.errors import HostError, PlanError
 from phphost.host import supervisord
+from phphost.importer import tree
 from phphost.importer.migrate import modules, render
 from phphost.importer.migrate.urlcheck import LOG_TAIL, Url, fetch, logged_paths
+from phphost.importer.run import PHP_NAMES, web_user
+from phphost.importer.scope import ServerLines
+from phphost.importer.sitephp import effective_override
 from phphost.importer.source import ApacheSource, apache_env, find_config, read_apache
+from phphost.importer.translate import global_lines
 from phphost.importer.vhosts import drafts
 from phphost.runner import run
 from phphost.spec.model import Model
@@ -248,7 +254,38 @@ def plan_modphp_off(server: OldServer) -> modules.LinkPlan:
                         "serves them since stage 3): remove each line, or wrap it in "
                         "<IfModule php_module>, reload Apache (apache2ctl graceful), then run "
                         "migrate again. Nothing was changed")
+    found = htaccess_php_lines(server)
+    if found:
+        raise PlanError("stage 4 (modphp-off): these .htaccess lines need mod_php:\n  " +
+                        "\n  ".join(found) + "\nThe docroot's PHP values are in the spec's "
+                        "pool since stage 3 (a sub-directory's belong in its .user.ini, as "
+                        "phphost import said): remove the lines (or wrap them in <IfModule "
+                        "php_module>), then run migrate again. Nothing was changed")
     return plan
+
+
+def htaccess_php_lines(server: OldServer) -> list[str]:
+    """modules.htaccess_lines of every `.htaccess` Apache reads under the docroots of
+    the vhosts it serves (walked by descriptor, as import walks them)."""
+    source = server.source
+    everywhere = ServerLines(global_lines(source))
+    user = web_user(source.user)
+    access = apacheconf.global_value(list(source.directives), "accessfilename") or ".htaccess"
+    out: list[str] = []
+    seen: set[str] = set()
+    for draft in drafts(source):
+        for vhost in draft.vhosts:
+            if vhost.docroot is None or os.path.realpath(vhost.docroot) in seen:
+                continue
+            docroot = os.path.realpath(vhost.docroot)
+            seen.add(docroot)
+            lines = everywhere.for_docroot(docroot) + list(vhost.directives)
+            for h in tree.scan(docroot, user, re.compile(PHP_NAMES), access).htaccess:
+                if h.text is None or \
+                        effective_override(lines, os.path.dirname(h.path)).lower() == "none":
+                    continue
+                out += modules.htaccess_lines(apacheconf.parse(h.path, h.text))
+    return out
 
 
 def switch_links(plan: modules.LinkPlan) -> None:
