@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from phphost.audit.apacheconf import Directive, Section
+from phphost.audit.apacheconf import Directive, Section, parse
 from phphost.errors import PlanError
 from phphost.exitcodes import ExitCode
 from phphost.importer.migrate import modules, render, state
@@ -358,3 +358,25 @@ def test_stage_4_overlay_never_sends_php_source() -> None:
     assert not [x for x in four.splitlines() if x.startswith("Action") and "virtual" in x]
     assert '<Location "/phphost-migrate-no-php">\n    Require all denied' in four
     assert "Action" not in three and "migrate.shop.sock" in four
+
+
+def test_htaccess_lines_that_need_mod_php() -> None:
+    text = textwrap.dedent("""\
+        php_value upload_max_filesize 7M
+        DirectoryIndex index.php
+        AddHandler application/x-httpd-php .html
+        <FilesMatch "\\.php$">
+            SetHandler application/x-httpd-php
+        </FilesMatch>
+        <IfModule mod_php.c>
+            php_flag short_open_tag on
+        </IfModule>
+        AddType application/x-httpd-php .php
+        """)
+    found = modules.htaccess_lines(parse("/d/.htaccess", text))
+    assert len(found) == 2, found
+    assert found[0] == "/d/.htaccess:1: php_value upload_max_filesize 7M: a 500 without mod_php"
+    assert found[1].startswith("/d/.htaccess:3: addhandler application/x-httpd-php .html: "
+                               "*.html would answer 403")
+    evil = modules.htaccess_lines(parse("/d/.htaccess", "php_value x \x1b[2Jgone\n"))
+    assert evil == ["/d/.htaccess:1: php_value x \\x1b[2Jgone: a 500 without mod_php"]

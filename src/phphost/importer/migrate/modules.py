@@ -19,6 +19,7 @@ from phphost.audit.apacheconf import Directive
 from phphost.errors import PlanError
 from phphost.importer.php import PHP_DIRECTIVES, is_php_handler, non_php_names
 from phphost.importer.scope import in_modphp_only, live
+from phphost.importer.tomlout import printable
 
 PHP_MODULES = ("php_module", "php7_module", "php5_module")
 OLD_MPMS = ("mpm_prefork_module", "mpm_worker_module")
@@ -106,12 +107,13 @@ def _enabled_name(mods: Mods, module: str, line: Directive | None,
 
 
 def php_only_lines(directives: Iterable[Directive], modules: frozenset[str],
-                   skip_files: Iterable[str]) -> list[str]:
+                   skip_files: Iterable[str], defines: frozenset[str] = frozenset()
+                   ) -> list[str]:
     """mod_php's directives Apache reads today outside an <IfModule php...> and outside
     the files stage 4 takes out: apache2 refuses every one of them once mod_php is gone."""
     skipped = {os.path.normpath(f) for f in skip_files}
-    return [f"{d.where}: {d.name} {' '.join(d.args)}".rstrip() for d in directives
-            if d.name in PHP_ONLY and live(d, modules) and not in_modphp_only(d)
+    return [printable(f"{d.where}: {d.name} {' '.join(d.args)}".rstrip()) for d in directives
+            if d.name in PHP_ONLY and live(d, modules, defines) and not in_modphp_only(d)
             and os.path.normpath(d.file) not in skipped]
 
 
@@ -119,15 +121,18 @@ def htaccess_lines(directives: Iterable[Directive]) -> list[str]:
     """The lines of one `.htaccess` Apache reads that change meaning once mod_php is
     gone: php_* (an unknown directive: 500 for the whole directory) and handler lines
     that give PHP names other than .php (403 under stage 4's guard, where mod_php ran
-    them). Those inside <IfModule php...> are skipped: Apache stops reading them."""
+    them). Those inside <IfModule php...> are skipped: Apache stops reading them.
+    The text is the tenants': control characters are written \\xNN."""
     out = []
     for d in directives:
         if in_modphp_only(d):
             continue
         if d.name in PHP_DIRECTIVES:
-            out.append(f"{d.where}: {d.name} {' '.join(d.args)}: a 500 without mod_php")
+            out.append(printable(f"{d.where}: {d.name} {' '.join(d.args)}: a 500 without "
+                                 "mod_php"))
         elif is_php_handler(d) and (names := non_php_names(d)):
-            out.append(f"{d.where}: {d.name} {' '.join(d.args)}: {', '.join(names)} would "
-                       "answer 403 without mod_php (FPM runs only .php); rename the PHP "
-                       "ones to .php (a RewriteRule can keep their URLs)")
+            out.append(printable(f"{d.where}: {d.name} {' '.join(d.args)}: "
+                                 f"{', '.join(names)} would answer 403 without mod_php (FPM "
+                                 "runs only .php); rename the PHP ones to .php (a "
+                                 "RewriteRule can keep their URLs)"))
     return out

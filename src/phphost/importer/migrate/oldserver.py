@@ -246,7 +246,7 @@ def plan_modphp_off(server: OldServer) -> modules.LinkPlan:
     plan = modules.modphp_off(read_mods(server), source.modules,
                               modules.loaders(source.directives))
     lines = modules.php_only_lines(source.directives, source.modules,
-                                   (link for link, _ in plan.remove))
+                                   (link for link, _ in plan.remove), frozenset(source.variables))
     if lines:
         raise PlanError("stage 4 (modphp-off): these lines are mod_php's; apache2 refuses "
                         "them once mod_php is not loaded:\n  " + "\n  ".join(lines) +

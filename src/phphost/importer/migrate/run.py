@@ -217,7 +217,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         out.log.append(f"already at stage {name(current.stage)}; nothing to do")
         return out
     if opts.dry_run:
-        out.log += [_describe(model, server, s) for s in plan]
+        out.log += [_describe(model, server, current, s) for s in plan]
         out.log.append(f"{len(urls)} URLs would be compared before and after each stage:")
         out.log += [f"  {u}" for u in urls]
         return out
@@ -258,7 +258,7 @@ def _read_text(path: str) -> str:
         raise PlanError(f"--urls {path}: cannot be read ({err}). Nothing was changed") from err
 
 
-def _describe(model: Model, server: OldServer, step: Step) -> str:
+def _describe(model: Model, server: OldServer, current: MigrateState, step: Step) -> str:
     lines = [f"stage {name(step.stage)} would:"]
     if step.stage >= 2:
         lines.append(f"  run {render.PROGRAM} ({render.SUPERVISOR_CONF}, {render.FPM_CONF}) as "
@@ -267,7 +267,12 @@ def _describe(model: Model, server: OldServer, step: Step) -> str:
     lines.append(f"  {'write' if text else 'remove'} {server.overlay}" +
                  ("" if text is None else ":\n" + "".join(f"    {x}\n" for x in
                                                            text.splitlines())))
-    if step.stage == 3:
+    if step.stage == 3 and current.stage == 4:
+        lines += [f"  remove the link {link} -> {target}" for link, target in current.off_made]
+        lines += [f"  put back the link {link} -> {target}"
+                  for link, target in current.off_removed]
+        lines.append(f"  apache2 -t, then stop and start apache2 ({server.config})")
+    elif step.stage == 3:
         where = os.path.join(server.root, "mods-enabled")
         lines.append(f"  enable mod_proxy, mod_proxy_fcgi in {where} unless loaded")
     if step.stage == 4:
