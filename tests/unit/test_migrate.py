@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from phphost.exitcodes import ExitCode
 from phphost.importer.migrate import modules, render, state
 from phphost.importer.migrate.modules import LinkPlan, Mods
 from phphost.importer.migrate.oldserver import OldServer, read_mods, switch_links
-from phphost.importer.migrate.run import Step, chosen, modphp_ready, steps
+from phphost.importer.migrate.run import Step, chosen, deferred_signals, modphp_ready, steps
 from phphost.importer.migrate.stages import StageError, parse_stage
 from phphost.importer.migrate.state import MigrateState
 from phphost.importer.migrate.urlcheck import (
@@ -380,3 +381,12 @@ def test_htaccess_lines_that_need_mod_php() -> None:
                                "*.html would answer 403")
     evil = modules.htaccess_lines(parse("/d/.htaccess", "php_value x \x1b[2Jgone\n"))
     assert evil == ["/d/.htaccess:1: php_value x \\x1b[2Jgone: a 500 without mod_php"]
+
+
+def test_an_interrupt_waits_until_apache_is_switched() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_signals():
+        os.kill(os.getpid(), signal.SIGINT)        # Ctrl-C between stop and start
+        done.append("apache2 started again")
+    assert done == ["apache2 started again"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from phphost import files
@@ -138,6 +140,30 @@ def modphp_step(server: OldServer, model: Model, current: MigrateState, step: St
     restarted on the old configuration (HostError). The record of the links is
     written before the first link changes (switching them is idempotent: a later
     `--to 3` undoes an interrupted switch)."""
+    with deferred_signals():
+        return _modphp_step(server, model, current, step, state_file)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while Apache is switched, stopped and started (an
+    interrupt between stop and start would leave the old server down), then raised
+    again once it serves. Dispositions, not the signal mask: apache2, started in
+    between, must not inherit blocked signals."""
+    pending: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: pending.append(n))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def _modphp_step(server: OldServer, model: Model, current: MigrateState, step: Step,
+                 state_file: str) -> MigrateState:
     pidfile = oldserver.pid_file(server)
     if step.stage == 4:      # what Apache loads now (a step back to 4 follows a step to 3)
         plan = oldserver.plan_modphp_off(oldserver.open_server(server.root))
