@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from phphost import layout
 from phphost.importer.migrate import oldserver, render
-from tests.importer.modphp_host import APACHE, MODPHP_LINKS, ModPhpHost
+from phphost.importer.migrate.modules import LinkPlan
+from tests.importer.modphp_host import APACHE, ENV, MODPHP_LINKS, ModPhpHost
 
 PHPHOST = str(Path(sys.executable).parent / "phphost")
 STATE = f"{layout.STATE_DIR}/migrate.json"
@@ -119,13 +123,15 @@ def test_migrate_forward_and_back(modphp: ModPhpHost, tmp_path: Path, host_lock:
             assert any("values.test" in d["url"] for d in report["differences"]), report
             assert sapi(modphp, "values.test") == "apache2handler"
         finally:
+            if _stage() == 4:                   # (after a failure in stage4)
+                phphost("migrate", *common, "--to", "3", ok=(0, 4, 5, 6, 12))
             restore(saved)                      # mod_php needs its lines again below 3
-            back = phphost("migrate", *common, "--to", "0", ok=(0, 12))
+            back = phphost("migrate", *common, "--to", "0", ok=(0, 4, 5, 6, 9, 12))
     finally:
-        restore(saved)                          # (after a failure in stage4)
-        modphp.start()                          # the fixture's own apache2 again
-        if json.loads(Path(STATE).read_text())["stage"] != 0:
+        restore(saved)
+        if _stage() != 0:
             _clean_up()
+        modphp.start()                          # the fixture's own apache2 again
     assert back.returncode == 0, back.stdout + back.stderr
     assert leftovers(modphp) == []
     assert enabled(modphp) == {n: f"../mods-available/{n}" for n in MODPHP_LINKS}
@@ -182,8 +188,30 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     with_phtml = [str(more) if a == str(urls) else a for a in common]
     assert differences(host, with_phtml) == {"apps.test/x.phtml": "403"}
     assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    # the new server does not come up (event's conf listens on a port taken; apache2 -t
+    # binds nothing): the links back, apache2 on prefork again
+    event_conf = host.apache_root / "mods-available" / "mpm_event.conf"
+    good = event_conf.read_text()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        event_conf.write_text(good + f"Listen 127.0.0.1:{taken.getsockname()[1]}\n")
+        try:
+            failed = phphost("migrate", *common, "--to", "4", ok=(5,)).stderr
+        finally:
+            event_conf.write_text(good)
+    assert "apache2 runs again at stage 3 (move)" in failed, failed
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    assert json.loads(Path(STATE).read_text())["stage"] == 3
+    dry = phphost("migrate", *common, "--to", "4", "--dry-run").stdout
+    prefork = host.apache_root / "mods-enabled" / "mpm_prefork.load"
+    assert f"remove the link {prefork} -> ../mods-available/mpm_prefork.load" in dry, dry
+    assert "Action application/x-httpd-php /phphost-migrate-no-php" in dry
+    assert enabled(host) == links
     out = phphost("migrate", *common, "--to", "modphp-off").stdout
     assert "stage 4 (modphp-off): done" in out, out
+    dry = phphost("migrate", *common, "--to", "3", "--dry-run").stdout
+    assert f"put back the link {prefork} -> ../mods-available/mpm_prefork.load" in dry, dry
     record = json.loads(Path(STATE).read_text())
     assert record["stage"] == 4
     assert sorted(map(tuple, record["off_removed"])) == sorted(
@@ -200,6 +228,16 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     assert host.get("values.test", "/nothing.php")[0] == 404          # as under mod_php
     status, body = host.get("apps.test", "/x.phtml")                  # mod_php ran it
     assert status == 403 and "<?php" not in body
+    # the guard is what keeps the source in: without its Action lines Apache sends it
+    overlay = host.apache_root / "conf-enabled" / render.OVERLAY_NAME
+    guarded = overlay.read_text()
+    overlay.write_text("".join(x for x in guarded.splitlines(True) if not x.startswith("Action")))
+    try:
+        assert reload_until(host, lambda: "<?php" in host.get("apps.test", "/x.phtml")[1]), \
+            "BREACHED expected on the weakened host: the .phtml source"
+    finally:
+        overlay.write_text(guarded)
+        assert reload_until(host, lambda: host.get("apps.test", "/x.phtml")[0] == 403)
     out = phphost("migrate", *common, "--to", "3").stdout
     assert "stage 3 (move): done" in out, out
     assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
@@ -207,6 +245,18 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     record = json.loads(Path(STATE).read_text())
     assert (record["stage"], record["off_made"], record["off_removed"]) == (3, [], [])
     restore(saved)
+
+
+def reload_until(host: ModPhpHost, done: Callable[[], bool]) -> bool:
+    """A graceful restart of the host's apache2, then up to 15 s for done()."""
+    subprocess.run([APACHE, "-d", str(host.apache_root), "-f", str(host.conf), "-k", "graceful"],
+                   check=True, env=ENV)
+    deadline = time.monotonic() + 15
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def differences(host: ModPhpHost, common: list[str]) -> dict[str, str]:
@@ -242,11 +292,20 @@ def edit(saved: dict[Path, str | None], path: Path, old: str | None, new: str) -
     path.write_text(text.replace(old, new))
 
 
+def _stage() -> int:
+    return int(json.loads(Path(STATE).read_text())["stage"]) if os.path.exists(STATE) else 0
+
+
 def _clean_up() -> None:
-    """After a failed walk back: the web user's FPM stopped and the record reset, so the
-    shared host's supervisord runs no master of this test (its ServerRoot goes with
-    the fixture)."""
+    """After a failed walk back: the module links as the record says they were, the
+    overlay gone, the web user's FPM stopped and the record reset, so the shared host's
+    supervisord runs no master of this test and the fixture's apache2 can start."""
     record = json.loads(Path(STATE).read_text())
+    oldserver.switch_links(LinkPlan(remove=tuple(map(tuple, record["off_made"])),
+                                    make=tuple(map(tuple, record["off_removed"]))))
+    for link in record["links"]:
+        Path(link).unlink(missing_ok=True)
+    (Path(record["apache_root"]) / "conf-enabled" / render.OVERLAY_NAME).unlink(missing_ok=True)
     oldserver.fpm_down()
     Path(STATE).write_text(json.dumps({**record, "stage": 0, "moved": [], "links": [],
                                        "off_made": [], "off_removed": []}))
