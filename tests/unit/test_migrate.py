@@ -19,10 +19,19 @@ import pytest
 from phphost.audit.apacheconf import Directive, Section, parse
 from phphost.errors import PlanError
 from phphost.exitcodes import ExitCode
+from phphost.importer.errors import SourceError
 from phphost.importer.migrate import modules, render, state
 from phphost.importer.migrate.modules import LinkPlan, Mods
 from phphost.importer.migrate.oldserver import OldServer, read_mods, switch_links
-from phphost.importer.migrate.run import Step, chosen, deferred_signals, modphp_ready, steps
+from phphost.importer.migrate.run import (
+    Options,
+    Step,
+    chosen,
+    deferred_signals,
+    migrate,
+    modphp_ready,
+    steps,
+)
 from phphost.importer.migrate.stages import StageError, parse_stage
 from phphost.importer.migrate.state import MigrateState
 from phphost.importer.migrate.urlcheck import (
@@ -390,3 +399,24 @@ def test_an_interrupt_waits_until_apache_is_switched() -> None:
         done.append("apache2 started again")
     assert done == ["apache2 started again"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_config_apache_rejects_at_stage_4_says_why(root_dir: Path) -> None:
+    """mod_php's lines put back while mod_php is off: the message says what to do."""
+    apache = root_dir / "old"
+    apache.mkdir()
+    (apache / "apache2.conf").write_text(
+        f'ServerRoot "{apache}"\nLoadModule mpm_event_module '
+        "/usr/lib/apache2/modules/mod_mpm_event.so\nphp_value memory_limit 99M\n")
+    spec = root_dir / "s.toml"
+    spec.write_text(textwrap.dedent(SPEC))
+    path = str(root_dir / "migrate.json")
+    state.write(MigrateState(str(spec), str(apache), 4, ("shop",)), path)
+    opts = Options(str(spec), 3, str(apache), state_file=path)
+    with pytest.raises(SourceError) as info:
+        migrate(opts)
+    assert "apache2.conf" in str(info.value) and "stands at stage 4 (modphp-off)" in str(info.value)
+    state.write(MigrateState(str(spec), str(apache), 3, ("shop",)), path)
+    with pytest.raises(SourceError) as info:
+        migrate(opts)
+    assert "stands at stage" not in str(info.value)

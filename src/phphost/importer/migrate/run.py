@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from phphost import files
 from phphost.errors import HostError, PlanError, ValidationFailed
+from phphost.importer.errors import SourceError
 from phphost.importer.migrate import oldserver, render, state
 from phphost.importer.migrate.modules import LinkPlan
 from phphost.importer.migrate.oldserver import OldServer
@@ -223,7 +224,7 @@ def modphp_ready(model: Model, current: MigrateState, plan: list[Step]) -> None:
 
 def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outcome:
     model = load_spec(opts.spec)
-    server = oldserver.open_server(opts.apache_root)
+    server = _open(opts)
     oldserver.check_layout(server)
     oldserver.check_spec(model, server)
     current = state.for_spec(state.read(opts.state_file), opts.spec, server.root,
@@ -274,6 +275,24 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
                        + f" [{time.monotonic() - began:.1f} s]")
         out.stage = current.stage
     return out
+
+
+def _open(opts: Options) -> OldServer:
+    """The old Apache as it resolves its config; when apache2 rejects that config while
+    a migration of it stands at stage 4, why that is (mod_php's lines put back early)."""
+    try:
+        return oldserver.open_server(opts.apache_root)
+    except SourceError as err:
+        found = state.read(opts.state_file)
+        if found is None or found.stage < 4 or \
+                found.apache_root != os.path.realpath(opts.apache_root):
+            raise
+        raise SourceError(
+            f"{err}\nThe migration of this Apache stands at stage {name(found.stage)}: "
+            "mod_php is not loaded, so its own lines (php_value, php_flag, php_admin_*, "
+            "PHPINIDir) are unknown directives. Take them out again (or wrap them in "
+            "<IfModule php_module>) until `phphost migrate SPEC --to 3` has put mod_php "
+            "back, then restore them") from err
 
 
 def _read_text(path: str) -> str:
