@@ -26,6 +26,7 @@ from phphost.importer.migrate.oldserver import OldServer, read_mods, switch_link
 from phphost.importer.migrate.run import (
     Options,
     Step,
+    _modphp_off_possible,
     chosen,
     deferred_signals,
     migrate,
@@ -420,3 +421,15 @@ def test_a_config_apache_rejects_at_stage_4_says_why(root_dir: Path) -> None:
     with pytest.raises(SourceError) as info:
         migrate(opts)
     assert "stands at stage" not in str(info.value)
+
+
+def test_stage_4_from_below_3_says_to_stop_at_3_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(_server: object) -> None:
+        raise PlanError("a.conf:4: php_value x 1. Nothing was changed")
+
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.plan_modphp_off", refuse)
+    with pytest.raises(PlanError, match="go to stage 3 first"):
+        _modphp_off_possible(None, MigrateState("/s", "/a", 1))  # type: ignore[arg-type]
+    with pytest.raises(PlanError) as info:
+        _modphp_off_possible(None, MigrateState("/s", "/a", 3))  # type: ignore[arg-type]
+    assert "go to stage 3" not in str(info.value)

@@ -238,7 +238,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     plan = steps(current, opts.target, moved)
     modphp_ready(model, current, plan)
     if any(s.stage == 4 for s in plan) and current.stage < 4:
-        oldserver.plan_modphp_off(server)           # every obstacle named, nothing changed
+        _modphp_off_possible(server, current)
     out = Outcome(current.stage, current.stage)
     if not plan:
         out.log.append(f"already at stage {name(current.stage)}; nothing to do")
@@ -275,6 +275,20 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
                        + f" [{time.monotonic() - began:.1f} s]")
         out.stage = current.stage
     return out
+
+
+def _modphp_off_possible(server: OldServer, current: MigrateState) -> None:
+    """Every obstacle to stage 4 named before anything changes. Below stage 3 mod_php
+    still needs its lines: they can go only once stage 3 has moved the sites."""
+    try:
+        oldserver.plan_modphp_off(server)
+    except PlanError as err:
+        if current.stage >= 3:
+            raise
+        raise PlanError(f"{err}\nmod_php still serves the sites at stage "
+                        f"{name(current.stage)} and needs its lines until then: go to stage 3 "
+                        "first (--to move: FPM then serves the same values), take the lines "
+                        "out, then --to modphp-off") from err
 
 
 def _open(opts: Options) -> OldServer:
