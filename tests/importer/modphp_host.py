@@ -4,8 +4,11 @@ apache2 (prefork, Debian's libapache2-mod-php8.2 extracted with dpkg-deb from th
 and loopback ports, started and stopped by its pid. Ten vhosts: static, a redirect,
 unused PHP, php_value/php_admin_flag in the vhost, .htaccess values, a sub-directory
 application (DokuWiki, from Debian's package), TLS (a self-signed cert made here),
-Adminer (Debian's package) and engine off. Debian's mods-available/, mods-enabled/
-and conf-enabled/ (empty, included) are where `phphost migrate` adds its own."""
+Adminer (Debian's package) and engine off. The MPM and mod_php are loaded the Debian
+way, by links in mods-enabled/ to mods-available/ (Debian's own .load/.conf files,
+php8.2.load pointing at the extracted module); conf-enabled/ (empty, included) is where
+`phphost migrate` adds its own. Its envvars gives apache2 the environment the tests
+start it with, so an apache2 that `phphost migrate` restarts runs as this one did."""
 
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ from pathlib import Path
 
 DEBS = "/var/cache/phphost/debs"
 NEEDED = ("libapache2-mod-php8.2", "adminer", "dokuwiki")
+# mod_php on prefork, as Debian's a2enmod leaves them (stage 4 of migrate takes them out)
+MODPHP_LINKS = ("mpm_prefork.conf", "mpm_prefork.load", "php8.2.conf", "php8.2.load")
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
+       "PHP_INI_SCAN_DIR": "/etc/php/8.2/fpm/conf.d"}
 MODULES = "/usr/lib/apache2/modules"
 APACHE = "/usr/sbin/apache2"
 SHOW_INI = ("<?php header('Content-Type: application/json'); echo json_encode(["
@@ -77,19 +84,29 @@ class ModPhpHost:
         for deb in packages.values():
             subprocess.run(["dpkg-deb", "-x", deb, str(ext)], check=True)
         (self.apache_root / "sites").mkdir(parents=True)
-        (self.apache_root / "mods").mkdir()
         for debian in ("mods-available", "mods-enabled", "conf-enabled"):   # migrate's places
             (self.apache_root / debian).mkdir()
-        for name in ("proxy.load", "proxy_fcgi.load"):
-            shutil.copy(f"/etc/apache2/mods-available/{name}",
-                        self.apache_root / "mods-available")
+        self._modules(ext)
         (self.base / "logs").mkdir()
-        shutil.copy(ext / "etc/apache2/mods-available/php8.2.conf", self.apache_root / "mods")
+        (self.apache_root / "envvars").write_text(
+            "".join(f"export {k}={v}\n" for k, v in ENV.items() if k not in ("PATH", "LANG")))
         self._php_ini()
         self._tls()
         self._content(ext)
         self.conf.write_text(self._main_conf(ext))
         self._sites()
+
+    def _modules(self, ext: Path) -> None:
+        available, enabled = self.apache_root / "mods-available", self.apache_root / "mods-enabled"
+        for name in ("proxy.load", "proxy_fcgi.load", "actions.load", "actions.conf",
+                     "mpm_prefork.load", "mpm_prefork.conf", "mpm_event.load", "mpm_event.conf"):
+            shutil.copy(f"/etc/apache2/mods-available/{name}", available)
+        load = (ext / "etc/apache2/mods-available/php8.2.load").read_text()
+        (available / "php8.2.load").write_text(load.replace(
+            "/usr/lib/apache2/modules/libphp8.2.so", f"{ext}/usr/lib/apache2/modules/libphp8.2.so"))
+        shutil.copy(ext / "etc/apache2/mods-available/php8.2.conf", available)
+        for name in MODPHP_LINKS:
+            (enabled / name).symlink_to(f"../mods-available/{name}")
 
     def _php_ini(self) -> None:
         (self.base / "php").mkdir()
@@ -156,16 +173,17 @@ class ModPhpHost:
             os.chown(path, web.pw_uid, web.pw_gid)
 
     def _main_conf(self, ext: Path) -> str:
-        mods = ["mpm_prefork", "authz_core", "authz_host", "authn_core", "authn_file",
+        mods = ["authz_core", "authz_host", "authn_core", "authn_file",
                 "auth_basic", "authz_user", "access_compat", "dir", "mime", "alias",
                 "rewrite", "ssl", "socache_shmcb", "setenvif"]
         load = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in mods)
         return f"""ServerRoot "{self.apache_root}"
 {load}
-LoadModule php_module {ext}/usr/lib/apache2/modules/libphp8.2.so
-PHPINIDir {self.base}/php
 IncludeOptional mods-enabled/*.load
-Include mods/*.conf
+IncludeOptional mods-enabled/*.conf
+<IfModule php_module>
+    PHPINIDir {self.base}/php
+</IfModule>
 PidFile {self.base}/apache2.pid
 ErrorLog {self.base}/logs/error.log
 LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" combined
@@ -177,9 +195,11 @@ Listen 127.0.0.1:{self.https} https
 ServerName localhost
 User www-data
 Group www-data
-StartServers 2
-MinSpareServers 1
-MaxSpareServers 3
+<IfModule mpm_prefork_module>
+    StartServers 2
+    MinSpareServers 1
+    MaxSpareServers 3
+</IfModule>
 TypesConfig /etc/mime.types
 DirectoryIndex index.php index.html
 <Directory />
@@ -227,11 +247,16 @@ IncludeOptional sites/*.conf
 
     # --- running ---------------------------------------------------------------------------
 
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "apache2.pid"
+
     def start(self) -> None:
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
-               "PHP_INI_SCAN_DIR": "/etc/php/8.2/fpm/conf.d"}
+        """apache2 in the foreground, a child of this process; one that `phphost
+        migrate` restarted (a daemon) is stopped first."""
+        self.stop()
         self.proc = subprocess.Popen([APACHE, "-d", str(self.apache_root), "-f", str(self.conf),
-                                      "-DFOREGROUND"], env=env,
+                                      "-DFOREGROUND"], env=ENV,
                                      # prefork's shutdown signals its whole process group
                                      start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 15
@@ -246,14 +271,36 @@ IncludeOptional sites/*.conf
         raise RuntimeError("the mod_php apache2 did not answer within 15 s")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)      # our own apache2 parent, by its pid
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)      # our own apache2 parent, by its pid
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        daemon = self.daemon_pid()
+        if daemon is not None:                          # started by phphost migrate (stage 4)
+            os.kill(daemon, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while self.daemon_pid() == daemon and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def daemon_pid(self) -> int | None:
+        """The pid in this host's PidFile when it is a live apache2 of this ServerRoot
+        (the one stage 4 of migrate started), else None."""
         try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            return None
+        if state in ("Z", "X") or str(self.apache_root).encode() not in cmdline:
+            return None
+        return None if self.proc is not None and self.proc.pid == pid else pid
+
+    def serving(self) -> bool:
+        return (self.proc is not None and self.proc.poll() is None) or \
+            self.daemon_pid() is not None
 
     def get(self, host: str, path: str, tls: bool = False) -> tuple[int, str]:
         if tls:

@@ -1,9 +1,10 @@
 """`phphost migrate` on the private mod_php host of modphp_host.py: import, then the
 stages forward one at a time (1 PHP off where unused, 2 the web user's FPM beside
-mod_php, 3 the PHP sites moved to it in two groups), the URL comparison passing
-after each, then back to 0 with the old host serving as before and nothing of
-migrate's left. A stage that changes what a visitor sees is taken back by itself
-(exit 12); bad input changes nothing.
+mod_php, 3 the PHP sites moved to it in two groups, 4 mod_php off and prefork ->
+event after the admin's edits stage 4 asks for), the URL comparison passing after
+each, then back to 0 with the old host serving as before, its module links exactly
+as they were, and nothing of migrate's left. A stage that changes what a visitor
+sees is taken back by itself (exit 12); bad input changes nothing.
 
 The web user's FPM runs under the host's supervisord, so this holds the integration
 lock; it never applies a spec (the demo host's pools and sites stay as they are)."""
@@ -13,22 +14,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from phphost import layout
-from phphost.importer.migrate import render
-from tests.importer.modphp_host import ModPhpHost
+from phphost.importer.migrate import oldserver, render
+from phphost.importer.migrate.modules import LinkPlan
+from tests.importer.modphp_host import APACHE, ENV, MODPHP_LINKS, ModPhpHost
 
 PHPHOST = str(Path(sys.executable).parent / "phphost")
 STATE = f"{layout.STATE_DIR}/migrate.json"
 PATHS = [("static.test", "/"), ("www.static.test", "/"), ("unused.test", "/"),
          ("old.test", "/x"), ("values.test", "/"), ("hta.test", "/"), ("hta.test", "/sub/"),
          ("apps.test", "/"), ("www.apps.test", "/"), ("apps.test", "/wiki/doku.php"),
-         ("adminer.test", "/"), ("hta.test", "/page.html")]
+         ("adminer.test", "/"), ("hta.test", "/page.html"), ("values.test", "/nothing.php"),
+         ("apps.test", "/wiki/nothing.php")]
 # what differs by design or from one request to the next: the SAPI's name (mod_php
 # -> fpm-fcgi is the point of stage 3), DokuWiki's task runner stamp, Adminer's CSP
 # nonce and form tokens (new for every page)
@@ -56,14 +62,34 @@ def sapi(host: ModPhpHost, name: str) -> str:
 
 def leftovers(host: ModPhpHost) -> list[str]:
     root = host.apache_root
-    paths = [root / "conf-enabled" / render.OVERLAY_NAME, root / "mods-enabled" / "proxy.load",
-             root / "mods-enabled" / "proxy_fcgi.load", Path(render.SUPERVISOR_CONF),
+    paths = [root / "conf-enabled" / render.OVERLAY_NAME, Path(render.SUPERVISOR_CONF),
              Path(render.FPM_CONF)]
-    return [str(p) for p in paths if os.path.lexists(p)]
+    return [str(p) for p in paths if os.path.lexists(p)] + \
+        [f"{name} linked" for name in enabled(host) if name not in MODPHP_LINKS]
+
+
+def enabled(host: ModPhpHost) -> dict[str, str]:
+    """mods-enabled/: name -> link target."""
+    where = host.apache_root / "mods-enabled"
+    return {p.name: os.readlink(p) for p in sorted(where.iterdir())}
+
+
+def loaded(host: ModPhpHost) -> set[str]:
+    """What `apache2 -M` lists for the host's config."""
+    out = subprocess.run([APACHE, "-d", str(host.apache_root), "-f", str(host.conf), "-M"],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith(" ")}
+
+
+def running(host: ModPhpHost) -> set[str]:
+    """The MPM and PHP modules the running apache2 parent has mapped."""
+    pid = int((host.pid_file).read_text())
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return set(re.findall(r"(mod_mpm_[a-z]+|libphp8\.2)\.so", maps))
 
 
 def test_migrate_forward_and_back(modphp: ModPhpHost, tmp_path: Path, host_lock: None) -> None:
-    if modphp.proc is None or modphp.proc.poll() is not None:
+    if not modphp.serving():
         modphp.start()
     spec = tmp_path / "imported.toml"
     phphost("import", "--apache-root", str(modphp.apache_root), "--out", str(spec))
@@ -72,34 +98,217 @@ def test_migrate_forward_and_back(modphp: ModPhpHost, tmp_path: Path, host_lock:
               *(a for rx in IGNORE for a in ("--ignore", rx))]
     first = {(n, p): modphp.get(n, p) for n, p in PATHS}
     assert sapi(modphp, "values.test") == "apache2handler"
+    saved: dict[Path, str | None] = {}          # the admin's files stage 4 has them edit
     try:
-        phphost("migrate", *common, "--to", "php-off")
-        assert modphp.get("unused.test", "/x.php")[0] == 403      # was mod_php's 404
-        phphost("migrate", *common, "--to", "2")
-        assert sapi(modphp, "values.test") == "apache2handler"     # FPM runs, nothing sent yet
-        out = phphost("migrate", *common, "--to", "move", "--sites", "*apps*").stdout
-        assert "stage 3 (move): done" in out, out
-        assert sapi(modphp, "values.test") == "apache2handler"
-        phphost("migrate", *common, "--to", "move")                  # the rest
-        for name in ("values.test", "hta.test"):
-            assert sapi(modphp, name) == "fpm-fcgi", name
-        assert json.loads(Path(STATE).read_text())["stage"] == 3
-        # without the SAPI ignored, stage 3 differs: taken back to 2 by itself
-        phphost("migrate", *common, "--to", "2")
-        strict = [str(spec), "--apache-root", str(modphp.apache_root), "--urls", str(urls),
-                  *(a for rx in IGNORE[1:] for a in ("--ignore", rx))]
-        out = phphost("migrate", *strict, "--to", "3", "--json", ok=(12,)).stdout
-        report = json.loads(out)
-        assert report["stage"] == 2 and report["failed_stage"] == 3, report
-        assert any("values.test" in d["url"] for d in report["differences"]), report
-        assert sapi(modphp, "values.test") == "apache2handler"
+        try:
+            phphost("migrate", *common, "--to", "php-off")
+            assert modphp.get("unused.test", "/x.php")[0] == 403      # was mod_php's 404
+            phphost("migrate", *common, "--to", "2")
+            assert sapi(modphp, "values.test") == "apache2handler"     # FPM runs, nothing sent
+            out = phphost("migrate", *common, "--to", "move", "--sites", "*apps*").stdout
+            assert "stage 3 (move): done" in out, out
+            assert sapi(modphp, "values.test") == "apache2handler"
+            phphost("migrate", *common, "--to", "move")                  # the rest
+            for name in ("values.test", "hta.test"):
+                assert sapi(modphp, name) == "fpm-fcgi", name
+            assert json.loads(Path(STATE).read_text())["stage"] == 3
+            stage4(modphp, common, saved)
+            # without the SAPI ignored, stage 3 differs: taken back to 2 by itself
+            phphost("migrate", *common, "--to", "2")
+            strict = [str(spec), "--apache-root", str(modphp.apache_root), "--urls", str(urls),
+                      *(a for rx in IGNORE[1:] for a in ("--ignore", rx))]
+            out = phphost("migrate", *strict, "--to", "3", "--json", ok=(12,)).stdout
+            report = json.loads(out)
+            assert report["stage"] == 2 and report["failed_stage"] == 3, report
+            assert any("values.test" in d["url"] for d in report["differences"]), report
+            assert sapi(modphp, "values.test") == "apache2handler"
+        finally:
+            if _stage() == 4:                   # (after a failure in stage4)
+                phphost("migrate", *common, "--to", "3", ok=(0, 4, 5, 6, 12))
+            restore(saved)                      # mod_php needs its lines again below 3
+            back = phphost("migrate", *common, "--to", "0", ok=(0, 4, 5, 6, 9, 12))
     finally:
-        back = phphost("migrate", *common, "--to", "0", ok=(0, 12))
+        restore(saved)
+        if _stage() != 0:
+            _clean_up()
+        modphp.start()                          # the fixture's own apache2 again
     assert back.returncode == 0, back.stdout + back.stderr
     assert leftovers(modphp) == []
+    assert enabled(modphp) == {n: f"../mods-available/{n}" for n in MODPHP_LINKS}
     assert json.loads(Path(STATE).read_text())["stage"] == 0
     last = {(n, p): modphp.get(n, p) for n, p in PATHS}
     assert {k for k in first if _plain(first[k]) != _plain(last[k])} == set()
+
+
+def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -> None:
+    """3 -> 4 -> 3. Refused while the admin's config or an .htaccess holds lines that
+    need mod_php (each named); taken back by itself (exit 12) when a URL in the list
+    changes (a .phtml mod_php ran: 403); after the admin's edits: mod_php off, event
+    running, every URL as before; back at 3 every module link exactly as it was."""
+    links = enabled(host)
+    assert {"php_module", "mpm_prefork_module"} <= loaded(host)
+    refused = phphost("migrate", *common, "--to", "modphp-off", ok=(4,))
+    assert "sites/40-values.conf:4: php_value memory_limit 99M" in refused.stderr, refused.stderr
+    assert "90-engine.conf:" in refused.stderr and "Nothing was changed" in refused.stderr
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    # the admin removes them (the pools hold the values) and reloads
+    sites = host.apache_root / "sites"
+    edit(saved, sites / "40-values.conf", "    php_value memory_limit 99M\n"
+         "    php_admin_flag display_errors on\n", "")
+    edit(saved, sites / "90-engine.conf", "    php_admin_flag engine off\n", "")
+    subprocess.run([APACHE, "-d", str(host.apache_root), "-f", str(host.conf), "-k", "graceful"],
+                   check=True)
+    # .htaccess lines that need mod_php: php_value/php_flag (a 500 without it), the
+    # AddHandler that made page.html PHP (403 without it): each named, nothing changed
+    refused = phphost("migrate", *common, "--to", "4", ok=(4,)).stderr
+    hta = host.docroot("hta")
+    for line in (f"{hta}/.htaccess:1: php_value upload_max_filesize 7M: a 500",
+                 f"{hta}/.htaccess:2: php_flag short_open_tag on", f"{hta}/sub/.htaccess:1",
+                 f"{hta}/.htaccess:6: addhandler application/x-httpd-php .html: *.html would "
+                 "answer 403"):
+        assert line in refused, refused
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    # the admin: the values are in the pool (a sub-directory's in its .user.ini);
+    # page.html's code moves to page.php and a rewrite keeps its URL
+    edit(saved, hta / ".htaccess", "php_value upload_max_filesize 7M\nphp_flag short_open_tag on\n",
+         "")
+    edit(saved, hta / "sub" / ".htaccess", "php_value max_execution_time 17\n", "")
+    edit(saved, hta / "sub" / ".user.ini", None, "max_execution_time = 17\n")
+    edit(saved, hta / ".htaccess", "AddHandler application/x-httpd-php .html\n",
+         "RewriteRule ^page\\.html$ page.php [L]\n")
+    edit(saved, hta / "page.php", None, (hta / "page.html").read_text())
+    # a .phtml mod_php ran: 403 without it (never its source); a visitor would see it,
+    # so with its URL in the list stage 4 differs and takes itself back
+    phtml = host.docroot("apps") / "x.phtml"
+    edit(saved, phtml, None, "<?php echo 'phtml ran';\n")
+    assert host.get("apps.test", "/x.phtml") == (200, "phtml ran")
+    urls = Path(common[common.index("--urls") + 1])
+    more = urls.with_name("more.txt")
+    more.write_text(urls.read_text() + f"http://apps.test:{host.http}/x.phtml\n")
+    with_phtml = [str(more) if a == str(urls) else a for a in common]
+    assert differences(host, with_phtml) == {"apps.test/x.phtml": "403"}
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    # the new server does not come up (event's conf listens on a port taken; apache2 -t
+    # binds nothing): the links back, apache2 on prefork again
+    event_conf = host.apache_root / "mods-available" / "mpm_event.conf"
+    good = event_conf.read_text()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        event_conf.write_text(good + f"Listen 127.0.0.1:{taken.getsockname()[1]}\n")
+        try:
+            failed = phphost("migrate", *common, "--to", "4", ok=(5,)).stderr
+        finally:
+            event_conf.write_text(good)
+    assert "apache2 runs again at stage 3 (move)" in failed, failed
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    assert json.loads(Path(STATE).read_text())["stage"] == 3
+    dry = phphost("migrate", *common, "--to", "4", "--dry-run").stdout
+    prefork = host.apache_root / "mods-enabled" / "mpm_prefork.load"
+    assert f"remove the link {prefork} -> ../mods-available/mpm_prefork.load" in dry, dry
+    assert "Action application/x-httpd-php /phphost-migrate-no-php" in dry
+    assert enabled(host) == links
+    out = phphost("migrate", *common, "--to", "modphp-off").stdout
+    assert "stage 4 (modphp-off): done" in out, out
+    dry = phphost("migrate", *common, "--to", "3", "--dry-run").stdout
+    assert f"put back the link {prefork} -> ../mods-available/mpm_prefork.load" in dry, dry
+    record = json.loads(Path(STATE).read_text())
+    assert record["stage"] == 4
+    assert sorted(map(tuple, record["off_removed"])) == sorted(
+        (str(host.apache_root / "mods-enabled" / n), f"../mods-available/{n}")
+        for n in MODPHP_LINKS)
+    assert set(enabled(host)) == {"actions.conf", "actions.load", "mpm_event.conf",
+                                  "mpm_event.load", "proxy.load", "proxy_fcgi.load"}
+    modules = loaded(host)
+    assert "mpm_event_module" in modules and "actions_module" in modules
+    assert not {"php_module", "mpm_prefork_module"} & modules, modules
+    assert running(host) == {"mod_mpm_event"}
+    assert sapi(host, "values.test") == "fpm-fcgi"
+    assert host.get("hta.test", "/page.html") == (200, "html ran")
+    assert host.get("values.test", "/nothing.php")[0] == 404          # as under mod_php
+    status, body = host.get("apps.test", "/x.phtml")                  # mod_php ran it
+    assert status == 403 and "<?php" not in body
+    # the guard is what keeps the source in: without its Action lines Apache sends it
+    overlay = host.apache_root / "conf-enabled" / render.OVERLAY_NAME
+    guarded = overlay.read_text()
+    overlay.write_text("".join(x for x in guarded.splitlines(True) if not x.startswith("Action")))
+    try:
+        assert reload_until(host, lambda: "<?php" in host.get("apps.test", "/x.phtml")[1]), \
+            "BREACHED expected on the weakened host: the .phtml source"
+    finally:
+        overlay.write_text(guarded)
+        assert reload_until(host, lambda: host.get("apps.test", "/x.phtml")[0] == 403)
+    out = phphost("migrate", *common, "--to", "3").stdout
+    assert "stage 3 (move): done" in out, out
+    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    assert {"php_module", "mpm_prefork_module"} <= loaded(host)
+    record = json.loads(Path(STATE).read_text())
+    assert (record["stage"], record["off_made"], record["off_removed"]) == (3, [], [])
+    restore(saved)
+
+
+def reload_until(host: ModPhpHost, done: Callable[[], bool]) -> bool:
+    """A graceful restart of the host's apache2, then up to 15 s for done()."""
+    subprocess.run([APACHE, "-d", str(host.apache_root), "-f", str(host.conf), "-k", "graceful"],
+                   check=True, env=ENV)
+    deadline = time.monotonic() + 15
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def differences(host: ModPhpHost, common: list[str]) -> dict[str, str]:
+    """--to 4, which must differ and take itself back: "host/path" -> status after."""
+    report = json.loads(phphost("migrate", *common, "--to", "4", "--json", ok=(12,)).stdout)
+    assert report["stage"] == 3 and report["failed_stage"] == 4, report
+    assert "<?php" not in str(report["differences"]), report      # never the source
+    prefix = f":{host.http}"
+    return {d["url"].removeprefix("http://").replace(prefix, ""): d["after"][:3]
+            for d in report["differences"]}
+
+
+def restore(saved: dict[Path, str | None]) -> None:
+    """The admin puts back what stage 4 had them change (mod_php needs it below 3)."""
+    for path, text in saved.items():
+        if text is None:
+            path.unlink()
+        else:
+            path.write_text(text)
+    saved.clear()
+
+
+def edit(saved: dict[Path, str | None], path: Path, old: str | None, new: str) -> None:
+    """The admin's edit: old replaced by new (old None: a new file); the fixture's
+    text is kept in saved, once."""
+    text = path.read_text() if path.exists() else None
+    saved.setdefault(path, text)
+    if old is None:
+        path.write_text(new)
+        os.chmod(path, 0o644)
+        return
+    assert text is not None and old in text, (path, text)
+    path.write_text(text.replace(old, new))
+
+
+def _stage() -> int:
+    return int(json.loads(Path(STATE).read_text())["stage"]) if os.path.exists(STATE) else 0
+
+
+def _clean_up() -> None:
+    """After a failed walk back: the module links as the record says they were, the
+    overlay gone, the web user's FPM stopped and the record reset, so the shared host's
+    supervisord runs no master of this test and the fixture's apache2 can start."""
+    record = json.loads(Path(STATE).read_text())
+    oldserver.switch_links(LinkPlan(remove=tuple(map(tuple, record["off_made"])),
+                                    make=tuple(map(tuple, record["off_removed"]))))
+    for link in record["links"]:
+        Path(link).unlink(missing_ok=True)
+    (Path(record["apache_root"]) / "conf-enabled" / render.OVERLAY_NAME).unlink(missing_ok=True)
+    oldserver.fpm_down()
+    Path(STATE).write_text(json.dumps({**record, "stage": 0, "moved": [], "links": [],
+                                       "off_made": [], "off_removed": []}))
 
 
 def _plain(seen: tuple[int, str]) -> tuple[int, str]:
@@ -110,7 +319,7 @@ def _plain(seen: tuple[int, str]) -> tuple[int, str]:
 
 
 def test_bad_input_changes_nothing(modphp: ModPhpHost, tmp_path: Path, host_lock: None) -> None:
-    if modphp.proc is None or modphp.proc.poll() is not None:
+    if not modphp.serving():
         modphp.start()
     spec = tmp_path / "imported.toml"
     phphost("import", "--apache-root", str(modphp.apache_root), "--out", str(spec))
@@ -124,6 +333,21 @@ def test_bad_input_changes_nothing(modphp: ModPhpHost, tmp_path: Path, host_lock
     assert f"http://apps.test:{modphp.http}/wiki/doku.php" in dry, dry
     later = phphost("migrate", *base, "--to", "jails", ok=(2,))
     assert "not built yet" in later.stderr
+    # stage 4 while sites are on mod_php; where mods-available lacks the event MPM
+    links = enabled(modphp)
+    early = phphost("migrate", *base, "--to", "4", "--sites", "*apps*", ok=(4,))
+    assert "mod_php still serves the PHP site(s) adminer-test, hta-test" in early.stderr, \
+        early.stderr
+    event = modphp.apache_root / "mods-available" / "mpm_event.load"
+    event.rename(event.with_suffix(".away"))
+    try:
+        no_event = phphost("migrate", *base, "--to", "modphp-off", ok=(4,))
+    finally:
+        event.with_suffix(".away").rename(event)
+    assert "mods-available/mpm_event.load: missing" in no_event.stderr, no_event.stderr
+    assert "Nothing was changed" in no_event.stderr
+    assert enabled(modphp) == links and leftovers(modphp) == []
+    assert json.loads(Path(STATE).read_text())["stage"] == 0 if os.path.exists(STATE) else True
     other = tmp_path / "other.toml"
     other.write_text(spec.read_text().replace('server_name = "static.test"',
                                               'server_name = "elsewhere.test"'))

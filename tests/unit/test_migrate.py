@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -15,10 +16,23 @@ from pathlib import Path
 
 import pytest
 
+from phphost.audit.apacheconf import Directive, Section, parse
 from phphost.errors import PlanError
 from phphost.exitcodes import ExitCode
-from phphost.importer.migrate import render, state
-from phphost.importer.migrate.run import Step, chosen, steps
+from phphost.importer.errors import SourceError
+from phphost.importer.migrate import modules, render, state
+from phphost.importer.migrate.modules import LinkPlan, Mods
+from phphost.importer.migrate.oldserver import OldServer, read_mods, switch_links
+from phphost.importer.migrate.run import (
+    Options,
+    Step,
+    _modphp_off_possible,
+    chosen,
+    deferred_signals,
+    migrate,
+    modphp_ready,
+    steps,
+)
 from phphost.importer.migrate.stages import StageError, parse_stage
 from phphost.importer.migrate.state import MigrateState
 from phphost.importer.migrate.urlcheck import (
@@ -70,10 +84,11 @@ def test_stages_by_number_and_name() -> None:
     assert parse_stage("0") == 0
     assert parse_stage("php-off") == 1
     assert parse_stage("Move") == 3
+    assert parse_stage("modphp-off") == 4
 
 
 @pytest.mark.parametrize("text, words", [("9", "no such stage"), ("sideways", "no such stage"),
-                                         ("jails", "not built yet"), ("4", "not built yet")])
+                                         ("jails", "not built yet"), ("5", "not built yet")])
 def test_bad_stage_is_a_usage_error(text: str, words: str) -> None:
     with pytest.raises(StageError) as info:
         parse_stage(text)
@@ -86,6 +101,9 @@ def test_steps_go_one_stage_at_a_time_both_ways() -> None:
     assert steps(at3, 0, ()) == [Step(2, ()), Step(1, ()), Step(0, ())]
     assert steps(at3, 3, ("shop",)) == []
     assert steps(at3, 3, ("shop", "blog")) == [Step(3, ("shop", "blog"))]
+    at4 = MigrateState("/s", "/a", 4, ("shop",))
+    assert steps(at4, 0, ()) == [Step(3, ("shop",)), Step(2, ()), Step(1, ()), Step(0, ())]
+    assert steps(at3, 4, ("shop",)) == [Step(4, ("shop",))]
 
 
 def test_sites_glob_matches_php_sites_only() -> None:
@@ -218,3 +236,200 @@ def test_web_user_fpm_keeps_values_per_pool() -> None:
     assert "php_admin_value[display_errors] = on" in shop
     assert "chroot" not in conf and "php_value" not in conf[conf.index("[wiki]"):]
     assert "[program:phphost.migrate]" in render.render_program(model())
+
+
+# --- stage 4: module links -----------------------------------------------------------------
+
+ROOT = "/etc/old"
+DEBIAN = {"mpm_prefork.load": "../mods-available/mpm_prefork.load",
+          "mpm_prefork.conf": "../mods-available/mpm_prefork.conf",
+          "php8.2.load": "../mods-available/php8.2.load",
+          "php8.2.conf": "/etc/old/mods-available/php8.2.conf",       # the admin's own link
+          "proxy.load": "../mods-available/proxy.load"}
+AVAILABLE = frozenset({"mpm_event.load", "mpm_event.conf", "actions.load", "actions.conf",
+                       "mpm_prefork.load", "mpm_prefork.conf", "php8.2.load", "php8.2.conf",
+                       "proxy.load"})
+LOADED = frozenset({"php_module", "mpm_prefork_module", "proxy_module", "dir_module"})
+
+
+def _load(module: str, file: str, line: int = 1) -> Directive:
+    return Directive("loadmodule", (module, f"/x/{module}.so"), file, line)
+
+
+LOADERS = {"php_module": _load("php_module", f"{ROOT}/mods-enabled/php8.2.load"),
+           "mpm_prefork_module": _load("mpm_prefork_module",
+                                       f"{ROOT}/mods-enabled/mpm_prefork.load")}
+
+
+def test_modphp_off_takes_out_exactly_the_admins_links_and_makes_event() -> None:
+    plan = modules.modphp_off(Mods(ROOT, DEBIAN, AVAILABLE), LOADED, LOADERS)
+    enabled = f"{ROOT}/mods-enabled"
+    assert sorted(plan.remove) == sorted((f"{enabled}/{n}", DEBIAN[n]) for n in (
+        "php8.2.load", "php8.2.conf", "mpm_prefork.load", "mpm_prefork.conf"))
+    assert sorted(plan.make) == [(f"{enabled}/{n}", f"../mods-available/{n}") for n in (
+        "actions.conf", "actions.load", "mpm_event.conf", "mpm_event.load")]
+    assert plan.inverse() == LinkPlan(plan.make, plan.remove)
+    # mod_actions already loaded: not linked (and so not removed on the way back)
+    plan = modules.modphp_off(Mods(ROOT, DEBIAN, AVAILABLE), LOADED | {"actions_module"},
+                              LOADERS)
+    assert [link for link, _ in plan.make] == [f"{enabled}/mpm_event.load",
+                                               f"{enabled}/mpm_event.conf"]
+
+
+@pytest.mark.parametrize("mods, loaders, words", [
+    (Mods(ROOT, DEBIAN, AVAILABLE - {"mpm_event.load"}), LOADERS,
+     "/etc/old/mods-available/mpm_event.load: missing"),
+    (Mods(ROOT, {**DEBIAN, "php8.2.load": None}, AVAILABLE), LOADERS,
+     "/etc/old/mods-enabled/php8.2.load is a file, not a link"),
+    (Mods(ROOT, DEBIAN, AVAILABLE),
+     {**LOADERS, "mpm_prefork_module": _load("mpm_prefork_module", f"{ROOT}/apache2.conf", 7)},
+     "/etc/old/apache2.conf:7: mpm_prefork_module is loaded here, not by a link"),
+])
+def test_modphp_off_refuses_what_links_cannot_switch(mods: Mods, loaders: dict[str, Directive],
+                                                     words: str) -> None:
+    with pytest.raises(PlanError) as info:
+        modules.modphp_off(mods, LOADED, loaders)
+    assert words in str(info.value) and "Nothing was changed" in str(info.value)
+
+
+def test_php_only_lines_are_the_admins_unguarded_ones() -> None:
+    guard = Section("ifmodule", "php_module", ("php_module",), "/etc/old/sites/b.conf", 1)
+    lines = [Directive("php_value", ("memory_limit", "99M"), "/etc/old/sites/a.conf", 4),
+             Directive("php_admin_flag", ("engine", "off"), "/etc/old/sites/b.conf", 2, (guard,)),
+             Directive("php_flag", ("x", "on"), f"{ROOT}/mods-enabled/php8.2.conf", 9),
+             Directive("servername", ("a.test",), "/etc/old/sites/a.conf", 2)]
+    assert modules.php_only_lines(lines, LOADED, [f"{ROOT}/mods-enabled/php8.2.conf"]) == [
+        "/etc/old/sites/a.conf:4: php_value memory_limit 99M"]
+
+
+def test_switching_links_is_exact_and_idempotent(root_dir: Path) -> None:
+    for sub in ("mods-available", "mods-enabled"):
+        (root_dir / sub).mkdir()
+    for name in AVAILABLE:
+        (root_dir / "mods-available" / name).write_text("")
+    for name, target in DEBIAN.items():
+        (root_dir / "mods-enabled" / name).symlink_to(target.replace(ROOT, str(root_dir)))
+    listing = _listing(root_dir)
+    found = oldserver_mods(root_dir)
+    loaders = {m: _load(m, d.file.replace(ROOT, str(root_dir))) for m, d in LOADERS.items()}
+    plan = modules.modphp_off(found, LOADED, loaders)
+    switch_links(plan)
+    switch_links(plan)                                   # an interrupted run, finished
+    assert set(_listing(root_dir)) == {"actions.conf", "actions.load", "mpm_event.conf",
+                                       "mpm_event.load", "proxy.load"}
+    switch_links(plan.inverse())
+    assert _listing(root_dir) == listing                 # the admin's targets, as they were
+    # a link the admin changed since migrate made it is theirs: left alone
+    switch_links(plan)
+    (root_dir / "mods-enabled" / "actions.load").unlink()
+    (root_dir / "mods-enabled" / "actions.load").symlink_to("/elsewhere/actions.load")
+    switch_links(plan.inverse())
+    assert os.readlink(root_dir / "mods-enabled" / "actions.load") == "/elsewhere/actions.load"
+
+
+def oldserver_mods(root: Path) -> Mods:
+    return read_mods(OldServer(str(root), str(root / "apache2.conf"), None))  # type: ignore[arg-type]
+
+
+def _listing(root: Path) -> dict[str, str]:
+    where = root / "mods-enabled"
+    return {p.name: os.readlink(p) for p in sorted(where.iterdir())}
+
+
+def test_state_keeps_the_links_as_pairs(root_dir: Path) -> None:
+    path = str(root_dir / "migrate.json")
+    s = MigrateState("/s.toml", "/etc/old", 4, ("shop",), (), (("/m/e", "../a/e"),),
+                     (("/m/p", "/abs/p"),))
+    state.write(s, path)
+    assert state.read(path) == s
+    old = json.loads(Path(path).read_text())
+    del old["off_made"], old["off_removed"]               # a record from before stage 4
+    Path(path).write_text(json.dumps(old))
+    assert state.read(path) == MigrateState("/s.toml", "/etc/old", 4, ("shop",))
+    Path(path).write_text(json.dumps({**old, "off_removed": [["/m/p"]]}))
+    with pytest.raises(PlanError, match="not a migrate state file"):
+        state.read(path)
+
+
+def test_stage_4_only_once_every_php_site_is_on_fpm() -> None:
+    m = model()
+    at2, at3 = MigrateState("/s", "/a", 2), MigrateState("/s", "/a", 3, ())
+    with pytest.raises(PlanError, match=r"mod_php still serves the PHP site\(s\) shop"):
+        modphp_ready(m, at3, steps(at3, 4, ("shop",)))
+    modphp_ready(m, at2, steps(at2, 4, ("shop",)))
+    with pytest.raises(PlanError, match="shop"):
+        modphp_ready(m, at2, [Step(3, ()), Step(4, ())])
+    modphp_ready(m, at3, steps(at3, 2, ()))                    # going back: no check
+
+
+def test_stage_4_overlay_never_sends_php_source() -> None:
+    four = render.render_overlay(model(), 4, ("shop",), "p") or ""
+    three = render.render_overlay(model(), 3, ("shop",), "p") or ""
+    assert "Action application/x-httpd-php /phphost-migrate-no-php" in four
+    assert not [x for x in four.splitlines() if x.startswith("Action") and "virtual" in x]
+    assert '<Location "/phphost-migrate-no-php">\n    Require all denied' in four
+    assert "Action" not in three and "migrate.shop.sock" in four
+
+
+def test_htaccess_lines_that_need_mod_php() -> None:
+    text = textwrap.dedent("""\
+        php_value upload_max_filesize 7M
+        DirectoryIndex index.php
+        AddHandler application/x-httpd-php .html
+        <FilesMatch "\\.php$">
+            SetHandler application/x-httpd-php
+        </FilesMatch>
+        <IfModule mod_php.c>
+            php_flag short_open_tag on
+        </IfModule>
+        AddType application/x-httpd-php .php
+        """)
+    found = modules.htaccess_lines(parse("/d/.htaccess", text))
+    assert len(found) == 2, found
+    assert found[0] == "/d/.htaccess:1: php_value upload_max_filesize 7M: a 500 without mod_php"
+    assert found[1].startswith("/d/.htaccess:3: addhandler application/x-httpd-php .html: "
+                               "*.html would answer 403")
+    evil = modules.htaccess_lines(parse("/d/.htaccess", "php_value x \x1b[2Jgone\n"))
+    assert evil == ["/d/.htaccess:1: php_value x \\x1b[2Jgone: a 500 without mod_php"]
+
+
+def test_an_interrupt_waits_until_apache_is_switched() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_signals():
+        os.kill(os.getpid(), signal.SIGINT)        # Ctrl-C between stop and start
+        done.append("apache2 started again")
+    assert done == ["apache2 started again"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_config_apache_rejects_at_stage_4_says_why(root_dir: Path) -> None:
+    """mod_php's lines put back while mod_php is off: the message says what to do."""
+    apache = root_dir / "old"
+    apache.mkdir()
+    (apache / "apache2.conf").write_text(
+        f'ServerRoot "{apache}"\nLoadModule mpm_event_module '
+        "/usr/lib/apache2/modules/mod_mpm_event.so\nphp_value memory_limit 99M\n")
+    spec = root_dir / "s.toml"
+    spec.write_text(textwrap.dedent(SPEC))
+    path = str(root_dir / "migrate.json")
+    state.write(MigrateState(str(spec), str(apache), 4, ("shop",)), path)
+    opts = Options(str(spec), 3, str(apache), state_file=path)
+    with pytest.raises(SourceError) as info:
+        migrate(opts)
+    assert "apache2.conf" in str(info.value) and "stands at stage 4 (modphp-off)" in str(info.value)
+    state.write(MigrateState(str(spec), str(apache), 3, ("shop",)), path)
+    with pytest.raises(SourceError) as info:
+        migrate(opts)
+    assert "stands at stage" not in str(info.value)
+
+
+def test_stage_4_from_below_3_says_to_stop_at_3_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(_server: object) -> None:
+        raise PlanError("a.conf:4: php_value x 1. Nothing was changed")
+
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.plan_modphp_off", refuse)
+    with pytest.raises(PlanError, match="go to stage 3 first"):
+        _modphp_off_possible(None, MigrateState("/s", "/a", 1))  # type: ignore[arg-type]
+    with pytest.raises(PlanError) as info:
+        _modphp_off_possible(None, MigrateState("/s", "/a", 3))  # type: ignore[arg-type]
+    assert "go to stage 3" not in str(info.value)

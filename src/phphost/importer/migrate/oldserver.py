@@ -1,6 +1,7 @@
 """The old Apache, acted on without rewriting the admin's files: phphost's overlay in
 its conf-enabled/, module links in its mods-enabled/ (the Debian way), each change
-checked with `apache2 -t` first and taken in with a graceful restart. The web user's
+checked with `apache2 -t` first and taken in with a graceful restart (stage 4, which
+switches the MPM: a full one, stop and start). The web user's
 FPM master under phphost's supervisord. Every file written is root's own, in
 root-only directories (files.atomic_write refuses any other); nothing here touches
 a docroot."""
@@ -8,17 +9,24 @@ a docroot."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import time
 from dataclasses import dataclass
 
 from phphost import files, layout, safefs
+from phphost.audit import apacheconf
 from phphost.errors import HostError, PlanError
 from phphost.host import supervisord
-from phphost.importer.migrate import render
+from phphost.importer import tree
+from phphost.importer.migrate import modules, render
 from phphost.importer.migrate.urlcheck import LOG_TAIL, Url, fetch, logged_paths
+from phphost.importer.run import PHP_NAMES, web_user
+from phphost.importer.scope import ServerLines
+from phphost.importer.sitephp import effective_override
 from phphost.importer.source import ApacheSource, apache_env, find_config, read_apache
+from phphost.importer.translate import global_lines
 from phphost.importer.vhosts import drafts
 from phphost.runner import run
 from phphost.spec.model import Model
@@ -211,3 +219,135 @@ def fpm_down() -> None:
     files.remove(render.SUPERVISOR_CONF)
     supervisord.update([render.PROGRAM], 20)
     files.remove(render.FPM_CONF)
+
+
+# --- stage 4: mod_php off, prefork -> event, a full restart --------------------------------
+
+STOP_WAIT = 30.0
+
+
+def read_mods(server: OldServer) -> modules.Mods:
+    """What mods-enabled/ (name -> link target, None for a non-link) and
+    mods-available/ hold; mods-enabled/ must be a directory only root can write."""
+    enabled_dir = os.path.join(server.root, "mods-enabled")
+    safefs.require_trusted_dir(enabled_dir)
+    enabled: dict[str, str | None] = {}
+    for name in sorted(os.listdir(enabled_dir)):
+        path = os.path.join(enabled_dir, name)
+        enabled[name] = os.readlink(path) if os.path.islink(path) else None
+    available = frozenset(os.listdir(os.path.join(server.root, "mods-available")))
+    return modules.Mods(server.root, enabled, available)
+
+
+def plan_modphp_off(server: OldServer) -> modules.LinkPlan:
+    """The links stage 4 switches, or a PlanError naming every obstacle (mod_php's
+    directives in the admin's files included) before anything changes."""
+    source = server.source
+    plan = modules.modphp_off(read_mods(server), source.modules,
+                              modules.loaders(source.directives))
+    lines = modules.php_only_lines(source.directives, source.modules,
+                                   (link for link, _ in plan.remove), frozenset(source.variables))
+    if lines:
+        raise PlanError("stage 4 (modphp-off): these lines are mod_php's; apache2 refuses "
+                        "them once mod_php is not loaded:\n  " + "\n  ".join(lines) +
+                        "\nThe spec's pools already hold their values (the web user's FPM "
+                        "serves them since stage 3): remove each line, or wrap it in "
+                        "<IfModule php_module>, reload Apache (apache2ctl graceful), then run "
+                        "migrate again. Nothing was changed")
+    found = htaccess_php_lines(server)
+    if found:
+        raise PlanError("stage 4 (modphp-off): these .htaccess lines need mod_php:\n  " +
+                        "\n  ".join(found) + "\nThe docroot's PHP values are in the spec's "
+                        "pool since stage 3 (a sub-directory's belong in its .user.ini, as "
+                        "phphost import said): remove the lines (or wrap them in <IfModule "
+                        "php_module>), then run migrate again. Nothing was changed")
+    return plan
+
+
+def htaccess_php_lines(server: OldServer) -> list[str]:
+    """modules.htaccess_lines of every `.htaccess` Apache reads under the docroots of
+    the vhosts it serves (walked by descriptor, as import walks them)."""
+    source = server.source
+    everywhere = ServerLines(global_lines(source))
+    user = web_user(source.user)
+    access = apacheconf.global_value(list(source.directives), "accessfilename") or ".htaccess"
+    out: list[str] = []
+    seen: set[str] = set()
+    for draft in drafts(source):
+        for vhost in draft.vhosts:
+            if vhost.docroot is None or os.path.realpath(vhost.docroot) in seen:
+                continue
+            docroot = os.path.realpath(vhost.docroot)
+            seen.add(docroot)
+            lines = everywhere.for_docroot(docroot) + list(vhost.directives)
+            for h in tree.scan(docroot, user, re.compile(PHP_NAMES), access).htaccess:
+                if h.text is None or \
+                        effective_override(lines, os.path.dirname(h.path)).lower() == "none":
+                    continue
+                out += modules.htaccess_lines(apacheconf.parse(h.path, h.text))
+    return out
+
+
+def switch_links(plan: modules.LinkPlan) -> None:
+    """Take out the links of plan.remove (only while they still point where the plan
+    says: a link someone changed since is theirs) and make those of plan.make.
+    Idempotent, so an interrupted switch is finished or undone by running it again."""
+    for link, target in plan.remove:
+        if os.path.islink(link) and os.readlink(link) == target:
+            files.remove(link)
+    for link, target in plan.make:
+        files.atomic_symlink(link, target)
+
+
+def pid_file(server: OldServer) -> str:
+    out = server.apache("-t", "-D", "DUMP_RUN_CFG")
+    found = re.search(r'^PidFile: "(.*)"\s*$', out, re.M)
+    if found is None:
+        raise HostError(f"{server.config}: apache2 -t -D DUMP_RUN_CFG shows no PidFile; "
+                        "stage 4 needs it to restart the server")
+    return found[1]
+
+
+def read_pid(path: str) -> int | None:
+    text = files.read_text(path)
+    try:
+        return int(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """A process that has not exited (a zombie has: its sockets are closed)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def full_restart(server: OldServer, pidfile: str, probe: Url | None) -> int:
+    """Stop the old Apache, wait until its parent is gone, start it again (an MPM
+    cannot change in a running parent: httpd refuses, AH00534) and wait until the
+    new parent answers the probe with 403. The new parent's pid; HostError when it
+    does not come up."""
+    old = read_pid(pidfile)
+    if old is not None and alive(old):
+        server.apache("-k", "stop", check=False)
+        deadline = time.monotonic() + STOP_WAIT
+        while alive(old):
+            if time.monotonic() > deadline:
+                raise HostError(f"apache2 (pid {old}) did not stop within {STOP_WAIT:.0f}s")
+            time.sleep(0.1)
+    server.apache("-k", "start")
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        new = read_pid(pidfile)
+        if new is not None and new != old:
+            if not alive(new):
+                break
+            if probe is None or fetch(probe, []).status == 403:
+                return new
+        time.sleep(0.3)
+    raise HostError(f"{server.config}: apache2 did not come up after the restart (see its "
+                    "error log)")

@@ -6,8 +6,12 @@
   moved sites to the web user's FPM. The handler sits in an `<If>`, which Apache
   merges after every `<Directory>`, `<Files>` and `<Location>` section, so it wins
   over mod_php's server-wide `<FilesMatch> SetHandler application/x-httpd-php`.
-  A `<Location>` with a random name answers 403: the sign that a graceful restart
-  has taken this file in.
+  A `<Location>` with a random name answers 403: the sign that a (graceful)
+  restart has taken this file in. Stage 4 (mod_php off) adds a server-wide guard:
+  what mod_php ran and FPM does not (`.phtml`, `.phar`, `.php` outside the moved
+  docroots, names an `AddHandler` gave to PHP) keeps mod_php's handler name, and
+  mod_actions sends that name to a location that is denied: 403, never the file's
+  source; a missing file stays mod_php's 404 (an Action without `virtual`).
 - The web user's FPM (stage 2): ONE master running as Apache's user, unjailed, like
   mod_php, under phphost's supervisord. Rendered here directly rather than through
   the spec's Pool model, so no spec can ever ask for a pool as the web user. It has
@@ -30,6 +34,8 @@ SUPERVISOR_CONF = f"{layout.SUPERVISOR_CONF_DIR}/{PROGRAM}.conf"
 PID_FILE = f"{layout.RUN_DIR}/migrate.pid"
 FPM_LOG = f"{layout.LOG_DIR}/migrate.fpm.log"
 PHP_FILES = r"\.ph(ar|p|tml)$"         # what Debian's php8.2.conf hands to mod_php
+PHP_TYPES = ("application/x-httpd-php", "application/x-httpd-php-source")
+NO_PHP = "/phphost-migrate-no-php"     # where stage 4 sends them: denied
 _BAD = '"\n\r\\<>'
 
 
@@ -74,6 +80,19 @@ def _moved(site: Site) -> list[str]:
     return lines
 
 
+def _no_source() -> list[str]:
+    """Stage 4: mod_php is gone; nothing it ran is ever sent as text."""
+    return ["# mod_php is off (stage 4): what it ran and FPM does not (.phtml, .phar, .php",
+            "# outside the moved docroots, names an AddHandler gave to PHP) keeps its handler",
+            "# name, which mod_actions sends to a denied location: 403, never the source.",
+            "# A missing file stays a 404 (no `virtual`), as under mod_php.",
+            '<FilesMatch ".+\\.ph(ar|p|tml)$">', f"    SetHandler {PHP_TYPES[0]}",
+            "</FilesMatch>", '<FilesMatch ".+\\.phps$">', "    Require all denied",
+            "</FilesMatch>", '<FilesMatch "^\\.ph(ar|p|ps|tml)$">', "    Require all denied",
+            "</FilesMatch>", *(f"Action {t} {NO_PHP}" for t in PHP_TYPES),
+            f'<Location "{NO_PHP}">', "    Require all denied", "</Location>"]
+
+
 def render_overlay(model: Model, stage: int, moved: tuple[str, ...], probe: str) -> str | None:
     """The overlay for this stage; None at stage 0 (no file)."""
     if stage == 0:
@@ -82,6 +101,8 @@ def render_overlay(model: Model, stage: int, moved: tuple[str, ...], probe: str)
              f"{stage} of {model.source} (docs/migrate.md). `phphost migrate SPEC --to 0` "
              "removes it.", "", f'<Location "/phphost-migrate-probe-{probe}">',
              "    Require all denied", "</Location>"]
+    if stage >= 4:
+        lines += ["", *_no_source()]
     for site in model.sites:
         if site.docroot is None or site.redirect:
             continue

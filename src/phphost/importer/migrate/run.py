@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from phphost import files
 from phphost.errors import HostError, PlanError, ValidationFailed
+from phphost.importer.errors import SourceError
 from phphost.importer.migrate import oldserver, render, state
+from phphost.importer.migrate.modules import LinkPlan
 from phphost.importer.migrate.oldserver import OldServer
 from phphost.importer.migrate.stages import name
 from phphost.importer.migrate.state import MigrateState
@@ -76,8 +80,9 @@ def chosen(model: Model, pattern: str | None) -> tuple[str, ...]:
 def steps(current: MigrateState, target: int, moved: tuple[str, ...]) -> list[Step]:
     if target > current.stage:
         return [Step(s, moved if s >= 3 else ()) for s in range(current.stage + 1, target + 1)]
-    if target < current.stage:
-        return [Step(s, ()) for s in range(current.stage - 1, target - 1, -1)]
+    if target < current.stage:       # back to 3 from 4: the sites stay on FPM
+        return [Step(s, current.moved if s == 3 else ())
+                for s in range(current.stage - 1, target - 1, -1)]
     return [Step(target, moved)] if moved != current.moved else []
 
 
@@ -94,7 +99,10 @@ def bring(server: OldServer, model: Model, current: MigrateState, step: Step,
     """The host from `current` to `step`: FPM first on the way up, Apache's overlay and
     module links checked with apache2 -t (put back as they were if it refuses), a
     graceful restart, FPM last on the way down. The state is written as soon as the
-    files change, so a later run can always undo them."""
+    files change, so a later run can always undo them. Into and out of stage 4:
+    modphp_step."""
+    if 4 in (step.stage, current.stage) and step.stage != current.stage:
+        return modphp_step(server, model, current, step, state_file)
     if step.stage >= 2 > current.stage:
         try:
             oldserver.fpm_up(model, server.source.user)
@@ -124,9 +132,99 @@ def bring(server: OldServer, model: Model, current: MigrateState, step: Step,
     return new
 
 
+def modphp_step(server: OldServer, model: Model, current: MigrateState, step: Step,
+                state_file: str) -> MigrateState:
+    """3 -> 4: mod_php's and the old MPM's links out of mods-enabled/, mpm_event's and
+    mod_actions' in, the stage 4 overlay; 4 -> 3: exactly the inverse, from the record.
+    apache2 -t first (refused: everything put back, ValidationFailed), then a full
+    restart; if the new server does not come up, everything is put back and Apache
+    restarted on the old configuration (HostError). The record of the links is
+    written before the first link changes (switching them is idempotent: a later
+    `--to 3` undoes an interrupted switch)."""
+    with deferred_signals():
+        return _modphp_step(server, model, current, step, state_file)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while Apache is switched, stopped and started (an
+    interrupt between stop and start would leave the old server down), then raised
+    again once it serves. Dispositions, not the signal mask: apache2, started in
+    between, must not inherit blocked signals."""
+    pending: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: pending.append(n))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def _modphp_step(server: OldServer, model: Model, current: MigrateState, step: Step,
+                 state_file: str) -> MigrateState:
+    pidfile = oldserver.pid_file(server)
+    if step.stage == 4:      # what Apache loads now (a step back to 4 follows a step to 3)
+        plan = oldserver.plan_modphp_off(oldserver.open_server(server.root))
+        new = replace(current, stage=4, moved=step.moved, off_made=plan.make,
+                      off_removed=plan.remove)
+        state.write(new, state_file)
+    else:
+        plan = LinkPlan(remove=current.off_made, make=current.off_removed)
+        new = replace(current, stage=step.stage, moved=step.moved, off_made=(), off_removed=())
+
+    def put(links: LinkPlan, stage: MigrateState) -> str:
+        oldserver.switch_links(links)
+        probe = oldserver.new_probe()
+        oldserver.write_overlay(server, render.render_overlay(model, stage.stage, stage.moved,
+                                                              probe))
+        return probe
+
+    probe = put(plan, new)
+    problem = oldserver.configtest(server)
+    if problem is not None:
+        put(plan.inverse(), current)
+        state.write(current, state_file)
+        raise ValidationFailed(f"apache2 -t refuses stage {name(step.stage)}; the module links "
+                               f"and migrate's conf are back as they were: {problem}")
+    state.write(new, state_file)
+    try:
+        oldserver.full_restart(server, pidfile, probe_url(model, probe))
+    except HostError as err:
+        probe = put(plan.inverse(), current)
+        state.write(current, state_file)
+        try:
+            oldserver.full_restart(server, pidfile, probe_url(model, probe))
+        except HostError as again:
+            raise HostError(f"stage {name(step.stage)}: {err}. The module links and "
+                            f"migrate's conf are back as at stage {name(current.stage)}, but "
+                            f"apache2 did not come up on them either: {again}. Start it "
+                            f"(apache2 -d {server.root} -k start) and read its error "
+                            "log") from again
+        raise HostError(f"stage {name(step.stage)}: {err}. The module links and migrate's "
+                        f"conf are back as they were and apache2 runs again at stage "
+                        f"{name(current.stage)}") from err
+    return new
+
+
+def modphp_ready(model: Model, current: MigrateState, plan: list[Step]) -> None:
+    """Stage 4 turns mod_php off: only once stage 3 has moved every PHP site."""
+    if current.stage >= 4 or not any(s.stage == 4 for s in plan):
+        return
+    at3 = current.moved if current.stage == 3 else next(s.moved for s in plan if s.stage == 3)
+    left = [s for s in php_sites(model) if s not in at3]
+    if left:
+        raise PlanError(f"--to {name(4)}: mod_php still serves the PHP site(s) "
+                        f"{', '.join(left)}: stage 3 has not moved them to FPM. Move them "
+                        f"first (phphost migrate {model.source} --to move, with --sites to "
+                        "choose), then go to stage 4. Nothing was changed")
+
+
 def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outcome:
     model = load_spec(opts.spec)
-    server = oldserver.open_server(opts.apache_root)
+    server = _open(opts)
     oldserver.check_layout(server)
     oldserver.check_spec(model, server)
     current = state.for_spec(state.read(opts.state_file), opts.spec, server.root,
@@ -138,12 +236,15 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     if opts.target >= 3 and current.stage >= 3:
         moved = tuple(s for s in php_sites(model) if s in set(moved) | set(current.moved))
     plan = steps(current, opts.target, moved)
+    modphp_ready(model, current, plan)
+    if any(s.stage == 4 for s in plan) and current.stage < 4:
+        _modphp_off_possible(server, current)
     out = Outcome(current.stage, current.stage)
     if not plan:
         out.log.append(f"already at stage {name(current.stage)}; nothing to do")
         return out
     if opts.dry_run:
-        out.log += [_describe(model, server, s) for s in plan]
+        out.log += [_describe(model, server, current, s) for s in plan]
         out.log.append(f"{len(urls)} URLs would be compared before and after each stage:")
         out.log += [f"  {u}" for u in urls]
         return out
@@ -176,6 +277,38 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     return out
 
 
+def _modphp_off_possible(server: OldServer, current: MigrateState) -> None:
+    """Every obstacle to stage 4 named before anything changes. Below stage 3 mod_php
+    still needs its lines: they can go only once stage 3 has moved the sites."""
+    try:
+        oldserver.plan_modphp_off(server)
+    except PlanError as err:
+        if current.stage >= 3:
+            raise
+        raise PlanError(f"{err}\nmod_php still serves the sites at stage "
+                        f"{name(current.stage)} and needs its lines until then: go to stage 3 "
+                        "first (--to move: FPM then serves the same values), take the lines "
+                        "out, then --to modphp-off") from err
+
+
+def _open(opts: Options) -> OldServer:
+    """The old Apache as it resolves its config; when apache2 rejects that config while
+    a migration of it stands at stage 4, why that is (mod_php's lines put back early)."""
+    try:
+        return oldserver.open_server(opts.apache_root)
+    except SourceError as err:
+        found = state.read(opts.state_file)
+        if found is None or found.stage < 4 or \
+                found.apache_root != os.path.realpath(opts.apache_root):
+            raise
+        raise SourceError(
+            f"{err}\nThe migration of this Apache stands at stage {name(found.stage)}: "
+            "mod_php is not loaded, so its own lines (php_value, php_flag, php_admin_*, "
+            "PHPINIDir) are unknown directives. Take them out again (or wrap them in "
+            "<IfModule php_module>) until `phphost migrate SPEC --to 3` has put mod_php "
+            "back, then restore them") from err
+
+
 def _read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -184,7 +317,7 @@ def _read_text(path: str) -> str:
         raise PlanError(f"--urls {path}: cannot be read ({err}). Nothing was changed") from err
 
 
-def _describe(model: Model, server: OldServer, step: Step) -> str:
+def _describe(model: Model, server: OldServer, current: MigrateState, step: Step) -> str:
     lines = [f"stage {name(step.stage)} would:"]
     if step.stage >= 2:
         lines.append(f"  run {render.PROGRAM} ({render.SUPERVISOR_CONF}, {render.FPM_CONF}) as "
@@ -193,7 +326,17 @@ def _describe(model: Model, server: OldServer, step: Step) -> str:
     lines.append(f"  {'write' if text else 'remove'} {server.overlay}" +
                  ("" if text is None else ":\n" + "".join(f"    {x}\n" for x in
                                                            text.splitlines())))
-    if step.stage >= 3:
+    if step.stage == 3 and current.stage == 4:
+        lines += [f"  remove the link {link} -> {target}" for link, target in current.off_made]
+        lines += [f"  put back the link {link} -> {target}"
+                  for link, target in current.off_removed]
+        lines.append(f"  apache2 -t, then stop and start apache2 ({server.config})")
+    elif step.stage == 3:
         where = os.path.join(server.root, "mods-enabled")
         lines.append(f"  enable mod_proxy, mod_proxy_fcgi in {where} unless loaded")
+    if step.stage == 4:
+        plan = oldserver.plan_modphp_off(server)
+        lines += [f"  remove the link {link} -> {target}" for link, target in plan.remove]
+        lines += [f"  link {link} -> {target}" for link, target in plan.make]
+        lines.append(f"  apache2 -t, then stop and start apache2 ({server.config})")
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """Where a migration stands, in one root-only JSON file: the spec and the old Apache
 it belongs to, the current stage, the sites moved to FPM, and the module links
-migrate made (removed again on the way back; links the admin had are never touched).
+migrate made (removed again on the way back; links the admin had are never touched)
+and, at stage 4, the admin's links it took out (mod_php's, the old MPM's) with their
+targets, so going back puts exactly those back.
 Written atomically (files.atomic_write: temp file, fsync, rename, in a root-only
 directory)."""
 
@@ -22,7 +24,9 @@ class MigrateState:
     apache_root: str                  # the old Apache's ServerRoot (-d)
     stage: int = 0
     moved: tuple[str, ...] = ()       # sites whose .php go to the web user's FPM (stage 3)
-    links: tuple[str, ...] = ()       # mods-enabled links migrate made
+    links: tuple[str, ...] = ()       # mods-enabled links migrate made (stage 3)
+    off_made: tuple[tuple[str, str], ...] = ()      # stage 4: (link, target) migrate made
+    off_removed: tuple[tuple[str, str], ...] = ()   # stage 4: (link, target) it took out
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -33,7 +37,9 @@ def parse(text: str, path: str) -> MigrateState:
         data = json.loads(text)
         state = MigrateState(str(data["spec"]), str(data["apache_root"]), int(data["stage"]),
                              tuple(str(s) for s in data["moved"]),
-                             tuple(str(s) for s in data["links"]))
+                             tuple(str(s) for s in data["links"]),
+                             tuple(_pair(p) for p in data.get("off_made", [])),
+                             tuple(_pair(p) for p in data.get("off_removed", [])))
     except (ValueError, KeyError, TypeError) as err:
         raise PlanError(f"{path}: not a migrate state file ({err}). It is phphost's own "
                         "record; restore it from a backup, or remove it only if the old "
@@ -41,6 +47,12 @@ def parse(text: str, path: str) -> MigrateState:
     if state.stage < 0:
         raise PlanError(f"{path}: stage {state.stage} is not a stage")
     return state
+
+
+def _pair(item: object) -> tuple[str, str]:
+    if not isinstance(item, list) or len(item) != 2 or not all(isinstance(x, str) for x in item):
+        raise ValueError(f"{item!r} is not a [link, target] pair")
+    return item[0], item[1]
 
 
 def read(path: str = STATE_FILE) -> MigrateState | None:
