@@ -626,3 +626,22 @@ def test_drain_gives_up_on_a_socket_that_does_not_answer(
     monkeypatch.setattr("phphost.importer.migrate.oldserver.fpm_status", status)
     monkeypatch.setattr("phphost.importer.migrate.oldserver.QUIET", 0.0)
     oldserver.drain(["/run/gone.sock"])
+
+
+def test_going_back_from_5_removes_only_where_stage_5_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    removed: list[str] = []
+    updated: list[list[str]] = []
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.files.remove", removed.append)
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.supervisord.update",
+                        lambda names, _t: updated.append(list(names)))
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.supervisord.stop",
+                        lambda _names, _t: None)
+    ours = render.split_files("shop")
+    oldserver.split_down(("phphost.migrate.shop",),
+                         (*ours, "/etc/passwd", render.SUPERVISOR_CONF, render.FPM_CONF,
+                          "/etc/phphost/migrate/pools/../../../passwd"))
+    assert sorted(set(removed)) == sorted(ours)
+    # the program's file goes before supervisord rereads: it stops and removes the program
+    assert removed[0] == render.split_supervisor_conf("shop")
+    assert updated == [["phphost.migrate.shop"]]
