@@ -22,6 +22,7 @@ import argparse
 import glob
 import http.client
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,19 @@ class Client(threading.Thread):
             finally:
                 conn.close()
             self.seen.append((time.monotonic(), ok))
+
+
+def step(args: list[str]) -> tuple[float, float]:
+    """migrate's wall time and the step's own (the "[N s]" it prints: both URL fetches
+    and the switch, without the command's start-up and its reading of the config)."""
+    began = time.monotonic()
+    proc = subprocess.run([PHPHOST, "migrate", *args], capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"phphost migrate {' '.join(args)}: exit {proc.returncode}\n"
+                         f"{proc.stdout}{proc.stderr}")
+    own = re.search(r"\[([0-9.]+) s\]", proc.stdout)
+    return time.monotonic() - began, float(own[1]) if own else float("nan")
 
 
 def counted(clients: list[Client], start: float, end: float) -> tuple[int, int]:
@@ -96,16 +110,16 @@ def main() -> int:
             c.start()
         print(f"{opts.sites} vhosts (so {opts.sites} pools), event MPM; {opts.clients} "
               "clients asking for PHP pages of their own pools back to back")
-        print("switch  migrate  requests  failed")
+        print("switch  migrate  (the step)  requests  failed")
         for _ in range(opts.rounds):
             for target in (5, 4):
                 start = time.monotonic()
-                took = migrate([*common, "--to", str(target)])
+                took, own = step([*common, "--to", str(target)])
                 at = target
                 time.sleep(0.3)
                 total, failed = counted(clients, start, time.monotonic())
-                print(f"{'4 -> 5' if target == 5 else '5 -> 4'}  {took:6.2f} s  {total:8d}  "
-                      f"{failed:6d}", flush=True)
+                print(f"{'4 -> 5' if target == 5 else '5 -> 4'}  {took:6.2f} s  ({own:5.1f} s)  "
+                      f"{total:8d}  {failed:6d}", flush=True)
         for c in clients:
             c.stop.set()
             c.join()
