@@ -645,3 +645,15 @@ def test_going_back_from_5_removes_only_where_stage_5_writes(
     # the program's file goes before supervisord rereads: it stops and removes the program
     assert removed[0] == render.split_supervisor_conf("shop")
     assert updated == [["phphost.migrate.shop"]]
+
+
+def test_an_interrupt_waits_until_stage_5_is_switched(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.split_up",
+                        lambda *_a: os.kill(os.getpid(), signal.SIGINT))   # Ctrl-C meanwhile
+    at4 = MigrateState("/s", str(root_dir), 4, ("shop",))
+    with pytest.raises(KeyboardInterrupt):
+        pools_step(_server(root_dir), model(), at4, Step(5, ("shop",)), path)
+    assert fake.calls == ["overlay 5", "configtest", "graceful", "drain", "fpm_down"]
+    assert state.read(path) is not None and state.read(path).stage == 5  # type: ignore[union-attr]

@@ -218,10 +218,12 @@ def pools_step(server: OldServer, model: Model, current: MigrateState, step: Ste
     the one master started and answering, the overlay back (apache2 -t, graceful), the
     per-pool masters the record names stopped and their files removed. Either way no
     request meets a socket without a master; a failure puts back what the step did
-    (the host stays at the stage it was at) and says so."""
-    if step.stage == 5:
-        return _split(server, model, current, step, state_file)
-    return _unsplit(server, model, current, step, state_file)
+    (the host stays at the stage it was at) and says so. SIGINT and SIGTERM wait until
+    the step (or its undoing) is done, so an interrupt never leaves it half switched."""
+    with deferred_signals():
+        if step.stage == 5:
+            return _split(server, model, current, step, state_file)
+        return _unsplit(server, model, current, step, state_file)
 
 
 def _split(server: OldServer, model: Model, current: MigrateState, step: Step,
