@@ -346,6 +346,19 @@ def stage5(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
                                                            "/who.php"], report
     assert split_left() == [] and supervisord.states().get(render.PROGRAM) == "RUNNING"
     assert json.loads(Path(STATE).read_text())["stage"] == 4
+    # a master that cannot start (its socket's path taken by a directory): exit 5, the
+    # per-pool masters removed again, the one master serving at stage 4
+    taken = Path(render.split_socket("hta-test"))
+    taken.mkdir()
+    try:
+        failed = phphost("migrate", *common, "--to", "pools", ok=(5,)).stderr
+    finally:
+        taken.rmdir()
+    assert "phphost.migrate.hta-test" in failed and "stage 4 (modphp-off) as before" in failed, \
+        failed
+    assert split_left() == [] and supervisord.states().get(render.PROGRAM) == "RUNNING"
+    assert json.loads(Path(STATE).read_text())["stage"] == 4
+    assert sapi(host, "hta.test") == "fpm-fcgi"
     out = phphost("migrate", *common, "--to", "pools").stdout
     assert "stage 5 (pools): done, all" in out, out
     record = json.loads(Path(STATE).read_text())
