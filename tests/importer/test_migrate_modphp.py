@@ -1,9 +1,10 @@
 """`phphost migrate` on the private mod_php host of modphp_host.py: import, then the
 stages forward one at a time (1 PHP off where unused, 2 the web user's FPM beside
 mod_php, 3 the PHP sites moved to it in two groups, 4 mod_php off and prefork ->
-event after the admin's edits stage 4 asks for), the URL comparison passing after
-each, then back to 0 with the old host serving as before, its module links exactly
-as they were, and nothing of migrate's left. A stage that changes what a visitor
+event after the admin's edits stage 4 asks for, 5 one master per pool, each with its
+own OPcache), the URL comparison passing after each, then back to 0 with the old
+host serving as before, its module links exactly as they were, and nothing of
+migrate's left. A stage that changes what a visitor
 sees is taken back by itself (exit 12); bad input changes nothing.
 
 The web user's FPM runs under the host's supervisord, so this holds the integration
@@ -11,6 +12,7 @@ lock; it never applies a spec (the demo host's pools and sites stay as they are)
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -18,12 +20,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from phphost import layout
+from phphost.host import supervisord
 from phphost.importer.migrate import oldserver, render
 from phphost.importer.migrate.modules import LinkPlan
 from tests.importer.modphp_host import APACHE, ENV, MODPHP_LINKS, ModPhpHost
@@ -123,7 +127,7 @@ def test_migrate_forward_and_back(modphp: ModPhpHost, tmp_path: Path, host_lock:
             assert any("values.test" in d["url"] for d in report["differences"]), report
             assert sapi(modphp, "values.test") == "apache2handler"
         finally:
-            if _stage() == 4:                   # (after a failure in stage4)
+            if _stage() >= 4:                   # (after a failure in stage4/stage5)
                 phphost("migrate", *common, "--to", "3", ok=(0, 4, 5, 6, 12))
             restore(saved)                      # mod_php needs its lines again below 3
             back = phphost("migrate", *common, "--to", "0", ok=(0, 4, 5, 6, 9, 12))
@@ -133,7 +137,7 @@ def test_migrate_forward_and_back(modphp: ModPhpHost, tmp_path: Path, host_lock:
             _clean_up()
         modphp.start()                          # the fixture's own apache2 again
     assert back.returncode == 0, back.stdout + back.stderr
-    assert leftovers(modphp) == []
+    assert leftovers(modphp) == [] and split_left() == []
     assert enabled(modphp) == {n: f"../mods-available/{n}" for n in MODPHP_LINKS}
     assert json.loads(Path(STATE).read_text())["stage"] == 0
     last = {(n, p): modphp.get(n, p) for n, p in PATHS}
@@ -147,10 +151,13 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     running, every URL as before; back at 3 every module link exactly as it was."""
     links = enabled(host)
     assert {"php_module", "mpm_prefork_module"} <= loaded(host)
-    refused = phphost("migrate", *common, "--to", "modphp-off", ok=(4,))
-    assert "sites/40-values.conf:4: php_value memory_limit 99M" in refused.stderr, refused.stderr
-    assert "90-engine.conf:" in refused.stderr and "Nothing was changed" in refused.stderr
-    assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+    for to in ("modphp-off", "pools"):     # stage 5 goes through 4: refused the same
+        refused = phphost("migrate", *common, "--to", to, ok=(4,))
+        assert "sites/40-values.conf:4: php_value memory_limit 99M" in refused.stderr, \
+            refused.stderr
+        assert "90-engine.conf:" in refused.stderr and "Nothing was changed" in refused.stderr
+        assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
+        assert json.loads(Path(STATE).read_text())["stage"] == 3 and split_left() == []
     # the admin removes them (the pools hold the values) and reloads
     sites = host.apache_root / "sites"
     edit(saved, sites / "40-values.conf", "    php_value memory_limit 99M\n"
@@ -238,6 +245,7 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     finally:
         overlay.write_text(guarded)
         assert reload_until(host, lambda: host.get("apps.test", "/x.phtml")[0] == 403)
+    stage5(host, common, saved)
     out = phphost("migrate", *common, "--to", "3").stdout
     assert "stage 3 (move): done" in out, out
     assert enabled(host) == links and running(host) == {"mod_mpm_prefork", "libphp8.2"}
@@ -245,6 +253,148 @@ def stage4(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -
     record = json.loads(Path(STATE).read_text())
     assert (record["stage"], record["off_made"], record["off_removed"]) == (3, [], [])
     restore(saved)
+
+
+# what each pool's master is: its workers' parent, and what its OPcache holds
+WHO = ("<?php header('Content-Type: application/json'); $s = opcache_get_status(true); "
+       "echo json_encode(['ppid' => posix_getppid(), "
+       "'cached' => array_keys($s['scripts'] ?? [])]);\n")
+
+
+def php_places(spec: Path) -> dict[str, tuple[str, str, Path, bool]]:
+    """pool -> (server name, URL path of its directory, that directory, TLS) for
+    every PHP site and route of the imported spec."""
+    data = tomllib.loads(spec.read_text())
+    out: dict[str, tuple[str, str, Path, bool]] = {}
+    for site in data["sites"].values():
+        if not site.get("php") or "pool" not in site:
+            continue
+        tls = "tls" in site
+        out[site["pool"]] = (site["server_name"], "/", Path(site["docroot"]), tls)
+        for path, pool in site.get("routes", {}).items():
+            out[pool] = (site["server_name"], path, Path(site["docroot"]) / path.strip("/"), tls)
+    return out
+
+
+def who(host: ModPhpHost, places: dict[str, tuple[str, str, Path, bool]]
+        ) -> dict[str, dict[str, object]]:
+    """pool -> what its who.php says (each asked twice: its OPcache holds the first)."""
+    out = {}
+    for pool, (name, path, _dir, tls) in places.items():
+        host.get(name, f"{path}who.php", tls=tls)
+        status, body = host.get(name, f"{path}who.php", tls=tls)
+        assert status == 200, (pool, status, body)
+        out[pool] = json.loads(body)
+    return out
+
+
+def owner(places: dict[str, tuple[str, str, Path, bool]], path: str) -> str | None:
+    """The pool whose directory holds path most closely (None: no pool's)."""
+    holders = [(len(str(d)), pool) for pool, (_n, _u, d, _t) in places.items()
+               if path.startswith(f"{d}/")]
+    return max(holders)[1] if holders else None
+
+
+def split_left() -> list[str]:
+    """stage 5's programs supervisord has, and its files."""
+    programs = [p for p in supervisord.states() if p.startswith(render.SPLIT_PREFIX)]
+    written = glob.glob(f"{layout.ETC}/migrate/pools/*") + \
+        glob.glob(f"{layout.SUPERVISOR_CONF_DIR}/{render.SPLIT_PREFIX}*.conf")
+    return programs + written
+
+
+def memory_kb(pid: int) -> int:
+    """Proportional set size of a master and its workers, kB."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    total = 0
+    for one in pids:
+        rollup = Path(f"/proc/{one}/smaps_rollup").read_text()
+        total += int(re.search(r"^Pss:\s+(\d+)", rollup, re.M)[1])
+    return total
+
+
+def stage5(host: ModPhpHost, common: list[str], saved: dict[Path, str | None]) -> None:
+    """4 -> 5 -> 4: one master per pool, each answering from its own master with an
+    OPcache of its own, every URL as before; back at 4 only the one master runs."""
+    places = php_places(Path(common[0]))
+    assert len(places) >= 4, places
+    old = time.time() - 60                   # OPcache skips files changed in the last 2 s
+    for _name, _path, where, _tls in places.values():
+        edit(saved, where / "who.php", None, WHO)
+        os.utime(where / "who.php", (old, old))
+    who(host, places)
+    one = who(host, places)                  # the second round: every who.php cached once
+    single = int(Path(render.PID_FILE).read_text())
+    assert {w["ppid"] for w in one.values()} == {single}          # one master for all
+    everyone = {str(d / "who.php") for _n, _u, d, _t in places.values()}
+    for pool, seen in one.items():          # and one OPcache: each sees the others' code
+        assert everyone <= set(seen["cached"]), (pool, seen)
+    print(f"stage 4: 1 master for {len(places)} pools, {memory_kb(single)} kB (PSS, workers "
+          "included)")
+    dry = phphost("migrate", *common, "--to", "pools", "--dry-run").stdout
+    assert "stage 5 (pools) would:" in dry and render.split_socket("values-test") in dry, dry
+    assert split_left() == []
+    # who.php's answer changes by design (its parent): with it in the URL list stage 5
+    # differs and takes itself back, the one master serving again
+    urls = Path(common[common.index("--urls") + 1])
+    more = urls.with_name("who.txt")
+    more.write_text(urls.read_text() + f"http://values.test:{host.http}/who.php\n")
+    with_who = [str(more) if a == str(urls) else a for a in common]
+    report = json.loads(phphost("migrate", *with_who, "--to", "5", "--json", ok=(12,)).stdout)
+    assert (report["stage"], report["failed_stage"]) == (4, 5), report
+    assert [d["url"] for d in report["differences"]] == [f"http://values.test:{host.http}"
+                                                           "/who.php"], report
+    assert split_left() == [] and supervisord.states().get(render.PROGRAM) == "RUNNING"
+    assert json.loads(Path(STATE).read_text())["stage"] == 4
+    # a master that cannot start (its socket's path taken by a directory): exit 5, the
+    # per-pool masters removed again, the one master serving at stage 4
+    taken = Path(render.split_socket("hta-test"))
+    taken.mkdir()
+    try:
+        failed = phphost("migrate", *common, "--to", "pools", ok=(5,)).stderr
+    finally:
+        taken.rmdir()
+    assert "phphost.migrate.hta-test" in failed and "stage 4 (modphp-off) as before" in failed, \
+        failed
+    assert split_left() == [] and supervisord.states().get(render.PROGRAM) == "RUNNING"
+    assert json.loads(Path(STATE).read_text())["stage"] == 4
+    assert sapi(host, "hta.test") == "fpm-fcgi"
+    out = phphost("migrate", *common, "--to", "pools").stdout
+    assert "stage 5 (pools): done, all" in out, out
+    record = json.loads(Path(STATE).read_text())
+    assert record["stage"] == 5 and len(record["split_programs"]) == len(places), record
+    assert not os.path.exists(render.SUPERVISOR_CONF) and not os.path.exists(render.FPM_CONF)
+    states = supervisord.states()
+    assert render.PROGRAM not in states, states
+    assert {p: states.get(render.split_program(p)) for p in places} == {
+        p: "RUNNING" for p in places}
+    assert sapi(host, "values.test") == "fpm-fcgi"
+    own = who(host, places)
+    for pool in places:
+        assert own[pool]["ppid"] == int(Path(render.split_pid(pool)).read_text()), pool
+        # its OPcache holds code of its own directory and none of another pool's (a
+        # route's pool none of its site's, and the other way round); a system library
+        # (DokuWiki's phpseclib in /usr/share/php) belongs to no pool
+        owners = {f: owner(places, f) for f in own[pool]["cached"]}
+        assert pool in owners.values(), (pool, owners)
+        assert {o for o in owners.values() if o is not None} == {pool}, (pool, owners)
+    assert len({w["ppid"] for w in own.values()}) == len(places)
+    sizes = {p: memory_kb(int(Path(render.split_pid(p)).read_text())) for p in places}
+    print(f"stage 5: {len(places)} masters, {sum(sizes.values())} kB (PSS, workers "
+          f"included): {sizes}")
+    dry = phphost("migrate", *common, "--to", "4", "--dry-run").stdout
+    assert f"remove {render.split_conf('values-test')}" in dry, dry
+    assert split_left() and record == json.loads(Path(STATE).read_text())
+    out = phphost("migrate", *common, "--to", "modphp-off").stdout
+    assert "stage 4 (modphp-off): done" in out, out
+    assert split_left() == []
+    states = supervisord.states()
+    assert states.get(render.PROGRAM) == "RUNNING", states
+    back = who(host, places)
+    assert {w["ppid"] for w in back.values()} == {int(Path(render.PID_FILE).read_text())}
+    record = json.loads(Path(STATE).read_text())
+    assert (record["stage"], record["split_programs"], record["split_files"]) == (4, [], [])
+    assert running(host) == {"mod_mpm_event"}
 
 
 def reload_until(host: ModPhpHost, done: Callable[[], bool]) -> bool:
@@ -307,8 +457,11 @@ def _clean_up() -> None:
         Path(link).unlink(missing_ok=True)
     (Path(record["apache_root"]) / "conf-enabled" / render.OVERLAY_NAME).unlink(missing_ok=True)
     oldserver.fpm_down()
+    oldserver.split_down(tuple(record.get("split_programs", [])),
+                         tuple(record.get("split_files", [])))
     Path(STATE).write_text(json.dumps({**record, "stage": 0, "moved": [], "links": [],
-                                       "off_made": [], "off_removed": []}))
+                                       "off_made": [], "off_removed": [],
+                                       "split_programs": [], "split_files": []}))
 
 
 def _plain(seen: tuple[int, str]) -> tuple[int, str]:

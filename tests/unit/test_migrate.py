@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from phphost.audit.apacheconf import Directive, Section, parse
-from phphost.errors import PlanError
+from phphost.errors import FastCGIError, HostError, PlanError, ValidationFailed
 from phphost.exitcodes import ExitCode
 from phphost.importer.errors import SourceError
-from phphost.importer.migrate import modules, render, state
+from phphost.importer.migrate import modules, oldserver, render, state
 from phphost.importer.migrate.modules import LinkPlan, Mods
 from phphost.importer.migrate.oldserver import OldServer, read_mods, switch_links
 from phphost.importer.migrate.run import (
@@ -31,6 +31,8 @@ from phphost.importer.migrate.run import (
     deferred_signals,
     migrate,
     modphp_ready,
+    pools_step,
+    split_unchanged,
     steps,
 )
 from phphost.importer.migrate.stages import StageError, parse_stage
@@ -57,8 +59,10 @@ home = "/srv/acme"
 tenant = "acme"
 php_values = { memory_limit = "99M" }
 php_admin_values = { display_errors = "on" }
+php_ini = { max_input_vars = "1500" }
 [pools.wiki]
 tenant = "acme"
+php_ini = { max_input_vars = "3000" }
 [sites.shop]
 tenant = "acme"
 server_name = "shop.test"
@@ -85,10 +89,11 @@ def test_stages_by_number_and_name() -> None:
     assert parse_stage("php-off") == 1
     assert parse_stage("Move") == 3
     assert parse_stage("modphp-off") == 4
+    assert parse_stage("pools") == 5
 
 
 @pytest.mark.parametrize("text, words", [("9", "no such stage"), ("sideways", "no such stage"),
-                                         ("jails", "not built yet"), ("5", "not built yet")])
+                                         ("jails", "not built yet"), ("6", "not built yet")])
 def test_bad_stage_is_a_usage_error(text: str, words: str) -> None:
     with pytest.raises(StageError) as info:
         parse_stage(text)
@@ -104,6 +109,9 @@ def test_steps_go_one_stage_at_a_time_both_ways() -> None:
     at4 = MigrateState("/s", "/a", 4, ("shop",))
     assert steps(at4, 0, ()) == [Step(3, ("shop",)), Step(2, ()), Step(1, ()), Step(0, ())]
     assert steps(at3, 4, ("shop",)) == [Step(4, ("shop",))]
+    assert steps(at4, 5, ("shop",)) == [Step(5, ("shop",))]
+    at5 = MigrateState("/s", "/a", 5, ("shop",))
+    assert steps(at5, 3, ()) == [Step(4, ("shop",)), Step(3, ("shop",))]   # still on FPM
 
 
 def test_sites_glob_matches_php_sites_only() -> None:
@@ -433,3 +441,219 @@ def test_stage_4_from_below_3_says_to_stop_at_3_first(monkeypatch: pytest.Monkey
     with pytest.raises(PlanError) as info:
         _modphp_off_possible(None, MigrateState("/s", "/a", 3))  # type: ignore[arg-type]
     assert "go to stage 3" not in str(info.value)
+
+
+# --- stage 5: one master per pool ----------------------------------------------------------
+
+def test_split_masters_one_per_pool_with_its_own_values() -> None:
+    m = model()
+    shop = render.render_split_fpm(m, "shop", "www-data", "www-data")
+    assert re.findall(r"^\[(\w+)\]$", shop, re.M) == ["global", "shop"]       # one pool
+    assert "listen = /run/phphost/migrate.pools.shop.sock" in shop
+    assert "pid = /run/phphost/migrate.pools.shop.pid" in shop
+    assert "php_value[memory_limit] = 99M" in shop and "user = www-data" in shop
+    assert "php_admin_value[display_errors] = on" in shop and "chroot" not in shop
+    assert "ping.path = /phphost-fpm-ping" in shop
+    wiki = render.render_split_fpm(m, "wiki", "www-data", "www-data")
+    assert "php_value" not in wiki and "migrate.pools.wiki.sock" in wiki
+    # each master its own php_ini; the one master of stage 2 takes the first pool's
+    assert render.split_argv(m, "wiki")[-2:] == ["-d", "max_input_vars=3000"]
+    assert render.split_argv(m, "shop")[-2:] == ["-d", "max_input_vars=1500"]
+    assert render.fpm_argv(m)[-2:] == ["-d", "max_input_vars=1500"]
+    program = render.render_split_program(m, "wiki")
+    assert "[program:phphost.migrate.wiki]" in program
+    assert "--fpm-config /etc/phphost/migrate/pools/wiki.conf" in program
+    # no spec name holds a dot, so neither apply nor stage 2 can collide with these
+    assert render.split_program("wiki") != render.PROGRAM and "." in render.split_program("x")
+    assert render.split_socket("wiki") != render.socket("wiki")
+
+
+def test_stage_5_overlay_points_each_pool_at_its_own_master() -> None:
+    four = render.render_overlay(model(), 4, ("shop",), "p") or ""
+    five = render.render_overlay(model(), 5, ("shop",), "p") or ""
+    assert "migrate.pools." not in four
+    assert 'SetHandler "proxy:unix:/run/phphost/migrate.pools.shop.sock|' \
+           'fcgi://migrate.pools.shop/"' in five
+    assert "/run/phphost/migrate.pools.wiki.sock" in five and "migrate.shop.sock" not in five
+    assert "Action application/x-httpd-php /phphost-migrate-no-php" in five  # guard stays
+
+
+def test_state_keeps_what_stage_5_made(root_dir: Path) -> None:
+    path = str(root_dir / "migrate.json")
+    s = MigrateState("/s.toml", "/etc/old", 5, ("shop",), split_programs=("phphost.migrate.shop",),
+                     split_files=("/etc/phphost/migrate/pools/shop.conf",))
+    state.write(s, path)
+    assert state.read(path) == s
+    old = json.loads(Path(path).read_text())
+    del old["split_programs"], old["split_files"]          # a record from before stage 5
+    Path(path).write_text(json.dumps(old))
+    assert state.read(path) == MigrateState("/s.toml", "/etc/old", 5, ("shop",))
+    Path(path).write_text(json.dumps({**old, "split_files": "/etc/passwd"}))
+    with pytest.raises(PlanError, match="not a migrate state file"):
+        state.read(path)
+
+
+def test_a_changed_spec_at_stage_5_is_refused() -> None:
+    at5 = MigrateState("/s", "/a", 5, ("shop",), split_programs=("phphost.migrate.shop",))
+    split_unchanged(model(), at5, steps(at5, 4, ()))              # going back: fine
+    split_unchanged(model(), at5, [])
+    with pytest.raises(PlanError, match=r"Go back to stage 4 .* Nothing was changed"):
+        split_unchanged(model(), at5, [Step(5, ("shop", "blog"))])
+
+
+def test_stage_5_through_4_from_3_names_the_sites_left() -> None:
+    at3 = MigrateState("/s", "/a", 3, ())
+    with pytest.raises(PlanError) as info:
+        modphp_ready(model(), at3, steps(at3, 5, ()))
+    assert "--to 5 (pools) (through stage 4 (modphp-off)): mod_php still serves the PHP " \
+           "site(s) shop" in str(info.value)
+
+
+class FakeOld:
+    """What pools_step asks of oldserver, recorded in order; `fail` names the call that
+    raises."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, overlay: Path, fail: str = "") -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+        self.overlay = overlay
+        where = "phphost.importer.migrate.oldserver."
+        for fn in ("split_up", "split_down", "fpm_up", "fpm_down", "configtest", "graceful",
+                   "write_overlay", "drain"):
+            monkeypatch.setattr(where + fn, self._recorder(fn))
+
+    def _recorder(self, fn: str) -> object:
+        def call(*args: object, **_kw: object) -> object:
+            if fn == "write_overlay":
+                text = args[1]
+                self.calls.append(f"overlay {_stage_of(text)}")
+                self.overlay.write_text(text if isinstance(text, str) else "")
+                return None
+            self.calls.append(fn)
+            if fn == self.fail == "configtest":
+                return "AH00526: bad"
+            if fn == self.fail:
+                raise HostError(f"{fn} failed")
+            return None
+        return call
+
+
+def _stage_of(text: object) -> str:
+    found = re.search(r"stage (\d)", text) if isinstance(text, str) else None
+    return found[1] if found else "none"
+
+
+def _server(root: Path) -> OldServer:
+    source = type("S", (), {"user": "www-data"})()
+    overlay = root / "conf-enabled" / render.OVERLAY_NAME
+    overlay.parent.mkdir(exist_ok=True)
+    overlay.write_text("# stage 4\n")
+    return OldServer(str(root), str(root / "apache2.conf"), source)  # type: ignore[arg-type]
+
+
+def test_stage_5_starts_the_new_masters_before_switching_and_stops_the_old_after(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    server = _server(root_dir)
+    at4 = MigrateState("/s", str(root_dir), 4, ("shop",), off_made=(("/l", "t"),))
+    at5 = pools_step(server, model(), at4, Step(5, ("shop",)), path)
+    assert fake.calls == ["split_up", "overlay 5", "configtest", "graceful", "drain",
+                          "fpm_down"]
+    assert at5.split_programs == ("phphost.migrate.shop", "phphost.migrate.wiki")
+    assert "/etc/phphost/migrate/pools/wiki.conf" in at5.split_files
+    assert state.read(path) == at5 and at5.off_made == at4.off_made
+    fake.calls.clear()
+    back = pools_step(server, model(), at5, Step(4, ("shop",)), path)
+    assert fake.calls == ["fpm_up", "overlay 4", "configtest", "graceful", "drain",
+                          "split_down"]
+    assert back == at4 and state.read(path) == at4
+
+
+@pytest.mark.parametrize("fail, calls, error", [
+    ("split_up", ["split_up", "split_down"], HostError),
+    ("configtest", ["split_up", "overlay 5", "configtest", "overlay 4", "split_down"],
+     ValidationFailed),
+    ("graceful", ["split_up", "overlay 5", "configtest", "graceful", "overlay 4",
+                  "split_down"], HostError),
+])
+def test_a_failed_stage_5_leaves_the_one_master_serving(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch, fail: str, calls: list[str],
+        error: type[Exception]) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o", fail), str(root_dir / "migrate.json")
+    monkeypatch.setattr(OldServer, "apache", lambda *_a, **_k: "")
+    at4 = MigrateState("/s", str(root_dir), 4, ("shop",))
+    with pytest.raises(error):
+        pools_step(_server(root_dir), model(), at4, Step(5, ("shop",)), path)
+    assert fake.calls == calls and "fpm_down" not in fake.calls
+    assert state.read(path) == at4
+
+
+def test_a_failed_step_back_from_5_keeps_the_pools_serving(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o", "configtest"), str(root_dir / "migrate.json")
+    at5 = MigrateState("/s", str(root_dir), 5, ("shop",), split_programs=("p",),
+                       split_files=("f",))
+    state.write(at5, path)
+    with pytest.raises(ValidationFailed):
+        pools_step(_server(root_dir), model(), at5, Step(4, ("shop",)), path)
+    assert fake.calls == ["fpm_up", "overlay 4", "configtest", "overlay 4", "fpm_down"]
+    assert state.read(path) == at5
+
+
+def test_drain_waits_until_only_its_own_requests_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old Apache child still sending to the master keeps it from being stopped."""
+    counts = iter([5, 9, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23])    # busy, busy, then +1s
+    asked: list[int] = []
+
+    def status(_sock: str, _path: str, timeout: float) -> object:
+        asked.append(next(counts))
+        return type("St", (), {"accepted_conn": asked[-1], "active_processes": 1})()
+
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.fpm_status", status)
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.QUIET", 0.5)
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.time.sleep", lambda _s: None)
+    clock = iter(x * 0.25 for x in range(100))
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.time.monotonic", lambda: next(clock))
+    oldserver.drain(["/run/x.sock"])
+    assert asked[:3] == [5, 9, 14] and len(asked) < 12
+
+
+def test_drain_gives_up_on_a_socket_that_does_not_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def status(_sock: str, _path: str, timeout: float) -> object:
+        raise FastCGIError("refused")
+
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.fpm_status", status)
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.QUIET", 0.0)
+    oldserver.drain(["/run/gone.sock"])
+
+
+def test_going_back_from_5_removes_only_where_stage_5_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    removed: list[str] = []
+    updated: list[list[str]] = []
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.files.remove", removed.append)
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.supervisord.update",
+                        lambda names, _t: updated.append(list(names)))
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.supervisord.stop",
+                        lambda _names, _t: None)
+    ours = render.split_files("shop")
+    oldserver.split_down(("phphost.migrate.shop",),
+                         (*ours, "/etc/passwd", render.SUPERVISOR_CONF, render.FPM_CONF,
+                          "/etc/phphost/migrate/pools/../../../passwd"))
+    assert sorted(set(removed)) == sorted(ours)
+    # the program's file goes before supervisord rereads: it stops and removes the program
+    assert removed[0] == render.split_supervisor_conf("shop")
+    assert updated == [["phphost.migrate.shop"]]
+
+
+def test_an_interrupt_waits_until_stage_5_is_switched(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    monkeypatch.setattr("phphost.importer.migrate.oldserver.split_up",
+                        lambda *_a: os.kill(os.getpid(), signal.SIGINT))   # Ctrl-C meanwhile
+    at4 = MigrateState("/s", str(root_dir), 4, ("shop",))
+    with pytest.raises(KeyboardInterrupt):
+        pools_step(_server(root_dir), model(), at4, Step(5, ("shop",)), path)
+    assert fake.calls == ["overlay 5", "configtest", "graceful", "drain", "fpm_down"]
+    assert state.read(path) is not None and state.read(path).stage == 5  # type: ignore[union-attr]

@@ -1,9 +1,9 @@
 """The old Apache, acted on without rewriting the admin's files: phphost's overlay in
 its conf-enabled/, module links in its mods-enabled/ (the Debian way), each change
 checked with `apache2 -t` first and taken in with a graceful restart (stage 4, which
-switches the MPM: a full one, stop and start). The web user's
-FPM master under phphost's supervisord. Every file written is root's own, in
-root-only directories (files.atomic_write refuses any other); nothing here touches
+switches the MPM: a full one, stop and start). The web user's FPM master under
+phphost's supervisord (stage 5: one master per pool). Every file written is root's
+own, in root-only directories (files.atomic_write refuses any other); nothing here touches
 a docroot."""
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import re
 import secrets
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from phphost import files, layout, safefs
 from phphost.audit import apacheconf
-from phphost.errors import HostError, PlanError
+from phphost.errors import FastCGIError, HostError, PlanError
+from phphost.fastcgi.status import fpm_ping, fpm_status
 from phphost.host import supervisord
 from phphost.importer import tree
 from phphost.importer.migrate import modules, render
@@ -207,18 +209,116 @@ def fpm_up(model: Model, user: str) -> None:
     supervisord.update([render.PROGRAM], 20)
     supervisord.start([render.PROGRAM])
     supervisord.wait_state([render.PROGRAM], {"RUNNING"}, "start", 30)
-    deadline = time.monotonic() + 15
-    while not all(os.path.exists(render.socket(p)) for p in render.php_pools(model)):
-        if time.monotonic() > deadline:
-            raise HostError(f"{render.PROGRAM} runs but its sockets did not appear; see "
-                            f"{render.FPM_LOG}")
-        time.sleep(0.2)
+    wait_answers({render.socket(p): render.FPM_LOG for p in render.php_pools(model)})
 
 
 def fpm_down() -> None:
     files.remove(render.SUPERVISOR_CONF)
     supervisord.update([render.PROGRAM], 20)
     files.remove(render.FPM_CONF)
+
+
+ANSWER_WAIT = 15.0
+
+
+def wait_answers(sockets: dict[str, str]) -> None:
+    """Until every pool socket answers FPM's ping page with "pong" (a FastCGI request
+    through the socket Apache will use; the answer read up to fastcgi's PING_LIMIT, as
+    anything from a pool), or HostError naming those that do not and their logs
+    (ANSWER_WAIT s, and 20 ms more per socket)."""
+    pending = dict(sockets)
+    deadline = time.monotonic() + ANSWER_WAIT + len(sockets) / 50
+    while pending:
+        pending = {sock: log for sock, log in pending.items()
+                   if not fpm_ping(sock, render.PING, timeout=2.0)}
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            shown = ", ".join(f"{sock} (see {log})" for sock, log in sorted(pending.items())[:5])
+            raise HostError(f"{len(pending)} FPM socket(s) did not answer within "
+                            f"{ANSWER_WAIT:.0f}s: {shown}")
+        time.sleep(0.2)
+
+
+QUIET = 1.0
+DRAIN_WAIT = 30.0
+
+
+def drain(sockets: list[str]) -> None:
+    """Before a master Apache no longer uses is stopped: until no request but migrate's
+    own status requests has reached its sockets for QUIET s (the old children a
+    graceful restart lets finish are done with it), at most DRAIN_WAIT s. A socket that
+    does not answer counts as quiet; the stop that follows is SIGQUIT anyway (a worker
+    in a request finishes it)."""
+    seen: dict[str, int] = {}
+    quiet_since = time.monotonic()
+    deadline = quiet_since + DRAIN_WAIT
+    while time.monotonic() < deadline:
+        busy = False
+        for sock in sockets:
+            try:
+                status = fpm_status(sock, render.STATUS, timeout=2.0)
+            except FastCGIError:
+                continue
+            before = seen.get(sock)
+            seen[sock] = status.accepted_conn
+            busy |= before is None or status.accepted_conn > before + 1 or \
+                status.active_processes > 1
+        now = time.monotonic()
+        if busy:
+            quiet_since = now
+        elif now - quiet_since >= QUIET:
+            return
+        time.sleep(0.25)
+
+
+# --- stage 5: one master per pool ------------------------------------------------------------
+
+TESTS_AT_ONCE = 8
+SPLIT_DIRS = (f"{layout.ETC}/migrate/pools/", f"{layout.SUPERVISOR_CONF_DIR}/{render.SPLIT_PREFIX}")
+
+
+def split_up(model: Model, user: str, pools: list[str]) -> None:
+    """One master per pool as the web user: every file rendered first (a value that cannot
+    be written is a PlanError before anything is), each config checked with `php-fpm -t`,
+    the programs added to supervisord together and started, then every socket asked
+    until it answers. Raises with the files left for split_down to remove."""
+    try:
+        texts = [(p, render.render_split_fpm(model, p, user, user),
+                  render.render_split_program(model, p)) for p in pools]
+    except ValueError as err:
+        raise PlanError(f"{model.source}: stage 5 (pools): {err}. Nothing was changed") from err
+    for pool, conf, _program in texts:
+        files.atomic_write(render.split_conf(pool), conf, mode=0o644)
+    with ThreadPoolExecutor(max_workers=TESTS_AT_ONCE) as workers:     # 46 ms each
+        tests = list(workers.map(
+            lambda p: (p, run([*render.split_argv(model, p), "-t"], check=False)), pools))
+    for pool, test in tests:
+        if test.returncode != 0:
+            raise HostError(f"php-fpm -t rejects {render.split_conf(pool)}: "
+                            f"{(test.stderr + test.stdout).strip()[-1500:]}")
+    for pool, _conf, program in texts:
+        files.atomic_write(render.split_supervisor_conf(pool), program, mode=0o644)
+    programs = [render.split_program(p) for p in pools]
+    supervisord.update(programs, 20)
+    supervisord.start(programs)
+    supervisord.wait_state(programs, {"RUNNING"}, "start", 30 + len(programs) / 10)
+    wait_answers({render.split_socket(p): render.split_log(p) for p in pools})
+
+
+def split_down(programs: tuple[str, ...], written: tuple[str, ...]) -> None:
+    """The per-pool masters the record names stopped and removed from supervisord, the
+    files it names deleted (only where stage 5 writes: the record is root's, but a
+    path elsewhere is never removed on its word)."""
+    ours = [f for f in written if f.startswith(SPLIT_DIRS) and "/../" not in f
+            and f not in (render.SUPERVISOR_CONF, render.FPM_CONF)]
+    for path in ours:
+        if path.endswith(".conf") and path.startswith(layout.SUPERVISOR_CONF_DIR + "/"):
+            files.remove(path)
+    supervisord.update(list(programs), 20)
+    supervisord.stop(list(programs), 20)
+    for path in ours:
+        files.remove(path)
 
 
 # --- stage 4: mod_php off, prefork -> event, a full restart --------------------------------

@@ -39,8 +39,50 @@ NO_PHP = "/phphost-migrate-no-php"     # where stage 4 sends them: denied
 _BAD = '"\n\r\\<>'
 
 
+PING = layout.PING_PATH                # each pool answers it (no file: Apache never sends it)
+STATUS = layout.STATUS_PATH            # and its status page (drained before it is stopped)
+SPLIT_PREFIX = f"{PROGRAM}."           # stage 5: phphost.migrate.POOL, one master per pool
+
+
 def socket(pool: str) -> str:
     return f"{layout.RUN_DIR}/migrate.{pool}.sock"
+
+
+# --- stage 5: one master per pool (names hold a dot, as no spec name can) ---------------------
+
+def split_program(pool: str) -> str:
+    return f"{SPLIT_PREFIX}{pool}"
+
+
+def split_socket(pool: str) -> str:
+    return f"{layout.RUN_DIR}/migrate.pools.{pool}.sock"
+
+
+def split_conf(pool: str) -> str:
+    return f"{layout.ETC}/migrate/pools/{pool}.conf"
+
+
+def split_supervisor_conf(pool: str) -> str:
+    return f"{layout.SUPERVISOR_CONF_DIR}/{split_program(pool)}.conf"
+
+
+def split_pid(pool: str) -> str:
+    return f"{layout.RUN_DIR}/migrate.pools.{pool}.pid"
+
+
+def split_log(pool: str) -> str:
+    return f"{layout.LOG_DIR}/migrate.pools.{pool}.fpm.log"
+
+
+def split_files(pool: str) -> tuple[str, str]:
+    """What stage 5 writes for a pool (removed again on the way back)."""
+    return split_supervisor_conf(pool), split_conf(pool)
+
+
+def handler_socket(pool: str, stage: int) -> str:
+    """Where the overlay sends a pool's .php: the one master (stages 3-4), the pool's
+    own (5)."""
+    return split_socket(pool) if stage >= 5 else socket(pool)
 
 
 def _path(value: str, what: str) -> str:
@@ -63,20 +105,22 @@ def _deny(site: Site) -> list[str]:
             "    </FilesMatch>", "</Directory>"]
 
 
-def _handler(directory: str, pool: str, note: str) -> list[str]:
+def _handler(directory: str, pool: str, note: str, stage: int) -> list[str]:
+    backend = f"migrate.pools.{pool}" if stage >= 5 else f"migrate.{pool}"
     return [f"# {note}", f'<Directory "{_path(directory, note)}">',
             '    <FilesMatch "\\.php$">', '        <If "-f %{REQUEST_FILENAME}">',
-            f'            SetHandler "proxy:unix:{socket(pool)}|fcgi://migrate.{pool}/"',
-            "        </If>", "    </FilesMatch>", "</Directory>"]
+            f'            SetHandler "proxy:unix:{handler_socket(pool, stage)}|'
+            f'fcgi://{backend}/"', "        </If>", "    </FilesMatch>", "</Directory>"]
 
 
-def _moved(site: Site) -> list[str]:
+def _moved(site: Site, stage: int) -> list[str]:
     docroot = site.docroot or ""
+    own = " (its own master, stage 5)" if stage >= 5 else " (stage 3)"
     lines = _handler(docroot, site.pool or "", f"{site.name}: moved to FPM pool "
-                     f"{site.pool} (stage 3)")
+                     f"{site.pool}{own}", stage)
     for route in site.routes:
         lines += _handler(docroot.rstrip("/") + route.path.rstrip("/"), route.pool,
-                          f"{site.name}{route.path}: FPM pool {route.pool} (stage 3)")
+                          f"{site.name}{route.path}: FPM pool {route.pool}{own}", stage)
     return lines
 
 
@@ -109,7 +153,7 @@ def render_overlay(model: Model, stage: int, moved: tuple[str, ...], probe: str)
         if not site.php:
             lines += ["", *_deny(site)]
         elif stage >= 3 and site.name in moved:
-            lines += ["", *_moved(site)]
+            lines += ["", *_moved(site, stage)]
     return "\n".join(lines) + "\n"
 
 
@@ -119,12 +163,14 @@ def _kv(key: str, value: str) -> str:
     return f"{key} = {value}"
 
 
-def _pool_section(pool: Pool, user: str, group: str) -> list[str]:
+def _pool_section(pool: Pool, user: str, group: str, listen: str) -> list[str]:
     lines = [f"[{pool.name}]", _kv("user", user), _kv("group", group),
-             _kv("listen", socket(pool.name)), _kv("listen.owner", "root"),
+             _kv("listen", listen), _kv("listen.owner", "root"),
              _kv("listen.group", group), _kv("listen.mode", "0660"),
              _kv("pm", "ondemand"), _kv("pm.max_children", str(pool.settings.max_children)),
-             _kv("pm.process_idle_timeout", "10s"), _kv("security.limit_extensions", ".php")]
+             _kv("pm.process_idle_timeout", "10s"), _kv("security.limit_extensions", ".php"),
+             _kv("ping.path", PING), _kv("ping.response", "pong"),
+             _kv("pm.status_path", STATUS)]
     lines += [_kv(f"php_value[{k}]", v) for k, v in pool.settings.php_values]
     lines += [_kv(f"php_admin_value[{k}]", v) for k, v in pool.settings.php_admin_values]
     return lines
@@ -135,28 +181,56 @@ def render_fpm(model: Model, user: str, group: str) -> str:
              "", "[global]", _kv("pid", PID_FILE), _kv("error_log", FPM_LOG),
              _kv("daemonize", "no"), _kv("process_control_timeout", "10s")]
     for name in php_pools(model):
-        lines += ["", *_pool_section(model.pool(name), user, group)]
+        lines += ["", *_pool_section(model.pool(name), user, group, socket(name))]
+    return "\n".join(lines) + "\n"
+
+
+def render_split_fpm(model: Model, pool: str, user: str, group: str) -> str:
+    """Stage 5: the master of one pool, its section as stage 2 renders it."""
+    lines = [f"; {HEADER}", f"; phphost migrate: pool {pool}'s own master as the web user "
+             f"(stage 5) for {model.source}", "", "[global]", _kv("pid", split_pid(pool)),
+             _kv("error_log", split_log(pool)), _kv("daemonize", "no"),
+             _kv("process_control_timeout", "10s"), "",
+             *_pool_section(model.pool(pool), user, group, split_socket(pool))]
     return "\n".join(lines) + "\n"
 
 
 def fpm_argv(model: Model) -> list[str]:
     """The master's argv: mod_php's php.ini differences (the pools' php_ini, the first
     pool's value where they disagree) as -d flags, as phphost's own masters take them."""
+    return _argv(FPM_CONF, php_pools(model), model)
+
+
+def split_argv(model: Model, pool: str) -> list[str]:
+    """Stage 5: a pool's own master, with that pool's own php_ini as -d flags."""
+    return _argv(split_conf(pool), [pool], model)
+
+
+def _argv(conf: str, pools: list[str], model: Model) -> list[str]:
     flags: dict[str, str] = {}
-    for name in php_pools(model):
+    for name in pools:
         for key, value in model.pool(name).settings.php_ini:
             flags.setdefault(key, value)
-    argv = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", FPM_CONF]
+    argv = [layout.FPM_BINARY, "--nodaemonize", "--fpm-config", conf]
     for key, value in flags.items():
         argv += ["-d", f"{key}={value}"]
     return argv
 
 
 def render_program(model: Model) -> str:
-    settings = [("command", command_line(fpm_argv(model))), ("umask", "022"),
+    return _program(PROGRAM, fpm_argv(model), f"{layout.LOG_DIR}/migrate.supervisor.log")
+
+
+def render_split_program(model: Model, pool: str) -> str:
+    return _program(split_program(pool), split_argv(model, pool),
+                    f"{layout.LOG_DIR}/migrate.pools.{pool}.supervisor.log")
+
+
+def _program(program: str, argv: list[str], log: str) -> str:
+    settings = [("command", command_line(argv)), ("umask", "022"),
                 ("autostart", "true"), ("autorestart", "true"), ("startsecs", "1"),
                 ("stopsignal", "QUIT"), ("stopwaitsecs", "15"), ("redirect_stderr", "true"),
-                ("stdout_logfile", f"{layout.LOG_DIR}/migrate.supervisor.log"),
+                ("stdout_logfile", log),
                 ("stdout_logfile_maxbytes", "1MB"), ("stdout_logfile_backups", "2")]
-    return "\n".join([f"# {HEADER}", "", f"[program:{PROGRAM}]",
+    return "\n".join([f"# {HEADER}", "", f"[program:{program}]",
                       *(f"{k}={v}" for k, v in settings)]) + "\n"

@@ -80,8 +80,8 @@ def chosen(model: Model, pattern: str | None) -> tuple[str, ...]:
 def steps(current: MigrateState, target: int, moved: tuple[str, ...]) -> list[Step]:
     if target > current.stage:
         return [Step(s, moved if s >= 3 else ()) for s in range(current.stage + 1, target + 1)]
-    if target < current.stage:       # back to 3 from 4: the sites stay on FPM
-        return [Step(s, current.moved if s == 3 else ())
+    if target < current.stage:       # back to 3 from 4 or 5: the sites stay on FPM
+        return [Step(s, current.moved if s >= 3 else ())
                 for s in range(current.stage - 1, target - 1, -1)]
     return [Step(target, moved)] if moved != current.moved else []
 
@@ -99,8 +99,10 @@ def bring(server: OldServer, model: Model, current: MigrateState, step: Step,
     """The host from `current` to `step`: FPM first on the way up, Apache's overlay and
     module links checked with apache2 -t (put back as they were if it refuses), a
     graceful restart, FPM last on the way down. The state is written as soon as the
-    files change, so a later run can always undo them. Into and out of stage 4:
-    modphp_step."""
+    files change, so a later run can always undo them. Into and out of stage 5:
+    pools_step; into and out of stage 4: modphp_step."""
+    if 5 in (step.stage, current.stage) and step.stage != current.stage:
+        return pools_step(server, model, current, step, state_file)
     if 4 in (step.stage, current.stage) and step.stage != current.stage:
         return modphp_step(server, model, current, step, state_file)
     if step.stage >= 2 > current.stage:
@@ -209,6 +211,86 @@ def _modphp_step(server: OldServer, model: Model, current: MigrateState, step: S
     return new
 
 
+def pools_step(server: OldServer, model: Model, current: MigrateState, step: Step,
+                state_file: str) -> MigrateState:
+    """4 -> 5: one master per pool started and answering, the overlay's handlers
+    switched to their sockets (apache2 -t, graceful), the one master stopped. 5 -> 4:
+    the one master started and answering, the overlay back (apache2 -t, graceful), the
+    per-pool masters the record names stopped and their files removed. Either way no
+    request meets a socket without a master; a failure puts back what the step did
+    (the host stays at the stage it was at) and says so. SIGINT and SIGTERM wait until
+    the step (or its undoing) is done, so an interrupt never leaves it half switched."""
+    with deferred_signals():
+        if step.stage == 5:
+            return _split(server, model, current, step, state_file)
+        return _unsplit(server, model, current, step, state_file)
+
+
+def _split(server: OldServer, model: Model, current: MigrateState, step: Step,
+           state_file: str) -> MigrateState:
+    pools = render.php_pools(model)
+    new = replace(current, stage=5, moved=step.moved,
+                  split_programs=tuple(render.split_program(p) for p in pools),
+                  split_files=tuple(f for p in pools for f in render.split_files(p)))
+    state.write(new, state_file)          # before the first file: going back removes them
+
+    def undo() -> None:
+        oldserver.split_down(new.split_programs, new.split_files)
+        state.write(current, state_file)
+
+    try:
+        oldserver.split_up(model, server.source.user, pools)
+    except (HostError, PlanError) as err:
+        undo()
+        raise type(err)(f"stage {name(5)}: {err}. The per-pool masters are removed again; "
+                        f"the host is at stage {name(current.stage)} as before") from err
+    _switch_overlay(server, model, new, undo)
+    oldserver.drain([render.socket(p) for p in render.php_pools(model)])
+    oldserver.fpm_down()                  # the one master: nothing is sent to it any more
+    return new
+
+
+def _unsplit(server: OldServer, model: Model, current: MigrateState, step: Step,
+             state_file: str) -> MigrateState:
+    try:
+        oldserver.fpm_up(model, server.source.user)
+    except HostError as err:
+        oldserver.fpm_down()
+        raise HostError(f"stage {name(step.stage)}: {err}. The host stays at stage "
+                        f"{name(current.stage)}, its per-pool masters serving") from err
+    new = replace(current, stage=step.stage, moved=step.moved, split_programs=(),
+                  split_files=())
+    _switch_overlay(server, model, new, oldserver.fpm_down)
+    oldserver.drain([render.split_socket(p.removeprefix(render.SPLIT_PREFIX))
+                     for p in current.split_programs])
+    oldserver.split_down(current.split_programs, current.split_files)
+    state.write(new, state_file)          # only now: until then, going back again redoes it
+    return new
+
+
+def _switch_overlay(server: OldServer, model: Model, new: MigrateState,
+                    undo: Callable[[], None]) -> None:
+    """The overlay of `new` checked with apache2 -t and taken in by a graceful restart;
+    refused or not taken in: the old overlay back (and taken in again), then undo()."""
+    old = files.read_text(server.overlay)
+    probe = oldserver.new_probe()
+    oldserver.write_overlay(server, render.render_overlay(model, new.stage, new.moved, probe))
+    problem = oldserver.configtest(server)
+    if problem is not None:
+        oldserver.write_overlay(server, old)
+        undo()
+        raise ValidationFailed(f"apache2 -t refuses stage {name(new.stage)}; the old "
+                               f"configuration is back in place: {problem}")
+    try:
+        oldserver.graceful(server, probe_url(model, probe), loaded=True)
+    except HostError as err:
+        oldserver.write_overlay(server, old)
+        server.apache("-k", "graceful", check=False)
+        undo()
+        raise HostError(f"stage {name(new.stage)}: {err}. migrate's conf is back as it was "
+                        "(a graceful restart asked for)") from err
+
+
 def modphp_ready(model: Model, current: MigrateState, plan: list[Step]) -> None:
     """Stage 4 turns mod_php off: only once stage 3 has moved every PHP site."""
     if current.stage >= 4 or not any(s.stage == 4 for s in plan):
@@ -216,7 +298,8 @@ def modphp_ready(model: Model, current: MigrateState, plan: list[Step]) -> None:
     at3 = current.moved if current.stage == 3 else next(s.moved for s in plan if s.stage == 3)
     left = [s for s in php_sites(model) if s not in at3]
     if left:
-        raise PlanError(f"--to {name(4)}: mod_php still serves the PHP site(s) "
+        via = "" if plan[-1].stage == 4 else f" (through stage {name(4)})"
+        raise PlanError(f"--to {name(plan[-1].stage)}{via}: mod_php still serves the PHP site(s) "
                         f"{', '.join(left)}: stage 3 has not moved them to FPM. Move them "
                         f"first (phphost migrate {model.source} --to move, with --sites to "
                         "choose), then go to stage 4. Nothing was changed")
@@ -236,6 +319,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     if opts.target >= 3 and current.stage >= 3:
         moved = tuple(s for s in php_sites(model) if s in set(moved) | set(current.moved))
     plan = steps(current, opts.target, moved)
+    split_unchanged(model, current, plan)
     modphp_ready(model, current, plan)
     if any(s.stage == 4 for s in plan) and current.stage < 4:
         _modphp_off_possible(server, current)
@@ -244,7 +328,9 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         out.log.append(f"already at stage {name(current.stage)}; nothing to do")
         return out
     if opts.dry_run:
-        out.log += [_describe(model, server, current, s) for s in plan]
+        stages = [current.stage, *(s.stage for s in plan)]
+        out.log += [_describe(model, server, replace(current, stage=was), s)
+                    for was, s in zip(stages, plan, strict=False)]
         out.log.append(f"{len(urls)} URLs would be compared before and after each stage:")
         out.log += [f"  {u}" for u in urls]
         return out
@@ -275,6 +361,20 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
                        + f" [{time.monotonic() - began:.1f} s]")
         out.stage = current.stage
     return out
+
+
+def split_unchanged(model: Model, current: MigrateState, plan: list[Step]) -> None:
+    """At stage 5 the per-pool masters are the record's: a spec whose PHP sites or pools
+    changed since is refused (going back to 4 and forward again takes it in)."""
+    if current.stage != 5 or not plan or plan[0].stage != 5:
+        return
+    programs = tuple(render.split_program(p) for p in render.php_pools(model))
+    raise PlanError(f"{model.source}: the migration stands at stage {name(5)} with the masters "
+                    f"{', '.join(current.split_programs) or 'none'} for the sites "
+                    f"{', '.join(current.moved) or 'none'}; the spec now asks for "
+                    f"{', '.join(programs) or 'none'} for {', '.join(plan[0].moved) or 'none'}. "
+                    f"Go back to stage 4 (phphost migrate {model.source} --to 4), then to 5 "
+                    "again. Nothing was changed")
 
 
 def _modphp_off_possible(server: OldServer, current: MigrateState) -> None:
@@ -319,14 +419,24 @@ def _read_text(path: str) -> str:
 
 def _describe(model: Model, server: OldServer, current: MigrateState, step: Step) -> str:
     lines = [f"stage {name(step.stage)} would:"]
-    if step.stage >= 2:
+    if step.stage == 5:
+        lines += [f"  run {render.split_program(p)} ({', '.join(render.split_files(p))}) as "
+                  f"{server.source.user}, listening on {render.split_socket(p)}"
+                  for p in render.php_pools(model)]
+        lines.append("  wait until each answers, then switch the handlers below (apache2 -t, "
+                     f"graceful), then stop and remove {render.PROGRAM}")
+    elif step.stage >= 2:
         lines.append(f"  run {render.PROGRAM} ({render.SUPERVISOR_CONF}, {render.FPM_CONF}) as "
                      f"{server.source.user}, pools: {', '.join(render.php_pools(model))}")
     text = render.render_overlay(model, step.stage, step.moved, "PROBE")
     lines.append(f"  {'write' if text else 'remove'} {server.overlay}" +
                  ("" if text is None else ":\n" + "".join(f"    {x}\n" for x in
                                                            text.splitlines())))
-    if step.stage == 3 and current.stage == 4:
+    if step.stage == 4 and current.stage == 5:
+        lines.append("  wait until it answers, switch the handlers back (apache2 -t, graceful), "
+                     "then stop and remove " + (", ".join(current.split_programs) or "nothing"))
+        lines += [f"  remove {f}" for f in current.split_files]
+    elif step.stage == 3 and current.stage == 4:
         lines += [f"  remove the link {link} -> {target}" for link, target in current.off_made]
         lines += [f"  put back the link {link} -> {target}"
                   for link, target in current.off_removed]
@@ -334,7 +444,7 @@ def _describe(model: Model, server: OldServer, current: MigrateState, step: Step
     elif step.stage == 3:
         where = os.path.join(server.root, "mods-enabled")
         lines.append(f"  enable mod_proxy, mod_proxy_fcgi in {where} unless loaded")
-    if step.stage == 4:
+    if step.stage == 4 and current.stage < 4:
         plan = oldserver.plan_modphp_off(server)
         lines += [f"  remove the link {link} -> {target}" for link, target in plan.remove]
         lines += [f"  link {link} -> {target}" for link, target in plan.make]

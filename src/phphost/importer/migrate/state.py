@@ -2,7 +2,8 @@
 it belongs to, the current stage, the sites moved to FPM, and the module links
 migrate made (removed again on the way back; links the admin had are never touched)
 and, at stage 4, the admin's links it took out (mod_php's, the old MPM's) with their
-targets, so going back puts exactly those back.
+targets, so going back puts exactly those back; at stage 5, the per-pool masters it
+made (their supervisord programs and files), so going back removes exactly those.
 Written atomically (files.atomic_write: temp file, fsync, rename, in a root-only
 directory)."""
 
@@ -27,6 +28,8 @@ class MigrateState:
     links: tuple[str, ...] = ()       # mods-enabled links migrate made (stage 3)
     off_made: tuple[tuple[str, str], ...] = ()      # stage 4: (link, target) migrate made
     off_removed: tuple[tuple[str, str], ...] = ()   # stage 4: (link, target) it took out
+    split_programs: tuple[str, ...] = ()   # stage 5: the per-pool masters' programs
+    split_files: tuple[str, ...] = ()      # stage 5: the files written for them
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -39,7 +42,9 @@ def parse(text: str, path: str) -> MigrateState:
                              tuple(str(s) for s in data["moved"]),
                              tuple(str(s) for s in data["links"]),
                              tuple(_pair(p) for p in data.get("off_made", [])),
-                             tuple(_pair(p) for p in data.get("off_removed", [])))
+                             tuple(_pair(p) for p in data.get("off_removed", [])),
+                             _names(data.get("split_programs", [])),
+                             _names(data.get("split_files", [])))
     except (ValueError, KeyError, TypeError) as err:
         raise PlanError(f"{path}: not a migrate state file ({err}). It is phphost's own "
                         "record; restore it from a backup, or remove it only if the old "
@@ -53,6 +58,12 @@ def _pair(item: object) -> tuple[str, str]:
     if not isinstance(item, list) or len(item) != 2 or not all(isinstance(x, str) for x in item):
         raise ValueError(f"{item!r} is not a [link, target] pair")
     return item[0], item[1]
+
+
+def _names(items: object) -> tuple[str, ...]:
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise ValueError(f"{items!r} is not a list of names")
+    return tuple(items)
 
 
 def read(path: str = STATE_FILE) -> MigrateState | None:
