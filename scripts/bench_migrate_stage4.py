@@ -18,6 +18,7 @@ the host's supervisord meanwhile: hold the integration lock."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import http.client
 import os
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from phphost.importer.source import apache_env
@@ -153,6 +156,46 @@ def migrate(args: list[str]) -> float:
     return time.monotonic() - began
 
 
+@dataclass
+class Scratch:
+    """A scratch mod_php host: its directory, ServerRoot, port, migrate's common
+    arguments (spec, --apache-root, --urls) and the stage it stands at."""
+
+    base: Path
+    root: Path
+    port: int
+    common: list[str]
+    at: int = 0
+
+
+@contextlib.contextmanager
+def scratch_host(prefix: str, sites: int) -> Iterator[Scratch]:
+    """A mod_php Apache of `sites` vhosts under /srv, started and read by `phphost
+    import`; at the end migrated back to 0, stopped by its pid and removed."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/srv"))
+    os.chmod(base, 0o755)  # noqa: S103 - the web user walks to the docroots
+    port = free_port()
+    root = build(base, sites, port)
+    spec, urls = base / "spec.toml", base / "urls.txt"
+    urls.write_text("".join(f"http://site{i}.test:{port}{p}\n"
+                            for i in range(sites) for p in ("/", "/s.txt")))
+    host = Scratch(base, root, port, [str(spec), "--apache-root", str(root), "--urls", str(urls)])
+    try:
+        subprocess.run([APACHE, "-d", str(root), "-f", str(root / "apache2.conf"), "-k", "start"],
+                       check=True, env=apache_env(str(root)))
+        time.sleep(1)
+        subprocess.run([PHPHOST, "import", "--apache-root", str(root), "--out", str(spec)],
+                       check=True, capture_output=True)
+        yield host
+    finally:
+        try:
+            if host.at:
+                migrate([*host.common, "--to", "0"])
+        finally:
+            stop_apache(base)
+            shutil.rmtree(base)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=20)
@@ -161,46 +204,24 @@ def main() -> int:
     if os.geteuid() != 0 or not glob.glob(DEB):
         print("needs root and the .deb scripts/setup-demo downloads", file=sys.stderr)
         return 2
-    base = Path(tempfile.mkdtemp(prefix="phphost-bench-stage4-", dir="/srv"))
-    os.chmod(base, 0o755)  # noqa: S103 - the web user walks to the docroots
-    port = free_port()
-    root = build(base, opts.sites, port)
-    conf = str(root / "apache2.conf")
-    spec, urls = base / "spec.toml", base / "urls.txt"
-    urls.write_text("".join(f"http://site{i}.test:{port}{p}\n"
-                            for i in range(opts.sites) for p in ("/", "/s.txt")))
-    common = [str(spec), "--apache-root", str(root), "--urls", str(urls)]
-    at = 0
-    try:
-        subprocess.run([APACHE, "-d", str(root), "-f", conf, "-k", "start"], check=True,
-                       env=apache_env(str(root)))
-        time.sleep(1)
-        subprocess.run([PHPHOST, "import", "--apache-root", str(root), "--out", str(spec)],
-                       check=True, capture_output=True)
-        migrate([*common, "--to", "3"])
-        at = 3
-        client = Client(port)
+    with scratch_host("phphost-bench-stage4-", opts.sites) as host:
+        migrate([*host.common, "--to", "3"])
+        host.at = 3
+        client = Client(host.port)
         client.start()
         print(f"{opts.sites} vhosts, mod_php on prefork; a client asking back to back")
         print("switch  migrate  requests  failed  longest stretch without an answer")
         for _ in range(opts.rounds):
             for target in (4, 3):
                 start = time.monotonic()
-                took = migrate([*common, "--to", str(target)])
-                at = target
+                took = migrate([*host.common, "--to", str(target)])
+                host.at = target
                 time.sleep(0.3)
                 total, failed, longest = outage(client.seen, start, time.monotonic())
                 print(f"{'3 -> 4' if target == 4 else '4 -> 3'}  {took:6.2f} s  {total:8d}  "
                       f"{failed:6d}  {longest * 1000:8.0f} ms")
         client.stop.set()
         client.join()
-    finally:
-        try:
-            if at:
-                migrate([*common, "--to", "0"])
-        finally:
-            stop_apache(base)
-            shutil.rmtree(base)
     return 0
 
 

@@ -23,17 +23,12 @@ import glob
 import http.client
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from bench_migrate_stage4 import APACHE, DEB, PHPHOST, build, free_port, migrate, stop_apache
-
-from phphost.importer.source import apache_env
+from bench_migrate_stage4 import DEB, PHPHOST, migrate, scratch_host
 
 
 class Client(threading.Thread):
@@ -87,25 +82,10 @@ def main() -> int:
     if os.geteuid() != 0 or not glob.glob(DEB):
         print("needs root and the .deb scripts/setup-demo downloads", file=sys.stderr)
         return 2
-    base = Path(tempfile.mkdtemp(prefix="phphost-bench-stage5-", dir="/srv"))
-    os.chmod(base, 0o755)  # noqa: S103 - the web user walks to the docroots
-    port = free_port()
-    root = build(base, opts.sites, port)
-    conf = str(root / "apache2.conf")
-    spec, urls = base / "spec.toml", base / "urls.txt"
-    urls.write_text("".join(f"http://site{i}.test:{port}{p}\n"
-                            for i in range(opts.sites) for p in ("/", "/s.txt")))
-    common = [str(spec), "--apache-root", str(root), "--urls", str(urls)]
-    at = 0
-    try:
-        subprocess.run([APACHE, "-d", str(root), "-f", conf, "-k", "start"], check=True,
-                       env=apache_env(str(root)))
-        time.sleep(1)
-        subprocess.run([PHPHOST, "import", "--apache-root", str(root), "--out", str(spec)],
-                       check=True, capture_output=True)
-        at = 4
-        migrate([*common, "--to", "4"])
-        clients = [Client(port, i % opts.sites) for i in range(opts.clients)]
+    with scratch_host("phphost-bench-stage5-", opts.sites) as host:
+        host.at = 4
+        migrate([*host.common, "--to", "4"])
+        clients = [Client(host.port, i % opts.sites) for i in range(opts.clients)]
         for c in clients:
             c.start()
         print(f"{opts.sites} vhosts (so {opts.sites} pools), event MPM; {opts.clients} "
@@ -114,8 +94,8 @@ def main() -> int:
         for _ in range(opts.rounds):
             for target in (5, 4):
                 start = time.monotonic()
-                took, own = step([*common, "--to", str(target)])
-                at = target
+                took, own = step([*host.common, "--to", str(target)])
+                host.at = target
                 time.sleep(0.3)
                 total, failed = counted(clients, start, time.monotonic())
                 print(f"{'4 -> 5' if target == 5 else '5 -> 4'}  {took:6.2f} s  ({own:5.1f} s)  "
@@ -123,13 +103,6 @@ def main() -> int:
         for c in clients:
             c.stop.set()
             c.join()
-    finally:
-        try:
-            if at:
-                migrate([*common, "--to", "0"])
-        finally:
-            stop_apache(base)
-            shutil.rmtree(base)
     return 0
 
 

@@ -164,7 +164,7 @@ def _network_actions(desired: Desired, facts: Facts, acts: list[A.Action],
     table = " ".join(layout.NFT_TABLE)
     if wanted is None:
         return [A.UnloadNftables("no pool left", table)] if facts.nft_live is not None else []
-    if _written(acts, layout.NFT_CONF):
+    if _Changes(acts).file(layout.NFT_CONF):
         why = "its file changes"
     elif facts.nft_live is None:
         why = f"table {table} is not loaded"
@@ -234,10 +234,6 @@ class _Changes:
         a = self.files.get(path)
         return isinstance(a, A.WriteFile) and a.old is not None \
             and _listen_lines(a.old) != _listen_lines(a.content)
-
-
-def _written(acts: list[A.Action], path: str) -> bool:
-    return any(isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path == path for a in acts)
 
 
 def _listen_lines(text: str | None) -> list[str]:
