@@ -19,6 +19,12 @@ def read_text(path: str) -> str | None:
         return None
 
 
+def read_mountinfo() -> str:
+    """This process's /proc/self/mountinfo (cgroup and jail facts read it)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        return fh.read()
+
+
 def atomic_write(path: str, content: str | bytes, mode: int = 0o644, uid: int = 0,
                  gid: int = 0) -> None:
     """Write content (text is UTF-8) to path so that readers see either the old or the

@@ -14,6 +14,7 @@ from phphost.audit import apacheconf as ac
 from phphost.audit import apacheview as av
 from phphost.audit import facts as audit_facts
 from phphost.audit import fpmconf, versions
+from phphost.audit import rules as audit_rules
 from phphost.audit.findings import Finding
 from phphost.cli import audit as cli_audit
 from phphost.exitcodes import ExitCode
@@ -191,7 +192,7 @@ def _args(**over: object) -> argparse.Namespace:
 
 def test_cli_clean_host_exits_zero(monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli_audit, "gather", lambda model: CLEAN)
+    monkeypatch.setattr(audit_facts, "gather", lambda model: CLEAN)
     assert cli_audit.cmd_audit(_args(json=True)) == 0
     out = json.loads(capsys.readouterr().out)
     assert [f["severity"] for f in out["findings"]] == ["info"]     # blog's public uploads
@@ -201,8 +202,8 @@ def test_cli_clean_host_exits_zero(monkeypatch: pytest.MonkeyPatch,
 def test_cli_exit_status_follows_threshold(monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     low = Finding("PHA017", "low", "/etc/x", "differs", "apply")
-    monkeypatch.setattr(cli_audit, "gather", lambda model: CLEAN)
-    monkeypatch.setattr(cli_audit, "run_rules", lambda model, facts, only: [low])
+    monkeypatch.setattr(audit_facts, "gather", lambda model: CLEAN)
+    monkeypatch.setattr(audit_rules, "run_rules", lambda model, facts, only: [low])
     assert cli_audit.cmd_audit(_args()) == ExitCode.FINDINGS
     assert "PHA017 LOW" in capsys.readouterr().out
     assert cli_audit.cmd_audit(_args(fail_above="low")) == 0

@@ -4,6 +4,7 @@ cpu cgroup of its own), and nothing long-lived it starts inherits either."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -56,3 +57,14 @@ def test_the_control_cgroup_goes_with_the_last_run() -> None:
     with priority.planning():
         assert os.path.isdir(f"{found[0]}/{priority.CONTROL}")
     assert not os.path.exists(f"{found[0]}/{priority.CONTROL}")
+
+
+def test_the_command_moves_ahead_before_phphost_is_imported() -> None:
+    """The `phphost` entry point (cli/entry.py) imports only host/priority.py and what it
+    needs before a planning command is ahead: the spec loader, the planner and the CLI
+    are imported after. Measured in a fresh interpreter."""
+    probe = ("import sys, phphost.cli.entry; "
+             "print(sorted(m for m in ('phphost.cli.main', 'phphost.spec.loader', "
+             "'phphost.plan.planner', 'phphost.host.apply') if m in sys.modules))")
+    out = runner.run([sys.executable, "-c", probe]).stdout.strip()
+    assert out == "[]"

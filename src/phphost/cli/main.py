@@ -101,11 +101,13 @@ def _lock() -> Iterator[None]:
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
-    programs = ProgramsQuery()      # supervisord answers while the jails are read
+    programs = ProgramsQuery(      # supervisord answers while the jails are read
+        None if scope is None else [layout.program_name(p) for p in scope.pools])
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model, scope.pools if scope else None)
-    desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()})
+    desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()},
+                            foreign=scope.foreign_files if scope else ())
     wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
     return make_plan(desired, gather(wanted, state, programs), state, jails, scope)
 
@@ -297,15 +299,11 @@ def quiet_broken_pipe() -> int:
     return SIGPIPE_EXIT
 
 
-# commands that plan: ahead of the tenants' PHP until they start a service (host/priority.py)
-AHEAD = frozenset({"plan", "apply", "destroy"})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started, code = time.time(), int(ExitCode.ERROR)
     try:
-        with priority.planning() if args.command in AHEAD else contextlib.nullcontext():
+        with priority.planning() if args.command in priority.AHEAD else contextlib.nullcontext():
             code = COMMANDS[args.command](args)
         sys.stdout.flush()          # a closed pipe shows here, not at interpreter exit
         return code

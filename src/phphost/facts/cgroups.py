@@ -8,7 +8,7 @@ import contextlib
 import os
 from collections.abc import Callable
 
-from phphost.facts.jailscan import read_mountinfo
+from phphost.files import read_mountinfo
 from phphost.render.cgroups import (
     GROUP,
     V1_CONTROLLERS,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import xmlrpc.client
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class Wanted:
     tls: tuple[tuple[str, str, str, str | None], ...] = ()   # (site, cert, key, chain)
     sockets: tuple[tuple[str, str], ...] = ()   # (pool, socket path)
     limits: tuple[tuple[str, Limits], ...] = ()   # (pool, its resource limits)
+    leave: frozenset[str] = frozenset()         # files a tenant-limited plan leaves alone
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,10 @@ class ProgramsQuery:
     renders. The answer is as of a moment earlier; no fact of a plan is taken at
     one instant anyway."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: Collection[str] | None = None) -> None:
+        """only: the programs a tenant-limited plan may touch (plan/scope.py); each is
+        asked for by name, not the whole list (1 MB at 1,000 pools)."""
+        self._only = None if only is None else sorted(only)
         self._answer: tuple[dict[str, ProgramStatus], bool] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="supervisord-query",
@@ -109,7 +114,8 @@ class ProgramsQuery:
 
     def _run(self) -> None:
         try:
-            self._answer = read_programs()
+            self._answer = read_programs() if self._only is None else \
+                read_named_programs(self._only)
         except BaseException as err:     # re-raised where the answer is wanted
             self._error = err
 
@@ -124,7 +130,7 @@ class ProgramsQuery:
 def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None) -> Facts:
     """query: supervisord's answer asked for earlier (ProgramsQuery)."""
     # the launcher binary is built from LAUNCHER_SOURCE, never read as a file
-    paths = (set(wanted.files) | set(state.files)) - {layout.LAUNCHER}
+    paths = (set(wanted.files) | set(state.files)) - {layout.LAUNCHER} - wanted.leave
     users = set(wanted.users) | set(state.users)
     groups = set(wanted.groups) | set(state.groups)
     unsafe: dict[str, str] = {}
@@ -138,8 +144,10 @@ def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None) -> 
             check_hard_links(path, unsafe)     # the grant apply will make walks it
     for site, cert, key, chain in wanted.tls:
         check_tls(site, (cert, key, chain), unsafe)
+    trusted: set[str] = set()          # socket directories found root-only (most share one)
     for pool, sock in wanted.sockets:
-        check_socket_dir(pool, sock, unsafe)
+        if os.path.dirname(sock) not in trusted and check_socket_dir(pool, sock, unsafe):
+            trusted.add(os.path.dirname(sock))
     programs, sup_running = query.result() if query is not None else read_programs()
     return Facts(
         files={p: _read_file(p) for p in sorted(paths)},
@@ -275,15 +283,17 @@ def check_tls(site: str, paths: tuple[str | None, ...], unsafe: dict[str, str]) 
             unsafe[path] = f"(TLS file of site {site}) cannot be read ({e.strerror})"
 
 
-def check_socket_dir(pool: str, socket: str, unsafe: dict[str, str]) -> None:
+def check_socket_dir(pool: str, socket: str, unsafe: dict[str, str]) -> bool:
     """php-fpm's master (root) unlinks, chowns and chmods its listen socket by name:
     the socket's directory must be root's and writable only by root, reached without
-    an untrusted symlink. phphost's own socket dir is made by apply (root 0755)."""
+    an untrusted symlink. phphost's own socket dir is made by apply (root 0755).
+    True: the directory is trusted (another socket in it needs no second look)."""
     directory = os.path.dirname(socket)
     if directory == layout.RUN_DIR and safefs.lstat(directory) is None:
-        return
+        return False
     try:
         safefs.require_trusted_dir(directory)
+        return True
     except FileNotFoundError:
         unsafe[socket] = (f"(socket of pool {pool}) its directory {directory} does not exist; "
                           "create it owned by root, mode 0755, or leave `socket` out")
@@ -291,6 +301,7 @@ def check_socket_dir(pool: str, socket: str, unsafe: dict[str, str]) -> None:
         unsafe[socket] = (f"(socket of pool {pool}) {e.path} {e.problem}: php-fpm, as root, "
                           "unlinks and chowns the socket by name. Leave `socket` out (default "
                           f"{layout.default_socket(pool)}) or use a root-only directory")
+    return False
 
 
 def read_acl(path: str) -> frozenset[str]:
@@ -324,6 +335,14 @@ def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
     if "refused connection" in proc.stdout or "no such file" in proc.stdout.lower():
         return {}, False
     return parse_supervisorctl_status(proc.stdout), True
+
+
+def read_named_programs(names: Iterable[str]) -> tuple[dict[str, ProgramStatus], bool]:
+    """read_programs() for these programs only: one small request each."""
+    if not supervisord_running():
+        return {}, False
+    found = {name: read_program(name) for name in names}
+    return {name: st for name, st in found.items() if st is not None}, True
 
 
 def read_program(name: str) -> ProgramStatus | None:

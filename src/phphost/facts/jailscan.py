@@ -19,12 +19,6 @@ from phphost.jail.diff import DiskEntry, PathStat
 from phphost.jail.invariants import JailFacts
 from phphost.safefs import DIR_FLAGS
 
-
-def read_mountinfo() -> str:
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        return fh.read()
-
-
 # ---------------------------------------------------------------- scanning
 
 

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 from phphost import layout
 from phphost.errors import HostError
-from phphost.facts.jailscan import read_mountinfo, scan_jail
+from phphost.facts.jailscan import scan_jail
+from phphost.files import read_mountinfo
 from phphost.host.jailstore import Store
 from phphost.jail.diff import Action, Change, diff_jail
 from phphost.jail.manifest import Entry, Manifest, is_inside

