@@ -3,10 +3,13 @@ and no request fails meanwhile."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
 
+from phphost import layout
+from phphost.facts.gather import read_programs, running_launchers
 from phphost.fastcgi.status import fpm_status
 from phphost.spec.model import Model
 from tests.integration import hostkit
@@ -92,3 +95,27 @@ def test_changing_one_pool_reloads_only_its_master(demo: Model, spec_dir: Path,
         if pool.name != target.name:
             assert f"master of pool {pool.name}" not in out.stdout
     phphost("apply", str(DEMO))
+
+
+def test_a_stopped_master_is_seen_and_started_alone(demo: Model) -> None:
+    """The plan reads which pools' programs run from /proc below supervisord
+    (facts/gather.py running_launchers), not from supervisord's listing: it agrees with
+    that listing, a program stopped through supervisord is the one pool the plan
+    starts, and apply starts it."""
+    pool = demo.pools[-1].name
+    name = hostkit.program(pool)
+    sup = ["supervisorctl", "-c", layout.SUPERVISOR_MAIN_CONF]
+    subprocess.run([*sup, "stop", name], check=True, capture_output=True)
+    try:
+        found, up = running_launchers()
+        listed, _ = read_programs()
+        assert up and {n: p.pid for n, p in found.items()} == \
+            {n: p.pid for n, p in listed.items() if p.state == "RUNNING"}
+        assert name not in found and listed[name].state == "STOPPED"
+        plan = phphost("plan", str(DEMO), check=False)
+        starts = [ln for ln in plan.stdout.splitlines() if ln.startswith("* start FPM master")]
+        assert starts == [f"* start FPM master of pool {pool}"], plan.stdout
+    finally:
+        phphost("apply", str(DEMO))
+    assert read_programs()[0][name].state in ("RUNNING", "STARTING")
+    assert name in running_launchers()[0]

@@ -101,8 +101,7 @@ def _lock() -> Iterator[None]:
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
-    programs = ProgramsQuery(      # supervisord answers while the jails are read
-        None if scope is None else [layout.program_name(p) for p in scope.pools])
+    programs = ProgramsQuery()      # read while the jails are read
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model, scope.pools if scope else None)

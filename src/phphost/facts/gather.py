@@ -3,10 +3,10 @@ and the last State name. Read-only: never changes the host."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import xmlrpc.client
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from phphost.facts.parse import (
     parse_supervisorctl_status,
 )
 from phphost.facts.state import State
-from phphost.facts.supervisorrpc import program_state, program_states
+from phphost.facts.supervisorrpc import program_state, program_states, supervisord_pid
 from phphost.facts.supervisorrpc import running as supervisor_running
 from phphost.files import read_text, sha256_file
 from phphost.render.cgroups import CgroupHost, pool_cgroup
@@ -97,15 +97,14 @@ def launcher_as_built(binary: str = layout.LAUNCHER,
 
 
 class ProgramsQuery:
-    """read_programs() started now in a thread and collected by gather(): supervisord
-    builds its answer (0.5 s at 1,000 programs) while the plan reads the jails and
-    renders. The answer is as of a moment earlier; no fact of a plan is taken at
-    one instant anyway."""
+    """What a plan needs of supervisord (which pools' programs run), started now in a
+    thread and collected by gather(). Read from /proc (running_launchers): supervisord's
+    own listing of every program (getAllProcessInfo, 1 MB at 1,000 pools) costs it 0.5 s
+    of CPU, and 5-10 s when the tenants keep both CPUs busy, since supervisord runs at
+    an ordinary priority while the plan waits (docs/scale.md). The answer is as of a
+    moment earlier; no fact of a plan is taken at one instant anyway."""
 
-    def __init__(self, only: Collection[str] | None = None) -> None:
-        """only: the programs a tenant-limited plan may touch (plan/scope.py); each is
-        asked for by name, not the whole list (1 MB at 1,000 pools)."""
-        self._only = None if only is None else sorted(only)
+    def __init__(self) -> None:
         self._answer: tuple[dict[str, ProgramStatus], bool] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="supervisord-query",
@@ -114,8 +113,7 @@ class ProgramsQuery:
 
     def _run(self) -> None:
         try:
-            self._answer = read_programs() if self._only is None else \
-                read_named_programs(self._only)
+            self._answer = running_launchers()
         except BaseException as err:     # re-raised where the answer is wanted
             self._error = err
 
@@ -337,12 +335,53 @@ def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
     return parse_supervisorctl_status(proc.stdout), True
 
 
-def read_named_programs(names: Iterable[str]) -> tuple[dict[str, ProgramStatus], bool]:
-    """read_programs() for these programs only: one small request each."""
-    if not supervisord_running():
+def running_launchers(proc: str = "/proc") -> tuple[dict[str, ProgramStatus], bool]:
+    """The pools' programs that run now, as read_programs() would show them RUNNING
+    (STARTING counts too: a plan takes both as running), and whether supervisord runs.
+    supervisord is asked only for its pid; its children are read from /proc: a child
+    running phphost's launcher (every pool's program, render/fpm.py) with `--pool NAME`
+    is program NAME's. A tenant cannot make a process supervisord's child. A program
+    supervisord has but does not run (STOPPED, BACKOFF, FATAL) is absent, as it is
+    not running in read_programs() either."""
+    if not os.path.exists(layout.SUPERVISOR_MAIN_CONF):
         return {}, False
-    found = {name: read_program(name) for name in names}
-    return {name: st for name, st in found.items() if st is not None}, True
+    try:
+        pid = supervisord_pid()
+    except OSError:         # no socket, refused: supervisord is not running
+        return {}, False
+    except xmlrpc.client.Error:
+        programs, up = read_programs()
+        return {n: p for n, p in programs.items() if p.state == "RUNNING"}, up
+    found: dict[str, ProgramStatus] = {}
+    for child in _all_children(pid, proc):
+        pool = launcher_pool(child, proc)
+        if pool is not None:
+            name = layout.program_name(pool)
+            found[name] = ProgramStatus(name, "RUNNING", child)
+    return found, True
+
+
+def _all_children(pid: int, proc: str) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"{proc}/{pid}/task"):
+            text = read_text(f"{proc}/{pid}/task/{task}/children") or ""
+            out += [int(x) for x in text.split() if x.isdigit()]
+    return out
+
+
+def launcher_pool(pid: int, proc: str = "/proc") -> str | None:
+    """The pool a process runs phphost's launcher for (its `--pool NAME`), None when
+    it runs something else or is gone."""
+    try:
+        exe = os.readlink(f"{proc}/{pid}/exe").removesuffix(" (deleted)")   # apply rebuilt it
+        with open(f"{proc}/{pid}/cmdline", "rb") as fh:
+            argv = fh.read(4096).split(b"\0")
+    except OSError:
+        return None
+    if exe != layout.LAUNCHER or len(argv) < 3 or argv[1] != b"--pool":
+        return None
+    return argv[2].decode("utf-8", "replace")
 
 
 def read_program(name: str) -> ProgramStatus | None:

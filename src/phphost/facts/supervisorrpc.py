@@ -80,6 +80,15 @@ def program_state(name: str, timeout: float = RPC_TIMEOUT) -> ProgramStatus | No
         raise
 
 
+def supervisord_pid(timeout: float = RPC_TIMEOUT) -> int:
+    """supervisord's pid (one small answer). OSError when it does not answer on its
+    socket, xmlrpc.client.Error when it answers wrong."""
+    pid = proxy(timeout).supervisor.getPID()
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        raise xmlrpc.client.Error()
+    return pid
+
+
 def running(timeout: float = RPC_TIMEOUT) -> bool:
     """supervisord answers on its socket and is running (not shutting down)."""
     try:
