@@ -60,11 +60,12 @@ def test_the_control_cgroup_goes_with_the_last_run() -> None:
 
 
 def test_the_command_moves_ahead_before_phphost_is_imported() -> None:
-    """The `phphost` entry point (cli/entry.py) imports only host/priority.py and what it
-    needs before a planning command is ahead: the spec loader, the planner and the CLI
-    are imported after. Measured in a fresh interpreter."""
+    """The `phphost` entry point (cli/entry.py) imports only host/priority.py before a
+    planning command is ahead: the cgroup facts (once niceness is set), the spec loader,
+    the planner and the CLI are imported after. Checked in a fresh interpreter."""
     probe = ("import sys, phphost.cli.entry; "
              "print(sorted(m for m in ('phphost.cli.main', 'phphost.spec.loader', "
-             "'phphost.plan.planner', 'phphost.host.apply') if m in sys.modules))")
+             "'phphost.plan.planner', 'phphost.host.apply', 'phphost.facts.cgroups') "
+             "if m in sys.modules))")
     out = runner.run([sys.executable, "-c", probe]).stdout.strip()
     assert out == "[]"

@@ -17,8 +17,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from phphost.facts.cgroups import detect
-
 # the commands that plan, ahead of the tenants' PHP until they start a service
 AHEAD = frozenset({"plan", "apply", "destroy"})
 PLANNING_NICENESS = -10
@@ -32,7 +30,10 @@ _STATE: dict[str, object] = {}
 
 def _cpu_hierarchy() -> tuple[str, str, str, str] | None:
     """(mount point, this process's cgroup in it, weight file, weight) of the hierarchy
-    that holds the cpu controller; None when there is none."""
+    that holds the cpu controller; None when there is none. facts.cgroups (and what it
+    imports) is imported here, once the niceness is set: the `phphost` command imports
+    this module before it is ahead (cli/entry.py)."""
+    from phphost.facts.cgroups import detect
     host = detect()
     if host.v2 is not None and "cpu" in host.v2_controllers:
         mount, weight = host.v2, ("cpu.weight", CONTROL_V2_WEIGHT)
