@@ -101,7 +101,8 @@ def _lock() -> Iterator[None]:
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
     """Read the host (including each jailed pool's manifest) and plan."""
-    programs = ProgramsQuery()      # read while the jails are read
+    # read while the jails are read
+    programs = ProgramsQuery([layout.program_name(p.name) for p in model.pools])
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     jails = gather_jails(model, scope.pools if scope else None)

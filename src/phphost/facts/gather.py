@@ -7,6 +7,7 @@ import contextlib
 import os
 import threading
 import xmlrpc.client
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,9 @@ class ProgramsQuery:
     an ordinary priority while the plan waits (docs/scale.md). The answer is as of a
     moment earlier; no fact of a plan is taken at one instant anyway."""
 
-    def __init__(self) -> None:
+    def __init__(self, expect: Collection[str] = ()) -> None:
+        """expect: the programs of the plan's pools (running_launchers)."""
+        self._expect = tuple(expect)
         self._answer: tuple[dict[str, ProgramStatus], bool] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="supervisord-query",
@@ -113,7 +116,7 @@ class ProgramsQuery:
 
     def _run(self) -> None:
         try:
-            self._answer = running_launchers()
+            self._answer = running_launchers(self._expect)
         except BaseException as err:     # re-raised where the answer is wanted
             self._error = err
 
@@ -335,14 +338,22 @@ def read_programs() -> tuple[dict[str, ProgramStatus], bool]:
     return parse_supervisorctl_status(proc.stdout), True
 
 
-def running_launchers(proc: str = "/proc") -> tuple[dict[str, ProgramStatus], bool]:
-    """The pools' programs that run now, as read_programs() would show them RUNNING
-    (STARTING counts too: a plan takes both as running), and whether supervisord runs.
+CONFIRM_LIMIT = 16      # more programs seen down than this: one listing, not one ask each
+
+
+def running_launchers(expect: Collection[str] = (), proc: str = "/proc"
+                      ) -> tuple[dict[str, ProgramStatus], bool]:
+    """The pools' programs that run now, as read_programs() shows them RUNNING or
+    STARTING (a plan takes both as running), and whether supervisord runs.
     supervisord is asked only for its pid; its children are read from /proc: a child
     running phphost's launcher (every pool's program, render/fpm.py) with `--pool NAME`
-    is program NAME's. A tenant cannot make a process supervisord's child. A program
-    supervisord has but does not run (STOPPED, BACKOFF, FATAL) is absent, as it is
-    not running in read_programs() either."""
+    is program NAME's. A tenant cannot make a process supervisord's child.
+
+    /proc can miss a child (a `children` file read while a sibling exits skips the next
+    entry; a program between supervisord's fork and exec), and a pool seen down gets a
+    start, not the reload its changed files need. So each program of `expect` (the
+    plan's pools) not seen is asked of supervisord by name (none when every pool runs),
+    or, past CONFIRM_LIMIT of them, in one listing."""
     if not os.path.exists(layout.SUPERVISOR_MAIN_CONF):
         return {}, False
     try:
@@ -351,14 +362,27 @@ def running_launchers(proc: str = "/proc") -> tuple[dict[str, ProgramStatus], bo
         return {}, False
     except xmlrpc.client.Error:
         programs, up = read_programs()
-        return {n: p for n, p in programs.items() if p.state == "RUNNING"}, up
+        return {n: p for n, p in programs.items() if p.state in RUNNING_STATES}, up
     found: dict[str, ProgramStatus] = {}
     for child in _all_children(pid, proc):
-        pool = launcher_pool(child, proc)
+        pool = launcher_pool(child, pid, proc)
         if pool is not None:
             name = layout.program_name(pool)
             found[name] = ProgramStatus(name, "RUNNING", child)
-    return found, True
+    return found | _confirmed([n for n in expect if n not in found]), True
+
+
+RUNNING_STATES = ("RUNNING", "STARTING")
+
+
+def _confirmed(missing: list[str]) -> dict[str, ProgramStatus]:
+    """Those of `missing` that supervisord says run after all."""
+    if len(missing) > CONFIRM_LIMIT:
+        listed = read_programs()[0]
+        answers = [listed.get(n) for n in missing]
+    else:
+        answers = [read_program(n) for n in missing]
+    return {st.name: st for st in answers if st is not None and st.state in RUNNING_STATES}
 
 
 def _all_children(pid: int, proc: str) -> list[int]:
@@ -370,18 +394,35 @@ def _all_children(pid: int, proc: str) -> list[int]:
     return out
 
 
-def launcher_pool(pid: int, proc: str = "/proc") -> str | None:
+def launcher_pool(pid: int, parent: int, proc: str = "/proc") -> str | None:
     """The pool a process runs phphost's launcher for (its `--pool NAME`), None when
-    it runs something else or is gone."""
+    it runs something else, is not `parent`'s child or is gone. Its executable, command
+    line and parent are read through one descriptor of its /proc directory, so all
+    three are of the same process even if its pid is reused meanwhile."""
     try:
-        exe = os.readlink(f"{proc}/{pid}/exe").removesuffix(" (deleted)")   # apply rebuilt it
-        with open(f"{proc}/{pid}/cmdline", "rb") as fh:
-            argv = fh.read(4096).split(b"\0")
+        fd = os.open(f"{proc}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
-    if exe != layout.LAUNCHER or len(argv) < 3 or argv[1] != b"--pool":
+    try:
+        exe = os.readlink("exe", dir_fd=fd).removesuffix(" (deleted)")    # apply rebuilt it
+        argv = _read_at(fd, "cmdline").split(b"\0")
+        ppid = _read_at(fd, "stat").rpartition(b")")[2].split()[1:2]
+    except (OSError, IndexError):
+        return None
+    finally:
+        os.close(fd)
+    if exe != layout.LAUNCHER or ppid != [str(parent).encode()] or len(argv) < 3 \
+            or argv[1] != b"--pool":
         return None
     return argv[2].decode("utf-8", "replace")
+
+
+def _read_at(dir_fd: int, name: str, limit: int = 4096) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def read_program(name: str) -> ProgramStatus | None:

@@ -70,16 +70,16 @@ class Scope:
 
     def narrow(self, wanted: Wanted) -> Wanted:
         """What the plan must read: nothing in other tenants' homes (their docroots'
-        ACL walks, unsafe paths), no other pool's cgroup, socket or files; their
-        actions are dropped anyway, and a tenant-limited run is not refused for another
-        tenant's paths."""
+        ACL walks, unsafe paths), no other pool's cgroup or files; their actions are
+        dropped anyway, and a tenant-limited run is not refused for another tenant's
+        paths. Every pool's socket directory is still checked: a rolled-back apply
+        starts every pool that is not running (host/apply.py resync)."""
         return dataclasses.replace(
             wanted,
             dirs=tuple(d for d in wanted.dirs if not self.in_foreign_home(d)),
             acls=tuple(a for a in wanted.acls if not self.in_foreign_home(a[0])),
             grants=tuple(g for g in wanted.grants if not self.in_foreign_home(g[0])),
             limits=tuple(x for x in wanted.limits if x[0] in self.pools),
-            sockets=tuple(x for x in wanted.sockets if x[0] in self.pools),
             leave=self.foreign_files)
 
 
