@@ -43,6 +43,7 @@ class World:
         self.calls: list[str] = []
         self.fail_at = ""
         self.fail_with: type[BaseException] = Boom
+        self.already: set[str] = set()      # programs supervisord finds already started
 
     def hit(self, point: str) -> None:
         self.calls.append(point)
@@ -117,8 +118,14 @@ def world(monkeypatch: pytest.MonkeyPatch, top: Path) -> World:
     def service(name: str) -> Any:
         return lambda *a, **k: w.hit(name)
 
-    for name in ("ensure_supervisord", "start_programs", "wait_master", "wake_masters",
-                 "restart_program",
+    def start_programs(names: list[str]) -> set[str]:
+        w.hit("start_programs")
+        return w.already & set(names)
+
+    monkeypatch.setattr(services, "start_programs", start_programs)
+    monkeypatch.setattr(services, "restart_program",
+                        lambda name: w.hit(f"restart_program {name}"))
+    for name in ("ensure_supervisord", "wait_master", "wake_masters",
                  "reload_master", "apache_configtest", "fpm_test", "stop_programs",
                  "ensure_running"):
         monkeypatch.setattr(services, name, service(name))
@@ -278,3 +285,20 @@ def test_a_tenant_group_comes_with_its_user_only_when_nothing_needs_it_first() -
         A.EnsureUser("new", name="c", group="c", system=False),     # after a dir needs c
     ]
     assert apply_mod._user_groups(acts) == {"a"}
+
+
+@pytest.mark.parametrize("updated", [True, False])
+def test_a_master_already_started_when_apply_starts_it_is_restarted(
+        world: World, top: Path, before: dict[str, object], updated: bool) -> None:
+    """The plan saw p1 stopped; by the time apply asks supervisord to start it, it runs
+    (supervisord restarted it by itself, maybe before apply wrote p1's files): apply
+    restarts it so it reads them. Unless supervisord's update just started it, after
+    the files were written."""
+    world.already = {"phphost-p1"}
+    acts = tuple(a if not isinstance(a, A.UpdatePrograms) else
+                 A.UpdatePrograms("programs", update=("phphost-p1",) if updated else (),
+                                  remove=("phphost-p0",), resync=("phphost-p1",))
+                 for a in plan(top).actions)
+    apply_mod.execute(A.Plan(acts), lambda *a: None)
+    restarted = [c for c in world.calls if c.startswith("restart_program")]
+    assert restarted == ([] if updated else ["restart_program phphost-p1"])

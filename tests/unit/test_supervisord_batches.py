@@ -105,3 +105,12 @@ def test_start_ignores_already_started_and_reports_others(fake: FakeSupervisor) 
     assert "phphost-p3" in fake.running
     with pytest.raises(HostError, match="could not start: phphost-nope: BAD_NAME"):
         supervisord.start(["phphost-nope"])
+
+
+def test_start_says_which_programs_were_already_started(fake: FakeSupervisor) -> None:
+    """apply restarts a master supervisord had started by itself before apply asked
+    (it may have read the pool's files before apply wrote them: host/apply.py)."""
+    stopped = sorted(fake.known)[:3]
+    fake.running -= set(stopped)
+    assert supervisord.start([*stopped, "phphost-p9"]) == {"phphost-p9"}
+    assert set(stopped) <= fake.running

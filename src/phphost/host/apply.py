@@ -261,7 +261,8 @@ class _Runner:
         starts = self._all(A.StartMaster)
         if starts:       # all at once: each master's wait below mostly finds it up
             self.current = starts[0]
-            services.start_programs([layout.program_name(m.pool) for m in starts])
+            self._restart_early(services.start_programs(
+                [layout.program_name(m.pool) for m in starts]))
         if starts:
             services.wake_masters([(m.pool, m.socket) for m in starts])
         for m in self._masters():
@@ -287,6 +288,15 @@ class _Runner:
             self._step(st)
         if self.programs.remove:
             services.update_programs(list(self.programs.remove))
+
+    def _restart_early(self, already: set[str]) -> None:
+        """A program the plan saw stopped that supervisord had started by itself by
+        the time apply asked (autorestart after a crash, a start between plan and
+        apply) may run a master that read the pool's files before apply wrote them:
+        restarted, so it reads them now. supervisord's update started the programs it
+        added or changed after the files were written: those stand."""
+        for program in sorted(already - set(self.programs.update)):
+            services.restart_program(program)
 
     def _master(self, a: A.StartMaster | A.RestartMaster | A.ReloadMaster) -> None:
         program = layout.program_name(a.pool)

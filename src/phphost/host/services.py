@@ -65,10 +65,10 @@ def update_programs(names: list[str]) -> None:
     supervisord.update(names, STOP_TIMEOUT)
 
 
-def start_programs(names: list[str]) -> None:
-    """Ask supervisord to start these programs at once (wait_master waits for each)."""
-    if names:
-        supervisord.start(names)
+def start_programs(names: list[str]) -> set[str]:
+    """Ask supervisord to start these programs at once (wait_master waits for each);
+    returns those that were already started."""
+    return supervisord.start(names) if names else set()
 
 
 def stop_programs(names: list[str]) -> None:

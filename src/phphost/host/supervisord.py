@@ -100,13 +100,19 @@ def stop(names: Sequence[str], timeout: float) -> None:
     wait_state(names, STOPPED, "stop", timeout)
 
 
-def start(names: Sequence[str]) -> None:
+ALREADY_STARTED = 60
+
+
+def start(names: Sequence[str]) -> set[str]:
     """Ask supervisord to start these programs (not waiting: see wait_state and the
-    masters' sockets)."""
-    bad = _faults(_call("supervisor.startProcess", names, False), ALREADY)
+    masters' sockets). Returns those it found already started."""
+    results = _call("supervisor.startProcess", names, False)
+    bad = _faults(results, ALREADY)
     if bad:
         raise HostError("supervisord could not start: " + "; ".join(
             f"{n}: {f}" for n, f in sorted(bad.items())) + f". See {layout.LOG_DIR}/")
+    return {n for n, r in results.items()
+            if isinstance(r, dict) and r.get("faultCode") == ALREADY_STARTED}
 
 
 def signal(names: Sequence[str], sig: str) -> None:
