@@ -434,38 +434,80 @@ def open_at(dirfd: int, name: str, shown: str) -> int | None:
 
 def _owners(top: os.stat_result) -> set[int]:
     """Who may own a hard-linked file in a tenant's tree: the tree's owner and the
-    users whose primary group is its group (the tenant's pool users)."""
+    users whose primary group is its group (the tenant's pool users); never root."""
     import pwd
-    return {top.st_uid} | {p.pw_uid for p in pwd.getpwall() if p.pw_gid == top.st_gid} - {0}
+    return ({top.st_uid} | {p.pw_uid for p in pwd.getpwall() if p.pw_gid == top.st_gid}) - {0}
+
+
+MAX_TREE_DEPTH = 200      # directories below a tree's top walk_tree goes (one descriptor each)
 
 
 def walk_tree(path: str) -> Iterator[tuple[str, int]]:
     """(relative path, descriptor) of every directory and regular file below and
     including path, walked by descriptor without following symlinks (symlinks, FIFOs,
-    devices and sockets are skipped). A regular file with other hard links whose
-    owner is not the tree's is refused: changing it would change a file elsewhere."""
+    devices and sockets are skipped, never opened). A regular file with other hard links
+    whose owner is not the tree's is refused: changing it would change a file
+    elsewhere. Iterative, one descriptor per level: a tree deeper than MAX_TREE_DEPTH
+    is refused (UnsafePath), never a RecursionError or a descriptor per directory. An
+    entry that vanishes meanwhile is skipped. (os.fwalk is not used: it opens each
+    subdirectory it listed without O_NOFOLLOW, O_DIRECTORY or O_NONBLOCK, so a tenant
+    who swaps a directory for a FIFO, or a symlink to one, makes root block on it.)"""
     top = open_dir(path)
+    stack: list[tuple[str, int, list[str]]] = []
     try:
         owners = _owners(os.fstat(top))
         yield ".", top
-        for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top,
-                                                          follow_symlinks=False):
-            for name in [*dirnames, *filenames]:
-                rel = os.path.normpath(f"{dirpath}/{name}")
-                fd = open_at(dfd, name, f"{path}/{rel}")
-                if fd is None:
-                    continue
+        stack.append((".", top, sorted(os.listdir(top), reverse=True)))
+        while stack:
+            rel, dfd, names = stack[-1]
+            if not names:
+                stack.pop()
+                if dfd != top:
+                    os.close(dfd)
+                continue
+            name = names.pop()
+            child = name if rel == "." else f"{rel}/{name}"
+            entry = _entry_at(dfd, name, f"{path}/{child}", owners)
+            if entry is None:
+                continue
+            fd, is_dir = entry
+            if not is_dir:
                 try:
-                    st = os.fstat(fd)
-                    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_uid not in owners:
-                        raise UnsafePath(f"{path}/{rel}", "is a hard link to a file another "
-                                         "user owns", "remove that link as the tenant, "
-                                         "then run phphost again")
-                    yield rel, fd
+                    yield child, fd
                 finally:
                     os.close(fd)
+                continue
+            if len(stack) > MAX_TREE_DEPTH:
+                os.close(fd)
+                raise UnsafePath(f"{path}/{child}", f"is nested more than {MAX_TREE_DEPTH} "
+                                 "directories deep", "flatten that tree as the tenant, then "
+                                 "run phphost again")
+            stack.append((child, fd, []))      # closed with the stack, whatever happens
+            yield child, fd
+            stack[-1] = (child, fd, sorted(os.listdir(fd), reverse=True))
     finally:
+        for _rel, dfd, _names in stack:
+            if dfd != top:
+                os.close(dfd)
         os.close(top)
+
+
+def _entry_at(dfd: int, name: str, shown: str, owners: set[int]) -> tuple[int, bool] | None:
+    """(descriptor, is a directory) of a directory or regular file of the walk; None
+    for anything else or an entry gone meanwhile; UnsafePath for a hard link to a file
+    someone outside the tree owns."""
+    try:
+        fd = open_at(dfd, name, shown)
+    except FileNotFoundError:
+        return None
+    if fd is None:
+        return None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_uid not in owners:
+        os.close(fd)
+        raise UnsafePath(shown, "is a hard link to a file another user owns",
+                         "remove that link as the tenant, then run phphost again")
+    return fd, stat.S_ISDIR(st.st_mode)
 
 
 def open_below(path: str, rel: str) -> int | None:

@@ -26,11 +26,14 @@ def test_hard_link_to_a_foreign_file_is_unsafe(tmp_path: Path) -> None:
     assert unsafe == {f"{top}/sub/evil": "is a hard link to a file another user owns"}
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown)")
 def test_tree_without_foreign_links_is_safe(tmp_path: Path) -> None:
     top = tmp_path / "docroot"
     top.mkdir()
     (top / "a").write_text("x")
     os.link(top / "a", top / "b")           # the tree's own file, linked twice: fine
+    for path in (top, top / "a"):           # a tenant's tree (root never counts as its owner)
+        os.chown(path, 65534, 65534)
     (top / "l").symlink_to("/etc/shadow")   # symlinks are skipped by the grant
     unsafe: dict[str, str] = {}
     check_hard_links(str(top), unsafe)
