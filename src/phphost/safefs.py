@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 import struct
 from collections.abc import Iterator
@@ -256,17 +255,65 @@ def remove_empty_dir(path: str) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Delete the directory tree at path. The walk is fd-based (shutil's rmtree with
-    dir_fd: symlinks inside are unlinked, never followed); a symlink at path itself is
-    refused."""
-    if not shutil.rmtree.avoids_symlink_attacks:
-        raise UnsafePath(path, "cannot be removed safely on this platform", "remove it by hand")
+    """Delete the directory tree at path, by descriptor: a symlink at path itself is
+    refused, symlinks inside are unlinked, never followed, and every subdirectory is
+    opened with O_NOFOLLOW and O_DIRECTORY, so a FIFO or symlink its owner swaps in
+    is unlinked, never blocked on or followed (shutil.rmtree opens each subdirectory
+    with plain O_RDONLY). Iterative, one descriptor per level; a tree deeper than
+    MAX_TREE_DEPTH is refused part-way (UnsafePath naming the path)."""
     try:
         with parent(path) as (pfd, name, _trusted):
-            os.close(_open_dir_at(pfd, name, path))
-            shutil.rmtree(name, dir_fd=pfd)
+            fd = _open_dir_at(pfd, name, path)
+            try:
+                _empty(fd, path)
+            finally:
+                os.close(fd)
+            os.rmdir(name, dir_fd=pfd)
     except FileNotFoundError:
         return
+
+
+def _empty(top: int, shown: str) -> None:
+    """Remove everything inside the open directory top."""
+    # (descriptor, its name in the directory below it in the stack, path shown, to do)
+    stack: list[tuple[int, str, str, list[str]]] = [(top, "", shown, os.listdir(top))]
+    try:
+        while stack:
+            dfd, own, where, names = stack[-1]
+            if not names:
+                stack.pop()
+                if dfd != top:
+                    os.close(dfd)
+                    os.rmdir(own, dir_fd=stack[-1][0])
+                continue
+            name = names.pop()
+            sub = _subdir(dfd, name)
+            if sub is None:
+                continue
+            if len(stack) > MAX_TREE_DEPTH:
+                os.close(sub)
+                raise UnsafePath(f"{where}/{name}", f"is nested more than {MAX_TREE_DEPTH} "
+                                 "directories deep", "remove it by hand")
+            stack.append((sub, name, f"{where}/{name}", []))
+            stack[-1][3].extend(os.listdir(sub))
+    finally:
+        for dfd, _own, _where, _names in stack:
+            if dfd != top:
+                os.close(dfd)
+
+
+def _subdir(dfd: int, name: str) -> int | None:
+    """A descriptor of directory `name` to empty; anything else is unlinked (None)."""
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dfd)
+    return None
 
 
 # --- POSIX ACLs through xattrs on descriptors --------------------------------
@@ -490,6 +537,65 @@ def walk_tree(path: str) -> Iterator[tuple[str, int]]:
             if dfd != top:
                 os.close(dfd)
         os.close(top)
+
+
+Listing = tuple[str, list[str], list[str], int]     # (path, dirnames, filenames, dir fd)
+
+
+def fwalk(top: str, max_depth: int = MAX_TREE_DEPTH) -> Iterator[Listing]:
+    """What os.fwalk(top, follow_symlinks=False) yields, top-down (the caller may
+    remove names from dirnames to prune), for trees a tenant can change while root
+    reads them: each subdirectory is opened by name with O_NOFOLLOW and O_DIRECTORY,
+    so a symlink or FIFO swapped in is skipped, never followed or blocked on (os.fwalk
+    opens it with plain O_RDONLY); iterative, one descriptor per level; directories
+    deeper than max_depth are not entered; an entry gone meanwhile is skipped. As in
+    os.fwalk, a symlink to a directory is listed in dirnames but never entered."""
+    try:
+        top_fd = os.open(top, DIR_FLAGS)
+    except OSError:
+        return
+    stack: list[tuple[str, int, list[str]]] = [(top, top_fd, [])]
+    try:
+        dirs, files = _list(top_fd)
+        yield top, dirs, files, top_fd
+        stack[-1] = (top, top_fd, dirs[::-1])
+        while stack:
+            path, dfd, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                os.close(dfd)
+                continue
+            name = pending.pop()
+            if len(stack) > max_depth:
+                continue
+            try:
+                sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
+            except OSError:          # a symlink, a FIFO or a file now, or gone
+                continue
+            sub_path = os.path.join(path, name)
+            stack.append((sub_path, sub, []))      # closed with the stack, whatever happens
+            try:
+                dirs, files = _list(sub)
+            except OSError:
+                continue
+            yield sub_path, dirs, files, sub
+            stack[-1] = (sub_path, sub, dirs[::-1])
+    finally:
+        for _path, dfd, _pending in stack:
+            os.close(dfd)
+
+
+def _list(dfd: int) -> tuple[list[str], list[str]]:
+    """(directory names, other names) in an open directory, as os.fwalk sorts them."""
+    dirs: list[str] = []
+    files: list[str] = []
+    with os.scandir(dfd) as entries:
+        for entry in entries:
+            try:
+                (dirs if entry.is_dir() else files).append(entry.name)
+            except OSError:
+                continue
+    return dirs, files
 
 
 def _entry_at(dfd: int, name: str, shown: str, owners: set[int]) -> tuple[int, bool] | None:

@@ -145,3 +145,75 @@ def test_the_same_swap_blocks_os_fwalk(tmp_path: Path) -> None:
         if rel == "a.php":
             _swap_for_fifo_link(top)
     assert seen == [".", "a.php"]
+
+
+def test_fwalk_lists_like_os_fwalk(tmp_path: Path) -> None:
+    """safefs.fwalk (audit's and import's walk) yields what os.fwalk yields top-down,
+    without following symlinks, and honours pruning."""
+    _tree(tmp_path)
+    os.symlink("d", tmp_path / "dlink")
+    mine = [(p, sorted(d), sorted(f)) for p, d, f, _ in safefs.fwalk(str(tmp_path))]
+    theirs = [(p, sorted(d), sorted(f))
+              for p, d, f, _ in os.fwalk(str(tmp_path), follow_symlinks=False)]
+    assert mine == theirs
+    pruned = []
+    for path, dirs, _files, _fd in safefs.fwalk(str(tmp_path)):
+        pruned.append(path)
+        if "e" in dirs:
+            dirs.remove("e")
+    assert pruned == [str(tmp_path), str(tmp_path / "d")]
+
+
+def test_fwalk_skips_a_fifo_swapped_in_and_leaks_nothing(tmp_path: Path) -> None:
+    top = tmp_path / "tree"
+    top.mkdir()
+    _tree(top)
+    before = _fds()
+    seen = []
+    for path, _dirs, _files, _fd in safefs.fwalk(str(top)):
+        seen.append(path)
+        if path == str(top):               # d listed as a directory, not yet opened
+            _swap_for_fifo_link(top)
+    assert seen == [str(top)]
+    deep = tmp_path / "deep"
+    for _ in range(safefs.MAX_TREE_DEPTH + 5):
+        deep = deep / "x"
+    deep.mkdir(parents=True)
+    levels = sum(1 for _ in safefs.fwalk(str(tmp_path / "deep")))
+    assert levels == safefs.MAX_TREE_DEPTH + 1
+    assert _fds() == before
+
+
+def test_remove_tree_unlinks_what_is_not_a_directory_and_follows_nothing(
+        tmp_path: Path) -> None:
+    """--purge's removal: a symlink to a directory outside and a FIFO inside are
+    unlinked (never followed, never opened), the rest removed, nothing leaked."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    home = tmp_path / "home"
+    home.mkdir()
+    _tree(home)
+    os.symlink(outside, home / "d" / "e" / "out")
+    before = _fds()
+    safefs.remove_tree(str(home))
+    assert not home.exists() and (outside / "keep").read_text() == "keep"
+    assert _fds() == before
+    safefs.remove_tree(str(home))           # gone already: nothing to do
+
+
+def test_remove_tree_refuses_a_symlink_at_the_top_and_a_tree_too_deep(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    os.symlink(target, tmp_path / "link")
+    with pytest.raises(safefs.UnsafePath, match="symlink"):
+        safefs.remove_tree(str(tmp_path / "link"))
+    assert target.is_dir()
+    deep = tmp_path / "deep"
+    for _ in range(safefs.MAX_TREE_DEPTH + 5):
+        deep = deep / "x"
+    deep.mkdir(parents=True)
+    before = _fds()
+    with pytest.raises(safefs.UnsafePath, match="nested more than"):
+        safefs.remove_tree(str(tmp_path / "deep"))
+    assert _fds() == before

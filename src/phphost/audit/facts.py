@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import date
 
-from phphost import layout
+from phphost import layout, safefs
 from phphost.audit import apacheconf, fpmconf, htaccess_probe
 from phphost.audit.apacheconf import Directive
 from phphost.audit.fpmconf import FpmPool
@@ -250,10 +250,11 @@ Walked = list[tuple[str, os.stat_result]]
 def _walk(top: str, limit: int, texts: list[tuple[str, str]] | None = None,
           ) -> tuple[Walked, bool]:
     """(path, lstat) of everything below top, at most limit entries. Walked by
-    directory descriptor (os.fwalk), never through a symlink a tenant swapped in.
+    directory descriptor (safefs.fwalk), never through a symlink or into a FIFO a
+    tenant swapped in.
     With `texts`, the .htaccess files met on the way are read into it."""
     out: Walked = []
-    for dirpath, dirnames, filenames, dfd in os.fwalk(top, follow_symlinks=False):
+    for dirpath, dirnames, filenames, dfd in safefs.fwalk(top):
         for name in [*dirnames, *filenames]:
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)

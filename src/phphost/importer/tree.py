@@ -1,7 +1,7 @@
 """What import needs from one docroot on disk: its PHP files, its `.htaccess` files
 (text, and whether the web user can read them), the directories the web user can
 write (today's data dirs) and sub-directories that hold an application of their own.
-Read-only: walked by directory descriptor (os.fwalk, no symlink followed), at most
+Read-only: walked by directory descriptor (safefs.fwalk, no symlink followed), at most
 MAX_ENTRIES entries per docroot."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def scan(root: str, user: WebUser, php: re.Pattern[str],
         return TreeFacts(root, exists=False)
     w = _Walk(root, user, php, access_name)
     truncated = False
-    for dirpath, dirnames, filenames, dfd in os.fwalk(root, follow_symlinks=False):
+    for dirpath, dirnames, filenames, dfd in safefs.fwalk(root):
         rel = w.directory(dirpath, dirnames, filenames, dfd)
         for name in filenames:
             w.file(dirpath, rel, name, dfd)

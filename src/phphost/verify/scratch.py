@@ -6,7 +6,7 @@ Every path created here carries `verify-<run id>` in one of its components, and
 cleanup refuses to remove anything that does not: a bug can never delete tenant data.
 Paths are computed on the host (spec, run id), never taken from a probe's answer, and
 removed with descriptor walks that never follow a symlink a tenant or pool planted
-(safefs.parent, then unlinkat / rmtree relative to the parent's descriptor): a
+(safefs.parent, then unlinkat or safefs.remove_tree by descriptor): a
 swapped directory or link is reported and left alone, not followed.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import stat
 import subprocess
 from collections.abc import Sequence
@@ -104,17 +103,14 @@ def remove(path: str) -> None:
     """Remove the file, symlink or directory tree at path without following any
     symlink: the parent is reached by safefs's no-follow walk, the entry is looked at
     with lstat relative to the parent's descriptor, a directory is removed with
-    rmtree(dir_fd=...) (fd-based, symlinks inside unlinked, never followed) and
-    anything else unlinked. Missing is fine."""
-    if not shutil.rmtree.avoids_symlink_attacks:
-        raise safefs.UnsafePath(path, "cannot be removed safely on this platform",
-                                "remove it by hand")
+    safefs.remove_tree (by descriptor: symlinks and FIFOs inside unlinked, never
+    followed or opened) and anything else unlinked. Missing is fine."""
     try:
         with safefs.parent(path) as (pfd, name, _trusted):
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(name, dir_fd=pfd)
-            else:
+            if not stat.S_ISDIR(st.st_mode):
                 os.unlink(name, dir_fd=pfd)
+                return
     except FileNotFoundError:
         return
+    safefs.remove_tree(path)
