@@ -6,7 +6,7 @@ from phphost.errors import PlanError
 from phphost.exitcodes import ExitCode
 
 STAGES = ("start", "php-off", "one-pool", "move", "modphp-off", "pools", "identities", "jails")
-BUILT = 5          # the highest stage migrate can bring about today (docs/migrate.md)
+BUILT = 7          # the highest stage migrate can bring about today (docs/migrate.md)
 
 
 class StageError(PlanError):
