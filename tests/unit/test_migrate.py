@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -724,9 +725,13 @@ def test_stage_6_lists_made_and_put_back_by_descriptor(root_dir: Path) -> None:
     assert (start.uid, start.owner, start.new_mode) == (33, "root", 0o664)
     assert "www-data:www-data 0644 -> root:root 0664" in start.line()
     before = {p: os.lstat(p) for p in by_path}
+    # apply's docroot grant gives www-data an ACL first: chmod alone would set the mask
+    subprocess.run(["setfacl", "-m", "u:www-data:r-x", start.path], check=True)
     assert owners.make(found) == []
     st = os.lstat(start.path)
     assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o664)
+    acl = subprocess.run(["getfacl", "-cp", start.path], capture_output=True, text=True).stdout
+    assert "group::rw-" in acl and "user:www-data:r-x" in acl, acl
     assert os.lstat(top / "htdocs" / "data").st_mode & 0o7777 == 0o2775
     (top / "htdocs" / "data" / "pages" / "new.txt").write_text("made at stage 6\n")
     records = [(c.path, c.uid, c.gid, c.mode) for c in found]
@@ -799,3 +804,26 @@ def test_state_keeps_what_stage_6_changed(root_dir: Path) -> None:
     Path(path).write_text(json.dumps({**old, "owners": [["/srv/a", -1, 0, 0]]}))
     with pytest.raises(PlanError, match="not a migrate state file"):
         state.read(path)
+
+
+def test_stage_6_weakened_hands_another_sites_file_over(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack the hard-link refusal stops: while every site ran as www-data, a tenant
+    hard-linked another site's file (www-data's) into its home. Without the refusal
+    (weakened), stage 6 gives that file to the tenant: BREACHED."""
+    top, other = root_dir / "home", root_dir / "other-site-secret.php"
+    top.mkdir()
+    other.write_text("<?php $db_password = 'theirs';\n")
+    os.chown(other, *WEB)
+    os.chmod(other, 0o600)
+    os.link(other, top / "mine.php")
+    os.chown(top, *WEB)           # the tenant (www-data) owned its tree: safefs lets it by
+    tenant = Tenant("t", "root", "root", str(top))
+    with pytest.raises(PlanError, match="2 hard links"):
+        owners.changes_for(tenant, [], WEB)
+    monkeypatch.setattr(owners, "refuse_shared", lambda _p, _s: None)
+    owners.make(owners.changes_for(tenant, [], WEB))
+    st = os.lstat(other)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o640), "not breached"
+    print("BREACHED on the weakened rule: another site's file now the tenant's, "
+          "group-readable by its pools")

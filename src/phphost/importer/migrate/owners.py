@@ -113,16 +113,22 @@ def changes_for(tenant: Tenant, writable: list[str], web: tuple[int, int],
             to_group = False
         if not to_user and not to_group and mode == st.st_mode & 0o7777:
             continue
-        if not is_dir and st.st_nlink > 1:
-            raise PlanError(f"{path}: a file with {st.st_nlink} hard links that stage 6 would "
-                            "give to the tenant; a hard link may be another site's file, "
-                            "linked in while every site ran as the web user. Replace it by a "
-                            "copy (cp --remove-destination) or remove it, then run migrate "
-                            "again. Nothing was changed")
+        refuse_shared(path, st)
         out.append(Change(path, st.st_uid, st.st_gid, st.st_mode & 0o7777,
                           tenant.user if to_user else None, tenant.group if to_group else None,
                           mode))
     return out
+
+
+def refuse_shared(path: str, st: os.stat_result) -> None:
+    """A regular file with more than one hard link is not handed over: it may be
+    another site's file, linked in while every site ran as the web user."""
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        raise PlanError(f"{path}: a file with {st.st_nlink} hard links that stage 6 would "
+                        "give to the tenant; a hard link may be another site's file, "
+                        "linked in while every site ran as the web user. Replace it by a "
+                        "copy (cp --remove-destination) or remove it, then run migrate "
+                        "again. Nothing was changed")
 
 
 def writable_of(model: Model, tenant: str) -> list[str]:
@@ -183,11 +189,13 @@ def _set(path: str, allowed: set[int], uid: int, gid: int, mode: int) -> bool:
         st = os.fstat(fd)
         if st.st_uid not in allowed:
             return False           # someone else's since: not ours to change back
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        try:
+            refuse_shared(path, st)        # linked in since the listing
+        except PlanError:
             return False
         os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)        # after fchown: chown clears setgid on some files
-        return True
+        safefs.chmod_fd(fd, mode)      # after fchown (it clears setgid); with an ACL
+        return True                     # (apply's docroot grant) the group entry too
     finally:
         os.close(fd)
 
@@ -230,7 +238,7 @@ def _set_if_owned(path: str, ids: set[int], web: tuple[int, int]) -> bool:
             return False
         mode = st.st_mode & 0o7777
         os.fchown(fd, web[0], web[1])
-        os.fchmod(fd, mode)
+        safefs.chmod_fd(fd, mode)
         return True
     finally:
         os.close(fd)
