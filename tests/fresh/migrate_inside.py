@@ -159,15 +159,13 @@ def admin_edits(host: RootModPhp, saved: dict[Path, str | None]) -> None:
     time.sleep(2)
 
 
-def before_six(host: RootModPhp, saved: dict[Path, str | None]) -> None:
-    """What import listed as lost and stage 6's comparison showed: phphost allows no
-    Rewrite* in .htaccess (a 500) and does not carry the vhost's ErrorDocument over. The
-    admin takes them out (page.html goes: page.php is its URL now)."""
+def hta_edits(host: RootModPhp, saved: dict[Path, str | None]) -> None:
+    """What import listed as lost and stage 6 refuses: phphost allows no Rewrite* in an
+    .htaccess (a 500). The admin takes them out (page.html, reached through such a
+    rewrite since stage 4, goes: page.php is its URL now)."""
     hta = host.docroot("hta")
     edit(saved, hta / ".htaccess", "RewriteEngine On\nRewriteRule ^old$ index.php [L]\n", "")
     edit(saved, hta / ".htaccess", "RewriteRule ^page\\.html$ page.php [L]\n", "")
-    edit(saved, APACHE / "sites-available" / "40-values.conf",
-         "    ErrorDocument 404 /missing.html\n", "")
     sh("apache2ctl", "graceful")
     time.sleep(2)
 
@@ -218,10 +216,20 @@ def check_own_users(host: RootModPhp, spec: dict[str, object], jailed: bool) -> 
     page = host.docroot("apps") / "wiki" / "data" / "pages" / "migrated.txt"
     if page.read_text() != WIKI_PAGE:
         fail("the wiki page's file changed")
-    cache = host.docroot("apps") / "wiki" / "data" / "cache"
-    made = {pwd.getpwuid(os.lstat(p).st_uid).pw_name for p in cache.rglob("*") if p.is_file()}
-    say(f"the wiki page written before stage 1 reads back; DokuWiki's cache files owned by "
-        f"{', '.join(sorted(made))}")
+    # a page DokuWiki has not rendered yet: its cache and metadata are written now, by
+    # the wiki's pool, in the data dir the spec names writable
+    name = "jailed" if jailed else "unjailed"
+    (host.docroot("apps") / "wiki" / "data" / "pages" / f"{name}.txt").write_text(
+        f"====== {name} ======\nrendered by the pool\n")
+    status, body = host.get("apps.test", f"/wiki/doku.php?id={name}")
+    if status != 200 or "rendered by the pool" not in body:
+        fail(f"the wiki page {name}: {status}")
+    meta = host.docroot("apps") / "wiki" / "data" / "meta" / f"{name}.meta"
+    writer = pwd.getpwuid(os.lstat(meta).st_uid).pw_name if meta.exists() else "nobody"
+    if writer != "php-apps-test-wiki":
+        fail(f"{meta}: written by {writer}, not the wiki's pool")
+    say(f"the wiki page written before stage 1 reads back; a new page's metadata written by "
+        f"{writer} in the writable data dir")
 
 
 def main() -> None:
@@ -247,14 +255,21 @@ def main() -> None:
     admin_edits(host, saved)
     migrate("4")
     migrate("5")
-    refused = migrate("6", ok=(12,))     # the .htaccess rewrite, the vhost's ErrorDocument
-    for words in ("http://hta.test:80/", "500", "http://values.test:80/nothing.php"):
-        if words not in refused:
-            fail(f"stage 6's first comparison did not name {words!r}")
+    refused = migrate("6", ok=(4,))      # hta's .htaccess: Rewrite* is a 500 under phphost
+    if "hta/htdocs/.htaccess:2: rewriteengine On" not in refused or stage() != 5:
+        fail("stage 6 did not refuse the .htaccess lines phphost would answer 500 for")
+    say("stage 6 refused up front (exit 4): the .htaccess lines phphost refuses, named")
+    hta_edits(host, saved)
+    refused = migrate("6", ok=(12,))     # the vhost's ErrorDocument: another 404 body
+    if "http://values.test:80/nothing.php" not in refused:
+        fail("stage 6's comparison did not name values.test/nothing.php")
     if stage() != 5 or set(fpm_workers().values()) - {("www-data", "/")}:
         fail(f"not back at stage 5 with the web user's masters: {stage()}, {fpm_workers()}")
     say("stage 6 taken back by itself (exit 12): stage 5's masters serve as www-data again")
-    before_six(host, saved)
+    edit(saved, APACHE / "sites-available" / "40-values.conf",
+         "    ErrorDocument 404 /missing.html\n", "")
+    sh("apache2ctl", "graceful")
+    time.sleep(2)
     out6 = migrate("6")
     if "change owner, group or mode" not in out6 or "take" not in out6.lower():
         fail("stage 6 did not show the ownership changes first")
@@ -284,16 +299,21 @@ def main() -> None:
     differ = [k for k in before_all if before_all[k][0] != after_all[k][0]]
     if differ:
         fail(f"back at 0, these answer otherwise: {differ}")
-    status, body = host.get("apps.test", "/wiki/doku.php?id=migrated")
-    if status != 200 or "kept through the migration" not in body:
-        fail("the wiki page is gone at stage 0")
+    for page, words in (("migrated", "kept through the migration"),
+                        ("jailed", "rendered by the pool")):
+        status, body = host.get("apps.test", f"/wiki/doku.php?id={page}")
+        if status != 200 or words not in body:
+            fail(f"the wiki page {page} is gone at stage 0")
+    meta = host.docroot("apps") / "wiki" / "data" / "meta" / "jailed.meta"
+    if os.lstat(meta).st_uid != pwd.getpwnam("www-data").pw_uid:
+        fail(f"{meta}: the pool's file was not given back to www-data")
     now = owners_of(BASE)
     moved = [p for p, (u, g, _m) in homes_before.items()
              if p in now and (now[p][0], now[p][1]) != (u, g)]
     if moved:
         fail(f"owners not put back: {moved[:10]}")
     say(f"back at stage 0: every URL answers as before, the owners of {len(homes_before)} "
-        "paths as before, the wiki page still there")
+        "paths as before, the wiki pages still there (the pool's files now www-data's)")
     say("PASS")
 
 

@@ -827,3 +827,17 @@ def test_stage_6_weakened_hands_another_sites_file_over(
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o640), "not breached"
     print("BREACHED on the weakened rule: another site's file now the tenant's, "
           "group-readable by its pools")
+
+
+def test_stage_6_names_htaccess_lines_phphost_refuses() -> None:
+    text = ("DirectoryIndex index.php index.html\nRewriteEngine On\n"
+            "RewriteRule ^old$ index.php [L]\n<IfModule !mod_authz_core.c>\n"
+            "    Order allow,deny\n</IfModule>\n<IfModule mod_php.c>\nphp_value x 1\n"
+            "</IfModule>\nHeader set X-A b\n")
+    found = modules.phphost_refuses(parse("/d/.htaccess", text), ("Indexes",),
+                                    frozenset({"authz_core_module", "rewrite_module"}))
+    assert found == ["/d/.htaccess:2: rewriteengine On",
+                     "/d/.htaccess:3: rewriterule ^old$ index.php [L]",
+                     "/d/.htaccess:10: header set X-A b"], found
+    assert modules.phphost_refuses(parse("/d/.htaccess", "Header set X-A b\n"), ("Header",),
+                                   frozenset()) == []

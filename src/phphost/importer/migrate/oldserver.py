@@ -400,6 +400,25 @@ def htaccess_php_lines(server: OldServer) -> list[str]:
     return out
 
 
+def htaccess_phphost_refuses(server: OldServer, model: Model) -> list[str]:
+    """Stage 6: the lines of every `.htaccess` under the docroot of each spec site that
+    reads them (`allow_override`) which phphost's rendering refuses (a 500 there),
+    walked by descriptor as import walks them."""
+    user = web_user(server.source.user)
+    access = apacheconf.global_value(list(server.source.directives),
+                                     "accessfilename") or ".htaccess"
+    loaded = server.source.modules - {"php_module", "php7_module", "php8_module"}
+    out: list[str] = []
+    for site in model.sites:
+        if not site.docroot or not site.allow_override or not os.path.isdir(site.docroot):
+            continue
+        for h in tree.scan(site.docroot, user, re.compile(PHP_NAMES), access).htaccess:
+            if h.text is not None:
+                out += modules.phphost_refuses(apacheconf.parse(h.path, h.text),
+                                               site.allow_override, loaded)
+    return out
+
+
 def switch_links(plan: modules.LinkPlan) -> None:
     """Take out the links of plan.remove (only while they still point where the plan
     says: a link someone changed since is theirs) and make those of plan.make.

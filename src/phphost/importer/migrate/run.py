@@ -333,6 +333,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         takeover.check_host(server, model, opts.phphost)     # before anything, stage 1 or 5
         if current.stage < 6 and any(s.stage == 6 for s in plan):
             takeover.old_vhost_links(server, model)
+            _phphost_reads_htaccess(server, model)
     split_unchanged(model, current, plan)
     modphp_ready(model, current, plan)
     if any(s.stage == 4 for s in plan) and current.stage < 4:
@@ -389,6 +390,20 @@ def split_unchanged(model: Model, current: MigrateState, plan: list[Step]) -> No
                     f"{', '.join(programs) or 'none'} for {', '.join(plan[0].moved) or 'none'}. "
                     f"Go back to stage 4 (phphost migrate {model.source} --to 4), then to 5 "
                     "again. Nothing was changed")
+
+
+def _phphost_reads_htaccess(server: OldServer, model: Model) -> None:
+    """Stage 6 hands the sites to phphost's rendering, which allows an .htaccess only
+    the spec's `allow_override`: every other line would be a 500 for its directory.
+    All of them named before anything changes."""
+    found = oldserver.htaccess_phphost_refuses(server, model)
+    if found:
+        raise PlanError(f"stage {name(6)}: phphost's Apache configuration would answer 500 "
+                        "for these .htaccess lines (the site's allow_override does not allow "
+                        "them; Rewrite*, Options, SetEnv*, handlers are never allowed, "
+                        "docs/spec.md):\n  " + "\n  ".join(found) + "\nphphost import listed "
+                        "them as lost: remove them (or move what they do into the spec), "
+                        "then run migrate again. Nothing was changed")
 
 
 def _modphp_off_possible(server: OldServer, current: MigrateState) -> None:
