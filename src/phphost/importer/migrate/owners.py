@@ -159,9 +159,11 @@ def make(changes: list[Change]) -> list[str]:
     a symlink and checked to be the file it was (same mode type, owner): a path that
     is gone or was swapped since is skipped and named."""
     skipped: list[str] = []
+    uids = {u: pwd.getpwnam(u).pw_uid for u in {c.owner for c in changes if c.owner}}
+    gids = {g: grp.getgrnam(g).gr_gid for g in {c.group for c in changes if c.group}}
     for c in changes:
-        uid = pwd.getpwnam(c.owner).pw_uid if c.owner else c.uid
-        gid = grp.getgrnam(c.group).gr_gid if c.group else c.gid
+        uid = uids[c.owner] if c.owner else c.uid
+        gid = gids[c.group] if c.group else c.gid
         if not _set(c.path, {c.uid, uid}, uid, gid, c.new_mode):
             skipped.append(c.path)
     return skipped
