@@ -270,6 +270,17 @@ def main() -> None:
          "    ErrorDocument 404 /missing.html\n", "")
     sh("apache2ctl", "graceful")
     time.sleep(2)
+    dry = sh(PHPHOST, "migrate", str(SPEC), "--to", "6", "--dry-run").stdout
+    for words in ("stage 6 (identities) would:", "take out the link /etc/apache2/sites-enabled/"
+                  "60-apps.conf -> ../sites-available/60-apps.conf", "path(s) in the tenant "
+                  "homes", "/srv/old/apps/htdocs/wiki/data/pages/migrated.txt: www-data:www-data "
+                  "0644 -> apps:apps 0664", "create user php-apps-test-wiki"):
+        if words not in dry:
+            fail(f"stage 6's --dry-run lacks {words!r}:\n{dry}")
+    if stage() != 5 or not (APACHE / "sites-enabled" / "60-apps.conf").is_symlink():
+        fail("stage 6's --dry-run changed the host")
+    say("stage 6 --dry-run: the links, phphost's plan and every owner change listed, "
+        "nothing changed")
     out6 = migrate("6")
     if "change owner, group or mode" not in out6 or "take" not in out6.lower():
         fail("stage 6 did not show the ownership changes first")

@@ -45,6 +45,7 @@ def test_migrate_every_stage_and_back_on_a_fresh_debian_root() -> None:
     assert "stage 6 taken back by itself (exit 12): stage 5's masters serve as www-data" in text
     assert "stage 7 taken back by itself (exit 12)" in text
     assert "stage 6 refused up front (exit 4)" in text
+    assert "stage 6 --dry-run: the links, phphost's plan and every owner change listed" in text
     # every stage compared the URLs and found them the same
     for stage in range(1, 8):
         assert re.search(rf"stage {stage} \(\S+\): done, all \d+ URLs answer as before", text), \
