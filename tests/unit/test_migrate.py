@@ -841,3 +841,95 @@ def test_stage_6_names_htaccess_lines_phphost_refuses() -> None:
                      "/d/.htaccess:10: header set X-A b"], found
     assert modules.phphost_refuses(parse("/d/.htaccess", "Header set X-A b\n"), ("Header",),
                                    frozenset()) == []
+
+
+class FakePhphost:
+    """phphost's plan/apply/destroy as migrate's stages 6-7 call them, recorded."""
+
+    def __init__(self, calls: list[str], fail: str = "") -> None:
+        self.calls, self.fail = calls, fail
+
+    def plan(self, model: Model) -> str:
+        return "* create user php-shop"
+
+    def apply(self, model: Model, show: object) -> None:
+        jailed = all(p.jail.enabled for p in model.pools)
+        self.calls.append("apply jailed" if jailed else "apply unjailed")
+        if self.fail == "apply":
+            raise HostError("apply failed (rolled back)")
+
+    def destroy(self, model: Model, show: object) -> None:
+        self.calls.append("destroy")
+
+
+def _stage6_fakes(monkeypatch: pytest.MonkeyPatch, root: Path, calls: list[str]) -> Path:
+    enabled = root / "sites-enabled"
+    enabled.mkdir()
+    (enabled / "10-shop.conf").symlink_to("../sites-available/10-shop.conf")
+    monkeypatch.setattr(takeover, "old_vhost_links", lambda _s, _m: (
+        (str(enabled / "10-shop.conf"), "../sites-available/10-shop.conf"),))
+    change = owners.Change("/srv/acme/data", 33, 33, 0o755, "acme", "acme", 0o2775)
+    monkeypatch.setattr(owners, "plan", lambda _m, _u: [change])
+    monkeypatch.setattr(owners, "make", lambda c: calls.append(f"owners {len(c)}") or [])
+    monkeypatch.setattr(owners, "restore", lambda r, _i: calls.append(f"restore {len(r)}") or [])
+    monkeypatch.setattr(owners, "handed_back", lambda *_a: 0)
+    monkeypatch.setattr(takeover.pwd, "getpwnam", lambda _n: SimpleNamespace(pw_uid=33,
+                                                                             pw_gid=33))
+    return enabled / "10-shop.conf"
+
+
+def test_stage_6_order_and_its_inverse(root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 -> 6: recorded first; the links and the overlay out before apply (its reload
+    switches every site at once); owners after apply (the users exist then); stage 5's
+    masters drained and removed last. 6 -> 5: the masters first, links and overlay back
+    (apache2 -t), owners back, destroy (no purge), graceful."""
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    link = _stage6_fakes(monkeypatch, root_dir, fake.calls)
+    server = _server(root_dir)
+    at5 = MigrateState("/s", str(root_dir), 5, ("shop",), split_programs=("phphost.migrate.shop",),
+                       split_files=render.split_files("shop"))
+    hooks = FakePhphost(fake.calls)
+    six = takeover.step(server, model(), at5, 6, ("shop",), path, hooks, lambda _: None)
+    assert fake.calls == ["overlay none", "apply unjailed", "owners 1", "graceful", "drain",
+                          "split_down"]
+    assert not link.exists() and six.stage == 6 and six.split_programs == ()
+    assert state.read(path) == six and six.owners == (("/srv/acme/data", 33, 33, 0o755),)
+    fake.calls.clear()
+    seven = takeover.step(server, model(), six, 7, ("shop",), path, hooks, lambda _: None)
+    back6 = takeover.step(server, model(), seven, 6, ("shop",), path, hooks, lambda _: None)
+    assert fake.calls == ["apply jailed", "apply unjailed"] and back6.stage == 6
+    fake.calls.clear()
+    five = takeover.step(server, model(), back6, 5, ("shop",), path, hooks, lambda _: None)
+    assert fake.calls == ["split_up", "overlay 5", "configtest", "restore 1", "destroy",
+                          "graceful"]
+    assert os.readlink(link) == "../sites-available/10-shop.conf"
+    assert (five.stage, five.sites_off, five.owners) == (5, (), ())
+    assert five.split_programs == ("phphost.migrate.shop", "phphost.migrate.wiki")
+
+
+def test_stage_6_apply_failing_puts_the_old_vhosts_back(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    link = _stage6_fakes(monkeypatch, root_dir, fake.calls)
+    server = _server(root_dir)
+    monkeypatch.setattr(OldServer, "apache", lambda *_a, **_k: fake.calls.append("graceful!"))
+    at5 = MigrateState("/s", str(root_dir), 5, ("shop",))
+    state.write(at5, path)
+    with pytest.raises(HostError, match=r"rolled itself back.*at stage 5 \(pools\)"):
+        takeover.step(server, model(), at5, 6, ("shop",), path, FakePhphost(fake.calls, "apply"),
+                      lambda _: None)
+    assert fake.calls == ["overlay none", "apply unjailed", "overlay 4", "graceful!"]
+    assert os.readlink(link) == "../sites-available/10-shop.conf"
+    assert state.read(path) == at5 and "owners" not in " ".join(fake.calls)
+
+
+def test_stages_6_7_refuse_a_host_where_phphost_runs_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from phphost.facts.state import State
+    server = OldServer(os.path.realpath("/etc/apache2"), "/etc/apache2/apache2.conf",
+                       None)  # type: ignore[arg-type]
+    monkeypatch.setattr(takeover, "read_state", lambda: State(pools=("shop", "demo-blog")))
+    with pytest.raises(PlanError, match=r"already manages demo-blog .* Nothing was changed"):
+        takeover.check_host(server, model(), FakePhphost([]))
+    monkeypatch.setattr(takeover, "read_state", lambda: State(pools=("shop",)))
+    takeover.check_host(server, model(), FakePhphost([]))
