@@ -55,6 +55,10 @@ def test_migrate_every_stage_and_back_on_a_fresh_debian_root() -> None:
     assert "/srv/old/apps/htdocs/wiki/data/pages/migrated.txt: www-data:www-data 0644 -> " \
            "apps:apps 0664" in text, tail
     assert "/srv/old/apps: root:root 0755 -> apps:apps 0750" in text, tail
+    # ... before phphost's plan is shown, and that before apply carries it out
+    listed = text.rindex("path(s) of the tenant homes change owner, group or mode")
+    shown = text.index("* create user php-apps-test-wiki", listed)
+    assert re.search(r"\[\d+/\d+\] create user php-apps-test-wiki", text[shown:]), tail
     assert re.search(r"own users, unjailed: .*=\S+@/(,|$)", text, re.MULTILINE), tail
     jailed = re.search(r"^fresh-migrate: own users, jailed: (.*)$", text, re.MULTILINE)
     assert jailed and "@/," not in jailed.group(1) + "," and "www-data" not in jailed.group(1), \
