@@ -224,6 +224,13 @@ def set_owner_mode(path: str, uid: int, gid: int, mode: int) -> None:
         _align_group_obj(fd, (mode >> 3) & 7)
 
 
+def chmod_fd(fd: int, mode: int) -> None:
+    """fchmod that also holds with an ACL: the owning group's entry (access, and
+    default for a directory) set to the mode's group bits, not only the mask."""
+    os.fchmod(fd, mode)
+    _align_group_obj(fd, (mode >> 3) & 7)
+
+
 def _effective_group_mode(fd: int, mode: int) -> int:
     """mode with the group bits the owning group really has: with an ACL, st_mode's
     group bits are the mask, and the group's own entry may grant less."""

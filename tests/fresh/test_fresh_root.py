@@ -25,8 +25,8 @@ TIMEOUT = 30 * 60           # cold runs take a few minutes (docs/fresh-root.md)
 CANNOT_RUN = 77
 
 
-def run_fresh_root(log: Path) -> tuple[int, str, float]:
-    argv = [str(SCRIPT)]
+def run_fresh_root(log: Path, *extra: str) -> tuple[int, str, float]:
+    argv = [str(SCRIPT), *extra]
     if os.environ.get("PHPHOST_FRESH_SOURCE") == "worktree":
         argv.append("--worktree")
     start = time.monotonic()

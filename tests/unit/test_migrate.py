@@ -9,10 +9,12 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,7 +22,7 @@ from phphost.audit.apacheconf import Directive, Section, parse
 from phphost.errors import FastCGIError, HostError, PlanError, ValidationFailed
 from phphost.exitcodes import ExitCode
 from phphost.importer.errors import SourceError
-from phphost.importer.migrate import modules, oldserver, render, state
+from phphost.importer.migrate import modules, oldserver, owners, render, state, takeover
 from phphost.importer.migrate.modules import LinkPlan, Mods
 from phphost.importer.migrate.oldserver import OldServer, read_mods, switch_links
 from phphost.importer.migrate.run import (
@@ -50,7 +52,7 @@ from phphost.importer.migrate.urlcheck import (
     snapshot,
 )
 from phphost.spec.loader import parse_spec
-from phphost.spec.model import Model
+from phphost.spec.model import Model, Tenant
 
 SPEC = """
 [tenants.acme]
@@ -90,10 +92,12 @@ def test_stages_by_number_and_name() -> None:
     assert parse_stage("Move") == 3
     assert parse_stage("modphp-off") == 4
     assert parse_stage("pools") == 5
+    assert parse_stage("identities") == 6
+    assert parse_stage("7") == parse_stage("jails") == 7
 
 
 @pytest.mark.parametrize("text, words", [("9", "no such stage"), ("sideways", "no such stage"),
-                                         ("jails", "not built yet"), ("6", "not built yet")])
+                                         ("-1", "no such stage")])
 def test_bad_stage_is_a_usage_error(text: str, words: str) -> None:
     with pytest.raises(StageError) as info:
         parse_stage(text)
@@ -657,3 +661,275 @@ def test_an_interrupt_waits_until_stage_5_is_switched(
         pools_step(_server(root_dir), model(), at4, Step(5, ("shop",)), path)
     assert fake.calls == ["overlay 5", "configtest", "graceful", "drain", "fpm_down"]
     assert state.read(path) is not None and state.read(path).stage == 5  # type: ignore[union-attr]
+
+
+# --- stages 6-7: phphost's own rendering, own users, jails ----------------------------------
+
+WEB = (33, 33)
+
+
+@pytest.mark.parametrize("place, is_dir, uid, gid, mode, want", [
+    # the home: the tenant's, 0750, whatever it was
+    (owners.HOME, True, 0, 0, 0o755, (True, True, 0o750)),
+    # a writable dir and below: the tenant's, group read-write, never world-write
+    (owners.WRITABLE_ROOT, True, 33, 33, 0o755, (True, True, 0o2775)),
+    (owners.WRITABLE, True, 33, 33, 0o777, (True, True, 0o2775)),
+    (owners.WRITABLE, False, 33, 33, 0o644, (True, True, 0o664)),
+    (owners.WRITABLE, False, 0, 0, 0o606, (True, True, 0o664)),
+    # elsewhere: the web user's become the tenant's, group may read, never write
+    (owners.OTHER, False, 33, 33, 0o664, (True, True, 0o644)),
+    (owners.OTHER, False, 33, 33, 0o600, (True, True, 0o640)),
+    (owners.OTHER, True, 33, 33, 0o775, (True, True, 0o755)),
+    (owners.OTHER, False, 0, 33, 0o640, (False, True, 0o640)),     # root's secret, web group
+    (owners.OTHER, False, 0, 0, 0o644, (False, False, 0o644)),     # root's code: unchanged
+    (owners.OTHER, False, 0, 0, 0o666, (False, False, 0o664)),     # world-write goes
+    (owners.OTHER, False, 1000, 1000, 0o664, (False, False, 0o664)),
+])
+def test_stage_6_ownership_rule(place: str, is_dir: bool, uid: int, gid: int, mode: int,
+                                want: tuple[bool, bool, int]) -> None:
+    assert owners.new_state(place, is_dir, uid, gid, mode, WEB) == want
+
+
+def test_stage_6_where_a_path_lies() -> None:
+    w = ["/srv/a/htdocs/data", "/srv/a/cache"]
+    assert owners.where("/srv/a/htdocs/data", w) == owners.WRITABLE_ROOT
+    assert owners.where("/srv/a/htdocs/data/pages/x.txt", w) == owners.WRITABLE
+    assert owners.where("/srv/a/htdocs/database.php", w) == owners.OTHER
+    assert owners.where("/srv/a/cache2", w) == owners.OTHER
+
+
+def _tree(top: Path) -> None:
+    (top / "htdocs" / "data" / "pages").mkdir(parents=True)
+    (top / "htdocs" / "index.php").write_text("<?php echo 1;\n")
+    (top / "htdocs" / "data" / "pages" / "start.txt").write_text("hello\n")
+    (top / "htdocs" / "secret.php").write_text("<?php $pw = 1;\n")
+    for path in [top / "htdocs" / "data", *(top / "htdocs" / "data").rglob("*")]:
+        os.chown(path, *WEB)
+    os.chown(top / "htdocs" / "secret.php", *WEB)
+    os.chmod(top / "htdocs" / "secret.php", 0o600)
+    (top / "htdocs" / "link").symlink_to("/etc/shadow")
+
+
+def test_stage_6_lists_made_and_put_back_by_descriptor(root_dir: Path) -> None:
+    top = root_dir / "home"
+    top.mkdir()
+    _tree(top)
+    tenant = Tenant("t", "root", "root", str(top))
+    writable = [str(top / "htdocs" / "data")]
+    found = owners.changes_for(tenant, writable, WEB)
+    by_path = {c.path: c for c in found}
+    assert str(top / "htdocs" / "link") not in by_path          # symlinks never touched
+    assert str(top / "htdocs" / "index.php") not in by_path     # root's code: unchanged
+    assert by_path[str(top / "htdocs" / "secret.php")].new_mode == 0o640
+    start = by_path[str(top / "htdocs" / "data" / "pages" / "start.txt")]
+    assert (start.uid, start.owner, start.new_mode) == (33, "root", 0o664)
+    assert "www-data:www-data 0644 -> root:root 0664" in start.line()
+    before = {p: os.lstat(p) for p in by_path}
+    # apply's docroot grant gives www-data an ACL first: chmod alone would set the mask
+    subprocess.run(["setfacl", "-m", "u:www-data:r-x", start.path], check=True)
+    assert owners.make(found) == []
+    st = os.lstat(start.path)
+    assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o664)
+    acl = subprocess.run(["getfacl", "-cp", start.path], capture_output=True, text=True).stdout
+    assert "group::rw-" in acl and "user:www-data:r-x" in acl, acl
+    assert os.lstat(top / "htdocs" / "data").st_mode & 0o7777 == 0o2775
+    (top / "htdocs" / "data" / "pages" / "new.txt").write_text("made at stage 6\n")
+    records = [(c.path, c.uid, c.gid, c.mode) for c in found]
+    assert owners.restore(records, {0}) == []
+    for path, was in before.items():
+        now = os.lstat(path)
+        assert (now.st_uid, now.st_gid, now.st_mode) == (was.st_uid, was.st_gid, was.st_mode)
+    m = SimpleNamespace(pools=[SimpleNamespace(writable=writable)])
+    assert owners.handed_back(m, WEB, {0}, set(before)) == 1  # type: ignore[arg-type]
+    assert os.lstat(top / "htdocs" / "data" / "pages" / "new.txt").st_uid == 33
+
+
+def test_stage_6_refuses_a_hard_link_it_would_give_away(root_dir: Path) -> None:
+    top = root_dir / "home"
+    top.mkdir()
+    _tree(top)
+    os.link(top / "htdocs" / "secret.php", root_dir / "elsewhere.php")  # another site's file
+    tenant = Tenant("t", "root", "root", str(top))
+    with pytest.raises(PlanError, match=r"secret.php: is a hard link"):     # safefs's walk
+        owners.changes_for(tenant, [], WEB)
+    os.chown(top / "htdocs" / "secret.php", 0, WEB[1])     # root's, the web group: ours
+    with pytest.raises(PlanError, match=r"secret.php: a file with 2 hard links .* Nothing was"):
+        owners.changes_for(tenant, [], WEB)
+
+
+def test_stage_6_disables_only_links_the_spec_covers() -> None:
+    V = takeover.VhostFile
+    enabled = "/etc/apache2/sites-enabled"
+    links = {f"{enabled}/10-shop.conf": "../sites-available/10-shop.conf",
+             f"{enabled}/000-default.conf": "../sites-available/000-default.conf"}
+    vhosts = [V(f"{enabled}/10-shop.conf", 1, ("shop.test", "www.shop.test")),
+              V(f"{enabled}/10-shop.conf", 9, ("shop.test",)),
+              V(f"{enabled}/000-default.conf", 1, ("localhost",))]
+    names = takeover.spec_names(model())
+    assert takeover.links_to_disable(vhosts, names, enabled, links.get) == (
+        (f"{enabled}/10-shop.conf", "../sites-available/10-shop.conf"),)
+    mixed = [*vhosts, V(f"{enabled}/10-shop.conf", 20, ("other.test",)),
+             V("/etc/apache2/apache2.conf", 200, ("plain.test",))]
+    with pytest.raises(PlanError) as info:
+        takeover.links_to_disable(mixed, names, enabled, links.get)
+    text = str(info.value)
+    assert "10-shop.conf: holds vhosts of the spec and others it lacks (other.test" in text
+    assert "apache2.conf:200: not a link in /etc/apache2/sites-enabled" in text
+    assert "Nothing was changed" in text
+
+
+def test_stage_6_and_7_jail_every_pool_or_none() -> None:
+    m = model()
+    assert all(p.jail.enabled for p in takeover.with_jails(m, True).pools)
+    assert not any(p.jail.enabled for p in takeover.with_jails(m, False).pools)
+    assert takeover.with_jails(m, False).sites == m.sites
+
+
+def test_stages_6_7_only_on_the_hosts_own_apache(root_dir: Path) -> None:
+    server = _server(root_dir)
+    with pytest.raises(PlanError, match="need phphost's apply"):
+        takeover.check_host(server, model(), None)
+    with pytest.raises(PlanError, match=r"this migration's Apache is .* Nothing was changed"):
+        takeover.check_host(server, model(), object())  # type: ignore[arg-type]
+
+
+def test_state_keeps_what_stage_6_changed(root_dir: Path) -> None:
+    path = str(root_dir / "migrate.json")
+    s = MigrateState("/s.toml", "/etc/apache2", 6, ("shop",),
+                     sites_off=(("/etc/apache2/sites-enabled/a.conf", "../sites-available/a"),),
+                     owners=(("/srv/a/data", 33, 33, 0o755),))
+    state.write(s, path)
+    assert state.read(path) == s
+    old = json.loads(Path(path).read_text())
+    Path(path).write_text(json.dumps({**old, "owners": [["/srv/a", -1, 0, 0]]}))
+    with pytest.raises(PlanError, match="not a migrate state file"):
+        state.read(path)
+
+
+def test_stage_6_weakened_hands_another_sites_file_over(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack the hard-link refusal stops: while every site ran as www-data, a tenant
+    hard-linked another site's file (www-data's) into its home. Without the refusal
+    (weakened), stage 6 gives that file to the tenant: BREACHED."""
+    top, other = root_dir / "home", root_dir / "other-site-secret.php"
+    top.mkdir()
+    other.write_text("<?php $db_password = 'theirs';\n")
+    os.chown(other, *WEB)
+    os.chmod(other, 0o600)
+    os.link(other, top / "mine.php")
+    os.chown(top, *WEB)           # the tenant (www-data) owned its tree: safefs lets it by
+    tenant = Tenant("t", "root", "root", str(top))
+    with pytest.raises(PlanError, match="2 hard links"):
+        owners.changes_for(tenant, [], WEB)
+    monkeypatch.setattr(owners, "refuse_shared", lambda _p, _s: None)
+    owners.make(owners.changes_for(tenant, [], WEB))
+    st = os.lstat(other)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o640), "not breached"
+    print("BREACHED on the weakened rule: another site's file now the tenant's, "
+          "group-readable by its pools")
+
+
+def test_stage_6_names_htaccess_lines_phphost_refuses() -> None:
+    text = ("DirectoryIndex index.php index.html\nRewriteEngine On\n"
+            "RewriteRule ^old$ index.php [L]\n<IfModule !mod_authz_core.c>\n"
+            "    Order allow,deny\n</IfModule>\n<IfModule mod_php.c>\nphp_value x 1\n"
+            "</IfModule>\nHeader set X-A b\n")
+    found = modules.phphost_refuses(parse("/d/.htaccess", text), ("Indexes",),
+                                    frozenset({"authz_core_module", "rewrite_module"}))
+    assert found == ["/d/.htaccess:2: rewriteengine On",
+                     "/d/.htaccess:3: rewriterule ^old$ index.php [L]",
+                     "/d/.htaccess:10: header set X-A b"], found
+    assert modules.phphost_refuses(parse("/d/.htaccess", "Header set X-A b\n"), ("Header",),
+                                   frozenset()) == []
+
+
+class FakePhphost:
+    """phphost's plan/apply/destroy as migrate's stages 6-7 call them, recorded."""
+
+    def __init__(self, calls: list[str], fail: str = "") -> None:
+        self.calls, self.fail = calls, fail
+
+    def plan(self, model: Model) -> str:
+        return "* create user php-shop"
+
+    def apply(self, model: Model, show: object) -> None:
+        jailed = all(p.jail.enabled for p in model.pools)
+        self.calls.append("apply jailed" if jailed else "apply unjailed")
+        if self.fail == "apply":
+            raise HostError("apply failed (rolled back)")
+
+    def destroy(self, model: Model, show: object) -> None:
+        self.calls.append("destroy")
+
+
+def _stage6_fakes(monkeypatch: pytest.MonkeyPatch, root: Path, calls: list[str]) -> Path:
+    enabled = root / "sites-enabled"
+    enabled.mkdir()
+    (enabled / "10-shop.conf").symlink_to("../sites-available/10-shop.conf")
+    monkeypatch.setattr(takeover, "old_vhost_links", lambda _s, _m: (
+        (str(enabled / "10-shop.conf"), "../sites-available/10-shop.conf"),))
+    change = owners.Change("/srv/acme/data", 33, 33, 0o755, "acme", "acme", 0o2775)
+    monkeypatch.setattr(owners, "plan", lambda _m, _u: [change])
+    monkeypatch.setattr(owners, "make", lambda c: calls.append(f"owners {len(c)}") or [])
+    monkeypatch.setattr(owners, "restore", lambda r, _i: calls.append(f"restore {len(r)}") or [])
+    monkeypatch.setattr(owners, "handed_back", lambda *_a: 0)
+    monkeypatch.setattr(takeover.pwd, "getpwnam", lambda _n: SimpleNamespace(pw_uid=33,
+                                                                             pw_gid=33))
+    return enabled / "10-shop.conf"
+
+
+def test_stage_6_order_and_its_inverse(root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 -> 6: recorded first; the links and the overlay out before apply (its reload
+    switches every site at once); owners after apply (the users exist then); stage 5's
+    masters drained and removed last. 6 -> 5: the masters first, links and overlay back
+    (apache2 -t), owners back, destroy (no purge), graceful."""
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    link = _stage6_fakes(monkeypatch, root_dir, fake.calls)
+    server = _server(root_dir)
+    at5 = MigrateState("/s", str(root_dir), 5, ("shop",), split_programs=("phphost.migrate.shop",),
+                       split_files=render.split_files("shop"))
+    hooks = FakePhphost(fake.calls)
+    six = takeover.step(server, model(), at5, 6, ("shop",), path, hooks, lambda _: None)
+    assert fake.calls == ["overlay none", "apply unjailed", "owners 1", "graceful", "drain",
+                          "split_down"]
+    assert not link.exists() and six.stage == 6 and six.split_programs == ()
+    assert state.read(path) == six and six.owners == (("/srv/acme/data", 33, 33, 0o755),)
+    fake.calls.clear()
+    seven = takeover.step(server, model(), six, 7, ("shop",), path, hooks, lambda _: None)
+    back6 = takeover.step(server, model(), seven, 6, ("shop",), path, hooks, lambda _: None)
+    assert fake.calls == ["apply jailed", "apply unjailed"] and back6.stage == 6
+    fake.calls.clear()
+    five = takeover.step(server, model(), back6, 5, ("shop",), path, hooks, lambda _: None)
+    assert fake.calls == ["split_up", "overlay 5", "configtest", "restore 1", "destroy",
+                          "graceful"]
+    assert os.readlink(link) == "../sites-available/10-shop.conf"
+    assert (five.stage, five.sites_off, five.owners) == (5, (), ())
+    assert five.split_programs == ("phphost.migrate.shop", "phphost.migrate.wiki")
+
+
+def test_stage_6_apply_failing_puts_the_old_vhosts_back(
+        root_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, path = FakeOld(monkeypatch, root_dir / "o"), str(root_dir / "migrate.json")
+    link = _stage6_fakes(monkeypatch, root_dir, fake.calls)
+    server = _server(root_dir)
+    monkeypatch.setattr(OldServer, "apache", lambda *_a, **_k: fake.calls.append("graceful!"))
+    at5 = MigrateState("/s", str(root_dir), 5, ("shop",))
+    state.write(at5, path)
+    with pytest.raises(HostError, match=r"rolled itself back.*at stage 5 \(pools\)"):
+        takeover.step(server, model(), at5, 6, ("shop",), path, FakePhphost(fake.calls, "apply"),
+                      lambda _: None)
+    assert fake.calls == ["overlay none", "apply unjailed", "overlay 4", "graceful!"]
+    assert os.readlink(link) == "../sites-available/10-shop.conf"
+    assert state.read(path) == at5 and "owners" not in " ".join(fake.calls)
+
+
+def test_stages_6_7_refuse_a_host_where_phphost_runs_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from phphost.facts.state import State
+    server = OldServer(os.path.realpath("/etc/apache2"), "/etc/apache2/apache2.conf",
+                       None)  # type: ignore[arg-type]
+    monkeypatch.setattr(takeover, "read_state", lambda: State(pools=("shop", "demo-blog")))
+    with pytest.raises(PlanError, match=r"already manages demo-blog .* Nothing was changed"):
+        takeover.check_host(server, model(), FakePhphost([]))
+    monkeypatch.setattr(takeover, "read_state", lambda: State(pools=("shop",)))
+    takeover.check_host(server, model(), FakePhphost([]))

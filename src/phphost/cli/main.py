@@ -7,12 +7,13 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
+import io
 import json
 import os
 import select
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from phphost import layout
@@ -255,7 +256,40 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_migrate_locked(args: argparse.Namespace) -> int:
     """migrate changes supervisord's programs and /etc/phphost: one at a time with apply."""
     with _lock():
-        return cmd_migrate(args)
+        return cmd_migrate(args, MigrateHooks())
+
+
+class MigrateHooks:
+    """phphost's plan, apply and destroy for migrate's stages 6-7, under the lock
+    cmd_migrate_locked holds: the plan is shown (line by line, through `show`) before
+    it is carried out."""
+
+    def plan(self, model: Model) -> str:
+        out = io.StringIO()
+        print_plan(_plan(model), out)
+        return out.getvalue()
+
+    def apply(self, model: Model, show: Callable[[str], None]) -> None:
+        recover()
+        _capacity(model, model.source, False)
+        plan = _plan(model)
+        _show(plan, show)
+        if plan.has_changes():
+            execute(plan, Progress())
+        _confirm_jails(model, plan)
+
+    def destroy(self, model: Model, show: Callable[[str], None]) -> None:
+        recover()
+        plan = _destroy_plan(model, None, purge=False)
+        _show(plan, show)
+        execute(plan, Progress())
+
+
+def _show(plan: A.Plan, show: Callable[[str], None]) -> None:
+    out = io.StringIO()
+    print_plan(plan, out)
+    for line in out.getvalue().splitlines():
+        show(f"  {line}")
 
 
 COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,

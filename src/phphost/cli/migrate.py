@@ -13,6 +13,7 @@ from phphost.cli.result import Result, dumps
 from phphost.exitcodes import ExitCode
 from phphost.importer.migrate.run import Options, Outcome, migrate
 from phphost.importer.migrate.stages import STAGES, name, parse_stage
+from phphost.importer.migrate.takeover import Phphost
 
 
 def add_migrate_parser(subparsers: Any) -> None:
@@ -35,9 +36,10 @@ def add_migrate_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace, hooks: Phphost | None = None) -> int:
+    """hooks: phphost's own plan, apply and destroy, for stages 6-7 (cli/main.py)."""
     opts = Options(args.spec, parse_stage(args.to), args.apache_root, args.sites, args.urls,
-                   tuple(args.ignore), args.dry_run)
+                   tuple(args.ignore), args.dry_run, phphost=hooks)
     verbose = not args.json
     outcome = migrate(opts, (lambda line: print(line, file=sys.stderr)) if verbose
                       else (lambda _: None))

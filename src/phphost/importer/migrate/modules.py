@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from phphost.audit.apacheconf import Directive
 from phphost.errors import PlanError
+from phphost.importer.htaccess import CATEGORY, judge
 from phphost.importer.php import PHP_DIRECTIVES, is_php_handler, non_php_names
 from phphost.importer.scope import in_modphp_only, live
 from phphost.importer.tomlout import printable
@@ -135,4 +136,22 @@ def htaccess_lines(directives: Iterable[Directive]) -> list[str]:
                                  f"{', '.join(names)} would answer 403 without mod_php (FPM "
                                  "runs only .php); rename the PHP ones to .php (a "
                                  "RewriteRule can keep their URLs)"))
+    return out
+
+
+def phphost_refuses(directives: Iterable[Directive], allowed: Iterable[str],
+                    modules: frozenset[str]) -> list[str]:
+    """The lines of one `.htaccess` that phphost's rendering of a site with these
+    `allow_override` entries would refuse: Apache answers 500 for the directory ("not
+    allowed here"). Sections any .htaccess may open are fine, their contents judged
+    line by line; lines inside an <IfModule> that is false with these modules loaded
+    (mod_php's, `!mod_authz_core.c`) are never read."""
+    ok = {a.lower() for a in allowed}
+    out = []
+    for d in directives:
+        verdict = judge(d)
+        if verdict.dead or not live(d, modules) or verdict.allow == "-" or \
+                verdict.allow.lower() in ok or CATEGORY.get(d.name, "").lower() in ok:
+            continue
+        out.append(printable(f"{d.where}: {d.name} {' '.join(d.args)}"))
     return out

@@ -20,7 +20,7 @@ from phphost import files, layout, safefs
 from phphost.audit import apacheconf
 from phphost.errors import FastCGIError, HostError, PlanError
 from phphost.fastcgi.status import fpm_ping, fpm_status
-from phphost.host import supervisord
+from phphost.host import services, supervisord
 from phphost.importer import tree
 from phphost.importer.migrate import modules, render
 from phphost.importer.migrate.urlcheck import LOG_TAIL, Url, fetch, logged_paths
@@ -198,7 +198,18 @@ def new_probe() -> str:
 
 # --- the web user's FPM (stage 2) ----------------------------------------------------------
 
+def phphost_dirs() -> None:
+    """What the web user's masters need of phphost's own places on a host phphost has
+    never applied to: its run and log directories (root's, as apply makes them) and a
+    running supervisord."""
+    for path, mode in ((layout.RUN_DIR, 0o755), (layout.LOG_DIR, 0o750)):
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=mode, exist_ok=True)
+    services.ensure_supervisord()
+
+
 def fpm_up(model: Model, user: str) -> None:
+    phphost_dirs()
     files.atomic_write(render.FPM_CONF, render.render_fpm(model, user, user), mode=0o644)
     test = run([*render.fpm_argv(model), "-t"], check=False)
     if test.returncode != 0:
@@ -288,6 +299,7 @@ def split_up(model: Model, user: str, pools: list[str]) -> None:
                   render.render_split_program(model, p)) for p in pools]
     except ValueError as err:
         raise PlanError(f"{model.source}: stage 5 (pools): {err}. Nothing was changed") from err
+    phphost_dirs()
     for pool, conf, _program in texts:
         files.atomic_write(render.split_conf(pool), conf, mode=0o644)
     with ThreadPoolExecutor(max_workers=TESTS_AT_ONCE) as workers:     # 46 ms each
@@ -385,6 +397,25 @@ def htaccess_php_lines(server: OldServer) -> list[str]:
                         effective_override(lines, os.path.dirname(h.path)).lower() == "none":
                     continue
                 out += modules.htaccess_lines(apacheconf.parse(h.path, h.text))
+    return out
+
+
+def htaccess_phphost_refuses(server: OldServer, model: Model) -> list[str]:
+    """Stage 6: the lines of every `.htaccess` under the docroot of each spec site that
+    reads them (`allow_override`) which phphost's rendering refuses (a 500 there),
+    walked by descriptor as import walks them."""
+    user = web_user(server.source.user)
+    access = apacheconf.global_value(list(server.source.directives),
+                                     "accessfilename") or ".htaccess"
+    loaded = server.source.modules - {"php_module", "php7_module", "php8_module"}
+    out: list[str] = []
+    for site in model.sites:
+        if not site.docroot or not site.allow_override or not os.path.isdir(site.docroot):
+            continue
+        for h in tree.scan(site.docroot, user, re.compile(PHP_NAMES), access).htaccess:
+            if h.text is not None:
+                out += modules.phphost_refuses(apacheconf.parse(h.path, h.text),
+                                               site.allow_override, loaded)
     return out
 
 

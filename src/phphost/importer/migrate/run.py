@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from phphost import files
 from phphost.errors import HostError, PlanError, ValidationFailed
 from phphost.importer.errors import SourceError
-from phphost.importer.migrate import oldserver, render, state
+from phphost.importer.migrate import oldserver, render, state, takeover
 from phphost.importer.migrate.modules import LinkPlan
 from phphost.importer.migrate.oldserver import OldServer
 from phphost.importer.migrate.stages import name
@@ -43,6 +43,7 @@ class Options:
     ignore: tuple[str, ...] = ()
     dry_run: bool = False
     state_file: str = state.STATE_FILE
+    phphost: takeover.Phphost | None = None     # apply/destroy for stages 6-7 (cli)
 
 
 @dataclass
@@ -95,12 +96,21 @@ def probe_url(model: Model, probe: str) -> Url | None:
 
 
 def bring(server: OldServer, model: Model, current: MigrateState, step: Step,
-          state_file: str) -> MigrateState:
+          state_file: str, hooks: takeover.Phphost | None = None,
+          say: Callable[[str], None] = lambda _: None) -> MigrateState:
     """The host from `current` to `step`: FPM first on the way up, Apache's overlay and
     module links checked with apache2 -t (put back as they were if it refuses), a
     graceful restart, FPM last on the way down. The state is written as soon as the
     files change, so a later run can always undo them. Into and out of stage 5:
-    pools_step; into and out of stage 4: modphp_step."""
+    pools_step; into and out of stage 4: modphp_step; into and out of 6 and 7:
+    takeover.step."""
+    if max(step.stage, current.stage) >= 6 and step.stage != current.stage:
+        if hooks is None:
+            raise PlanError("stages 6-7 need phphost's apply (run them through `phphost "
+                            "migrate`)")
+        with deferred_signals():
+            return takeover.step(server, model, current, step.stage, step.moved, state_file,
+                                 hooks, say)
     if 5 in (step.stage, current.stage) and step.stage != current.stage:
         return pools_step(server, model, current, step, state_file)
     if 4 in (step.stage, current.stage) and step.stage != current.stage:
@@ -319,6 +329,11 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
     if opts.target >= 3 and current.stage >= 3:
         moved = tuple(s for s in php_sites(model) if s in set(moved) | set(current.moved))
     plan = steps(current, opts.target, moved)
+    if any(s.stage >= 6 for s in plan) or (plan and current.stage >= 6):
+        takeover.check_host(server, model, opts.phphost)     # before anything, stage 1 or 5
+        if current.stage < 6 and any(s.stage == 6 for s in plan):
+            takeover.old_vhost_links(server, model)
+            _phphost_reads_htaccess(server, model)
     split_unchanged(model, current, plan)
     modphp_ready(model, current, plan)
     if any(s.stage == 4 for s in plan) and current.stage < 4:
@@ -329,7 +344,7 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
         return out
     if opts.dry_run:
         stages = [current.stage, *(s.stage for s in plan)]
-        out.log += [_describe(model, server, replace(current, stage=was), s)
+        out.log += [_describe(model, server, replace(current, stage=was), s, opts.phphost)
                     for was, s in zip(stages, plan, strict=False)]
         out.log.append(f"{len(urls)} URLs would be compared before and after each stage:")
         out.log += [f"  {u}" for u in urls]
@@ -345,13 +360,13 @@ def migrate(opts: Options, say: Callable[[str], None] = lambda _: None) -> Outco
                             "nothing more was changed")
         say(f"stage {name(step.stage)}: {len(urls)} URLs fetched; changing the host")
         previous = current
-        current = bring(server, model, current, step, opts.state_file)
+        current = bring(server, model, current, step, opts.state_file, opts.phphost, say)
         diffs = compare(before, snapshot(urls, ignores))
         if diffs:
             out.differences, out.failed_stage = diffs, step.stage
             say(f"stage {name(step.stage)}: {len(diffs)} URL(s) differ; taking it back")
             current = bring(server, model, current, Step(previous.stage, previous.moved),
-                            opts.state_file)
+                            opts.state_file, opts.phphost, say)
             out.log.append(f"stage {name(step.stage)} changed what visitors see and was "
                            f"taken back; the host is at stage {name(current.stage)}")
             out.stage = current.stage
@@ -375,6 +390,20 @@ def split_unchanged(model: Model, current: MigrateState, plan: list[Step]) -> No
                     f"{', '.join(programs) or 'none'} for {', '.join(plan[0].moved) or 'none'}. "
                     f"Go back to stage 4 (phphost migrate {model.source} --to 4), then to 5 "
                     "again. Nothing was changed")
+
+
+def _phphost_reads_htaccess(server: OldServer, model: Model) -> None:
+    """Stage 6 hands the sites to phphost's rendering, which allows an .htaccess only
+    the spec's `allow_override`: every other line would be a 500 for its directory.
+    All of them named before anything changes."""
+    found = oldserver.htaccess_phphost_refuses(server, model)
+    if found:
+        raise PlanError(f"stage {name(6)}: phphost's Apache configuration would answer 500 "
+                        "for these .htaccess lines (the site's allow_override does not allow "
+                        "them; Rewrite*, Options, SetEnv*, handlers are never allowed, "
+                        "docs/spec.md):\n  " + "\n  ".join(found) + "\nphphost import listed "
+                        "them as lost: remove them (or move what they do into the spec), "
+                        "then run migrate again. Nothing was changed")
 
 
 def _modphp_off_possible(server: OldServer, current: MigrateState) -> None:
@@ -417,7 +446,10 @@ def _read_text(path: str) -> str:
         raise PlanError(f"--urls {path}: cannot be read ({err}). Nothing was changed") from err
 
 
-def _describe(model: Model, server: OldServer, current: MigrateState, step: Step) -> str:
+def _describe(model: Model, server: OldServer, current: MigrateState, step: Step,
+              hooks: takeover.Phphost | None = None) -> str:
+    if hooks is not None and max(step.stage, current.stage) >= 6:
+        return "\n".join(takeover.describe(server, model, current, step.stage, hooks))
     lines = [f"stage {name(step.stage)} would:"]
     if step.stage == 5:
         lines += [f"  run {render.split_program(p)} ({', '.join(render.split_files(p))}) as "

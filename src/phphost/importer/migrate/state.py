@@ -3,7 +3,9 @@ it belongs to, the current stage, the sites moved to FPM, and the module links
 migrate made (removed again on the way back; links the admin had are never touched)
 and, at stage 4, the admin's links it took out (mod_php's, the old MPM's) with their
 targets, so going back puts exactly those back; at stage 5, the per-pool masters it
-made (their supervisord programs and files), so going back removes exactly those.
+made (their supervisord programs and files), so going back removes exactly those; at
+stage 6, the admin's sites-enabled links it took out (with their targets) and the
+owner, group and mode of every path in the tenant homes it changed, as they were.
 Written atomically (files.atomic_write: temp file, fsync, rename, in a root-only
 directory)."""
 
@@ -30,6 +32,8 @@ class MigrateState:
     off_removed: tuple[tuple[str, str], ...] = ()   # stage 4: (link, target) it took out
     split_programs: tuple[str, ...] = ()   # stage 5: the per-pool masters' programs
     split_files: tuple[str, ...] = ()      # stage 5: the files written for them
+    sites_off: tuple[tuple[str, str], ...] = ()   # stage 6: (link, target) taken out
+    owners: tuple[tuple[str, int, int, int], ...] = ()   # stage 6: (path, uid, gid, mode)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -44,7 +48,9 @@ def parse(text: str, path: str) -> MigrateState:
                              tuple(_pair(p) for p in data.get("off_made", [])),
                              tuple(_pair(p) for p in data.get("off_removed", [])),
                              _names(data.get("split_programs", [])),
-                             _names(data.get("split_files", [])))
+                             _names(data.get("split_files", [])),
+                             tuple(_pair(p) for p in data.get("sites_off", [])),
+                             tuple(_owner(o) for o in data.get("owners", [])))
     except (ValueError, KeyError, TypeError) as err:
         raise PlanError(f"{path}: not a migrate state file ({err}). It is phphost's own "
                         "record; restore it from a backup, or remove it only if the old "
@@ -58,6 +64,13 @@ def _pair(item: object) -> tuple[str, str]:
     if not isinstance(item, list) or len(item) != 2 or not all(isinstance(x, str) for x in item):
         raise ValueError(f"{item!r} is not a [link, target] pair")
     return item[0], item[1]
+
+
+def _owner(item: object) -> tuple[str, int, int, int]:
+    if not isinstance(item, list) or len(item) != 4 or not isinstance(item[0], str) or \
+            not all(isinstance(x, int) and x >= 0 for x in item[1:]):
+        raise ValueError(f"{item!r} is not a [path, uid, gid, mode] record")
+    return item[0], item[1], item[2], item[3]
 
 
 def _names(items: object) -> tuple[str, ...]:
