@@ -57,7 +57,7 @@ def run(n: int, files: int, data: int, web: tuple[int, int]) -> None:
         skipped = owners.make(changes)
         made = time.monotonic() - began
         began = time.monotonic()
-        left = owners.restore([(c.path, c.uid, c.gid, c.mode) for c in changes], {0})
+        left = owners.restore([c.record() for c in changes], {0})
         restored = time.monotonic() - began
         vhosts = [takeover.VhostFile(f"/etc/apache2/sites-enabled/{i:04d}.conf", 1,
                                      (f"site{i}.test",)) for i in range(n)]

@@ -543,6 +543,8 @@ class FakeOld:
 
 
 def _stage_of(text: object) -> str:
+    if isinstance(text, str) and "stages 6-7" in text:
+        return "guard"                          # render_guard: stage 4's guard alone
     found = re.search(r"stage (\d)", text) if isinstance(text, str) else None
     return found[1] if found else "none"
 
@@ -734,7 +736,7 @@ def test_stage_6_lists_made_and_put_back_by_descriptor(root_dir: Path) -> None:
     assert "group::rw-" in acl and "user:www-data:r-x" in acl, acl
     assert os.lstat(top / "htdocs" / "data").st_mode & 0o7777 == 0o2775
     (top / "htdocs" / "data" / "pages" / "new.txt").write_text("made at stage 6\n")
-    records = [(c.path, c.uid, c.gid, c.mode) for c in found]
+    records = [c.record() for c in found]
     assert owners.restore(records, {0}) == []
     for path, was in before.items():
         now = os.lstat(path)
@@ -752,7 +754,10 @@ def test_stage_6_refuses_a_hard_link_it_would_give_away(root_dir: Path) -> None:
     tenant = Tenant("t", "root", "root", str(top))
     with pytest.raises(PlanError, match=r"secret.php: is a hard link"):     # safefs's walk
         owners.changes_for(tenant, [], WEB)
-    os.chown(top / "htdocs" / "secret.php", 0, WEB[1])     # root's, the web group: ours
+    # the web user's tree and file (as on the old server): past the walk, stage 6's own
+    # rule refuses it (root never counts as a tree's owner: safefs.walk_tree)
+    os.chown(top, *WEB)
+    os.chown(top / "htdocs" / "secret.php", *WEB)
     with pytest.raises(PlanError, match=r"secret.php: a file with 2 hard links .* Nothing was"):
         owners.changes_for(tenant, [], WEB)
 
@@ -797,11 +802,11 @@ def test_state_keeps_what_stage_6_changed(root_dir: Path) -> None:
     path = str(root_dir / "migrate.json")
     s = MigrateState("/s.toml", "/etc/apache2", 6, ("shop",),
                      sites_off=(("/etc/apache2/sites-enabled/a.conf", "../sites-available/a"),),
-                     owners=(("/srv/a/data", 33, 33, 0o755),))
+                     owners=(("/srv/a/data", 33, 33, 0o755, 2049, 1234),))
     state.write(s, path)
     assert state.read(path) == s
     old = json.loads(Path(path).read_text())
-    Path(path).write_text(json.dumps({**old, "owners": [["/srv/a", -1, 0, 0]]}))
+    Path(path).write_text(json.dumps({**old, "owners": [["/srv/a", -1, 0, 0, 1, 2]]}))
     with pytest.raises(PlanError, match="not a migrate state file"):
         state.read(path)
 
@@ -890,10 +895,10 @@ def test_stage_6_order_and_its_inverse(root_dir: Path, monkeypatch: pytest.Monke
                        split_files=render.split_files("shop"))
     hooks = FakePhphost(fake.calls)
     six = takeover.step(server, model(), at5, 6, ("shop",), path, hooks, lambda _: None)
-    assert fake.calls == ["overlay none", "apply unjailed", "owners 1", "graceful", "drain",
+    assert fake.calls == ["overlay guard", "apply unjailed", "owners 1", "graceful", "drain",
                           "split_down"]
     assert not link.exists() and six.stage == 6 and six.split_programs == ()
-    assert state.read(path) == six and six.owners == (("/srv/acme/data", 33, 33, 0o755),)
+    assert state.read(path) == six and six.owners == (("/srv/acme/data", 33, 33, 0o755, 0, 0),)
     fake.calls.clear()
     seven = takeover.step(server, model(), six, 7, ("shop",), path, hooks, lambda _: None)
     back6 = takeover.step(server, model(), seven, 6, ("shop",), path, hooks, lambda _: None)
@@ -918,7 +923,7 @@ def test_stage_6_apply_failing_puts_the_old_vhosts_back(
     with pytest.raises(HostError, match=r"rolled itself back.*at stage 5 \(pools\)"):
         takeover.step(server, model(), at5, 6, ("shop",), path, FakePhphost(fake.calls, "apply"),
                       lambda _: None)
-    assert fake.calls == ["overlay none", "apply unjailed", "overlay 4", "graceful!"]
+    assert fake.calls == ["overlay guard", "apply unjailed", "overlay 4", "graceful!"]
     assert os.readlink(link) == "../sites-available/10-shop.conf"
     assert state.read(path) == at5 and "owners" not in " ".join(fake.calls)
 
@@ -933,3 +938,48 @@ def test_stages_6_7_refuse_a_host_where_phphost_runs_more(
         takeover.check_host(server, model(), FakePhphost([]))
     monkeypatch.setattr(takeover, "read_state", lambda: State(pools=("shop",)))
     takeover.check_host(server, model(), FakePhphost([]))
+
+
+def test_stage_6_never_hands_over_a_set_id_file() -> None:
+    """While every site ran as www-data, any site's PHP could leave a setuid file of
+    www-data's in a home; handed to the tenant with the bit kept, the tenant's pool
+    could run it and become the tenant (write its code)."""
+    for place in (owners.OTHER, owners.WRITABLE):
+        _u, _g, mode = owners.new_state(place, False, WEB[0], WEB[1], 0o6755, WEB)
+        assert mode & 0o6000 == 0, (place, oct(mode))
+    _u, _g, mode = owners.new_state(owners.OTHER, False, 0, 0, 0o4755, WEB)   # root's: kept
+    assert mode == 0o4755
+    _u, _g, mode = owners.new_state(owners.WRITABLE, True, WEB[0], WEB[1], 0o755, WEB)
+    assert mode == 0o2775                                         # a writable dir: setgid
+
+
+def test_stage_6_changes_and_undoes_only_the_file_it_listed(root_dir: Path) -> None:
+    """A path swapped for another file between the listing and the change, or between
+    stage 6 and going back, is left alone: the recorded owner (root's, say) and mode
+    never land on a file the tenant put there."""
+    path = root_dir / "f.php"
+    path.write_text("listed")
+    st = os.lstat(path)
+    change = owners.Change(str(path), st.st_uid, st.st_gid, 0o644, None, None, 0o640,
+                           st.st_dev, st.st_ino)
+    keep = root_dir / "keep"
+    os.rename(path, keep)                               # the listed file moves away
+    path.write_text("swapped in")
+    os.chmod(path, 0o600)
+    assert owners.make([change]) == [str(path)]
+    assert os.lstat(path).st_mode & 0o7777 == 0o600
+    record = (str(path), 0, 0, 0o4755, st.st_dev, st.st_ino)
+    assert owners.restore([record], {0}) == [str(path)]
+    assert os.lstat(path).st_mode & 0o7777 == 0o600
+    os.replace(keep, path)                              # the listed file back: changed
+    assert owners.make([change]) == []
+    assert os.lstat(path).st_mode & 0o7777 == 0o640
+
+
+def test_stage_6_keeps_the_guard_for_what_the_spec_does_not_serve() -> None:
+    """From stage 6 phphost's vhosts serve the spec's sites; a vhost or Alias outside
+    the spec still reaches PHP files with mod_php gone: the guard stays, alone."""
+    guard = render.render_guard(model())
+    four = render.render_overlay(model(), 4, ("shop",), "p") or ""
+    assert "\n".join(render._no_source()) in guard and "\n".join(render._no_source()) in four
+    assert "<Directory" not in guard and "probe" not in guard

@@ -19,7 +19,10 @@ group and write only to the spec's `writable` dirs, Apache reads through ACLs):
 
 Symlinks, FIFOs, devices and sockets are never touched (the walk never follows a
 link); a regular file the web user owns with more than one hard link is refused: it
-may be another tenant's file, linked in while everything ran as one user."""
+may be another tenant's file, linked in while everything ran as one user. A file that
+changes hands loses its setuid and setgid bits (the web user's PHP could have made
+one, to run as the tenant later), and each change is made, and undone, only on the
+file it was listed for (device and inode), never on one swapped in at its path."""
 
 from __future__ import annotations
 
@@ -50,6 +53,12 @@ class Change:
     owner: str | None          # the tenant user it goes to, None: unchanged
     group: str | None          # the tenant group it goes to, None: unchanged
     new_mode: int
+    dev: int = 0               # the file it is (st_dev, st_ino): a path swapped for
+    ino: int = 0               # another file since is left alone, forward and back
+
+    def record(self) -> tuple[str, int, int, int, int, int]:
+        """What migrate.json keeps to put it back: (path, uid, gid, mode, dev, ino)."""
+        return self.path, self.uid, self.gid, self.mode, self.dev, self.ino
 
     def line(self) -> str:
         return (f"{self.path}: {_name(self.uid, pwd)}:{_name(self.gid, grp)} {self.mode:04o} "
@@ -85,12 +94,14 @@ def new_state(place: str, is_dir: bool, uid: int, gid: int, mode: int,
     if place in (WRITABLE_ROOT, WRITABLE):
         if is_dir:
             return True, True, 0o2770 | (mode & 0o005)
-        return True, True, (mode & 0o7755) | 0o660
+        return True, True, (mode & 0o1755) | 0o660
     owner, group = uid == web[0], gid == web[1]
     new = mode & ~0o002
     if group:
         owner_bits = (mode >> 6) & 0o5
         new = (new & ~0o070) | (owner_bits << 3)
+    if not is_dir and (owner or group):
+        new &= ~0o6000         # never a set-id file of the tenant's (module docstring)
     return owner, group, new
 
 
@@ -116,7 +127,7 @@ def changes_for(tenant: Tenant, writable: list[str], web: tuple[int, int],
         refuse_shared(path, st)
         out.append(Change(path, st.st_uid, st.st_gid, st.st_mode & 0o7777,
                           tenant.user if to_user else None, tenant.group if to_group else None,
-                          mode))
+                          mode, st.st_dev, st.st_ino))
     return out
 
 
@@ -164,22 +175,26 @@ def make(changes: list[Change]) -> list[str]:
     for c in changes:
         uid = uids[c.owner] if c.owner else c.uid
         gid = gids[c.group] if c.group else c.gid
-        if not _set(c.path, {c.uid, uid}, uid, gid, c.new_mode):
+        if not _set(c.path, (c.dev, c.ino), {c.uid, uid}, uid, gid, c.new_mode):
             skipped.append(c.path)
     return skipped
 
 
-def restore(records: Iterable[tuple[str, int, int, int]], now_ids: set[int]) -> list[str]:
-    """The recorded owners and modes put back, where the path is still there and still
-    owned by the tenant (or its pools, now_ids) or by whom it was; skipped paths named."""
+def restore(records: Iterable[tuple[str, int, int, int, int, int]],
+            now_ids: set[int]) -> list[str]:
+    """The recorded owners and modes put back, where the path is still the file it was
+    (device and inode) and still owned by the tenant (or its pools, now_ids) or by whom
+    it was; skipped paths named. A file put in its place since is never given the
+    recorded owner (root's, for a root-owned path) or mode (set-id bits included)."""
     skipped: list[str] = []
-    for path, uid, gid, mode in records:
-        if not _set(path, {uid} | now_ids, uid, gid, mode):
+    for path, uid, gid, mode, dev, ino in records:
+        if not _set(path, (dev, ino), {uid} | now_ids, uid, gid, mode):
             skipped.append(path)
     return skipped
 
 
-def _set(path: str, allowed: set[int], uid: int, gid: int, mode: int) -> bool:
+def _set(path: str, same: tuple[int, int], allowed: set[int], uid: int, gid: int,
+         mode: int) -> bool:
     try:
         with safefs.parent(path) as (pfd, name, _trusted):
             fd = safefs.open_at(pfd, name, path)
@@ -189,8 +204,8 @@ def _set(path: str, allowed: set[int], uid: int, gid: int, mode: int) -> bool:
         return False
     try:
         st = os.fstat(fd)
-        if st.st_uid not in allowed:
-            return False           # someone else's since: not ours to change back
+        if (st.st_dev, st.st_ino) != same or st.st_uid not in allowed:
+            return False           # another file, or someone else's since: not ours
         try:
             refuse_shared(path, st)        # linked in since the listing
         except PlanError:
@@ -238,7 +253,7 @@ def _set_if_owned(path: str, ids: set[int], web: tuple[int, int]) -> bool:
         st = os.fstat(fd)
         if st.st_uid not in ids or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1):
             return False
-        mode = st.st_mode & 0o7777
+        mode = st.st_mode & (0o7777 if stat.S_ISDIR(st.st_mode) else 0o1777)   # no set-id
         os.fchown(fd, web[0], web[1])
         safefs.chmod_fd(fd, mode)
         return True

@@ -157,6 +157,19 @@ def render_overlay(model: Model, stage: int, moved: tuple[str, ...], probe: str)
     return "\n".join(lines) + "\n"
 
 
+def render_guard(model: Model) -> str:
+    """The overlay from stage 6 on, when phphost's own vhosts serve the spec's sites:
+    only the guard of stage 4, kept for whatever the old configuration still reaches
+    outside the spec (a vhost the spec does not have, an Alias in conf-enabled/ such
+    as phpmyadmin's, the server's own DocumentRoot): mod_php is gone, so without it
+    those would send their PHP files as text. phphost's handler is an `<If>` as
+    stage 3's was, so it wins over the guard in the spec's docroots."""
+    lines = [f"# {HEADER}", f"# phphost migrate: stages 6-7 of {model.source} "
+             "(docs/migrate.md). What mod_php ran is never sent as source.", "",
+             *_no_source()]
+    return "\n".join(lines) + "\n"
+
+
 def _kv(key: str, value: str) -> str:
     if any(c in key + value for c in ';"\n\r') or not key:
         raise ValueError(f"{key} = {value!r} cannot be written into an FPM config")

@@ -33,7 +33,8 @@ class MigrateState:
     split_programs: tuple[str, ...] = ()   # stage 5: the per-pool masters' programs
     split_files: tuple[str, ...] = ()      # stage 5: the files written for them
     sites_off: tuple[tuple[str, str], ...] = ()   # stage 6: (link, target) taken out
-    owners: tuple[tuple[str, int, int, int], ...] = ()   # stage 6: (path, uid, gid, mode)
+    # stage 6: (path, uid, gid, mode, dev, ino) of each path it changed
+    owners: tuple[tuple[str, int, int, int, int, int], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -66,11 +67,11 @@ def _pair(item: object) -> tuple[str, str]:
     return item[0], item[1]
 
 
-def _owner(item: object) -> tuple[str, int, int, int]:
-    if not isinstance(item, list) or len(item) != 4 or not isinstance(item[0], str) or \
+def _owner(item: object) -> tuple[str, int, int, int, int, int]:
+    if not isinstance(item, list) or len(item) != 6 or not isinstance(item[0], str) or \
             not all(isinstance(x, int) and x >= 0 for x in item[1:]):
-        raise ValueError(f"{item!r} is not a [path, uid, gid, mode] record")
-    return item[0], item[1], item[2], item[3]
+        raise ValueError(f"{item!r} is not a [path, uid, gid, mode, dev, ino] record")
+    return item[0], item[1], item[2], item[3], item[4], item[5]
 
 
 def _names(items: object) -> tuple[str, ...]:

@@ -178,12 +178,12 @@ def _identities(server: OldServer, model: Model, current: MigrateState, moved: t
     for c in changes:
         say(f"  {c.line()}")
     new = replace(current, stage=6, moved=moved, sites_off=links,
-                  owners=tuple((c.path, c.uid, c.gid, c.mode) for c in changes))
+                  owners=tuple(c.record() for c in changes))
     state.write(new, state_file)            # before the first change: going back has it all
     old_overlay = files.read_text(server.overlay)
     for link, _target in links:
         files.remove(link)
-    oldserver.write_overlay(server, None)
+    oldserver.write_overlay(server, render.render_guard(model))     # stage 4's guard stays
     try:
         hooks.apply(with_jails(model, False), say)     # its reload takes in the links gone
     except PhphostError as err:
@@ -229,7 +229,7 @@ def _back_to_pools(server: OldServer, model: Model, current: MigrateState,
     if problem is not None:
         for link, _target in current.sites_off:
             files.remove(link)
-        oldserver.write_overlay(server, None)
+        oldserver.write_overlay(server, render.render_guard(model))
         oldserver.split_down(programs, written)
         state.write(current, state_file)
         raise ValidationFailed(f"apache2 -t refuses the old vhosts back (stage {name(5)}); "
