@@ -983,3 +983,10 @@ def test_stage_6_keeps_the_guard_for_what_the_spec_does_not_serve() -> None:
     four = render.render_overlay(model(), 4, ("shop",), "p") or ""
     assert "\n".join(render._no_source()) in guard and "\n".join(render._no_source()) in four
     assert "<Directory" not in guard and "probe" not in guard
+
+
+def test_stage_6_listing_shows_a_tenants_odd_path_on_one_line() -> None:
+    change = owners.Change("/srv/a/x\n/srv/b/y: root:root 0644 -> a:a 4755\x1b[2J", 33, 33,
+                           0o644, "a", "a", 0o640)
+    line = change.line()
+    assert "\n" not in line and "\x1b" not in line and "\\x0a" in line

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from phphost import safefs
 from phphost.errors import PlanError
+from phphost.importer.tomlout import printable
 from phphost.spec.model import Model, Tenant
 
 HOME, WRITABLE_ROOT, WRITABLE, OTHER = "home", "writable-root", "writable", "other"
@@ -61,9 +62,11 @@ class Change:
         return self.path, self.uid, self.gid, self.mode, self.dev, self.ino
 
     def line(self) -> str:
-        return (f"{self.path}: {_name(self.uid, pwd)}:{_name(self.gid, grp)} {self.mode:04o} "
-                f"-> {self.owner or _name(self.uid, pwd)}:{self.group or _name(self.gid, grp)} "
-                f"{self.new_mode:04o}")
+        """For the listing; a tenant's path with a newline or escape cannot fake lines."""
+        owner = self.owner or _name(self.uid, pwd)
+        group = self.group or _name(self.gid, grp)
+        return (f"{printable(self.path)}: {_name(self.uid, pwd)}:{_name(self.gid, grp)} "
+                f"{self.mode:04o} -> {owner}:{group} {self.new_mode:04o}")
 
 
 def _name(ident: int, db: object) -> str:
