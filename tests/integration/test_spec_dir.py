@@ -48,6 +48,13 @@ def pids(*pools: str) -> dict[str, int | None]:
     return {p: now.get(program(p)) for p in pools}
 
 
+def running_pids(*pools: str) -> dict[str, int | None]:
+    """pids() once every pool's program is RUNNING: a pool the last apply (re)started
+    is STARTING for supervisord's startsecs (no pid yet), and would show a pid later."""
+    wait_for(lambda: all(pids(*pools).values()), timeout=15, interval=0.1)
+    return pids(*pools)
+
+
 def answering(model: Model, *skip: str) -> dict[str, int]:
     return {s.name: get(s.server_name, "/")[0] for s in model.sites if s.tenant not in skip}
 
@@ -74,7 +81,7 @@ def test_tenant_limited_apply_leaves_the_others(demo: Model, demo_dir: Path) -> 
     edit(demo_dir / "docs.toml", "pools.search", "max_children", "3")
     edit(demo_dir / "ncs.toml", "pools.chords", "max_children", "3")   # pending, not applied
     others = ("files", "chords", "blog", "wiki")
-    before = pids(*others)
+    before = running_pids(*others)
     try:
         plan = phphost("plan", str(demo_dir), "--tenant", "docs", check=False)
         assert plan.returncode == 10, plan.stdout + plan.stderr
@@ -98,7 +105,7 @@ def test_tenant_limited_apply_leaves_the_others(demo: Model, demo_dir: Path) -> 
 def test_tenant_limited_destroy_leaves_the_others(demo: Model, demo_dir: Path) -> None:
     phphost("apply", str(DEMO))
     others = ("files", "chords", "blog", "wiki")
-    before = pids(*others)
+    before = running_pids(*others)
     try:
         phphost("destroy", str(demo_dir), "--tenant", "docs")
         assert pids(*others) == before
@@ -123,7 +130,7 @@ def test_new_tenant_spec_and_destroy_keep_the_shared_launcher(demo: Model,
     spec = spec_dir / "new.toml"
     spec.write_text(NEW)
     everyone = tuple(p.name for p in demo.pools)
-    before = pids(*everyone)
+    before = running_pids(*everyone)
     try:
         plan = phphost("plan", str(spec), "--tenant", "newt", check=False)
         assert "no longer in the spec" not in plan.stdout, plan.stdout
