@@ -37,6 +37,9 @@ def check(site: Site, port: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: demo_check.py SPEC (e.g. examples/demo.toml)", file=sys.stderr)
+        return 2
     model = load_spec(argv[1])
     port = model.apache.http_port
     print(f"Sites (on this host: curl -H 'Host: NAME' http://127.0.0.1:{port}/):")
