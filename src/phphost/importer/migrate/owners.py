@@ -196,13 +196,19 @@ def restore(records: Iterable[tuple[str, int, int, int, int, int]],
     return skipped
 
 
-def _set(path: str, same: tuple[int, int], allowed: set[int], uid: int, gid: int,
-         mode: int) -> bool:
+def _open(path: str) -> int | None:
+    """A descriptor of the directory or regular file at path, reached from / without
+    following a symlink a user could have planted; None when it is gone or unsafe."""
     try:
         with safefs.parent(path) as (pfd, name, _trusted):
-            fd = safefs.open_at(pfd, name, path)
+            return safefs.open_at(pfd, name, path)
     except (OSError, safefs.UnsafePath):
-        return False
+        return None
+
+
+def _set(path: str, same: tuple[int, int], allowed: set[int], uid: int, gid: int,
+         mode: int) -> bool:
+    fd = _open(path)
     if fd is None:
         return False
     try:
@@ -245,11 +251,7 @@ def handed_back(model: Model, web: tuple[int, int], ids: set[int],
 
 
 def _set_if_owned(path: str, ids: set[int], web: tuple[int, int]) -> bool:
-    try:
-        with safefs.parent(path) as (pfd, name, _trusted):
-            fd = safefs.open_at(pfd, name, path)
-    except (OSError, safefs.UnsafePath):
-        return False
+    fd = _open(path)
     if fd is None:
         return False
     try:
