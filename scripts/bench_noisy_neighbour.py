@@ -88,6 +88,9 @@ class Report:
     flood_200: dict[str, float] = field(default_factory=dict)
     flood_rate: float = 0.0        # flood requests per second
     busy_workers_max: int = -1     # Apache BusyWorkers seen during the flood (-1: no answer)
+    busy_scoreboard: str = ""      # mod_status's Scoreboard line of that sample
+    busy_workers_median: float = -1.0  # the median of those samples: threads held, not
+                                       # the fast 503s' moments of work
 
 
 # --- HTTP over loopback ---------------------------------------------------------------
@@ -133,19 +136,21 @@ def scoreboard() -> Iterator[None]:
         subprocess.run(["apache2ctl", "graceful"], check=True, capture_output=True)
 
 
-def busy_workers(port: int) -> int:
-    """Apache's BusyWorkers from mod_status (see scoreboard()); -1 if not."""
+def busy_workers(port: int) -> tuple[int, str]:
+    """Apache's BusyWorkers and Scoreboard line from mod_status (see scoreboard());
+    (-1, "") if not."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(f"GET {STATUS_PATH}?auto HTTP/1.1\r\nHost: localhost\r\n"
                          "Connection: close\r\n\r\n".encode())
             text = _read_all(sock).decode("latin-1")
     except OSError:
-        return -1
-    for line in text.splitlines():
-        if line.startswith("BusyWorkers:"):
-            return int(line.split(":", 1)[1])
-    return -1
+        return -1, ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return int(fields["BusyWorkers"]), fields.get("Scoreboard", "").strip()
+    except (KeyError, ValueError):
+        return -1, ""
 
 
 # --- figures --------------------------------------------------------------------------
@@ -224,7 +229,7 @@ def sequential(t: Target, cfg: Config, count: int = 0, until: float = 0.0) -> li
     return out
 
 
-def watch_busy(cfg: Config, stop: threading.Event, seen: list[int]) -> None:
+def watch_busy(cfg: Config, stop: threading.Event, seen: list[tuple[int, str]]) -> None:
     while not stop.wait(0.25):
         seen.append(busy_workers(cfg.port))
 
@@ -240,9 +245,10 @@ def _flood_process(flood: Target, cfg: Config, deadline: float,
     conn.close()
 
 
-def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample], list[Sample],
-                                                                    int]:
-    """Flood `flood` while measuring `victim`; -> (flood samples, victim samples, busy max).
+def run_flood(flood: Target, victim: Target, cfg: Config
+              ) -> tuple[list[Sample], list[Sample], list[tuple[int, str]]]:
+    """Flood `flood` while measuring `victim`; -> (flood samples, victim samples,
+    scoreboard samples: BusyWorkers and the Scoreboard line every 0.25 s).
     The flood's clients run in a process of their own: 300 client threads in the
     measuring interpreter would make the victim's requests wait for Python's GIL
     (a switch every 5 ms), latency of the benchmark, not of the host."""
@@ -250,7 +256,7 @@ def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample],
     ctx = multiprocessing.get_context("fork")
     mine, theirs = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_flood_process, args=(flood, cfg, deadline, theirs))
-    stop, busy = threading.Event(), [-1]
+    stop, busy = threading.Event(), list[tuple[int, str]]()
     watcher = threading.Thread(target=watch_busy, args=(cfg, stop, busy), daemon=True)
     child.start()
     theirs.close()
@@ -266,7 +272,7 @@ def run_flood(flood: Target, victim: Target, cfg: Config) -> tuple[list[Sample],
             child.kill()            # our own child, by pid
             child.join()
     watcher.join()
-    return flood_samples, measured, max(busy)
+    return flood_samples, measured, [seen for seen in busy if seen[0] >= 0]
 
 
 def run(model: Model, flood_site: str, victim_site: str, cfg: Config) -> Report:
@@ -281,8 +287,11 @@ def run(model: Model, flood_site: str, victim_site: str, cfg: Config) -> Report:
 
 
 def report(cfg: Config, flood: Target, victim: Target, baseline: list[Sample],
-           loaded: list[Sample], flood_samples: list[Sample], busy: int) -> Report:
+           loaded: list[Sample], flood_samples: list[Sample],
+           busy: list[tuple[int, str]]) -> Report:
     statuses = Counter(s.status for s in flood_samples)
+    busiest = max(busy, key=lambda seen: seen[0], default=(-1, ""))
+    counts = sorted(seen[0] for seen in busy)
     return Report(
         config={k: float(v) for k, v in asdict(cfg).items()},
         flood_site=flood.site, victim_site=victim.site,
@@ -292,7 +301,8 @@ def report(cfg: Config, flood: Target, victim: Target, baseline: list[Sample],
         flood_503=summary([s for s in flood_samples if s.status == 503]),
         flood_200=summary([s for s in flood_samples if s.status == 200]),
         flood_rate=round(len(flood_samples) / cfg.seconds, 1),
-        busy_workers_max=busy,
+        busy_workers_max=busiest[0], busy_scoreboard=busiest[1],
+        busy_workers_median=float(counts[len(counts) // 2]) if counts else -1.0,
     )
 
 
@@ -308,8 +318,11 @@ def print_report(r: Report) -> None:
           f"p99 {r.flood_503['p99_ms']} ms; 200 p50 {r.flood_200['p50_ms']} ms  "
           f"max {r.flood_200['max_ms']} ms")
     busy = r.busy_workers_max
-    print("apache BusyWorkers max during the flood: "
-          + (str(busy) if busy >= 0 else "no answer (/server-status got no thread)"))
+    print("apache BusyWorkers during the flood: "
+          + (f"max {busy}, median {r.busy_workers_median:g}" if busy >= 0
+             else "no answer (/server-status got no thread)"))
+    if r.busy_scoreboard:
+        print(f"  its scoreboard: {r.busy_scoreboard}")
 
 
 def _parser() -> argparse.ArgumentParser:
