@@ -52,6 +52,7 @@ def test_a_no_op_plan_trusts_the_demo_jails_and_sees_tampering(demo: Model) -> N
     finally:
         phphost("apply", str(DEMO))
     assert not extra.exists() and (os.stat(search / "etc").st_mode & 0o777) == 0o755
+    assert _records() == jailed     # apply's own scan of the jails it built (cli/confirm.py)
     time.sleep(1.1)
     assert _built(_plan()) == set()
     assert _records() == jailed

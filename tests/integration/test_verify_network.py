@@ -7,11 +7,13 @@ notices the missing (or flushed) table, and apply loads it again."""
 from __future__ import annotations
 
 import json
+import pwd
 import subprocess
 from pathlib import Path
 
 from phphost import layout
-from phphost.host import nftables
+from phphost.facts.gather import fpm_master_pid
+from phphost.host import nftables, services
 from phphost.host.journal import Journal
 from phphost.spec.model import Model
 from tests.integration import hostkit
@@ -95,3 +97,25 @@ def test_rollback_restores_the_loaded_policy(demo: Model, tmp_path: Path) -> Non
     journal.rollback()
     assert nft("list", "table", *layout.NFT_TABLE) == before
     assert hostkit.phphost("plan", str(DEMO), check=False).returncode == 0
+
+
+def test_a_ruleset_change_while_asleep_is_checked_at_the_next_wake(demo: Model) -> None:
+    """A launcher skips its policy check while the kernel's ruleset generation is the
+    one in which it last found its element (launch.c). Deleting the element makes a
+    new generation: the next wake checks, finds it missing and loads the policy again
+    before the master starts (a launcher that trusted its old answer would start it
+    with the pool's packets going to no chain of its own)."""
+    pool = next(p for p in demo.pools if p.settings.activated)
+    element = f"{pwd.getpwnam(pool.user).pw_uid} : jump pool-{pool.name}"
+    name = hostkit.program(pool.name)
+    with weakened(demo):
+        services.wake_masters([(pool.name, pool.socket)])     # found: generation kept
+        launcher = hostkit.master_pids()[name]
+        assert launcher is not None
+        hostkit.wait_for(lambda: fpm_master_pid(launcher) is None, timeout=5, interval=0.1)
+        nft("delete", "element", *layout.NFT_TABLE, "pools",
+            f"{{ {pwd.getpwnam(pool.user).pw_uid} }}")
+        assert element not in nft("list", "map", *layout.NFT_TABLE, "pools")
+        services.wake_masters([(pool.name, pool.socket)])
+        assert element in nft("list", "map", *layout.NFT_TABLE, "pools")
+        assert hostkit.master_pids()[name] == launcher      # the same launcher loaded it

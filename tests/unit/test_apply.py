@@ -132,7 +132,7 @@ def world(monkeypatch: pytest.MonkeyPatch, top: Path) -> World:
     monkeypatch.setattr(services, "update_programs",
                         lambda names: w.hit(f"update_programs {' '.join(names)}"))
     monkeypatch.setattr(services, "apache_reload",
-                        lambda restart=False: w.hit("apache_reload"))
+                        lambda restart=False, tested=False: w.hit("apache_reload"))
     return w
 
 

@@ -20,6 +20,7 @@ class Host:
         self.most_awake = 0
         self.woken: list[str] = []
         self.slept: list[str] = []
+        self.calls = 0
 
     def wait_master(self, pool: str, socket: str) -> None:
         assert socket == f"/run/{pool}.sock"
@@ -35,6 +36,7 @@ class Host:
     def signal(self, names: list[str], sig: str) -> None:
         assert sig == "WINCH"
         with self.lock:
+            self.calls += 1
             for name in names:
                 self.slept.append(name)
                 self.awake.discard(name.removeprefix("phphost-"))
@@ -46,6 +48,7 @@ def host(monkeypatch: pytest.MonkeyPatch) -> Host:
     monkeypatch.setattr(services, "wait_master", h.wait_master)
     monkeypatch.setattr(supervisord, "signal", h.signal)
     monkeypatch.setattr(services, "MASTER_WAKES_AT_ONCE", 3)
+    monkeypatch.setattr(services, "SLEEP_BATCH", 4)
     return h
 
 
@@ -58,7 +61,9 @@ def test_every_master_is_woken_then_put_back_to_sleep(host: Host) -> None:
     assert sorted(host.woken) == sorted(f"p{i}" for i in range(20))
     assert sorted(host.slept) == sorted(f"phphost-p{i}" for i in range(20))
     assert not host.awake
-    assert 1 < host.most_awake <= 3       # bounded: not all 20 awake at once
+    # bounded: 3 waiting, and fewer than 4 + 3 answered and waiting for their SIGWINCH
+    assert 1 < host.most_awake <= 3 + 4 + 3 - 1 < 20
+    assert host.calls <= 20 // 4 + 1      # put to sleep in batches, not one call each
 
 
 def test_a_master_that_does_not_come_up_fails_the_wake(host: Host) -> None:
@@ -67,3 +72,4 @@ def test_a_master_that_does_not_come_up_fails_the_wake(host: Host) -> None:
         services.wake_masters(pools(20))
     assert "p4" not in host.woken and "phphost-p4" not in host.slept
     assert len(host.woken) < 20 or host.awake == {"p4"}   # the rest cancelled or slept
+    assert sorted(host.slept) == sorted(f"phphost-{p}" for p in host.woken)

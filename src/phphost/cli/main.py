@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from phphost import layout
 from phphost.cli.audit import add_audit_parser, cmd_audit
 from phphost.cli.check import add_check_parser, cmd_check
+from phphost.cli.confirm import JailConfirm
 from phphost.cli.importer import add_import_parser, cmd_import
 from phphost.cli.jail import add_jail_parser, cmd_jail
 from phphost.cli.migrate import add_migrate_parser, cmd_migrate
@@ -87,16 +88,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# a killed apply's jail scan (cli/confirm.py) shares its lock until it has ended,
+# milliseconds after apply: a moment's wait, not an error, for the next apply
+LOCK_WAIT = 2.0
+
+
 @contextmanager
 def _lock() -> Iterator[None]:
     os.makedirs(layout.RUN_DIR, exist_ok=True)
     with open(layout.LOCK_FILE, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise PhphostError(
-                f"another phphost apply/destroy holds {layout.LOCK_FILE}; wait for it to finish"
-            ) from err
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                if time.monotonic() >= deadline:
+                    raise PhphostError(
+                        f"another phphost apply/destroy holds {layout.LOCK_FILE}; wait for "
+                        "it to finish") from err
+                time.sleep(0.05)
         yield
 
 
@@ -199,19 +210,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
             _same_as_saved(plan, args.saved_plan)
         if not args.json:
             print_plan(plan)
-        done = execute(plan, Progress(quiet=args.json)) if plan.has_changes() else []
-        _confirm_jails(model, plan)
+        done = _execute(model, plan, Progress(quiet=args.json)) if plan.has_changes() else []
         return ApplyResult(plan, done, undone).emit(args.json)
 
 
-def _confirm_jails(model: Model, plan: A.Plan) -> None:
-    """Scan the jails this apply built, as a plan would, so that the next plan can
-    trust them without a walk (facts/jailcache.py). A problem found here is the next
-    plan's to report: the apply itself is done."""
-    built = {a.pool for a in plan.actions if isinstance(a, A.BuildJail)}
-    if built:
-        with contextlib.suppress(PhphostError, OSError):
-            gather_jails(model, built)
+def _execute(model: Model, plan: A.Plan, progress: Progress) -> list[str]:
+    """execute(), and the scan of the jails it built (cli/confirm.py) done before the
+    lock is let go."""
+    confirm = JailConfirm(model, plan)
+    try:
+        done = execute(plan, progress, confirm.start)
+    except BaseException:
+        confirm.cancel()
+        raise
+    confirm.finish()
+    return done
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -275,8 +288,7 @@ class MigrateHooks:
         plan = _plan(model)
         _show(plan, show)
         if plan.has_changes():
-            execute(plan, Progress())
-        _confirm_jails(model, plan)
+            _execute(model, plan, Progress())
 
     def destroy(self, model: Model, show: Callable[[str], None]) -> None:
         recover()

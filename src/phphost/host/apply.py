@@ -41,12 +41,14 @@ def recover(journal: Journal | None = None) -> list[str]:
     return journal.rollback() if journal.exists() else []
 
 
-def execute(plan: A.Plan, progress: Progress) -> list[str]:
-    """Carry out exactly the plan's actions: everything apply needs is in them."""
+def execute(plan: A.Plan, progress: Progress,
+            jails_built: Callable[[], None] | None = None) -> list[str]:
+    """Carry out exactly the plan's actions: everything apply needs is in them.
+    `jails_built` is called once the plan's jails are built (cli/confirm.py)."""
     journal = Journal()
     journal.begin()
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
-    runner = _Runner(plan, journal, progress)
+    runner = _Runner(plan, journal, progress, jails_built)
     try:
         runner.stage()
         runner.services()
@@ -97,8 +99,10 @@ def _resync(programs: tuple[str, ...]) -> None:
 
 
 class _Runner:
-    def __init__(self, plan: A.Plan, journal: Journal, progress: Progress):
+    def __init__(self, plan: A.Plan, journal: Journal, progress: Progress,
+                 jails_built: Callable[[], None] | None = None):
         self.plan = plan
+        self.jails_built = jails_built
         self.programs = plan.one(A.UpdatePrograms) or A.UpdatePrograms("none")
         self.journal = journal
         self.progress = progress
@@ -148,7 +152,10 @@ class _Runner:
                 self._identity(run_of[0])
             for a in run_of:
                 self._step(a)
-        self._build_jails(self._all(A.BuildJail))
+        builds = self._all(A.BuildJail)
+        self._build_jails(builds)
+        if builds and self.jails_built is not None:
+            self.jails_built()
         for c in self._all(A.SetCgroup):
             self.current = c
             if c.cgroup is not None:
@@ -278,7 +285,7 @@ class _Runner:
             if note:
                 print(f"note: {note}", file=sys.stderr)
         for r in self._all(A.ReloadApache):
-            services.apache_reload(r.restart)
+            services.apache_reload(r.restart, tested=True)    # in stage(), files as now
             self._step(r)
         stops = self._all(A.StopMaster)
         if stops:
