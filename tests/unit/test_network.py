@@ -135,6 +135,17 @@ def test_table_replaces_itself_and_jumps_per_pool_user() -> None:
     assert "\tchain pool-web {" in lines
 
 
+def test_the_map_changes_only_by_transactions() -> None:
+    """The launchers skip their policy check while the kernel's ruleset generation is
+    the one they checked in (launch.c), which only a transaction raises: the table has
+    nothing that changes without one (element timeouts, dynamic updates from the
+    packet path, an owner whose exit removes it)."""
+    text = render_nftables(model(features='"mail", "dns"', extra='network = { allow = '
+                                 '["127.0.0.1:6379"] }'), ())
+    for word in ("timeout", "dynamic", "owner", "update @", "add @", "persist"):
+        assert word not in text, word
+
+
 def test_no_pools_no_empty_elements() -> None:
     """nft refuses `elements = { }`: a host without pools renders the set and map bare."""
     text = render_nftables(dataclasses.replace(model(), pools=()), ())

@@ -21,6 +21,7 @@ class Host:
         self.woken: list[str] = []
         self.slept: list[str] = []
         self.calls = 0
+        self.refuse = 0          # signal calls that fail before sending anything
 
     def wait_master(self, pool: str, socket: str) -> None:
         assert socket == f"/run/{pool}.sock"
@@ -37,6 +38,9 @@ class Host:
         assert sig == "WINCH"
         with self.lock:
             self.calls += 1
+            if self.refuse:
+                self.refuse -= 1
+                raise HostError("supervisord could not send SIGWINCH")
             for name in names:
                 self.slept.append(name)
                 self.awake.discard(name.removeprefix("phphost-"))
@@ -73,3 +77,14 @@ def test_a_master_that_does_not_come_up_fails_the_wake(host: Host) -> None:
     assert "p4" not in host.woken and "phphost-p4" not in host.slept
     assert len(host.woken) < 20 or host.awake == {"p4"}   # the rest cancelled or slept
     assert sorted(host.slept) == sorted(f"phphost-{p}" for p in host.woken)
+
+
+def test_a_failed_sigwinch_leaves_no_master_awake(host: Host) -> None:
+    """The first batch's call fails: the apply fails, and every master that answered
+    (that batch's and those still waking meanwhile) is still put to sleep."""
+    host.refuse = 1
+    with pytest.raises(HostError, match="could not send SIGWINCH"):
+        services.wake_masters(pools(20))
+    assert host.woken
+    assert sorted(host.slept) == sorted(f"phphost-{p}" for p in host.woken)
+    assert not host.awake

@@ -3,9 +3,12 @@ walk (facts/jailcache.py), run in a child process while apply goes on.
 
 At 1,000 new jails the scan takes about 15 s of one core, and apply's files and
 services phases leave the second core mostly idle: apply forks the scan as soon as
-its jail builds are done (`start`, called by host/apply.execute) and waits for it
+its jail builds are done (`built`, called by host/apply.execute) and waits for it
 before it lets go of its lock (`finish`). The child waits RACY_NS first, so that no
-jail is too fresh to record. A failed apply ends the child (`cancel`: SIGTERM to
+jail is too fresh to record. Before it writes the cache it waits for apply's last
+step, the store's garbage collection after the commit point (`collected`), and
+leaves the objects that removed out of the recorded store (facts/jails.py _Run.save);
+it writes nothing when apply does not get there. A failed apply ends the child (`cancel`: SIGTERM to
 its pid, then waits for it; the cache file is written atomically, and a half-done
 scan writes nothing); a killed apply ends it too (PR_SET_PDEATHSIG). Without a
 fork (threads running, or the builds never reached) `finish` scans in the process
@@ -17,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Collection
 from types import FrameType
 
 from phphost.errors import PhphostError
@@ -32,39 +37,75 @@ from phphost.spec.model import Model
 
 
 class JailConfirm:
+    """host/apply.JailHook for apply's scan of the jails it built."""
+
     def __init__(self, model: Model, plan: A.Plan) -> None:
         self.model = model
-        self.built = {a.pool for a in plan.actions if isinstance(a, A.BuildJail)}
+        self.pools = {a.pool for a in plan.actions if isinstance(a, A.BuildJail)}
         self.pid: int | None = None
-        self.done = not self.built
+        self.pipe: int | None = None            # to the child: what the GC removed
+        self.removed: list[str] = []
+        self.done = not self.pools
 
-    def start(self) -> None:
+    def built(self) -> None:
         """After the builds: fork the scan (only from a single-threaded process: a
         lock some other thread held at the fork would stay held in the child)."""
         if self.done or self.pid is not None or threading.active_count() > 1:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            theirs, mine = os.pipe()
+        except (OSError, ValueError, AttributeError):   # stdout closed, no fds: no child
+            return
         parent = os.getpid()
-        pid = os.fork()
+        # SIGINT/SIGTERM held until the child has its own handlers: apply's raise
+        # Interrupted, whose rollback the child must never run (up the stack it shares)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(theirs)
+            os.close(mine)
+            return
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if pid == 0:
-            _child(self.model, self.built, parent)
-        self.pid = pid
+            try:
+                os.close(mine)
+                _child(self.model, self.pools, parent, theirs, held)
+            finally:
+                os._exit(1)
+        os.close(theirs)
+        self.pid, self.pipe = pid, mine
+
+    def collected(self, removed: list[str]) -> None:
+        self.removed = removed
 
     def finish(self) -> None:
-        """Wait for the child, or scan here if none was started."""
+        """Apply is done: tell the child what the GC removed and wait for it, or scan
+        here if no child was started."""
         if self.done:
             return
         self.done = True
         if self.pid is None:
-            _scan(self.model, self.built)
+            _scan(self.model, self.pools)
             return
+        assert self.pipe is not None
+        with contextlib.suppress(OSError), os.fdopen(self.pipe, "wb") as out:
+            self.pipe = None
+            out.write(json.dumps(self.removed).encode())
         _reap(self.pid)
         self.pid = None
 
     def cancel(self) -> None:
-        """The apply failed: its jails may be rolled back; no record of them."""
+        """The apply failed: its jails may be rolled back; no record of them (the
+        child writes only once finish() has told it what the GC removed)."""
         self.done = True
+        if self.pipe is not None:
+            os.close(self.pipe)             # EOF without a word: the child writes nothing
+            self.pipe = None
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)       # our own child, by pid
@@ -72,9 +113,26 @@ class JailConfirm:
             self.pid = None
 
 
-def _scan(model: Model, built: set[str]) -> None:
+def _scan(model: Model, built: set[str],
+          settle: Callable[[], Collection[str] | None] | None = None) -> None:
     with contextlib.suppress(PhphostError, OSError):
-        gather_jails(model, built)
+        gather_jails(model, built, settle=settle)
+
+
+def _removed(fd: int) -> Callable[[], list[str] | None]:
+    """What the parent says the GC removed, once it has said it (None: it ended
+    without a word, or garbled)."""
+    def read() -> list[str] | None:
+        with os.fdopen(fd, "rb") as pipe:
+            text = pipe.read()
+        try:
+            names = json.loads(text) if text else None
+        except ValueError:
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
+        return names
+    return read
 
 
 def _reap(pid: int) -> None:
@@ -104,16 +162,21 @@ def _die_with(parent: int) -> None:
         raise SystemExit(1)
 
 
-def _child(model: Model, built: set[str], parent: int) -> None:
-    """The forked scan: never returns, never runs the parent's exit handlers or
-    flushes its buffers (os._exit)."""
+STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _child(model: Model, built: set[str], parent: int, pipe: int,
+           mask: set[int | signal.Signals]) -> None:
+    """The forked scan (SIGINT and SIGTERM blocked until its handlers are set): never
+    returns, never runs the parent's exit handlers or flushes its buffers (os._exit)."""
     code = 0
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOPS:
             signal.signal(sig, _stop)
         _die_with(parent)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         time.sleep(RACY_NS / 1e9)
-        _scan(model, built)
+        _scan(model, built, _removed(pipe))
     except SystemExit:
         code = 1
     except BaseException as err:    # a bug: one line, as main() says it

@@ -219,7 +219,7 @@ def _execute(model: Model, plan: A.Plan, progress: Progress) -> list[str]:
     lock is let go."""
     confirm = JailConfirm(model, plan)
     try:
-        done = execute(plan, progress, confirm.start)
+        done = execute(plan, progress, confirm)
     except BaseException:
         confirm.cancel()
         raise

@@ -6,7 +6,7 @@ again (facts.jailcache). Read-only but for that cache, root's own file."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from phphost import layout
@@ -107,10 +107,18 @@ class _Run:
                 self.shapes.setdefault(made.shape, sorted(walked))
         return JailState(pool.name, root, manifest, changes, mounts)
 
-    def save(self, cache_file: str, skipped: Collection[str]) -> None:
+    def save(self, cache_file: str, skipped: Collection[str], gone: Collection[str] = ()
+             ) -> None:
         """Record the jails verified clean: those trusted again, those this run found
         clean, and (a tenant-limited run) those it did not look at. Pools gone from
-        the model lose their record."""
+        the model lose their record. gone: store objects the garbage collection
+        removed since the scan, left out of the recorded store. It removes only objects
+        no jail links to (link count 1), and a jail that linked one when its record was
+        made must have lost that link since, which changed a directory its record holds:
+        no record that still holds depends on them."""
+        if gone:
+            names = set(gone)
+            self.objects = {k: v for k, v in self.objects.items() if v[0] not in names}
         old = self.old if self.trusted else None
         records = dict(self.kept)
         if old is not None:
@@ -133,8 +141,13 @@ class _Run:
 
 
 def gather_jails(model: Model, only: Collection[str] | None = None,
-                 cache_file: str = layout.JAIL_CACHE_FILE) -> dict[str, JailState]:
-    """only: these pools' jails (a tenant-limited plan leaves the others as they are)."""
+                 cache_file: str = layout.JAIL_CACHE_FILE,
+                 settle: Callable[[], Collection[str] | None] | None = None
+                 ) -> dict[str, JailState]:
+    """only: these pools' jails (a tenant-limited plan leaves the others as they are).
+    settle, called after the scan and before the cache is written: the names of the
+    store objects removed since the scan by the store's garbage collection, or None
+    to write nothing (cli/confirm.py)."""
     run = _Run(model, cache_file)
     out: dict[str, JailState] = {}
     skipped = []
@@ -145,5 +158,7 @@ def gather_jails(model: Model, only: Collection[str] | None = None,
             skipped.append(p.name)
             continue
         out[p.name] = run.jail(p)
-    run.save(cache_file, skipped)
+    gone = settle() if settle is not None else ()
+    if gone is not None:
+        run.save(cache_file, skipped, gone)
     return out

@@ -164,7 +164,10 @@ def store_objects(path: str) -> dict[tuple[int, int], tuple[str, int, int, int]]
     found: dict[tuple[int, int], tuple[str, int, int, int]] = {}
     with contextlib.suppress(FileNotFoundError), os.scandir(path) as it:
         for entry in it:
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:       # removed meanwhile (the store's GC)
+                continue
             if stat.S_ISREG(st.st_mode) and not entry.name.startswith("."):
                 found[(st.st_dev, st.st_ino)] = (entry.name, stat.S_IMODE(st.st_mode),
                                                  st.st_uid, st.st_gid)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
@@ -41,14 +41,21 @@ def recover(journal: Journal | None = None) -> list[str]:
     return journal.rollback() if journal.exists() else []
 
 
-def execute(plan: A.Plan, progress: Progress,
-            jails_built: Callable[[], None] | None = None) -> list[str]:
-    """Carry out exactly the plan's actions: everything apply needs is in them.
-    `jails_built` is called once the plan's jails are built (cli/confirm.py)."""
+class JailHook(Protocol):
+    """Told when the plan's jails are built and which store objects the garbage
+    collection after the commit point removed (cli/confirm.py)."""
+
+    def built(self) -> None: ...
+
+    def collected(self, removed: list[str]) -> None: ...
+
+
+def execute(plan: A.Plan, progress: Progress, hook: JailHook | None = None) -> list[str]:
+    """Carry out exactly the plan's actions: everything apply needs is in them."""
     journal = Journal()
     journal.begin()
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
-    runner = _Runner(plan, journal, progress, jails_built)
+    runner = _Runner(plan, journal, progress, hook)
     try:
         runner.stage()
         runner.services()
@@ -100,9 +107,9 @@ def _resync(programs: tuple[str, ...]) -> None:
 
 class _Runner:
     def __init__(self, plan: A.Plan, journal: Journal, progress: Progress,
-                 jails_built: Callable[[], None] | None = None):
+                 hook: JailHook | None = None):
         self.plan = plan
-        self.jails_built = jails_built
+        self.hook = hook
         self.programs = plan.one(A.UpdatePrograms) or A.UpdatePrograms("none")
         self.journal = journal
         self.progress = progress
@@ -154,8 +161,8 @@ class _Runner:
                 self._step(a)
         builds = self._all(A.BuildJail)
         self._build_jails(builds)
-        if builds and self.jails_built is not None:
-            self.jails_built()
+        if builds and self.hook is not None:
+            self.hook.built()
         for c in self._all(A.SetCgroup):
             self.current = c
             if c.cgroup is not None:
@@ -344,7 +351,9 @@ class _Runner:
         finally:
             removals.shutdown(wait=True, cancel_futures=True)
         if self._of(A.BuildJail, A.RemoveJail):
-            jails.collect_garbage()
+            removed = jails.collect_garbage()
+            if self.hook is not None:
+                self.hook.collected(removed)
         for t in self._all(A.RemoveTree):
             _purge(t.path)
             self._step(t)

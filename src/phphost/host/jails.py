@@ -40,6 +40,8 @@ def remove(pool: str) -> None:
         remove_jail(root)
 
 
-def collect_garbage() -> None:
+def collect_garbage() -> list[str]:
+    """The store objects no jail links to any more are removed: their names."""
     if os.path.isdir(layout.STORE_DIR):
-        Store(layout.STORE_DIR).gc()
+        return Store(layout.STORE_DIR).gc()
+    return []

@@ -180,27 +180,35 @@ def wake_masters(pools: list[tuple[str, str]]) -> None:
     futures = [workers.submit(wait_master, pool, sock) for pool, sock in pools]
     program = {f: layout.program_name(pool) for f, (pool, _sock) in zip(futures, pools,
                                                                          strict=True)}
-    awake: list[str] = []
+    asleep: set[Future[None]] = set()
+    awake: list[Future[None]] = []
     try:
         pending: set[Future[None]] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            answered = [f for f in done if not f.cancelled() and f.exception() is None]
-            awake += [program[f] for f in answered]
-            if len(answered) < len(done):
+            awake += [f for f in done if _answered(f)]
+            if any(not _answered(f) for f in done):
                 for f in pending:
                     f.cancel()
             if len(awake) >= SLEEP_BATCH or not pending:
-                sleeping, awake = awake, []
-                supervisord.signal(sleeping, "WINCH")
+                supervisord.signal([program[f] for f in awake], "WINCH")
+                asleep.update(awake)
+                awake = []
         for f in futures:
             if not f.cancelled():
                 f.result()
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
-        if awake:
-            with contextlib.suppress(HostError):
-                supervisord.signal(awake, "WINCH")
+        # after a failure (or an interrupt), the masters that answered meanwhile; the
+        # error under way is the one to report, not this call's
+        late = [program[f] for f in futures if _answered(f) and f not in asleep]
+        if late:
+            with contextlib.suppress(Exception):
+                supervisord.signal(late, "WINCH")
+
+
+def _answered(f: Future[None]) -> bool:
+    return f.done() and not f.cancelled() and f.exception() is None
 
 
 def apache_configtest() -> None:

@@ -833,10 +833,31 @@ static uint32_t ruleset_generation(void) {
 #ifndef RULESET_GENERATION
 #define RULESET_GENERATION 1     /* tests with a stand-in for nft build with 0 */
 #endif
-/* the ruleset generation in which this launcher last found its element: while the
- * kernel reports the same one, nothing in any table has changed since, and the check
- * (`nft get element`, ~11 ms at 1,000 pools: nft dumps the whole map) is skipped */
+/* Which load of nf_tables runs: its /sys/module directory, made anew (a new kernfs
+ * inode) by every load of the module, whose generation count starts again at 1.
+ * (0, 0) when there is none: nf_tables built into the kernel, which no unload resets. */
+static void nf_tables_load(dev_t *dev, ino_t *ino) {
+    struct stat st;
+    if (stat("/sys/module/nf_tables", &st) == 0) {
+        *dev = st.st_dev;
+        *ino = st.st_ino;
+    } else {
+        *dev = 0;
+        *ino = 0;
+    }
+}
+
+/* The ruleset generation (and load of nf_tables) in which this launcher last found its
+ * element: while the kernel reports the same, no transaction has changed any table
+ * since, and the check (`nft get element`, ~11 ms at 1,000 pools: nft dumps the whole
+ * map) is skipped. Relies on phphost's map changing only by transactions (no element
+ * timeouts, no dynamic updates, no table owned by a process), as render/nftables.py
+ * writes it. Not closed: a check that reads the old contents while a commit is
+ * between raising the generation and making the new contents live would keep a
+ * stale answer for that one generation. */
 static uint32_t policy_seen_in;
+static dev_t policy_seen_dev;
+static ino_t policy_seen_ino;
 
 /* NULL when table inet phphost has the pool's chain (loading conf with `nft -f` first
  * if it has not); else why no master may start. A missing conf fails closed. */
@@ -844,16 +865,24 @@ static const char *network_policy_problem(const char *pool, uid_t uid, const cha
     static char out[4096], why[600];
     char *argv[] = { NFT, "-f", (char *)conf, NULL };
     uint32_t gen;
+    dev_t dev;
+    ino_t ino;
     if (access(conf, F_OK) != 0) {
         snprintf(why, sizeof why, "the network policy %s is missing (%s); run `phphost apply`",
                  conf, strerror(errno));
         return why;
     }
     gen = RULESET_GENERATION ? ruleset_generation() : 0;
-    if (gen != 0 && gen == policy_seen_in) return NULL;
+    nf_tables_load(&dev, &ino);
+    if (gen != 0 && gen == policy_seen_in && dev == policy_seen_dev && ino == policy_seen_ino)
+        return NULL;
     if (policy_has(pool, uid)) {
         /* kept only if nothing changed while nft looked */
-        if (gen != 0 && ruleset_generation() == gen) policy_seen_in = gen;
+        if (gen != 0 && ruleset_generation() == gen) {
+            policy_seen_in = gen;
+            policy_seen_dev = dev;
+            policy_seen_ino = ino;
+        }
         return NULL;
     }
     if (run_capture(argv, out, sizeof out) == 0 && policy_has(pool, uid)) return NULL;
