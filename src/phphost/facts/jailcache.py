@@ -3,8 +3,9 @@
 After a plan finds a jail clean (invariants hold, nothing to change), it records, in
 a root-only file, everything that decision rested on:
 
-- a key: the phphost code, the pool and its tenant as the spec gives them, every
-  tenant home and jail root (the neighbourhood the invariants checked against);
+- a key: the phphost code, the pool and its tenant as the spec gives them (of the
+  pool's FPM settings only those a jail reads, JAIL_SETTINGS), every tenant home and
+  jail root (the neighbourhood the invariants checked against);
 - the answers the manifest took from passwd, group and the hostname;
 - the stat of every host path the manifest read (shared by all jails: one table),
   taken before the read; directories it listed with their mtime and ctime;
@@ -33,6 +34,7 @@ jail are recorded by what the scan reads of them (mode, owner), as the scan woul
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -197,10 +199,19 @@ def code_digest() -> str:
     return _CODE[0]
 
 
+# what a jail reads of its pool's FPM settings (jail/features.py): the rest (sizes,
+# timeouts, php_admin values) may change without a new walk of the jail;
+# tests/unit/test_jail_key.py holds jail/ to this list
+JAIL_SETTINGS = ("tmp_size",)
+
+
 def jail_key(code: str, pool: Pool, tenant: Tenant, root: str) -> str:
     """code: code_digest(), the same for every pool."""
-    return hashlib.sha256(repr((code, pool, tenant, root, layout.SENDMAIL_BINARY))
-                          .encode()).hexdigest()
+    jailed = [(f.name, getattr(pool, f.name)) for f in dataclasses.fields(pool)
+              if f.name != "settings"]
+    settings = [(name, getattr(pool.settings, name)) for name in JAIL_SETTINGS]
+    return hashlib.sha256(repr((code, jailed, settings, tenant, root,
+                                layout.SENDMAIL_BINARY)).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- a jail's record
