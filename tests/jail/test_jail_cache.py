@@ -233,3 +233,17 @@ def test_objects_the_gc_removed_after_the_scan_are_left_out(host: Host) -> None:
     os.unlink(host.cache)
     gather_jails(host.model, cache_file=host.cache, settle=lambda: None)
     assert not os.path.exists(host.cache)
+
+
+def test_an_apply_that_only_removed_jails_keeps_the_others_trusted(host: Host) -> None:
+    """An apply that removes a pool and builds no jail writes no cache after its
+    garbage collection, which removes the objects only that pool's jail linked: the
+    cache forgets them (jailcache.forget_objects), and the other jails stay trusted."""
+    _orphan()
+    host.plan()                                 # the orphan is in the recorded store
+    jc.forget_objects(Store(layout.STORE_DIR).gc(), host.cache)
+    assert trusted(host.plan()) == {"pc1", "pc2"}
+    _orphan()
+    host.plan()
+    Store(layout.STORE_DIR).gc()                # and not forgotten: nothing is trusted
+    assert trusted(host.plan()) == set()

@@ -30,14 +30,15 @@ from collections.abc import Callable, Collection
 from types import FrameType
 
 from phphost.errors import PhphostError
-from phphost.facts.jailcache import RACY_NS
+from phphost.facts.jailcache import RACY_NS, forget_objects
 from phphost.facts.jails import gather_jails
 from phphost.plan import actions as A
 from phphost.spec.model import Model
 
 
 class JailConfirm:
-    """host/apply.JailHook for apply's scan of the jails it built."""
+    """host/apply.JailHook for apply's scan of the jails it built (and, in an apply
+    that built none, the cache's record of the store after the garbage collection)."""
 
     def __init__(self, model: Model, plan: A.Plan) -> None:
         self.model = model
@@ -82,6 +83,8 @@ class JailConfirm:
 
     def collected(self, removed: list[str]) -> None:
         self.removed = removed
+        if not self.pools:      # no scan of this apply writes the cache after the GC
+            forget_objects(removed)
 
     def finish(self) -> None:
         """Apply is done: tell the child what the GC removed and wait for it, or scan

@@ -232,7 +232,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     with _lock():
         undone = recover()
         plan = _destroy_plan(model, args.tenants, args.purge)
-        done = execute(plan, Progress(quiet=args.json))
+        done = _execute(model, plan, Progress(quiet=args.json))
         return ApplyResult(plan, done, undone).emit(args.json)
 
 
@@ -294,7 +294,7 @@ class MigrateHooks:
         recover()
         plan = _destroy_plan(model, None, purge=False)
         _show(plan, show)
-        execute(plan, Progress())
+        _execute(model, plan, Progress())
 
 
 def _show(plan: A.Plan, show: Callable[[str], None]) -> None:

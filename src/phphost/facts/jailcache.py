@@ -41,7 +41,7 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,6 +422,22 @@ def save(cache: Cache, path: str = layout.JAIL_CACHE_FILE) -> None:
     write it only costs the next plan its speed."""
     with contextlib.suppress(OSError, safefs.UnsafePath):
         files.atomic_write(path, cache.to_json(), 0o600)
+
+
+def forget_objects(removed: Collection[str], path: str = layout.JAIL_CACHE_FILE) -> None:
+    """The store's garbage collection removed these objects after the cache was
+    written (an apply that removed jails and built none, so wrote no record after
+    it): they leave the recorded store, or the next plan would trust no jail at all.
+    It removes only objects no jail links to, and a jail that linked one when its
+    record was made has lost that link since, which changed a directory its record
+    holds: no record that still holds depends on them."""
+    names = set(removed)
+    cache = load(path) if names else None
+    if cache is None:
+        return
+    kept = [obj for obj in cache.store if len(obj) < 3 or obj[2] not in names]
+    if len(kept) < len(cache.store):
+        save(dataclasses.replace(cache, store=kept), path)
 
 
 def host_holds(recorded: Mapping[str, Sig]) -> bool:
