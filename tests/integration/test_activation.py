@@ -21,9 +21,17 @@ def test_idle_pool_sleeps_status_does_not_wake_it_a_request_does(demo: Model) ->
     assert pool.settings.activated
     site = next(s for s in demo.sites if s.pool == pool.name)
     name = hostkit.program(pool.name)
-    assert hostkit.get(site.server_name, "/index.php")[0] == 200     # awake now
+    # RUNNING (an apply just before may have restarted it: STARTING, no pid yet for
+    # supervisord's startsecs) and asleep (that apply woke it and sent SIGWINCH a moment
+    # ago, and a request during that stop is served by the stopping master)
+    hostkit.wait_for(lambda: hostkit.master_pids()[name] is not None, timeout=10,
+                     interval=0.1)
     launcher = hostkit.master_pids()[name]
-    assert launcher is not None and fpm_master_pid(launcher) is not None
+    assert launcher is not None
+    services.supervisorctl("signal", "WINCH", name)
+    hostkit.wait_for(lambda: fpm_master_pid(launcher) is None, timeout=10, interval=0.1)
+    assert hostkit.get(site.server_name, "/index.php")[0] == 200     # awake now
+    assert hostkit.master_pids()[name] == launcher and fpm_master_pid(launcher) is not None
     # its worker goes after idle_timeout, the master idle_timeout later
     hostkit.wait_for(lambda: fpm_master_pid(launcher) is None,
                      timeout=3 * pool.settings.idle_timeout + 10, interval=0.5)

@@ -247,3 +247,32 @@ def test_an_apply_that_only_removed_jails_keeps_the_others_trusted(host: Host) -
     host.plan()
     Store(layout.STORE_DIR).gc()                # and not forgotten: nothing is trusted
     assert trusted(host.plan()) == set()
+
+
+def test_a_gc_before_the_scan_keeps_the_records_it_did_not_look_at(host: Host) -> None:
+    """apply's scan of the jails it built may read the store after the garbage
+    collection already ran (a small apply): the cache the plan wrote before it is
+    judged again without what the collection removed, and the records of the jails
+    the scan did not look at are kept."""
+    _orphan()
+    host.plan()
+    removed = Store(layout.STORE_DIR).gc()
+    assert removed
+    gather_jails(host.model, {"pc1"}, cache_file=host.cache, settle=lambda: removed)
+    assert trusted(host.plan()) == {"pc1", "pc2"}
+
+
+def test_a_name_that_means_another_object_now_is_not_forgotten(host: Host) -> None:
+    """The GC's removals are matched by device, inode and name: a recorded object
+    whose name root has since given to another file (rm, then a new put) stays in the
+    record, and the record no longer holds."""
+    _orphan()
+    host.plan()
+    name = next(n for n in os.listdir(layout.STORE_DIR) if n.startswith(
+        hashlib.sha256(b"left behind by a removed jail\n").hexdigest()[:16]))
+    os.unlink(os.path.join(layout.STORE_DIR, name))
+    _orphan()                                   # the same name, a new inode
+    removed = Store(layout.STORE_DIR).gc()
+    assert [n for _dev, _ino, n in removed] == [name]
+    jc.forget_objects(removed, host.cache)
+    assert trusted(host.plan()) == set()

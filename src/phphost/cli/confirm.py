@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection
 from types import FrameType
 
 from phphost.errors import PhphostError
-from phphost.facts.jailcache import RACY_NS, forget_objects
+from phphost.facts.jailcache import RACY_NS, Gone, forget_objects
 from phphost.facts.jails import gather_jails
 from phphost.plan import actions as A
 from phphost.spec.model import Model
@@ -45,7 +45,7 @@ class JailConfirm:
         self.pools = {a.pool for a in plan.actions if isinstance(a, A.BuildJail)}
         self.pid: int | None = None
         self.pipe: int | None = None            # to the child: what the GC removed
-        self.removed: list[str] = []
+        self.removed: list[Gone] = []
         self.done = not self.pools
 
     def built(self) -> None:
@@ -81,7 +81,7 @@ class JailConfirm:
         os.close(theirs)
         self.pid, self.pipe = pid, mine
 
-    def collected(self, removed: list[str]) -> None:
+    def collected(self, removed: list[Gone]) -> None:
         self.removed = removed
         if not self.pools:      # no scan of this apply writes the cache after the GC
             forget_objects(removed)
@@ -93,7 +93,8 @@ class JailConfirm:
             return
         self.done = True
         if self.pid is None:
-            _scan(self.model, self.pools)
+            removed = self.removed
+            _scan(self.model, self.pools, lambda: removed)
             return
         assert self.pipe is not None
         with contextlib.suppress(OSError), os.fdopen(self.pipe, "wb") as out:
@@ -117,24 +118,30 @@ class JailConfirm:
 
 
 def _scan(model: Model, built: set[str],
-          settle: Callable[[], Collection[str] | None] | None = None) -> None:
+          settle: Callable[[], Collection[Gone] | None] | None = None) -> None:
     with contextlib.suppress(PhphostError, OSError):
         gather_jails(model, built, settle=settle)
 
 
-def _removed(fd: int) -> Callable[[], list[str] | None]:
+def _removed(fd: int) -> Callable[[], list[Gone] | None]:
     """What the parent says the GC removed, once it has said it (None: it ended
     without a word, or garbled)."""
-    def read() -> list[str] | None:
+    def read() -> list[Gone] | None:
         with os.fdopen(fd, "rb") as pipe:
             text = pipe.read()
         try:
-            names = json.loads(text) if text else None
+            said = json.loads(text) if text else None
         except ValueError:
             return None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not isinstance(said, list):
             return None
-        return names
+        out: list[Gone] = []
+        for item in said:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
+                    and isinstance(item[1], int) and isinstance(item[2], str)):
+                return None
+            out.append((item[0], item[1], item[2]))
+        return out
     return read
 
 

@@ -424,18 +424,28 @@ def save(cache: Cache, path: str = layout.JAIL_CACHE_FILE) -> None:
         files.atomic_write(path, cache.to_json(), 0o600)
 
 
-def forget_objects(removed: Collection[str], path: str = layout.JAIL_CACHE_FILE) -> None:
+Gone = tuple[int, int, str]         # a store object the GC removed: (dev, inode, name)
+
+
+def without_gone(store: list[list[Any]], gone: Collection[Gone]) -> list[list[Any]]:
+    """The recorded store table less the objects the GC removed, matched by device,
+    inode and name: an entry whose name now means another inode (an object root
+    changed and put() replaced) stays, and fails store_holds as it should."""
+    drop = set(gone)
+    return [obj for obj in store if len(obj) < 3 or (obj[0], obj[1], obj[2]) not in drop]
+
+
+def forget_objects(removed: Collection[Gone], path: str = layout.JAIL_CACHE_FILE) -> None:
     """The store's garbage collection removed these objects after the cache was
     written (an apply that removed jails and built none, so wrote no record after
     it): they leave the recorded store, or the next plan would trust no jail at all.
     It removes only objects no jail links to, and a jail that linked one when its
     record was made has lost that link since, which changed a directory its record
     holds: no record that still holds depends on them."""
-    names = set(removed)
-    cache = load(path) if names else None
+    cache = load(path) if removed else None
     if cache is None:
         return
-    kept = [obj for obj in cache.store if len(obj) < 3 or obj[2] not in names]
+    kept = without_gone(cache.store, removed)
     if len(kept) < len(cache.store):
         save(dataclasses.replace(cache, store=kept), path)
 

@@ -107,7 +107,7 @@ class _Run:
                 self.shapes.setdefault(made.shape, sorted(walked))
         return JailState(pool.name, root, manifest, changes, mounts)
 
-    def save(self, cache_file: str, skipped: Collection[str], gone: Collection[str] = ()
+    def save(self, cache_file: str, skipped: Collection[str], gone: Collection[jc.Gone] = ()
              ) -> None:
         """Record the jails verified clean: those trusted again, those this run found
         clean, and (a tenant-limited run) those it did not look at. Pools gone from
@@ -115,10 +115,17 @@ class _Run:
         removed since the scan, left out of the recorded store. It removes only objects
         no jail links to (link count 1), and a jail that linked one when its record was
         made must have lost that link since, which changed a directory its record holds:
-        no record that still holds depends on them."""
+        no record that still holds depends on them. Matched by device, inode and name
+        (jailcache.without_gone). When the GC ran before this run read the store, the
+        old record is judged again without them."""
         if gone:
-            names = set(gone)
-            self.objects = {k: v for k, v in self.objects.items() if v[0] not in names}
+            drop = set(gone)
+            self.objects = {k: v for k, v in self.objects.items()
+                            if (k[0], k[1], v[0]) not in drop}
+            if self.old is not None and not self.trusted:
+                store = jc.without_gone(self.old.store, drop)
+                self.trusted = (jc.store_holds(store, self.objects)
+                                and jc.host_holds(self.old.host))
         old = self.old if self.trusted else None
         records = dict(self.kept)
         if old is not None:
@@ -142,12 +149,12 @@ class _Run:
 
 def gather_jails(model: Model, only: Collection[str] | None = None,
                  cache_file: str = layout.JAIL_CACHE_FILE,
-                 settle: Callable[[], Collection[str] | None] | None = None
+                 settle: Callable[[], Collection[jc.Gone] | None] | None = None
                  ) -> dict[str, JailState]:
     """only: these pools' jails (a tenant-limited plan leaves the others as they are).
-    settle, called after the scan and before the cache is written: the names of the
-    store objects removed since the scan by the store's garbage collection, or None
-    to write nothing (cli/confirm.py)."""
+    settle, called after the scan and before the cache is written: the store objects
+    the garbage collection removed since the plan, or None to write nothing
+    (cli/confirm.py)."""
     run = _Run(model, cache_file)
     out: dict[str, JailState] = {}
     skipped = []

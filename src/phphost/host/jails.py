@@ -40,8 +40,9 @@ def remove(pool: str) -> None:
         remove_jail(root)
 
 
-def collect_garbage() -> list[str]:
-    """The store objects no jail links to any more are removed: their names."""
+def collect_garbage() -> list[tuple[int, int, str]]:
+    """The store objects no jail links to any more are removed: (dev, inode, name)
+    of each."""
     if os.path.isdir(layout.STORE_DIR):
         return Store(layout.STORE_DIR).gc()
     return []

@@ -95,17 +95,17 @@ class Store:
             os.fchmod(out.fileno(), mode)
         return h.hexdigest()
 
-    def gc(self) -> list[str]:
+    def gc(self) -> list[tuple[int, int, str]]:
         """Remove objects no jail links to any more (link count 1). Run it after all
-        jails are built, under the apply lock."""
+        jails are built, under the apply lock. Returns (dev, inode, name) of each."""
         removed = []
         with contextlib.suppress(FileNotFoundError), os.scandir(self.path) as it:
             for entry in it:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                     os.unlink(entry.path)
-                    removed.append(entry.name)
-        return sorted(removed)
+                    removed.append((st.st_dev, st.st_ino, entry.name))
+        return sorted(removed, key=lambda obj: obj[2])
 
     def usage(self) -> tuple[int, int]:
         """(objects, bytes allocated)."""

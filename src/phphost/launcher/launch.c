@@ -795,7 +795,8 @@ static int policy_has(const char *pool, uid_t uid) {
 static uint32_t ruleset_generation(void) {
     struct { struct nlmsghdr nh; struct nfgenmsg nf; } req;
     union { struct nlmsghdr nh; char raw[1024]; } ans;
-    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK }, from;
+    socklen_t fromlen = sizeof from;
     struct timeval wait = { 1, 0 };
     uint32_t gen = 0, be;
     ssize_t n;
@@ -810,7 +811,9 @@ static uint32_t ruleset_generation(void) {
     req.nf.version = NFNETLINK_V0;
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     if (sendto(fd, &req, sizeof req, 0, (struct sockaddr *)&kernel, sizeof kernel) == (ssize_t)sizeof req
-        && (n = recv(fd, &ans, sizeof ans, 0)) > 0 && NLMSG_OK(&ans.nh, (size_t)n)
+        && (n = recvfrom(fd, &ans, sizeof ans, 0, (struct sockaddr *)&from, &fromlen)) > 0
+        && fromlen == sizeof from && from.nl_pid == 0      /* the kernel's answer ... */
+        && NLMSG_OK(&ans.nh, (size_t)n) && ans.nh.nlmsg_seq == req.nh.nlmsg_seq  /* ... to us */
         && ans.nh.nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)
         && ans.nh.nlmsg_len >= NLMSG_LENGTH(sizeof(struct nfgenmsg))) {
         size_t at = NLMSG_LENGTH(sizeof(struct nfgenmsg)), end = ans.nh.nlmsg_len;
