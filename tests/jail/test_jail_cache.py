@@ -270,9 +270,14 @@ def test_a_name_that_means_another_object_now_is_not_forgotten(host: Host) -> No
     host.plan()
     name = next(n for n in os.listdir(layout.STORE_DIR) if n.startswith(
         hashlib.sha256(b"left behind by a removed jail\n").hexdigest()[:16]))
-    os.unlink(os.path.join(layout.STORE_DIR, name))
-    _orphan()                                   # the same name, a new inode
+    old = os.path.join(layout.STORE_DIR, name)
+    keep = os.path.join(host.scratch, "kept-inode")     # its inode stays taken
+    os.link(old, keep)
+    os.unlink(old)
+    _orphan()                                   # the same name, another inode
     removed = Store(layout.STORE_DIR).gc()
     assert [n for _dev, _ino, n in removed] == [name]
+    assert removed[0][1] != os.stat(keep).st_ino
     jc.forget_objects(removed, host.cache)
+    os.unlink(keep)
     assert trusted(host.plan()) == set()
