@@ -8,11 +8,10 @@ before it lets go of its lock (`finish`). The child waits RACY_NS first, so that
 jail is too fresh to record. Before it writes the cache it waits for apply's last
 step, the store's garbage collection after the commit point (`collected`), and
 leaves the objects that removed out of the recorded store (facts/jails.py _Run.save);
-it writes nothing when apply does not get there. A failed apply ends the child (`cancel`: SIGTERM to
-its pid, then waits for it; the cache file is written atomically, and a half-done
-scan writes nothing); a killed apply ends it too (PR_SET_PDEATHSIG). Without a
-fork (threads running, or the builds never reached) `finish` scans in the process
-itself, as apply did before.
+it writes nothing when apply does not get there. A failed apply ends the child
+(`cancel`: EOF on the pipe, SIGTERM to its pid, then waits for it); a killed apply
+ends it too (PR_SET_PDEATHSIG). Without a fork (threads running, or the builds never
+reached) `finish` scans in the process itself, as apply did before.
 
 A problem the scan finds is the next plan's to report: the apply itself is done."""
 

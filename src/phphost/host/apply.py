@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 from phphost import files, layout, safefs
 from phphost.errors import HostError, PhphostError
 from phphost.facts import cgroups as cgroup_facts
+from phphost.facts.jailcache import Gone
 from phphost.host import cgroups, identities, jails, launcher, nftables, services, staging
 from phphost.host.journal import Journal
 from phphost.host.tls import check_files
@@ -47,7 +48,7 @@ class JailHook(Protocol):
 
     def built(self) -> None: ...
 
-    def collected(self, removed: list[tuple[int, int, str]]) -> None: ...
+    def collected(self, removed: list[Gone]) -> None: ...
 
 
 def execute(plan: A.Plan, progress: Progress, hook: JailHook | None = None) -> list[str]:

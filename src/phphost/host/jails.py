@@ -10,6 +10,7 @@ import os
 
 from phphost import layout
 from phphost.facts.hostview import RealHostView
+from phphost.facts.jailcache import Gone
 from phphost.facts.jailscan import gather_facts
 from phphost.host.jailbuild import build_jail, remove_jail
 from phphost.host.jailstore import Store
@@ -40,7 +41,7 @@ def remove(pool: str) -> None:
         remove_jail(root)
 
 
-def collect_garbage() -> list[tuple[int, int, str]]:
+def collect_garbage() -> list[Gone]:
     """The store objects no jail links to any more are removed: (dev, inode, name)
     of each."""
     if os.path.isdir(layout.STORE_DIR):

@@ -16,6 +16,7 @@ import threading
 
 from phphost import layout
 from phphost.errors import HostError
+from phphost.facts.jailcache import Gone
 from phphost.facts.jailscan import store_index
 from phphost.jail.diff import object_name
 
@@ -95,7 +96,7 @@ class Store:
             os.fchmod(out.fileno(), mode)
         return h.hexdigest()
 
-    def gc(self) -> list[tuple[int, int, str]]:
+    def gc(self) -> list[Gone]:
         """Remove objects no jail links to any more (link count 1). Run it after all
         jails are built, under the apply lock. Returns (dev, inode, name) of each."""
         removed = []
