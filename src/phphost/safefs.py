@@ -196,11 +196,15 @@ def dir_state(path: str) -> DirState | None:
     except FileNotFoundError:
         return None
     try:
-        st = os.fstat(fd)
-        mode = _effective_group_mode(fd, stat.S_IMODE(st.st_mode))
+        return dir_state_of(fd)
     finally:
         os.close(fd)
-    return DirState(st.st_uid, st.st_gid, mode)
+
+
+def dir_state_of(fd: int) -> DirState:
+    """Owner and mode of an open directory (dir_state)."""
+    st = os.fstat(fd)
+    return DirState(st.st_uid, st.st_gid, _effective_group_mode(fd, stat.S_IMODE(st.st_mode)))
 
 
 def make_dir(path: str) -> bool:

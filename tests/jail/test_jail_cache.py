@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,8 @@ import pytest
 from phphost import layout
 from phphost.errors import PlanError
 from phphost.facts import jailcache as jc
-from phphost.facts.jails import JailState, gather_jails
+from phphost.facts import jails as jails_mod
+from phphost.facts.jails import JailState, PendingJails, gather_jails
 from phphost.host.jailbuild import build_jail
 from phphost.host.jailstore import Store
 from phphost.spec.model import JailSpec, Model, Pool, PoolSettings, Tenant
@@ -281,3 +283,73 @@ def test_a_name_that_means_another_object_now_is_not_forgotten(host: Host) -> No
     jc.forget_objects(removed, host.cache)
     os.unlink(keep)
     assert trusted(host.plan()) == set()
+
+
+def pending(host: Host, monkeypatch: pytest.MonkeyPatch) -> PendingJails:
+    """The plan's way: the trusted jails checked in a forked child (at any count)."""
+    monkeypatch.setattr(jails_mod, "FORK_AT", 1)
+    return PendingJails(host.model, cache_file=host.cache, also=os.getpid)
+
+
+def test_the_plans_child_checks_the_trusted_jails(host: Host,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    host.plan()
+    job = pending(host, monkeypatch)
+    assert job.pid is not None and trusted(job.states) == {"pc1", "pc2"}
+    child = job.settle()
+    assert job.held is True and trusted(job.states) == {"pc1", "pc2"}
+    assert isinstance(child, int) and child != os.getpid()     # `also` ran in the child
+    assert trusted(host.plan()) == {"pc1", "pc2"}      # the cache was written again
+
+
+@pytest.mark.parametrize("tamper", ["add", "chmod_dev", "rename"])
+def test_a_jail_the_child_finds_changed_is_scanned(host: Host, tamper: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    host.plan()
+    root = host.root()
+    if tamper == "add":
+        with open(f"{root}/usr/share/zoneinfo/Europe/extra", "w", encoding="utf-8") as fh:
+            fh.write("x\n")
+    elif tamper == "chmod_dev":
+        os.chmod(f"{root}/dev/null", 0o600)
+    else:
+        os.rename(f"{root}/usr/share/zoneinfo/Europe/Paris",
+                  f"{root}/usr/share/zoneinfo/Europe/Paris2")
+    job = pending(host, monkeypatch)
+    assert trusted(job.states) == {"pc1", "pc2"}       # taken as recorded, until settled
+    job.settle()
+    assert job.held is False
+    assert trusted(job.states) == {"pc2"} and job.states["pc1"].changes
+
+
+def test_no_child_while_another_thread_runs(host: Host,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock another thread holds at a fork stays held in the child: the check runs
+    here instead, with the same answer."""
+    host.plan()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        job = pending(host, monkeypatch)
+        assert job.pid is None
+        assert job.settle() == os.getpid() and job.held is True
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_failed_child_leaves_the_work_to_the_plan(host: Host,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    host.plan()
+    monkeypatch.setattr(jails_mod, "FORK_AT", 1)
+
+    def boom() -> object:
+        if os.getpid() != parent:
+            raise RuntimeError("the child's bug")
+        return "read here"
+
+    parent = os.getpid()
+    job = PendingJails(host.model, cache_file=host.cache, also=boom)
+    assert job.pid is not None
+    assert job.settle() == "read here" and job.held is True

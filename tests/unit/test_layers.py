@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("layout",),
     ("safefs",),
-    ("runner", "files"),
+    ("runner", "files", "forked"),
     ("launcher",),       # standalone: imports nothing from phphost (see below)
     ("fastcgi",),
     ("spec",),

@@ -18,19 +18,15 @@ A problem the scan finds is the next plan's to report: the apply itself is done.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Collection
-from types import FrameType
 
 from phphost.errors import PhphostError
 from phphost.facts.jailcache import RACY_NS, Gone, forget_objects
 from phphost.facts.jails import gather_jails
+from phphost.forked import end, fork_worker, reap
 from phphost.plan import actions as A
 from phphost.spec.model import Model
 
@@ -48,36 +44,25 @@ class JailConfirm:
         self.done = not self.pools
 
     def built(self) -> None:
-        """After the builds: fork the scan (only from a single-threaded process: a
-        lock some other thread held at the fork would stay held in the child)."""
-        if self.done or self.pid is not None or threading.active_count() > 1:
+        """After the builds: fork the scan (forked.fork_worker: only from a
+        single-threaded process)."""
+        if self.done or self.pid is not None:
             return
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
             theirs, mine = os.pipe()
-        except (OSError, ValueError, AttributeError):   # stdout closed, no fds: no child
-            return
-        parent = os.getpid()
-        # SIGINT/SIGTERM held until the child has its own handlers: apply's raise
-        # Interrupted, whose rollback the child must never run (up the stack it shares)
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
-        try:
-            pid = os.fork()
         except OSError:
-            os.close(theirs)
+            return
+
+        def scan() -> None:
+            os.close(mine)
+            time.sleep(RACY_NS / 1e9)
+            _scan(self.model, self.pools, _removed(theirs))
+
+        pid = fork_worker(scan, "the scan of the new jails (the apply itself is done)")
+        os.close(theirs)
+        if pid is None:
             os.close(mine)
             return
-        finally:
-            if os.getpid() == parent:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        if pid == 0:
-            try:
-                os.close(mine)
-                _child(self.model, self.pools, parent, theirs, held)
-            finally:
-                os._exit(1)
-        os.close(theirs)
         self.pid, self.pipe = pid, mine
 
     def collected(self, removed: list[Gone]) -> None:
@@ -99,7 +84,7 @@ class JailConfirm:
         with contextlib.suppress(OSError), os.fdopen(self.pipe, "wb") as out:
             self.pipe = None
             out.write(json.dumps(self.removed).encode())
-        _reap(self.pid)
+        reap(self.pid)
         self.pid = None
 
     def cancel(self) -> None:
@@ -110,9 +95,7 @@ class JailConfirm:
             os.close(self.pipe)             # EOF without a word: the child writes nothing
             self.pipe = None
         if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)       # our own child, by pid
-            _reap(self.pid)
+            end(self.pid)                   # our own child, by pid
             self.pid = None
 
 
@@ -142,56 +125,3 @@ def _removed(fd: int) -> Callable[[], list[Gone] | None]:
             out.append((item[0], item[1], item[2]))
         return out
     return read
-
-
-def _reap(pid: int) -> None:
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return
-
-
-def _stop(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(1)
-
-
-PR_SET_PDEATHSIG = 1      # <sys/prctl.h>
-
-
-def _die_with(parent: int) -> None:
-    """SIGTERM when apply's process ends, also when it is killed (its lock, which this
-    process shares, is then let go at once)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:      # it ended before the line above
-        raise SystemExit(1)
-
-
-STOPS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _child(model: Model, built: set[str], parent: int, pipe: int,
-           mask: set[int | signal.Signals]) -> None:
-    """The forked scan (SIGINT and SIGTERM blocked until its handlers are set): never
-    returns, never runs the parent's exit handlers or flushes its buffers (os._exit)."""
-    code = 0
-    try:
-        for sig in STOPS:
-            signal.signal(sig, _stop)
-        _die_with(parent)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        time.sleep(RACY_NS / 1e9)
-        _scan(model, built, _removed(pipe))
-    except SystemExit:
-        code = 1
-    except BaseException as err:    # a bug: one line, as main() says it
-        code = 1
-        with contextlib.suppress(OSError, ValueError):
-            os.write(2, f"phphost: internal error in the scan of the new jails: "
-                        f"{type(err).__name__}: {err} (the apply itself is done)\n".encode())
-    finally:
-        os._exit(code)

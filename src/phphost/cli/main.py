@@ -7,6 +7,8 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
+import functools
+import importlib
 import io
 import json
 import os
@@ -15,26 +17,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from phphost import layout
-from phphost.cli.audit import add_audit_parser, cmd_audit
-from phphost.cli.check import add_check_parser, cmd_check
 from phphost.cli.confirm import JailConfirm
-from phphost.cli.importer import add_import_parser, cmd_import
-from phphost.cli.jail import add_jail_parser, cmd_jail
-from phphost.cli.migrate import add_migrate_parser, cmd_migrate
-from phphost.cli.monitor import add_monitor_parsers, cmd_exporter, cmd_logs, cmd_top
 from phphost.cli.output import Progress, print_plan
 from phphost.cli.result import ApplyResult, PlanResult
-from phphost.cli.verify import add_verify_parser, cmd_verify
 from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.capacity import machine_memory, pool_memory
-from phphost.facts.gather import ProgramsQuery, gather
+from phphost.facts.gather import Facts, ProgramsQuery, gather, read_early
 from phphost.facts.hostview import RealHostView
-from phphost.facts.jails import gather_jails, manifest_for
-from phphost.facts.state import applied_tenants, read_applied, read_state
+from phphost.facts.jails import JailState, PendingJails, manifest_for
+from phphost.facts.state import State, applied_tenants, read_applied, read_state
 from phphost.host import priority
 from phphost.host.apply import execute, recover
 from phphost.jail.features import ClosureCache
@@ -42,16 +38,52 @@ from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
 from phphost.plan.capacity import Capacity, capacity, refuse_unless_fits
-from phphost.plan.desired import desired_state
+from phphost.plan.desired import Desired, desired_state
 from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
 from phphost.plan.scope import Scope, doomed_model, make_scope, unknown_tenants
+from phphost.spec.limits import pool_limits
 from phphost.spec.loader import load_spec
 from phphost.spec.model import Model
 from phphost.spec.snapshot import check_apart, limited_model, without
 
+# the commands whose modules are imported only when they run (or for the whole
+# --help): an apply under load imported them all for 0.1-0.3 s (docs/scale.md)
+# command -> (its module, the function there that adds its parser, its command function)
+LAZY: dict[str, tuple[str, str, str]] = {
+    "audit": ("phphost.cli.audit", "add_audit_parser", "cmd_audit"),
+    "verify": ("phphost.cli.verify", "add_verify_parser", "cmd_verify"),
+    "check": ("phphost.cli.check", "add_check_parser", "cmd_check"),
+    "jail": ("phphost.cli.jail", "add_jail_parser", "cmd_jail"),
+    "exporter": ("phphost.cli.monitor", "add_monitor_parsers", "cmd_exporter"),
+    "top": ("phphost.cli.monitor", "add_monitor_parsers", "cmd_top"),
+    "logs": ("phphost.cli.monitor", "add_monitor_parsers", "cmd_logs"),
+    "import": ("phphost.cli.importer", "add_import_parser", "cmd_import"),
+    "migrate": ("phphost.cli.migrate", "add_migrate_parser", "cmd_migrate"),
+}
+CORE = ("plan", "apply", "destroy", "status")
 
-def _parser() -> argparse.ArgumentParser:
+
+def _lazy(command: str) -> Callable[..., int]:
+    module, _adder, function = LAZY[command]
+    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+def _run_lazy(command: str, args: argparse.Namespace) -> int:
+    return _lazy(command)(args)
+
+
+def _lazy_parsers(argv: Sequence[str]) -> list[str]:
+    """The modules whose parsers this command line needs: none for a core command,
+    one for another command, all of them otherwise (`phphost -h`, a typo)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in CORE:
+        return []
+    chosen = [LAZY[command]] if command in LAZY else list(LAZY.values())
+    return list(dict.fromkeys(f"{module}:{adder}" for module, adder, _f in chosen))
+
+
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="phphost", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for name, text in (("plan", "show what apply would change (changes nothing)"),
@@ -78,13 +110,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="ALSO delete tenant homes and the users/groups phphost created")
     st = sub.add_parser("status", help="every pool's master and FPM status")
     st.add_argument("--json", action="store_true")
-    add_audit_parser(sub)
-    add_verify_parser(sub)
-    add_check_parser(sub)
-    add_jail_parser(sub)
-    add_monitor_parsers(sub)
-    add_import_parser(sub)
-    add_migrate_parser(sub)
+    for where in _lazy_parsers(argv):
+        module, adder = where.split(":")
+        getattr(importlib.import_module(module), adder)(sub)
     return p
 
 
@@ -112,16 +140,42 @@ def _lock() -> Iterator[None]:
 
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
-    """Read the host (including each jailed pool's manifest) and plan."""
-    # read while the jails are read
-    programs = ProgramsQuery([layout.program_name(p.name) for p in model.pools])
+    """Read the host (including each jailed pool's manifest) and plan. The jails the
+    cache trusts are checked on disk in a child process meanwhile, which then reads
+    the pools' cgroups and the live nftables table (PendingJails, read_early); when
+    a jail changed, the host is read again with its scan."""
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
-    jails = gather_jails(model, scope.pools if scope else None)
+    limits = tuple((p.name, pool_limits(p)) for p in model.pools
+                   if scope is None or p.name in scope.pools)
+    jails = PendingJails(model, scope.pools if scope else None,      # forks: no thread yet
+                         also=functools.partial(read_early, limits))
+    try:
+        desired, facts = _read_host(model, scope, state, jails.states, jails.settle)
+        if not jails.held:
+            desired, facts = _read_host(model, scope, state, jails.states)
+    except BaseException:
+        jails.cancel()
+        raise
+    return make_plan(desired, facts, state, jails.states, scope)
+
+
+def _read_host(model: Model, scope: Scope | None, state: State, jails: dict[str, JailState],
+               early: Callable[[], object] | None = None) -> tuple[Desired, Facts]:
+    """early: read_early of the scope's pools, as read meanwhile."""
+    # supervisord answers while the rest is read
+    programs = ProgramsQuery([layout.program_name(p.name) for p in model.pools])
     desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()},
                             foreign=scope.foreign_files if scope else ())
     wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
-    return make_plan(desired, gather(wanted, state, programs), state, jails, scope)
+    return desired, gather(wanted, state, programs,
+                           None if early is None else lambda: _fields(early()))
+
+
+def _fields(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"read_early gave {type(value).__name__}")
+    return value
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:
@@ -269,7 +323,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_migrate_locked(args: argparse.Namespace) -> int:
     """migrate changes supervisord's programs and /etc/phphost: one at a time with apply."""
     with _lock():
-        return cmd_migrate(args, MigrateHooks())
+        return _lazy("migrate")(args, MigrateHooks())
 
 
 class MigrateHooks:
@@ -304,10 +358,10 @@ def _show(plan: A.Plan, show: Callable[[str], None]) -> None:
         show(f"  {line}")
 
 
-COMMANDS = {"plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
-            "audit": cmd_audit, "verify": cmd_verify, "check": cmd_check,
-            "jail": cmd_jail, "import": cmd_import, "exporter": cmd_exporter, "top": cmd_top,
-            "logs": cmd_logs, "migrate": cmd_migrate_locked}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "plan": cmd_plan, "apply": cmd_apply, "destroy": cmd_destroy, "status": cmd_status,
+    "migrate": cmd_migrate_locked,
+    **{c: functools.partial(_run_lazy, c) for c in LAZY if c != "migrate"}}
 
 
 SIGPIPE_EXIT = ExitCode.BROKEN_PIPE
@@ -346,7 +400,8 @@ def quiet_broken_pipe() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     started, code = time.time(), int(ExitCode.ERROR)
     try:
         with priority.planning() if args.command in priority.AHEAD else contextlib.nullcontext():

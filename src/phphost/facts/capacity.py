@@ -45,18 +45,24 @@ def parse_pss(text: str) -> int | None:
 
 
 def parse_status(text: str) -> tuple[str, int, int] | None:
-    """Pure: (Name, real uid, PPid) of /proc/PID/status."""
-    name, uid, ppid = "", -1, -1
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields = value.split()
-        if key == "Name":
-            name = value.strip()
-        elif key == "Uid" and fields and fields[0].isdigit():
-            uid = int(fields[0])
-        elif key == "PPid" and fields and fields[0].isdigit():
-            ppid = int(fields[0])
-    return (name, uid, ppid) if uid >= 0 else None
+    """Pure: (Name, real uid, PPid) of /proc/PID/status (three lines looked up, not
+    every line split: a plan reads the status of every process on the host)."""
+    name = _status_field(text, "Name")
+    uid = _status_field(text, "Uid").split()
+    ppid = _status_field(text, "PPid").split()
+    if not uid or not uid[0].isdigit():
+        return None
+    return name.strip(), int(uid[0]), int(ppid[0]) if ppid and ppid[0].isdigit() else -1
+
+
+def _status_field(text: str, key: str) -> str:
+    """The value of the line `key:` (the first line, or one after a newline)."""
+    at = 0 if text.startswith(f"{key}:") else text.find(f"\n{key}:") + 1
+    if at == 0 and not text.startswith(f"{key}:"):
+        return ""
+    start = at + len(key) + 1
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def _read(path: str) -> str | None:

@@ -38,11 +38,21 @@ def parse_cgroup_mounts(mountinfo: str) -> tuple[list[str], dict[str, str]]:
 
 
 def read_file(path: str) -> str | None:
+    """A cgroup file's text (None: missing or unreadable). One open, read and close
+    (limit files are a few bytes; a plan reads thousands of them at 1,000 pools)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def detect(mountinfo: str | None = None,
@@ -80,8 +90,8 @@ def existing_pools(host: CgroupHost) -> frozenset[str]:
         [f"{m}/{GROUP}" for m in host.v1.values()]
     found: set[str] = set()
     for top in tops:
-        with contextlib.suppress(OSError):
-            found.update(n for n in os.listdir(top) if os.path.isdir(f"{top}/{n}"))
+        with contextlib.suppress(OSError), os.scandir(top) as entries:
+            found.update(e.name for e in entries if e.is_dir(follow_symlinks=False))
     return frozenset(found)
 
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 import threading
 import xmlrpc.client
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,16 +128,17 @@ class ProgramsQuery:
         return self._answer
 
 
-def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None) -> Facts:
-    """query: supervisord's answer asked for earlier (ProgramsQuery)."""
+def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None,
+           early: Callable[[], dict[str, Any]] | None = None) -> Facts:
+    """query: supervisord's answer asked for earlier (ProgramsQuery). early:
+    read_early(wanted.limits) as read elsewhere meanwhile (the plan's child process),
+    asked for last."""
     # the launcher binary is built from LAUNCHER_SOURCE, never read as a file
     paths = (set(wanted.files) | set(state.files)) - {layout.LAUNCHER} - wanted.leave
     users = set(wanted.users) | set(state.users)
     groups = set(wanted.groups) | set(state.groups)
     unsafe: dict[str, str] = {}
-    dirs = {d: read_dir(d, unsafe) for d in wanted.dirs}
-    acls = {a: read_acl(a) for a, _ in wanted.acls
-            if (dirs[a] if a in dirs else read_dir(a, unsafe)) is not None}
+    dirs, acls = read_dirs(wanted.dirs, [a for a, _ in wanted.acls], unsafe)
     for docroot in (a for a, recursive in wanted.acls if recursive):
         check_real_path(docroot, unsafe)
     for path, entries in wanted.grants:
@@ -163,24 +164,31 @@ def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None) -> 
         apache_running=apache_running(),
         jails=read_jail_dirs(),
         unsafe=unsafe,
-        nft_live=nftables.live(),
         nft_loaded=nftables.loaded_digest(),
-        **_cgroup_facts(wanted),
+        **(read_early(wanted.limits) if early is None else early()),
     )
 
 
-def _cgroup_facts(wanted: Wanted) -> dict[str, Any]:
+def read_early(limits: Iterable[tuple[str, Limits]]) -> dict[str, Any]:
+    """The Facts fields that need nothing of the Desired state but the pools'
+    limits (the plan reads them in a child process: cli/main.py _plan)."""
+    return {**read_cgroups(limits), "nft_live": nftables.live()}
+
+
+def read_cgroups(limits: Iterable[tuple[str, Limits]]) -> dict[str, Any]:
+    """The Facts fields of the pools' cgroups: the host's layout, what each limit
+    file holds now, which cgroup directories exist, which pools have a cgroup."""
     host = cgroups.detect()
     values: dict[str, str | None] = {}
     dirs: set[str] = set()
-    for pool, lim in wanted.limits:
+    for pool, lim in limits:
         try:
             cg = pool_cgroup(pool, lim, host)
         except PlanError:
             continue            # the planner refuses it, naming the key
         if cg is not None:
             values.update(cgroups.current(cg))
-            dirs.update(d for d in cg.dirs if d not in cgroups.missing_dirs(cg))
+            dirs.update(set(cg.dirs) - set(cgroups.missing_dirs(cg)))
     return {"cgroups": host, "cgroup_files": values, "cgroup_dirs": frozenset(dirs),
             "cgroup_pools": cgroups.existing_pools(host)}
 
@@ -224,6 +232,48 @@ def _name(lookup: str, ident: int) -> str:
         return pw.pw_name if pw is not None else str(ident)
     gr = db.by_gid.get(ident)
     return gr.gr_name if gr is not None else str(ident)
+
+
+def read_dirs(paths: Iterable[str], acl_paths: Iterable[str], unsafe: dict[str, str]
+              ) -> tuple[dict[str, DirFact | None], dict[str, frozenset[str]]]:
+    """read_dir of each of paths, and read_acl of each of acl_paths that exists (a
+    directory in both is walked to once)."""
+    dirs: dict[str, DirFact | None] = {}
+    acls: dict[str, frozenset[str]] = {}
+    paths, acl_paths = list(paths), list(acl_paths)
+    want_dir, want_acl = set(paths), set(acl_paths)
+    for path in dict.fromkeys([*paths, *acl_paths]):
+        fact, acl = _read_dir_acl(path, path in want_acl, unsafe)
+        if path in want_dir:
+            dirs[path] = fact
+        if acl is not None and fact is not None:
+            acls[path] = acl
+    return dirs, {a: acls[a] for a in acl_paths if a in acls}
+
+
+def _read_dir_acl(path: str, acl: bool, unsafe: dict[str, str]
+                  ) -> tuple[DirFact | None, frozenset[str] | None]:
+    """read_dir and (acl: True) read_acl of one directory, through one descriptor."""
+    try:
+        fd = safefs.open_dir(path)
+    except FileNotFoundError:
+        return None, None
+    except safefs.UnsafePath as e:
+        unsafe[path] = e.problem
+        return DirFact("?", "?", -1), frozenset() if acl else None
+    try:
+        st = safefs.dir_state_of(fd)
+        entries = _named_entries(fd) if acl else None
+    finally:
+        os.close(fd)
+    return DirFact(_name("user", st.uid), _name("group", st.gid), st.mode), entries
+
+
+def _named_entries(fd: int) -> frozenset[str]:
+    try:
+        return safefs.named_entries(fd)
+    except OSError:
+        return frozenset()
 
 
 def read_dir(path: str, unsafe: dict[str, str] | None = None) -> DirFact | None:
@@ -303,15 +353,6 @@ def check_socket_dir(pool: str, socket: str, unsafe: dict[str, str]) -> bool:
                           "unlinks and chowns the socket by name. Leave `socket` out (default "
                           f"{layout.default_socket(pool)}) or use a root-only directory")
     return False
-
-
-def read_acl(path: str) -> frozenset[str]:
-    """Named ACL entries of the directory at path, read from its descriptor."""
-    try:
-        with safefs.opened_dir(path) as fd:
-            return safefs.named_entries(fd)
-    except (OSError, safefs.UnsafePath):
-        return frozenset()
 
 
 def read_modules() -> frozenset[str]:

@@ -141,7 +141,8 @@ class _Runner:
         identities and jails (FPM's own test needs the users, log dir and chroot they
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
-        staging.validate_apache(self.plan.actions)     # a staged copy: nothing live yet
+        # a staged copy: nothing live yet
+        apache_staged = staging.validate_apache(self.plan.actions)
         staging.validate_extensions(self.plan.actions)
         for t in self._all(A.CheckTls):   # trust was refused at plan time (facts.unsafe)
             self.current = t
@@ -183,7 +184,10 @@ class _Runner:
             self.current = n
             self._network(n, old_policy)
             self._step(n)
-        if self._of(A.ReloadApache):
+        if self._of(A.ReloadApache) and not apache_staged:
+            # a reload for files outside Apache's tree (a TLS key replaced in place):
+            # the live tree as it is now. A staged tree that passed is the live one now
+            # (each parse of 1,000 sites: 0.15 s of a one-pool change)
             services.apache_configtest()
         staged = {a.path for a in staging.fpm_conf_writes(self.plan.actions)}
         for m in self._masters():

@@ -234,15 +234,19 @@ def _touches_apache(actions: Sequence[A.Action]) -> bool:
         for a in actions)
 
 
-def validate_apache(actions: Sequence[A.Action]) -> None:
+def validate_apache(actions: Sequence[A.Action]) -> bool:
     """Raise ValidationFailed when apache2 would reject the tree the plan makes.
-    Changes nothing outside a temporary directory."""
+    Changes nothing outside a temporary directory. True when it tested a staged tree
+    (the plan changes Apache's files): every file of that tree is the live one or
+    what the plan writes there, so once the plan's writes are live the live tree is
+    the one tested; False when the plan writes nothing of Apache's."""
     if not _touches_apache(actions):
-        return
+        return False
     os.makedirs(layout.RUN_DIR, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp:
         _stage_apache(os.path.join(tmp, "apache2"), actions)
         _apache_test(os.path.join(tmp, "apache2"))
+    return True
 
 
 def validate_fpm(actions: Sequence[A.Action]) -> None:
