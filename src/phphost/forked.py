@@ -24,13 +24,15 @@ STOPS = {signal.SIGINT, signal.SIGTERM}
 PR_SET_PDEATHSIG = 1      # <sys/prctl.h>
 
 
-def fork_worker(body: Callable[[], None], what: str) -> int | None:
-    """The pid of a child that runs body() and exits (0; 1 when body raised or was
-    stopped), or None when no child could be forked (another thread runs, fork
-    failed): the caller then does the work itself. what: names the work in the one
-    line the child prints when body fails unexpectedly."""
+def fork_worker(body: Callable[[], None], what: str, keep: Callable[[int], None]) -> bool:
+    """Fork a child that runs body() and exits (0; 1 when body raised or was stopped);
+    keep(pid) is called with its pid before SIGINT and SIGTERM are let through again,
+    so a signal that came meanwhile never loses the child. False when no child could
+    be forked (another thread runs, fork failed): the caller then does the work
+    itself. what: names the work in the one line the child prints when body fails
+    unexpectedly."""
     if threading.active_count() > 1:
-        return None
+        return False
     with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stdout.flush()
         sys.stderr.flush()
@@ -38,14 +40,15 @@ def fork_worker(body: Callable[[], None], what: str) -> int | None:
     held = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
     try:
         pid = os.fork()
+        if pid == 0:
+            _child(body, what, parent, held)
+        keep(pid)
+        return True
     except OSError:
-        return None
+        return False
     finally:
         if os.getpid() == parent:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-    if pid == 0:
-        _child(body, what, parent, held)
-    return pid
 
 
 def _child(body: Callable[[], None], what: str, parent: int,

@@ -44,7 +44,7 @@ def test_a_no_op_plan_trusts_the_demo_jails_and_sees_tampering(demo: Model) -> N
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
     assert _built(_plan()) == set()         # from the cache this time
     blog, search = Path(layout.jail_root("blog")), Path(layout.jail_root("search"))
-    extra = blog / "usr" / "share" / "zoneinfo" / "planted"
+    extra = blog / "etc" / "planted"
     try:
         extra.write_text("root planted this\n")
         os.chmod(search / "etc", 0o700)

@@ -104,22 +104,21 @@ def test_root_tampering_inside_a_jail_is_seen(host: Host, tamper: str) -> None:
     host.plan()
     root = host.root()
     if tamper == "add":
-        with open(f"{root}/usr/share/zoneinfo/Europe/extra", "w", encoding="utf-8") as fh:
+        with open(f"{root}/etc/extra", "w", encoding="utf-8") as fh:
             fh.write("x\n")
     elif tamper == "remove":
-        os.unlink(f"{root}/usr/share/zoneinfo/Europe/Paris")
+        os.unlink(f"{root}/etc/nsswitch.conf")
     elif tamper == "chmod_file":        # a store object: every jail linking it drifts
-        os.chmod(f"{root}/usr/share/zoneinfo/Europe/Paris", 0o4755)  # noqa: S103
+        os.chmod(f"{root}/etc/passwd", 0o4755)  # noqa: S103
     elif tamper == "chmod_dir":
-        os.chmod(f"{root}/usr/share/zoneinfo/Europe", 0o777)  # noqa: S103
+        os.chmod(f"{root}/etc", 0o777)  # noqa: S103
     elif tamper == "chmod_dev":
         os.chmod(f"{root}/dev/null", 0o600)
     elif tamper == "replace_dir":
-        os.rename(f"{root}/usr/share/zoneinfo/Asia", f"{root}/asia-old")
-        os.mkdir(f"{root}/usr/share/zoneinfo/Asia", 0o755)
+        os.rename(f"{root}/etc", f"{root}/etc-old")
+        os.mkdir(f"{root}/etc", 0o755)
     else:
-        os.rename(f"{root}/usr/share/zoneinfo/Europe/Paris",
-                  f"{root}/usr/share/zoneinfo/Europe/Paris2")
+        os.rename(f"{root}/etc/nsswitch.conf", f"{root}/etc/nsswitch.conf2")
     try:
         states = host.plan()
     except PlanError:           # setuid, world-writable: the invariants refuse it
@@ -308,13 +307,12 @@ def test_a_jail_the_child_finds_changed_is_scanned(host: Host, tamper: str,
     host.plan()
     root = host.root()
     if tamper == "add":
-        with open(f"{root}/usr/share/zoneinfo/Europe/extra", "w", encoding="utf-8") as fh:
+        with open(f"{root}/etc/extra", "w", encoding="utf-8") as fh:
             fh.write("x\n")
     elif tamper == "chmod_dev":
         os.chmod(f"{root}/dev/null", 0o600)
     else:
-        os.rename(f"{root}/usr/share/zoneinfo/Europe/Paris",
-                  f"{root}/usr/share/zoneinfo/Europe/Paris2")
+        os.rename(f"{root}/etc/nsswitch.conf", f"{root}/etc/nsswitch.conf2")
     job = pending(host, monkeypatch)
     assert trusted(job.states) == {"pc1", "pc2"}       # taken as recorded, until settled
     job.settle()

@@ -47,13 +47,13 @@ def test_built_jail_has_no_changes() -> None:
 def test_changed_content_mode_owner_and_link() -> None:
     m = manifest(("shell",))
     disk = as_disk(m)
-    disk["/usr/share/zoneinfo/Europe/Paris"] = DiskEntry("file", 0o444, 0, 0, digest="old")
+    disk["/etc/nsswitch.conf"] = DiskEntry("file", 0o444, 0, 0, digest="old")
     disk["/tmp"] = DiskEntry("dir", 0o1777, 0, 0)
     disk["/usr/bin/sh"] = DiskEntry("symlink", 0o777, 0, 0, target="bash")
     got = {c.path: c.detail for c in diff_jail(m, disk)}
     assert got == {"/tmp": "mode 1777 -> 0755",
                    "/usr/bin/sh": "target bash -> dash",
-                   "/usr/share/zoneinfo/Europe/Paris": "content"}
+                   "/etc/nsswitch.conf": "content"}
 
 
 def test_removals_are_topmost_and_come_first() -> None:

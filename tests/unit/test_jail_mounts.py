@@ -31,6 +31,7 @@ def test_render_and_parse_round_trip() -> None:
     assert mounts == (MountSpec("proc", "/proc", False, "proc"),
                       MountSpec("tmpfs", "/tmp", True, "tmpfs", 64 * 1024 * 1024),
                       MountSpec("/srv/www/ncs", "/srv/www/ncs"),
+                      MountSpec("/usr/share/zoneinfo", "/usr/share/zoneinfo"),
                       MountSpec("/srv/www/ncs/data", "/srv/www/ncs/data", True))
     assert mounts_file("blog") == "/etc/phphost/fpm/blog.mounts.json"
 

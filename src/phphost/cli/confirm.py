@@ -58,12 +58,13 @@ class JailConfirm:
             time.sleep(RACY_NS / 1e9)
             _scan(self.model, self.pools, _removed(theirs))
 
-        pid = fork_worker(scan, "the scan of the new jails (the apply itself is done)")
+        def keep(pid: int) -> None:
+            self.pid, self.pipe = pid, mine
+
+        forked = fork_worker(scan, "the scan of the new jails (the apply itself is done)", keep)
         os.close(theirs)
-        if pid is None:
+        if not forked:
             os.close(mine)
-            return
-        self.pid, self.pipe = pid, mine
 
     def collected(self, removed: list[Gone]) -> None:
         self.removed = removed

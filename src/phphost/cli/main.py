@@ -77,6 +77,8 @@ def _lazy_parsers(argv: Sequence[str]) -> list[str]:
     """The modules whose parsers this command line needs: none for a core command,
     one for another command, all of them otherwise (`phphost -h`, a typo)."""
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and any(a in ("-h", "--help") for a in argv[:argv.index(command)]):
+        command = None          # `phphost -h plan`: the whole list, as argparse shows it
     if command in CORE:
         return []
     chosen = [LAZY[command]] if command in LAZY else list(LAZY.values())

@@ -229,9 +229,16 @@ class PendingJails:
                 unknown.append(p)
             else:
                 self.recorded[p.name] = (p, rec)
-        self.pid, self.answer = self._fork() if len(self.recorded) >= FORK_AT else (None, None)
-        for p in unknown:
-            self.states[p.name] = self.run.scan(p)
+        self.pid: int | None = None
+        self.answer: int | None = None      # our end of the child's pipe
+        if len(self.recorded) >= FORK_AT:
+            self._fork()
+        try:
+            for p in unknown:
+                self.states[p.name] = self.run.scan(p)
+        except BaseException:       # a jail that breaks an invariant: no child left behind
+            self.cancel()
+            raise
         for name, (_p, rec) in self.recorded.items():
             self.states[name] = JailState(name, layout.jail_root(name), None, (), rec.mounts)
         self.states = {n: self.states[n] for n in self.order}
@@ -239,11 +246,11 @@ class PendingJails:
     def _check(self) -> list[str]:
         return [n for n, (p, rec) in self.recorded.items() if not self.run.holds(p, rec)]
 
-    def _fork(self) -> tuple[int | None, int | None]:
+    def _fork(self) -> None:
         try:
             mine, theirs = os.pipe()        # the child writes, this process reads
         except OSError:
-            return None, None
+            return
 
         def check() -> None:
             os.close(mine)
@@ -251,23 +258,25 @@ class PendingJails:
             forked.write_all(theirs, pickle.dumps((failed, self.also())))
             os.close(theirs)
 
-        pid = forked.fork_worker(check, "the plan's check of the cached jails")
+        def keep(pid: int) -> None:
+            self.pid, self.answer = pid, mine
+
+        started = forked.fork_worker(check, "the plan's check of the cached jails", keep)
         os.close(theirs)
-        if pid is None:
+        if not started:
             os.close(mine)
-            return None, None
-        return pid, mine
 
     def _answer(self) -> tuple[set[str], object]:
         """The jails whose record did not hold and what `also` read, as the child
         found them (both done here when there was no child, or it failed)."""
         if self.pid is not None and self.answer is not None:
+            fd, self.answer = self.answer, None     # read_all closes it, whatever happens
             try:
-                data = forked.read_all(self.answer)
+                data = forked.read_all(fd)
             except OSError:
                 data = b""
             code = forked.reap(self.pid)
-            self.pid = self.answer = None
+            self.pid = None
             said: object = None
             if code == 0 and data:
                 # our own child's words, through a pipe only the two of us hold
@@ -294,10 +303,11 @@ class PendingJails:
         return self.also_value
 
     def cancel(self) -> None:
-        """The plan failed: end the child (our own, by pid)."""
-        if self.answer is not None:
-            os.close(self.answer)
-            self.answer = None
+        """The plan failed: end the child (our own, by pid), then close our end."""
         if self.pid is not None:
             forked.end(self.pid)
             self.pid = None
+        if self.answer is not None:
+            fd, self.answer = self.answer, None
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -141,8 +141,7 @@ class _Runner:
         identities and jails (FPM's own test needs the users, log dir and chroot they
         make); then every pool config the plan writes passes php-fpm -t beside the live
         one; only then are live files written. Touches no service."""
-        # a staged copy: nothing live yet
-        apache_staged = staging.validate_apache(self.plan.actions)
+        staging.validate_apache(self.plan.actions)     # a staged copy: nothing live yet
         staging.validate_extensions(self.plan.actions)
         for t in self._all(A.CheckTls):   # trust was refused at plan time (facts.unsafe)
             self.current = t
@@ -184,10 +183,10 @@ class _Runner:
             self.current = n
             self._network(n, old_policy)
             self._step(n)
-        if self._of(A.ReloadApache) and not apache_staged:
-            # a reload for files outside Apache's tree (a TLS key replaced in place):
-            # the live tree as it is now. A staged tree that passed is the live one now
-            # (each parse of 1,000 sites: 0.15 s of a one-pool change)
+        if self._of(A.ReloadApache):
+            # the live tree as it is now, whatever the staged test read: an apache2.conf
+            # with an absolute ServerRoot or Include reads live files there, and the
+            # tree may have been edited since it was staged
             services.apache_configtest()
         staged = {a.path for a in staging.fpm_conf_writes(self.plan.actions)}
         for m in self._masters():

@@ -56,9 +56,10 @@ def build_jail(manifest: Manifest, root: str, store_dir: str = layout.STORE_DIR)
 def _refuse_under_mount_targets(manifest: Manifest, changes: list[Change], root: str) -> None:
     """A mount target is an empty directory on the host. Anything found beneath one
     was put there by hand: say so instead of deleting it."""
-    # a tmpfs target may hold what the pool left in it when it was a pool-owned dir
-    # (a jail built before /tmp became a tmpfs): the pool's own scratch, removed
-    targets = [e.path for e in manifest.mounts if e.fstype != "tmpfs"]
+    # the base feature's targets may hold what older builds put there, removed: /tmp
+    # what the pool left in it when it was a pool-owned dir (before it became a
+    # tmpfs), /usr/share/zoneinfo the tree builds linked in before tzdata was bound
+    targets = [e.path for e in manifest.mounts if e.why != "base"]
     for change in changes:
         top = next((t for t in targets if change.action == "remove"
                     and change.path != t and is_inside(change.path, t)), None)

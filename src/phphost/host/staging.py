@@ -229,24 +229,21 @@ def fpm_conf_writes(actions: Sequence[A.Action]) -> list[A.WriteFile]:
 def _touches_apache(actions: Sequence[A.Action]) -> bool:
     return any(
         isinstance(a, A.ApacheModule)
-        or (isinstance(a, (A.WriteFile, A.RemoveFile)) and a.path.startswith(layout.APACHE_DIR))
-        or (isinstance(a, A.Symlink) and a.link.startswith(layout.APACHE_DIR))
+        or (isinstance(a, (A.WriteFile, A.RemoveFile))
+            and a.path.startswith(layout.APACHE_DIR + "/"))
+        or (isinstance(a, A.Symlink) and a.link.startswith(layout.APACHE_DIR + "/"))
         for a in actions)
 
 
-def validate_apache(actions: Sequence[A.Action]) -> bool:
+def validate_apache(actions: Sequence[A.Action]) -> None:
     """Raise ValidationFailed when apache2 would reject the tree the plan makes.
-    Changes nothing outside a temporary directory. True when it tested a staged tree
-    (the plan changes Apache's files): every file of that tree is the live one or
-    what the plan writes there, so once the plan's writes are live the live tree is
-    the one tested; False when the plan writes nothing of Apache's."""
+    Changes nothing outside a temporary directory."""
     if not _touches_apache(actions):
-        return False
+        return
     os.makedirs(layout.RUN_DIR, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp:
         _stage_apache(os.path.join(tmp, "apache2"), actions)
         _apache_test(os.path.join(tmp, "apache2"))
-    return True
 
 
 def validate_fpm(actions: Sequence[A.Action]) -> None:

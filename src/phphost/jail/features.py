@@ -90,6 +90,8 @@ class Context:
         self.out = ManifestBuilder(pool.name, host)
         self.features = pool.jail.features
         self.same_path_mounts = _same_path_mounts(pool, tenant)
+        if host.kind(ZONEINFO) == "dir":    # base binds it (feature_base)
+            self.same_path_mounts.append(ZONEINFO)
         if "phplibs" in self.features:
             self.same_path_mounts += phplibs_dirs(host)
         self._libdir: str | None = None
@@ -199,7 +201,13 @@ def feature_base(ctx: Context) -> None:
                       size=ctx.pool.settings.tmp_size))
     for path, devnum in ALLOWED_DEVICES.items():
         ctx.out.put(Entry(path, "device", devnum, DEVICE_MODE, why="base"))
-    ctx.add_tree("base", ZONEINFO)
+    # tzdata bound read-only at its own path, not linked in: it is 1,300 of a base
+    # jail's 1,350 entries (35 s of 1,000 jail builds, most of every jail scan), and
+    # a tzdata update reaches the jails at once
+    if ZONEINFO in ctx.same_path_mounts:
+        ctx.out.put(Entry(ZONEINFO, "mount", ZONEINFO, why="base"))
+    else:           # not a real directory here: its files linked in, as any other tree
+        ctx.add_tree("base", ZONEINFO)
     if ctx.host.kind("/etc/localtime") is not None:
         ctx.add_paths("base", "/etc/localtime")
     ctx.add_libs("base", NSS_FILES)
