@@ -54,6 +54,8 @@ $out = [
   'write_code' => @file_put_contents(__FILE__ . '.x', 'x') !== false,
   'write_data' => @file_put_contents(__DIR__ . '/data/x', 'x') !== false,
   'write_etc' => @file_put_contents('/etc/x', 'x') !== false,
+  'write_tz' => @file_put_contents('/usr/share/zoneinfo/x', 'x') !== false
+      || @touch('/usr/share/zoneinfo/UTC'),
   'session' => session_start() && is_file(session_save_path() . '/sess_' . session_id()),
   'mail' => mail('alice@example.org', 'hi', "body\n", 'From: Real Name <wiki@example.org>'),
   'sock' => ($c = @stream_socket_client('unix:///run/probe/probe.sock'))
@@ -213,6 +215,7 @@ def test_php_in_the_jail(master: Master, account: Account) -> None:
     assert got["shell"] == "shell-ok\n"
     assert got["write_data"] is True
     assert got["write_code"] is False and got["write_etc"] is False
+    assert got["write_tz"] is False             # the host's tzdata, bound read-only
     assert got["session"] is True
     assert got["mail"] is True
     s = master.sink.sessions[-1]
