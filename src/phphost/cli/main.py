@@ -26,7 +26,7 @@ from phphost.cli.result import ApplyResult, PlanResult
 from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
-from phphost.facts.capacity import machine_memory, pool_memory
+from phphost.facts.capacity import PoolMemory, machine_memory, pool_memory
 from phphost.facts.gather import Facts, ProgramsQuery, gather, read_early
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import JailState, PendingJails, manifest_for
@@ -142,42 +142,54 @@ def _lock() -> Iterator[None]:
 
 
 def _plan(model: Model, scope: Scope | None = None) -> A.Plan:
-    """Read the host (including each jailed pool's manifest) and plan. The jails the
-    cache trusts are checked on disk in a child process meanwhile, which then reads
-    the pools' cgroups and the live nftables table (PendingJails, read_early); when
-    a jail changed, the host is read again with its scan."""
+    """Read the host (including each jailed pool's manifest) and plan."""
+    return _read_plan(model, scope)[0]
+
+
+Memory = dict[str, PoolMemory]
+
+
+def _read_plan(model: Model, scope: Scope | None = None) -> tuple[A.Plan, Memory]:
+    """The plan, and what each pool's processes use now (for the capacity report).
+    The jails the cache trusts are checked on disk in a child process meanwhile,
+    which then reads the pools' cgroups, the live nftables table and the pools'
+    memory (PendingJails, read_early); when a jail changed, the host is read again
+    with its scan."""
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     limits = tuple((p.name, pool_limits(p)) for p in model.pools
                    if scope is None or p.name in scope.pools)
+    users = {p.name: p.user for p in model.pools}
     jails = PendingJails(model, scope.pools if scope else None,      # forks: no thread yet
-                         also=functools.partial(read_early, limits))
+                         also=lambda: (read_early(limits), pool_memory(users)))
     try:
-        desired, facts = _read_host(model, scope, state, jails.states, jails.settle)
+        desired, facts = _read_host(model, scope, state, jails.states,
+                                    lambda: _early(jails.settle())[0])
         if not jails.held:
             desired, facts = _read_host(model, scope, state, jails.states)
     except BaseException:
         jails.cancel()
         raise
-    return make_plan(desired, facts, state, jails.states, scope)
+    return make_plan(desired, facts, state, jails.states, scope), _early(jails.settle())[1]
 
 
 def _read_host(model: Model, scope: Scope | None, state: State, jails: dict[str, JailState],
-               early: Callable[[], object] | None = None) -> tuple[Desired, Facts]:
+               early: Callable[[], dict[str, Any]] | None = None) -> tuple[Desired, Facts]:
     """early: read_early of the scope's pools, as read meanwhile."""
     # supervisord answers while the rest is read
     programs = ProgramsQuery([layout.program_name(p.name) for p in model.pools])
     desired = desired_state(model, {p: j.for_desired() for p, j in jails.items()},
                             foreign=scope.foreign_files if scope else ())
     wanted = scope.narrow(desired.wanted()) if scope else desired.wanted()
-    return desired, gather(wanted, state, programs,
-                           None if early is None else lambda: _fields(early()))
+    return desired, gather(wanted, state, programs, early)
 
 
-def _fields(value: object) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"read_early gave {type(value).__name__}")
-    return value
+def _early(value: object) -> tuple[dict[str, Any], Memory]:
+    """What the plan's child read (PendingJails `also`), checked for its shape."""
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict)
+            and isinstance(value[1], dict)):
+        raise TypeError(f"the plan's child gave {type(value).__name__}")
+    return value[0], value[1]
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:
@@ -222,18 +234,20 @@ def _note_missing_tenants(model: Model) -> None:
               "with --tenant NAME", file=sys.stderr)
 
 
-def _capacity(model: Model, spec: str, force: bool) -> Capacity:
-    """The capacity report; PlanError when the worst case cannot fit (unless force)."""
-    cap = capacity(model, pool_memory({p.name: p.user for p in model.pools}),
-                   machine_memory())
+def _capacity(model: Model, spec: str, force: bool, memory: Memory | None = None) -> Capacity:
+    """The capacity report; PlanError when the worst case cannot fit (unless force).
+    memory: the pools' memory as the plan read it (_read_plan)."""
+    if memory is None:
+        memory = pool_memory({p.name: p.user for p in model.pools})
+    cap = capacity(model, memory, machine_memory())
     refuse_unless_fits(cap, spec, force)
     return cap
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     model, scope = _limited(load_spec(args.spec), args.tenants)
-    cap = _capacity(model, args.spec, args.force)
-    plan = _plan(model, scope)
+    plan, memory = _read_plan(model, scope)
+    cap = _capacity(model, args.spec, args.force, memory)
     interrupted = os.path.exists(f"{layout.JOURNAL_DIR}/entries.jsonl")
     return PlanResult(plan, args.verbose, interrupted, cap).emit(args.json)
 
@@ -260,8 +274,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     with _lock():
         undone = recover()
         model, scope = _limited(spec, args.tenants)
-        _capacity(model, args.spec, args.force)
-        plan = _plan(model, scope)
+        plan, memory = _read_plan(model, scope)
+        _capacity(model, args.spec, args.force, memory)
         if args.saved_plan:
             _same_as_saved(plan, args.saved_plan)
         if not args.json:
