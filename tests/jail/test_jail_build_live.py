@@ -13,7 +13,7 @@ import pytest
 from phphost.errors import HostError
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jailscan import gather_facts, scan_jail
-from phphost.host.jailbuild import build_jail, remove_jail
+from phphost.host.jailbuild import build_jail, prune_hidden, remove_jail
 from phphost.host.jailstore import Store
 from phphost.jail.diff import diff_jail
 from phphost.jail.features import build_manifest
@@ -255,7 +255,8 @@ def test_stray_file_under_a_mount_target_is_not_deleted(scratch: str, account: A
 def test_a_jail_built_with_tzdata_linked_in_is_emptied_for_the_bind(
         scratch: str, account: Account) -> None:
     """Jails built before tzdata was bound hold the tree under what is now the base
-    feature's mount target: a build removes it (a spec's mount target stays guarded)."""
+    feature's bind target, which their running masters still read: a build leaves it,
+    prune_hidden (apply, after the masters have the bind) removes it."""
     m, root, store = make(scratch, account)
     build_jail(m, root, store)
     os.makedirs(f"{root}/usr/share/zoneinfo/Europe")
@@ -265,5 +266,7 @@ def test_a_jail_built_with_tzdata_linked_in_is_emptied_for_the_bind(
     changes = build_jail(m, root, store)
     assert {c.path for c in changes if c.action == "remove"} == {"/usr/share/zoneinfo/Europe",
                                                                  "/usr/share/zoneinfo/CET"}
+    assert sorted(os.listdir(f"{root}/usr/share/zoneinfo")) == ["CET", "Europe"]   # still read
+    assert prune_hidden(m, root) == ["/usr/share/zoneinfo/CET", "/usr/share/zoneinfo/Europe"]
     assert os.listdir(f"{root}/usr/share/zoneinfo") == []
-    assert build_jail(m, root, store) == []
+    assert build_jail(m, root, store) == [] and prune_hidden(m, root) == []

@@ -192,6 +192,7 @@ def test_untrusted_program_outside_any_mount_is_refused_even_with_an_interpreter
 
 @pytest.mark.parametrize(("target", "error"), [
     ("/tmp/shared", "a directory the pool writes"),
+    ("/usr/share", "would be hidden by the mount"),
     ("/dev", "would be hidden by the mount"),
     ("/usr/share/zoneinfo", "is wanted as a ro mount"),
     ("/lib/extra", "beneath /lib, which is a symlink"),
@@ -237,3 +238,17 @@ def test_phplibs_binds_the_shared_library_dirs_read_only() -> None:
     # without the feature: nothing of them
     plain = build_manifest(pool(), TENANT, h)
     assert not [e for e in plain.entries if e.path.startswith("/usr/share/php")]
+
+
+def test_tzdata_reached_through_a_symlink_is_linked_in_not_bound() -> None:
+    """The launcher binds no source reached through a symlink: a host whose tzdata
+    sits elsewhere behind a link gets the files linked in, as before the bind."""
+    h = debian_host()
+    for name in [p for p in h.files if p.startswith("/usr/share/zoneinfo/")]:
+        h.files[name.replace("/usr/share/zoneinfo/", "/data/tz/")] = h.files.pop(name)
+    h.links = {k.replace("/usr/share/zoneinfo/", "/data/tz/"): v for k, v in h.links.items()}
+    h.links["/usr/share/zoneinfo"] = "/data/tz"
+    m = build_manifest(pool(), TENANT, h)
+    assert not any(e.kind == "mount" and e.source in ("/usr/share/zoneinfo", "/data/tz")
+                   for e in m.entries)
+    assert entry(m, "/data/tz/Europe/Paris").kind == "file"

@@ -354,8 +354,8 @@ class MigrateHooks:
 
     def apply(self, model: Model, show: Callable[[str], None]) -> None:
         recover()
-        _capacity(model, model.source, False)
-        plan = _plan(model)
+        plan, memory = _read_plan(model)
+        _capacity(model, model.source, False, memory)
         _show(plan, show)
         if plan.has_changes():
             _execute(model, plan, Progress())

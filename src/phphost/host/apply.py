@@ -348,6 +348,20 @@ class _Runner:
             # its config passed php-fpm -t in stage(), staged or live
             services.reload_master(a.pool, a.socket, tested=True)
 
+    def _prune(self) -> None:
+        """The jails built now lose what older builds left beneath the base feature's
+        bind targets (tzdata linked in before it was bound): their masters were
+        restarted with the bind (services). A failure is a note: the next apply's
+        build prunes again."""
+        for b in self._all(A.BuildJail):
+            if b.manifest is None:
+                continue
+            try:
+                jails.prune(b.manifest)
+            except (OSError, HostError) as err:
+                print(f"note: jail of pool {b.pool}: what an older build left beneath its "
+                      f"tzdata bind stays ({err}); the next apply removes it", file=sys.stderr)
+
     def cleanup(self) -> None:
         """After the commit point: removals that cannot be rolled back. Jails are
         removed JAIL_BUILDS_AT_ONCE at a time while the users and groups go (both wait
@@ -374,6 +388,7 @@ class _Runner:
                 self._step(r)
         finally:
             removals.shutdown(wait=True, cancel_futures=True)
+        self._prune()
         if self._of(A.BuildJail, A.RemoveJail):
             removed = jails.collect_garbage()
             if self.hook is not None:

@@ -43,14 +43,50 @@ def build_jail(manifest: Manifest, root: str, store_dir: str = layout.STORE_DIR)
     changes = diff_jail(manifest, on_disk)
     _refuse_under_mount_targets(manifest, changes, root)
     want = manifest.on_disk()
+    hidden = base_binds(manifest)
     with DirFds(root) as dirs:
         for change in changes:
+            if change.action == "remove" and _beneath(change.path, hidden):
+                continue        # the running master still reads it: prune_hidden, later
             if change.action == "remove" or change.detail.startswith("was a "):
                 dirs.forget(change.path)
                 remove_path(root, change.path)
             if change.action != "remove":
                 _materialise(dirs, want[change.path], manifest, store, change.action)
     return changes
+
+
+def base_binds(manifest: Manifest) -> list[str]:
+    """The targets of the base feature's binds (tzdata). A jail built before tzdata
+    was bound holds the tree linked in there, which its running master still reads
+    until it is restarted with the bind: builds leave it, and prune_hidden removes it
+    once every master has the bind (apply, after the commit point)."""
+    return [e.path for e in manifest.mounts if e.why == "base" and e.fstype != "tmpfs"]
+
+
+def _beneath(path: str, tops: list[str]) -> bool:
+    return any(path != top and is_inside(path, top) for top in tops)
+
+
+def prune_hidden(manifest: Manifest, root: str) -> list[str]:
+    """Remove what lies beneath the base feature's bind targets (the jail paths
+    removed): only root can write there, and no master reads it any more."""
+    refuse_mounts(root, "prune the jail")
+    removed = []
+    for top in base_binds(manifest):
+        try:
+            with open_parent(root, top) as (pfd, name):
+                fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+                try:
+                    names = sorted(os.listdir(fd))
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            remove_path(root, f"{top}/{name}")
+            removed.append(f"{top}/{name}")
+    return removed
 
 
 def _refuse_under_mount_targets(manifest: Manifest, changes: list[Change], root: str) -> None:

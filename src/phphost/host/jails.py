@@ -12,7 +12,7 @@ from phphost import layout
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jailcache import Gone
 from phphost.facts.jailscan import gather_facts
-from phphost.host.jailbuild import build_jail, remove_jail
+from phphost.host.jailbuild import build_jail, prune_hidden, remove_jail
 from phphost.host.jailstore import Store
 from phphost.jail.features import complete_identities
 from phphost.jail.invariants import Neighbours, check_invariants
@@ -29,6 +29,13 @@ def build(manifest: Manifest, user: str, group: str) -> None:
     root = layout.jail_root(manifest.pool)
     check_invariants(manifest, gather_facts(root), Neighbours())
     build_jail(manifest, root)
+
+
+def prune(manifest: Manifest) -> list[str]:
+    """After every master has its jail's new mounts: what older builds left beneath
+    the base feature's bind targets (jailbuild.prune_hidden)."""
+    root = layout.jail_root(manifest.pool)
+    return prune_hidden(manifest, root) if os.path.isdir(root) else []
 
 
 def exists(pool: str) -> bool:

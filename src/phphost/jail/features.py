@@ -90,7 +90,7 @@ class Context:
         self.out = ManifestBuilder(pool.name, host)
         self.features = pool.jail.features
         self.same_path_mounts = _same_path_mounts(pool, tenant)
-        if host.kind(ZONEINFO) == "dir":    # base binds it (feature_base)
+        if _real_dir(host, ZONEINFO):       # base binds it (feature_base)
             self.same_path_mounts.append(ZONEINFO)
         if "phplibs" in self.features:
             self.same_path_mounts += phplibs_dirs(host)
@@ -172,6 +172,13 @@ class Context:
         """The real directory /bin/sh lives in (/usr/bin on a merged-/usr host)."""
         self.add_paths(why, posixpath.dirname(BIN_SH))
         return resolve_chain(posixpath.dirname(BIN_SH), self.host.readlink).real
+
+
+def _real_dir(host: HostView, path: str) -> bool:
+    """path is a directory reached through no symlink (the launcher binds nothing
+    else: a symlinked /usr or /usr/share would stop every master)."""
+    chain = resolve_chain(path, host.readlink)
+    return not chain.links and chain.real == path and host.kind(path) == "dir"
 
 
 def _same_path_mounts(pool: Pool, tenant: Tenant) -> list[str]:

@@ -228,7 +228,10 @@ class ManifestBuilder:
         if parent.kind == "mount" and parent.fstype == "tmpfs":
             raise PlanError(f"{where} lies in {parent.path}, the pool's private tmpfs, a "
                             "directory the pool writes; mount somewhere else")
-        if parent.kind == "mount" and entry.kind != "mount":
+        if parent.kind == "mount" and (entry.kind != "mount" or
+                                       (entry.why == "base" and parent.why != "base")):
+            # a base bind (tzdata) under another mount would need its target inside
+            # that mount's source
             raise PlanError(f"{where} would be hidden by the mount at {parent.path}; "
                             "mount somewhere else or drop the feature that needs the path")
         if parent.kind == "dir" and parent.owner == "pool":
