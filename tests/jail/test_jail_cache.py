@@ -98,11 +98,8 @@ def test_a_clean_jail_is_trusted_next_time(host: Host) -> None:
     assert trusted(host.plan()) == {"pc1", "pc2"}
 
 
-@pytest.mark.parametrize("tamper", ["add", "remove", "chmod_file", "chmod_dir", "chmod_dev",
-                                    "replace_dir", "rename"])
-def test_root_tampering_inside_a_jail_is_seen(host: Host, tamper: str) -> None:
-    host.plan()
-    root = host.root()
+def tamper_with(root: str, tamper: str) -> None:
+    """What root (an admin, a package) might do inside a built jail."""
     if tamper == "add":
         with open(f"{root}/etc/extra", "w", encoding="utf-8") as fh:
             fh.write("x\n")
@@ -119,6 +116,14 @@ def test_root_tampering_inside_a_jail_is_seen(host: Host, tamper: str) -> None:
         os.mkdir(f"{root}/etc", 0o755)
     else:
         os.rename(f"{root}/etc/nsswitch.conf", f"{root}/etc/nsswitch.conf2")
+
+
+@pytest.mark.parametrize("tamper", ["add", "remove", "chmod_file", "chmod_dir", "chmod_dev",
+                                    "replace_dir", "rename"])
+def test_root_tampering_inside_a_jail_is_seen(host: Host, tamper: str) -> None:
+    host.plan()
+    root = host.root()
+    tamper_with(root, tamper)
     try:
         states = host.plan()
     except PlanError:           # setuid, world-writable: the invariants refuse it
@@ -306,13 +311,7 @@ def test_a_jail_the_child_finds_changed_is_scanned(host: Host, tamper: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     host.plan()
     root = host.root()
-    if tamper == "add":
-        with open(f"{root}/etc/extra", "w", encoding="utf-8") as fh:
-            fh.write("x\n")
-    elif tamper == "chmod_dev":
-        os.chmod(f"{root}/dev/null", 0o600)
-    else:
-        os.rename(f"{root}/etc/nsswitch.conf", f"{root}/etc/nsswitch.conf2")
+    tamper_with(root, tamper)
     job = pending(host, monkeypatch)
     assert trusted(job.states) == {"pc1", "pc2"}       # taken as recorded, until settled
     job.settle()

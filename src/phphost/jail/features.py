@@ -194,7 +194,7 @@ def phplibs_dirs(host: HostView) -> tuple[str, ...]:
     symlinks): what the phplibs feature binds."""
     named = [posixpath.join(SHARE, n) for n in host.listdir(SHARE)
              if n.startswith(PHPLIBS_PREFIX)] if host.kind(SHARE) == "dir" else []
-    return tuple(p for p in (*PHPLIBS_DIRS, *named) if host.kind(p) == "dir")
+    return tuple(p for p in (*PHPLIBS_DIRS, *named) if _real_dir(host, p))
 
 
 # ---------------------------------------------------------------- features
