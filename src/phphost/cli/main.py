@@ -27,7 +27,14 @@ from phphost.errors import PhphostError, PlanError, SpecError
 from phphost.exitcodes import ExitCode
 from phphost.facts.accounts import read_model_accounts
 from phphost.facts.capacity import PoolMemory, machine_memory, pool_memory
-from phphost.facts.gather import Facts, ProgramsQuery, gather, read_early
+from phphost.facts.gather import (
+    DirFacts,
+    Facts,
+    ProgramsQuery,
+    gather,
+    read_dir_facts,
+    read_early,
+)
 from phphost.facts.hostview import RealHostView
 from phphost.facts.jails import JailState, PendingJails, manifest_for
 from phphost.facts.state import State, applied_tenants, read_applied, read_state
@@ -38,7 +45,7 @@ from phphost.monitor.runs import record_run
 from phphost.plan import actions as A
 from phphost.plan.accounts import check_accounts
 from phphost.plan.capacity import Capacity, capacity, refuse_unless_fits
-from phphost.plan.desired import Desired, desired_state
+from phphost.plan.desired import Desired, desired_state, dir_paths
 from phphost.plan.destroy import make_destroy_plan, with_purge
 from phphost.plan.planner import make_plan
 from phphost.plan.scope import Scope, doomed_model, make_scope, unknown_tenants
@@ -152,16 +159,17 @@ Memory = dict[str, PoolMemory]
 def _read_plan(model: Model, scope: Scope | None = None) -> tuple[A.Plan, Memory]:
     """The plan, and what each pool's processes use now (for the capacity report).
     The jails the cache trusts are checked on disk in a child process meanwhile,
-    which then reads the pools' cgroups, the live nftables table and the pools'
-    memory (PendingJails, read_early); when a jail changed, the host is read again
-    with its scan."""
+    which then reads the pools' cgroups, the live nftables table, the homes' and
+    docroots' owners, modes and ACLs, and the pools' memory (PendingJails, read_early,
+    _dir_facts); when a jail changed, the host is read again with its scan."""
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     limits = tuple((p.name, pool_limits(p)) for p in model.pools
                    if scope is None or p.name in scope.pools)
     users = {p.name: p.user for p in model.pools}
     jails = PendingJails(model, scope.pools if scope else None,      # forks: no thread yet
-                         also=lambda: (read_early(limits), pool_memory(users)))
+                         also=lambda: (read_early(limits), pool_memory(users),
+                                       _dir_facts(model, scope)))
     try:
         desired, facts = _read_host(model, scope, state, jails.states,
                                     lambda: _early(jails.settle())[0])
@@ -184,12 +192,24 @@ def _read_host(model: Model, scope: Scope | None, state: State, jails: dict[str,
     return desired, gather(wanted, state, programs, early)
 
 
+def _dir_facts(model: Model, scope: Scope | None) -> DirFacts:
+    """The homes' and docroots' owners, modes and ACLs that gather will want (none in
+    another tenant's home when the run is limited to some: Scope.narrow)."""
+    dirs, acls = dir_paths(model)
+    if scope is not None:
+        dirs = [d for d in dirs if not scope.in_foreign_home(d)]
+        acls = [a for a in acls if not scope.in_foreign_home(a)]
+    return read_dir_facts(dirs, acls)
+
+
 def _early(value: object) -> tuple[dict[str, Any], Memory]:
-    """What the plan's child read (PendingJails `also`), checked for its shape."""
-    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict)
-            and isinstance(value[1], dict)):
+    """What the plan's child read (PendingJails `also`), checked for its shape: the
+    Facts fields for gather (the directories' among them as "dir_facts") and the
+    pools' memory."""
+    if not (isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], dict)
+            and isinstance(value[1], dict) and isinstance(value[2], DirFacts)):
         raise TypeError(f"the plan's child gave {type(value).__name__}")
-    return value[0], value[1]
+    return {**value[0], "dir_facts": value[2]}, value[1]
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:

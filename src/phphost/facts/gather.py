@@ -132,13 +132,19 @@ def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None,
            early: Callable[[], dict[str, Any]] | None = None) -> Facts:
     """query: supervisord's answer asked for earlier (ProgramsQuery). early:
     read_early(wanted.limits) as read elsewhere meanwhile (the plan's child process),
-    asked for last."""
+    asked for once the rest is read; its "dir_facts" (DirFacts), when they cover the
+    directories wanted, stand for gather's own read_dirs."""
     # the launcher binary is built from LAUNCHER_SOURCE, never read as a file
     paths = (set(wanted.files) | set(state.files)) - {layout.LAUNCHER} - wanted.leave
     users = set(wanted.users) | set(state.users)
     groups = set(wanted.groups) | set(state.groups)
+    files = {p: _read_file(p) for p in sorted(paths)}
+    links = {link: read_link(link) for link in wanted.links} | _state_links(state)
+    programs, sup_running = query.result() if query is not None else read_programs()
+    got = dict(read_early(wanted.limits) if early is None else early())
+    pre = got.pop("dir_facts", None)
     unsafe: dict[str, str] = {}
-    dirs, acls = read_dirs(wanted.dirs, [a for a, _ in wanted.acls], unsafe)
+    dirs, acls = _dirs_and_acls(wanted, pre if isinstance(pre, DirFacts) else None, unsafe)
     for docroot in (a for a, recursive in wanted.acls if recursive):
         check_real_path(docroot, unsafe)
     for path, entries in wanted.grants:
@@ -150,10 +156,9 @@ def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None,
     for pool, sock in wanted.sockets:
         if os.path.dirname(sock) not in trusted and check_socket_dir(pool, sock, unsafe):
             trusted.add(os.path.dirname(sock))
-    programs, sup_running = query.result() if query is not None else read_programs()
     return Facts(
-        files={p: _read_file(p) for p in sorted(paths)},
-        links={link: read_link(link) for link in wanted.links} | _state_links(state),
+        files=files,
+        links=links,
         users={u: g for u in sorted(users) if (g := primary_group(u)) is not None},
         groups=frozenset(g for g in groups if group_exists(g)),
         dirs=dirs,
@@ -165,8 +170,42 @@ def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None,
         jails=read_jail_dirs(),
         unsafe=unsafe,
         nft_loaded=nftables.loaded_digest(),
-        **(read_early(wanted.limits) if early is None else early()),
+        **got,
     )
+
+
+@dataclass(frozen=True)
+class DirFacts:
+    """read_dirs of some directories, read elsewhere meanwhile (the plan's child,
+    cli/main.py): at 1,000 tenants a walk to 2,000 homes and docroots, a tenth of a
+    one-pool change. `read`: the paths read for owner and mode; `acl_read`: those read
+    for their ACL."""
+
+    dirs: dict[str, DirFact | None]
+    acls: dict[str, frozenset[str]]
+    unsafe: dict[str, str]
+    read: frozenset[str]
+    acl_read: frozenset[str]
+
+
+def read_dir_facts(paths: Iterable[str], acl_paths: Iterable[str]) -> DirFacts:
+    paths, acl_paths = list(paths), list(acl_paths)
+    unsafe: dict[str, str] = {}
+    dirs, acls = read_dirs(paths, acl_paths, unsafe)
+    return DirFacts(dirs, acls, unsafe, frozenset(paths), frozenset(acl_paths))
+
+
+def _dirs_and_acls(wanted: Wanted, pre: DirFacts | None, unsafe: dict[str, str]
+                   ) -> tuple[dict[str, DirFact | None], dict[str, frozenset[str]]]:
+    """What read_dirs gives for the wanted directories: taken from `pre` when it read
+    every one of them (and the ACL of each whose ACL is wanted), else read now."""
+    acl_paths = [a for a, _ in wanted.acls]
+    if pre is None or not (set(wanted.dirs) <= pre.read and set(acl_paths) <= pre.acl_read):
+        return read_dirs(wanted.dirs, acl_paths, unsafe)
+    want = set(wanted.dirs) | set(acl_paths)
+    unsafe.update((p, why) for p, why in pre.unsafe.items() if p in want)
+    return ({p: pre.dirs.get(p) for p in wanted.dirs},
+            {a: pre.acls[a] for a in acl_paths if a in pre.acls})
 
 
 def read_early(limits: Iterable[tuple[str, Limits]]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ directories, ACLs, modules, masters. Pure."""
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -97,7 +98,13 @@ class Desired:
     limits: tuple[tuple[str, Limits], ...] = ()     # pool -> its resource limits
 
     def master(self, pool: str) -> DesiredMaster | None:
-        return next((m for m in self.masters if m.pool == pool), None)
+        return self._masters_by_pool.get(pool)
+
+    @functools.cached_property
+    def _masters_by_pool(self) -> dict[str, DesiredMaster]:
+        """masters by pool (the planner asks for each pool's: a scan each was
+        quadratic in the pools)."""
+        return {m.pool: m for m in reversed(self.masters)}
 
     def wanted(self) -> Wanted:
         """What facts.gather must read for this Desired."""
@@ -239,6 +246,12 @@ def _dirs(model: Model) -> tuple[DesiredDir, ...]:
                 dirs.setdefault(parent, DesiredDir(parent, tenant.user, tenant.group, 0o750, False))
             dirs[path] = DesiredDir(path, tenant.user, tenant.group, 0o2770)
     return tuple(dirs.values())
+
+
+def dir_paths(model: Model) -> tuple[list[str], list[str]]:
+    """The directories whose owner and mode, and those whose ACL, a Desired of
+    `model` names (Desired.wanted()'s dirs and acls), without rendering the rest."""
+    return [d.path for d in _dirs(model)], [a.path for a in _acls(model)]
 
 
 def _acls(model: Model) -> tuple[DesiredAcl, ...]:

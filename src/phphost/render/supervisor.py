@@ -24,9 +24,12 @@ def supervisor_log(pool: str) -> str:
 def command_line(argv: list[str]) -> str:
     """argv joined with single spaces; ValueError when an element would not come
     back unchanged from supervisord's parsing."""
+    joined = "".join(argv)
+    if all(argv) and joined.isprintable() and not _SPECIAL_OR_SPACE.search(joined):
+        return " ".join(argv)       # the common case: one search for the whole argv
     for arg in argv:
         if arg and arg.isprintable() and not _SPECIAL_OR_SPACE.search(arg):
-            continue        # the common case: no per-character loop
+            continue
         bad = next((c for c in arg if c.isspace() or not c.isprintable() or c in _SPECIAL),
                    None)
         if not arg or bad is not None:

@@ -140,9 +140,9 @@ def _options(at: At, recipe: Recipe, value: object) -> list[Option]:
 
 def apply_recipes(at: At, sites: Table, pools: Table, tenants: Table) -> tuple[Table, Table]:
     """The raw [sites] and [pools] tables with every site's recipe applied (new
-    tables; the input is not changed). `at` is the spec's top level."""
-    sites = copy.deepcopy(sites)
-    pools = copy.deepcopy(pools)
+    tables; the input is not changed: a site with a recipe and its pool are copied
+    before they change, the others are shared). `at` is the spec's top level."""
+    sites, pools = dict(sites), dict(pools)
     by_pool: dict[str, tuple[str, str]] = {}     # pool -> (site, recipe)
     for sname in sorted(sites):
         site = sites[sname]
@@ -156,11 +156,14 @@ def apply_recipes(at: At, sites: Table, pools: Table, tenants: Table) -> tuple[T
         where = at.sub("sites").sub(sname)
         recipe = recipe_of(where.sub("recipe"), site["recipe"])
         options = _options(where.sub("recipe_options"), recipe, site.get("recipe_options", []))
+        site = sites[sname] = copy.deepcopy(site)
         _apply_site(recipe, site)
         pname = site.get("pool")
         pool = pools.get(pname) if isinstance(pname, str) else None
         if not isinstance(pname, str) or not isinstance(pool, dict):
             continue          # validation of the site reports it
+        if pname not in by_pool:
+            pool = pools[pname] = copy.deepcopy(pool)
         if pname in by_pool and by_pool[pname][1] != recipe.name:
             other, other_recipe = by_pool[pname]
             where.sub("recipe").fail(

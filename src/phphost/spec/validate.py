@@ -9,7 +9,7 @@ import difflib
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Generic, NoReturn, TypeVar
@@ -172,11 +172,12 @@ def unix_name(at: At, value: object, what: str = "Unix user or group name") -> s
     return text
 
 
-def reference(at: At, value: object, known: Iterable[str], kind: str) -> str:
-    """A name that must be defined under [KINDs.NAME]."""
+def reference(at: At, value: object, known: Collection[str], kind: str) -> str:
+    """A name that must be defined under [KINDs.NAME] (`known`: a set or a table's
+    keys; sorted only for the message: every pool and site refers to its tenant)."""
     ref = string(at, value)
-    defined = sorted(known)
-    if ref not in defined:
+    if ref not in known:
+        defined = sorted(known)
         at.fail(f"{kind} {ref!r} is not defined",
                 f"use one of the defined {kind}s: {quoted(defined)}" if defined
                 else f"define it under [{kind}s.{ref}]")
