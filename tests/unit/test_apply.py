@@ -302,3 +302,14 @@ def test_a_master_already_started_when_apply_starts_it_is_restarted(
     apply_mod.execute(A.Plan(acts), lambda *a: None)
     restarted = [c for c in world.calls if c.startswith("restart_program")]
     assert restarted == ([] if updated else ["restart_program phphost-p1"])
+
+
+def test_no_live_configtest_when_the_staged_test_read_the_staged_tree_alone(
+        world: World, top: Path, before: dict[str, object],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """staging.read_as_staged: a test of the live tree would parse the same files."""
+    monkeypatch.setattr(staging, "validate_apache",
+                        lambda actions: world.hit("validate_apache") is None)
+    apply_mod.execute(plan(top), lambda *a: None)
+    assert "validate_apache" in world.calls and "apache_reload" in world.calls
+    assert "apache_configtest" not in world.calls

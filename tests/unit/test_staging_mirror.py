@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from phphost import layout
-from phphost.host import staging
+from phphost.host import opened, staging
 from phphost.plan import actions as A
 
 
@@ -116,3 +116,45 @@ def test_a_link_into_a_changed_dir_stages_its_dir_too(live: Path) -> None:
     assert not (staged / "sites-enabled").is_symlink()
     assert _view(staged)["sites-enabled/a.conf"] == "site a new\n"
     assert (live / "sites-available/a.conf").read_text() == "site a\n"
+
+
+
+def test_a_test_that_opened_no_changed_live_file_stands_for_the_live_test(live: Path) -> None:
+    d = str(live)
+    actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n"),
+                               A.Symlink("t", f"{d}/sites-enabled/c.conf", "../c")]
+    # files the plan leaves alone, read through the staged view's links: the same
+    assert staging.read_as_staged({d, f"{d}/apache2.conf", f"{d}/sites-available/b.conf",
+                                   f"{d}/conf-enabled"}, actions)
+    assert not staging.read_as_staged(None, actions)                 # not known
+
+
+@pytest.mark.parametrize("path", ["sites-available/a.conf",      # a changed file, as it was
+                                  "sites-enabled/c.conf",          # a link the plan makes
+                                  "sites-enabled",                 # a glob over a changed dir
+                                  "sites-available"])
+def test_a_changed_live_file_or_directory_opened_needs_the_live_test(live: Path,
+                                                                    path: str) -> None:
+    d = str(live)
+    actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n"),
+                               A.Symlink("t", f"{d}/sites-enabled/c.conf", "../c")]
+    assert not staging.read_as_staged({f"{d}/apache2.conf", f"{d}/{path}"}, actions)
+
+
+def test_the_watch_sees_a_live_file_opened_through_a_link_from_elsewhere(live: Path,
+                                                                      tmp_path: Path) -> None:
+    """What the staged view does: a link outside the tree to a file inside it."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    os.symlink(live / "conf-available/sub/y.conf", outside / "y.conf")
+    with opened.watch(str(live)) as seen:
+        (outside / "y.conf").read_text()
+        os.listdir(live / "sites-enabled")
+        (live / "sites-available/b.conf").stat()          # a stat is no open
+    assert seen.paths is not None
+    assert f"{live}/conf-available/sub/y.conf" in seen.paths
+    assert f"{live}/sites-enabled" in seen.paths
+    assert f"{live}/sites-available/b.conf" not in seen.paths
+    with opened.watch(str(live)) as quiet:
+        pass
+    assert quiet.paths == set()

@@ -119,6 +119,7 @@ class _Runner:
         self.services_touched = False
         self.current: A.Action | None = None
         self.user_groups: set[str] = set()
+        self.apache_staged = False      # the staged test read the plan's tree alone
 
     def _step(self, action: A.Action) -> None:
         self.done.append(action.describe())
@@ -184,10 +185,10 @@ class _Runner:
             self.current = n
             self._network(n, old_policy)
             self._step(n)
-        if self._of(A.ReloadApache):
-            # the live tree as it is now, whatever the staged test read: an apache2.conf
-            # with an absolute ServerRoot or Include reads live files there, and the
-            # tree may have been edited since it was staged
+        if self._of(A.ReloadApache) and not self.apache_staged:
+            # the live tree as it is now: the staged test did not run, or did not read
+            # the staged tree alone (an apache2.conf with an absolute ServerRoot or
+            # Include reads live files there: staging.read_as_staged)
             services.apache_configtest()
         staged = {a.path for a in staging.fpm_conf_writes(self.plan.actions)}
         for m in self._masters():
@@ -201,12 +202,12 @@ class _Runner:
         their own; a one-pool change at 1,000 tenants waited for each in turn). True
         when it ran."""
         if self._of(A.EnsureGroup, A.EnsureUser, A.EnsureDir, A.SetAcl, A.BuildJail):
-            staging.validate_apache(self.plan.actions)
+            self.apache_staged = bool(staging.validate_apache(self.plan.actions))
             return False
         with ThreadPoolExecutor(max_workers=1) as other:
             fpm = other.submit(staging.validate_fpm, self.plan.actions)
             try:
-                staging.validate_apache(self.plan.actions)
+                self.apache_staged = bool(staging.validate_apache(self.plan.actions))
             finally:
                 fpm_error = fpm.exception()
         if fpm_error is not None:

@@ -2,7 +2,9 @@
 
 The Apache tree is copied into a staging directory, the plan's file writes, removals,
 links and module changes are made there, and `apache2ctl -t` runs against the copy
-(Debian's apache2ctl takes APACHE_CONFDIR and passes `-d` to apache2). Each FPM pool
+(Debian's apache2ctl takes APACHE_CONFDIR and passes `-d` to apache2), while inotify
+watches which live files it opens (read_as_staged: when it read none the plan changes,
+apply needs no second test of the live tree after its writes). Each FPM pool
 config the plan writes is written to a temporary file and `php-fpm -t` runs on that. Only when
 everything passes does apply touch a live file, so a graceful reload from elsewhere
 (logrotate's postrotate, an admin) can never load a configuration nobody validated.
@@ -19,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from phphost import layout
 from phphost.errors import ValidationFailed
+from phphost.host import opened
 from phphost.plan import actions as A
 from phphost.runner import run
 from phphost.spec import extensions
@@ -172,6 +175,40 @@ def _apache_test(confdir: str) -> None:
             "Nothing was changed. Fix the site's settings in the spec (TLS paths, names)")
 
 
+def _real(path: str) -> str:
+    """path with its directory resolved (as the kernel names the file it opens)."""
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def _changed_live(actions: Sequence[A.Action]) -> set[str]:
+    """The live paths under the Apache tree the plan writes, removes or links, and
+    the directories it adds, removes or replaces entries in."""
+    paths: set[str] = set()
+    for a in actions:
+        if isinstance(a, (A.WriteFile, A.RemoveFile)):
+            paths.add(a.path)
+        elif isinstance(a, A.Symlink):
+            paths.add(a.link)
+        elif isinstance(a, A.ApacheModule):
+            paths |= {f"{layout.APACHE_DIR}/mods-enabled/{a.module}.{ext}"
+                      for ext in ("load", "conf")}
+    inside = {_real(p) for p in paths if p.startswith(layout.APACHE_DIR + "/")}
+    return inside | {os.path.realpath(d) for d in _touched_dirs(actions)}
+
+
+def read_as_staged(opened: set[str] | None, actions: Sequence[A.Action]) -> bool:
+    """Did the staged test read the plan's tree, so that a test of the live tree once
+    the plan has written it would parse the same files with the same content?
+    `opened`: what the test opened in the live tree (host/opened.py; None: not
+    known). Not when it opened a live file the plan changes (an absolute Include or
+    ServerRoot, or a link with an absolute target, reads it as it is before the
+    writes) or a live directory the plan adds, removes or replaces entries in (a glob
+    there lists it as it is now). Then apply tests the live tree after its writes."""
+    if opened is None:
+        return False
+    return opened.isdisjoint(_changed_live(actions))
+
+
 FPM_TESTS_AT_ONCE = max(2, os.cpu_count() or 1)
 
 
@@ -235,15 +272,20 @@ def _touches_apache(actions: Sequence[A.Action]) -> bool:
         for a in actions)
 
 
-def validate_apache(actions: Sequence[A.Action]) -> None:
+def validate_apache(actions: Sequence[A.Action]) -> bool:
     """Raise ValidationFailed when apache2 would reject the tree the plan makes.
-    Changes nothing outside a temporary directory."""
+    Changes nothing outside a temporary directory. True when the test read the
+    staged tree alone (read_as_staged): apply then needs no configtest of the live
+    tree after writing it (at 1,000 sites each test parses every one, 0.15 s)."""
     if not _touches_apache(actions):
-        return
+        return False
     os.makedirs(layout.RUN_DIR, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=layout.RUN_DIR) as tmp:
-        _stage_apache(os.path.join(tmp, "apache2"), actions)
-        _apache_test(os.path.join(tmp, "apache2"))
+        confdir = os.path.join(tmp, "apache2")
+        _stage_apache(confdir, actions)
+        with opened.watch(os.path.realpath(layout.APACHE_DIR)) as live:
+            _apache_test(confdir)
+        return read_as_staged(live.paths, actions)
 
 
 def validate_fpm(actions: Sequence[A.Action]) -> None:
