@@ -216,12 +216,19 @@ def _users(model: Model) -> tuple[DesiredUser, ...]:
 
 
 def _between(top: str, path: str) -> list[str]:
-    """Directories strictly below top down to and including path."""
-    rel = posixpath.relpath(path, top)
-    if rel == ".":
-        return []
-    parts = rel.split("/")
-    return [posixpath.join(top, *parts[: i + 1]) for i in range(len(parts))]
+    """Directories strictly below top down to and including path (both normalised
+    absolute paths, as the spec holds them)."""
+    base = top.rstrip("/")
+    if path == top or not path.startswith(base + "/"):
+        rel = posixpath.relpath(path, top)       # not below top: as relpath says
+        if rel == ".":
+            return []
+        parts = rel.split("/")
+        return [posixpath.join(top, *parts[: i + 1]) for i in range(len(parts))]
+    out, at = [], len(base)
+    while (at := path.find("/", at + 1)) != -1:
+        out.append(path[:at])
+    return [*out, path]
 
 
 def _dirs(model: Model) -> tuple[DesiredDir, ...]:
