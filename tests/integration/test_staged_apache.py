@@ -62,3 +62,9 @@ def test_an_absolute_link_to_a_changed_file_needs_the_live_test(apache_conf: Pat
     finally:
         link.unlink()
     assert staging.validate_apache(write)
+
+
+def test_a_module_change_needs_the_live_test(apache_conf: Path) -> None:
+    """a2enmod and a2dismod are not what staging does (a2dismod leaves a .load that
+    is a file, not a link, and exits 0)."""
+    assert not staging.validate_apache([*_new_site(), A.ApacheModule("test", "info", True)])

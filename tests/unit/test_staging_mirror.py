@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from phphost import layout
+from phphost.errors import HostError
 from phphost.host import opened, staging
 from phphost.plan import actions as A
 
@@ -119,6 +120,7 @@ def test_a_link_into_a_changed_dir_stages_its_dir_too(live: Path) -> None:
 
 
 
+
 def test_a_test_that_opened_no_changed_live_file_stands_for_the_live_test(live: Path) -> None:
     d = str(live)
     actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n"),
@@ -127,18 +129,66 @@ def test_a_test_that_opened_no_changed_live_file_stands_for_the_live_test(live: 
     assert staging.read_as_staged({d, f"{d}/apache2.conf", f"{d}/sites-available/b.conf",
                                    f"{d}/conf-enabled"}, actions)
     assert not staging.read_as_staged(None, actions)                 # not known
+    assert not staging.read_as_staged(set(), [*actions, A.ApacheModule("t", "foo", True)])
 
 
 @pytest.mark.parametrize("path", ["sites-available/a.conf",      # a changed file, as it was
-                                  "sites-enabled/c.conf",          # a link the plan makes
+                                  "conf-available/x.conf",         # a repointed link's target
                                   "sites-enabled",                 # a glob over a changed dir
                                   "sites-available"])
 def test_a_changed_live_file_or_directory_opened_needs_the_live_test(live: Path,
                                                                     path: str) -> None:
     d = str(live)
     actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n"),
-                               A.Symlink("t", f"{d}/sites-enabled/c.conf", "../c")]
+                               A.Symlink("t", f"{d}/sites-enabled/c.conf", "../c"),
+                               A.Symlink("t", f"{d}/conf-enabled/x.conf", "../conf-available/z")]
     assert not staging.read_as_staged({f"{d}/apache2.conf", f"{d}/{path}"}, actions)
+
+
+@pytest.mark.parametrize(("line", "plain"), [
+    ("IncludeOptional conf-enabled/*.conf", True),
+    ("# IncludeOptional {live}/sites-enabled/*.conf", True),      # a comment
+    ("IncludeOptional {live}/sites-enabled/*.conf", False),
+    ("include /etc/elsewhere/x.conf", False),
+    ('<IfFile !"{live}/sites-enabled/a.conf">', False),            # only stat'ed
+    ("ServerRoot /srv/apache", False),
+    ("Include ${{CONF}}/x.conf", False),
+    ("IncludeOptional ../other/*.conf", False),
+    ("Define \\\n  X {live}/y", False),                          # a continued line
+    ("DocumentRoot /srv/site", True)])
+def test_a_file_that_names_live_or_absolute_paths_needs_the_live_test(
+        live: Path, line: str, plain: bool) -> None:
+    """Such a path is read as the live tree holds it before the writes, or only
+    stat'ed, or not there yet: the watch cannot tell."""
+    d = str(live)
+    (live / "conf-available/x.conf").write_text(line.format(live=d) + "\n")
+    actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n")]
+    assert staging.read_as_staged({f"{d}/conf-available/x.conf"}, actions) is plain
+
+
+def test_a_linked_top_level_directory_is_staged_not_written_through(live: Path,
+                                                                   tmp_path: Path) -> None:
+    """sites-available as a link to a directory elsewhere: the staged view makes it a
+    directory of its own, so the plan's write never reaches the live file."""
+    elsewhere = tmp_path / "elsewhere"
+    (live / "sites-available").rename(elsewhere)
+    os.symlink(elsewhere, live / "sites-available")
+    d = str(live)
+    actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "bad\n")]
+    staged = _stage(live, actions)
+    assert (elsewhere / "a.conf").read_text() == "site a\n"
+    assert _view(staged)["sites-enabled/a.conf"] == "bad\n"
+
+
+def test_a_write_through_a_deeper_link_is_refused(live: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (live / "conf-available/sub").rename(tmp_path / "old-sub")
+    os.symlink(elsewhere, live / "conf-available/sub")
+    d = str(live)
+    with pytest.raises(HostError, match="outside the Apache tree"):
+        _stage(live, [A.WriteFile("t", f"{d}/conf-available/sub/y.conf", "bad\n")])
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_the_watch_sees_a_live_file_opened_through_a_link_from_elsewhere(live: Path,
@@ -158,3 +208,18 @@ def test_the_watch_sees_a_live_file_opened_through_a_link_from_elsewhere(live: P
     with opened.watch(str(live)) as quiet:
         pass
     assert quiet.paths == set()
+
+
+def test_the_watch_follows_the_trees_links_out_to_files_not_directories(
+        live: Path, tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "apache.conf").write_text("Alias /pkg /usr/share/pkg\n")
+    os.symlink(pkg / "apache.conf", live / "conf-enabled/pkg.conf")
+    with opened.watch(str(live)) as seen:
+        (live / "conf-enabled/pkg.conf").read_text()
+    assert seen.paths == {f"{pkg}/apache.conf"}
+    os.symlink(pkg, live / "conf-enabled/pkgdir")
+    with opened.watch(str(live)) as unknown:
+        pass
+    assert unknown.paths is None

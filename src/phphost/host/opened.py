@@ -38,11 +38,42 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+class _Unknown(Exception):
+    """The tree cannot be watched whole."""
+
+
+def _fail(err: OSError) -> None:
+    raise _Unknown(str(err))
+
+
+def _directories(top: str) -> list[str]:
+    """Every directory below top, and each outside it that holds a file a link in the
+    tree leads to (that file is read under its own directory's name). _Unknown for a
+    directory that cannot be listed, or a link to a directory outside the tree (not
+    followed)."""
+    found: list[str] = []
+    outside: set[str] = set()
+    for here, _subdirs, _files in os.walk(top, onerror=_fail):   # links to dirs not entered
+        found.append(here)
+        for entry in os.scandir(here):
+            if not entry.is_symlink():
+                continue
+            real = os.path.realpath(entry.path)
+            if real == top or real.startswith(top + "/"):
+                continue
+            if os.path.isdir(real):
+                raise _Unknown(f"{entry.path} leads to the directory {real}")
+            outside.add(os.path.dirname(real))
+    return [*found, *sorted(outside)]
+
+
 def _watch_all(libc: ctypes.CDLL, fd: int, top: str) -> dict[int, str] | None:
     dirs: dict[int, str] = {}
-    # listed first: the walk's own opens come before any watch (links to directories
-    # are not entered)
-    for here in [here for here, _subdirs, _files in os.walk(top)]:
+    try:    # listed first: the walk's own opens come before any watch
+        listed = _directories(top)
+    except (_Unknown, OSError):
+        return None
+    for here in listed:
         wd = libc.inotify_add_watch(fd, os.fsencode(here), IN_OPEN)
         if wd < 0:
             return None
@@ -71,8 +102,9 @@ def _drain(fd: int, dirs: dict[int, str]) -> set[str] | None:
 
 @contextlib.contextmanager
 def watch(top: str) -> Iterator[Opens]:
-    """Watch every directory below `top` (a real path) while the block runs; the
-    answer is in the yielded Opens once the block has ended."""
+    """Watch every directory below `top` (a real path), and those outside that hold
+    files its links lead to, while the block runs; the answer is in the yielded Opens
+    once the block has ended."""
     opens = Opens()
     libc = _libc()
     fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC) if libc is not None else -1

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from phphost import layout
-from phphost.errors import ValidationFailed
+from phphost.errors import HostError, ValidationFailed
 from phphost.host import opened
 from phphost.plan import actions as A
 from phphost.runner import run
@@ -102,7 +102,9 @@ def _real_dirs(actions: Sequence[A.Action]) -> set[str]:
     directories of its own: those the plan changes, and (until nothing more is
     added) those whose relative symlinks point into one of them; through a link to
     the live directory, a relative symlink would resolve in the live tree."""
-    top = [e.path for e in os.scandir(layout.APACHE_DIR) if e.is_dir(follow_symlinks=False)]
+    # a link to a directory counts as one: a write through a link to the live one
+    # would land in the live tree
+    top = [e.path for e in os.scandir(layout.APACHE_DIR) if e.is_dir()]
     real = {d for d in top if any(t == d or t.startswith(d + "/")
                                   for t in _touched_dirs(actions))}
     links = {d: _links_into(d) for d in top}
@@ -143,21 +145,35 @@ def _mirror_dir(live: str, staged: str) -> None:
         os.symlink(os.readlink(entry.path) if entry.is_symlink() else entry.path, dest)
 
 
+def _in_stage(confdir: str, staged: str) -> str:
+    """staged, refused unless its directory resolves inside the staged tree (a link
+    to a live directory deeper down would take the write to the live tree)."""
+    top = os.path.realpath(confdir)
+    here = os.path.realpath(os.path.dirname(staged))
+    if here != top and not here.startswith(top + "/"):
+        raise HostError(
+            f"{layout.APACHE_DIR + staged[len(confdir):]}: its directory is a symlink to "
+            f"{here}, outside the Apache tree; phphost does not stage (or write) through it. "
+            "Make it a directory of its own")
+    return staged
+
+
 def _stage_apache(confdir: str, actions: Sequence[A.Action]) -> None:
     _mirror(confdir, actions)
     for a in actions:
         if isinstance(a, A.WriteFile) and a.path.startswith(layout.APACHE_DIR + "/"):
-            staged = _staged(confdir, a.path)
+            staged = _in_stage(confdir, _staged(confdir, a.path))
             if os.path.lexists(staged):     # a link to the live file: never written through
                 os.unlink(staged)
             fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with open(fd, "w", encoding="utf-8") as fh:
                 fh.write(a.content)
         elif isinstance(a, A.RemoveFile) and a.path.startswith(layout.APACHE_DIR + "/"):
-            if os.path.lexists(_staged(confdir, a.path)):
-                os.unlink(_staged(confdir, a.path))
+            staged = _in_stage(confdir, _staged(confdir, a.path))
+            if os.path.lexists(staged):
+                os.unlink(staged)
         elif isinstance(a, A.Symlink) and a.link.startswith(layout.APACHE_DIR + "/"):
-            link = _staged(confdir, a.link)
+            link = _in_stage(confdir, _staged(confdir, a.link))
             if os.path.lexists(link):
                 os.unlink(link)
             os.symlink(a.target, link)
@@ -181,32 +197,73 @@ def _real(path: str) -> str:
 
 
 def _changed_live(actions: Sequence[A.Action]) -> set[str]:
-    """The live paths under the Apache tree the plan writes, removes or links, and
-    the directories it adds, removes or replaces entries in."""
+    """The live paths under the Apache tree the plan writes, removes or links (and
+    where a link it replaces or removes leads now: a file is opened by its target's
+    name), and the directories it adds, removes or replaces entries in."""
     paths: set[str] = set()
     for a in actions:
         if isinstance(a, (A.WriteFile, A.RemoveFile)):
             paths.add(a.path)
         elif isinstance(a, A.Symlink):
             paths.add(a.link)
-        elif isinstance(a, A.ApacheModule):
-            paths |= {f"{layout.APACHE_DIR}/mods-enabled/{a.module}.{ext}"
-                      for ext in ("load", "conf")}
-    inside = {_real(p) for p in paths if p.startswith(layout.APACHE_DIR + "/")}
-    return inside | {os.path.realpath(d) for d in _touched_dirs(actions)}
+    inside = [p for p in paths if p.startswith(layout.APACHE_DIR + "/")]
+    return ({_real(p) for p in inside} | {os.path.realpath(p) for p in inside}
+            | {os.path.realpath(d) for d in _touched_dirs(actions)})
+
+
+# directives that name another configuration path (<IfFile> tests one exists)
+_PATH_DIRECTIVE = re.compile(rb"^[ \t]*<?[ \t]*(include|includeoptional|serverroot|iffile)\b",
+                             re.IGNORECASE | re.MULTILINE)
+_PATH_ARG = re.compile(r"^<?\s*(?:include|includeoptional|serverroot|iffile)\b\s*(.*)$",
+                       re.IGNORECASE)
+
+
+def _names_live_paths(path: str, live: tuple[str, ...]) -> bool:
+    """Does a line of the file (not a comment) name the live tree, or include, test
+    or root an absolute path, or one made of a variable? Such a line reads what the
+    live tree holds before the writes, or what a test watching opens cannot see (a
+    path that is only stat'ed, or does not exist yet). A file that cannot be read
+    counts as one that does."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return True
+    if not _PATH_DIRECTIVE.search(data) and not any(x.encode() in data for x in live):
+        return False
+    for line in data.decode("utf-8", "replace").replace("\\\n", " ").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if any(x in text for x in live):
+            return True
+        found = _PATH_ARG.match(text)
+        if found:
+            arg = found.group(1).lstrip("!").strip().lstrip("\"'")
+            if arg.startswith("/") or "$" in arg or ".." in arg:
+                return True
+    return False
 
 
 def read_as_staged(opened: set[str] | None, actions: Sequence[A.Action]) -> bool:
     """Did the staged test read the plan's tree, so that a test of the live tree once
     the plan has written it would parse the same files with the same content?
-    `opened`: what the test opened in the live tree (host/opened.py; None: not
-    known). Not when it opened a live file the plan changes (an absolute Include or
-    ServerRoot, or a link with an absolute target, reads it as it is before the
-    writes) or a live directory the plan adds, removes or replaces entries in (a glob
-    there lists it as it is now). Then apply tests the live tree after its writes."""
-    if opened is None:
+    `opened`: what the test opened in the live tree and in the directories its links
+    lead to (host/opened.py; None: not known). Not when the plan changes Apache's
+    modules (a2enmod and a2dismod are not what staging does), when the test opened a
+    live file the plan changes or a live directory the plan adds or removes entries in
+    (an absolute Include or ServerRoot, or a link with an absolute target, reads it as
+    it is before the writes; a glob there lists it as it is now), or when a file it
+    opened names the live tree or an absolute, variable or `..` path to include, test
+    or root (paths only stat'ed, or not there yet, are opened by neither test; `..`
+    leaves the staged tree for another place than the live tree's parent).
+    Then apply tests the live tree after its writes."""
+    if opened is None or any(isinstance(a, A.ApacheModule) for a in actions):
         return False
-    return opened.isdisjoint(_changed_live(actions))
+    if not opened.isdisjoint(_changed_live(actions)):
+        return False
+    live = (layout.APACHE_DIR + "/", os.path.realpath(layout.APACHE_DIR) + "/")
+    return not any(_names_live_paths(p, live) for p in sorted(opened) if not os.path.isdir(p))
 
 
 FPM_TESTS_AT_ONCE = max(2, os.cpu_count() or 1)
