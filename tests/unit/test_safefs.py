@@ -243,3 +243,50 @@ def test_root_files_only_in_trusted_dirs(home: Path, root_tree: Path) -> None:
     safefs.require_trusted_dir(str(root_tree))
     with pytest.raises(safefs.UnsafePath, match="only root can write"):
         safefs.require_trusted_dir(str(home))
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_dir_opener_reads_as_open_dir_does(home: Path, root_tree: Path, secret: Path) -> None:
+    """DirOpener keeps walks for the next paths; each answer and each refusal is
+    open_dir's: a tenant's symlink below a kept walk is refused, a root-owned one in
+    trusted directories followed, and no fd is left open."""
+    (home / "htdocs").mkdir()
+    (home / "evil").symlink_to(secret.parent)
+    _as_tenant(home / "htdocs", home / "evil")
+    (root_tree / "real" / "inner").mkdir(parents=True)
+    (root_tree / "alias").symlink_to("real")
+    paths = [home, home / "htdocs", home / "evil", home / "evil" / "x",
+             root_tree / "alias" / "inner", root_tree / "missing", home / "htdocs" / "no"]
+
+    def answer(open_dir: object, path: Path) -> object:
+        try:
+            fd = open_dir(str(path))        # type: ignore[operator]
+        except (safefs.UnsafePath, OSError) as err:
+            return type(err).__name__
+        try:
+            st = os.fstat(fd)
+            return (st.st_ino, st.st_uid)
+        finally:
+            os.close(fd)
+
+    before = _open_fds()
+    with safefs.DirOpener() as opener:
+        got = [answer(opener.open_dir, p) for p in paths * 2]
+    assert got == [answer(safefs.open_dir, p) for p in paths * 2]
+    assert got[2] == got[3] == "UnsafePath" and got[5] == "FileNotFoundError"
+    assert _open_fds() == before
+
+
+def test_dir_opener_keeps_only_its_last_walks(root_tree: Path) -> None:
+    for i in range(safefs.DirOpener.KEEP * 2):
+        (root_tree / f"t{i}" / "htdocs").mkdir(parents=True)
+    before = _open_fds()
+    opener = safefs.DirOpener()
+    for i in range(safefs.DirOpener.KEEP * 2):
+        os.close(opener.open_dir(str(root_tree / f"t{i}" / "htdocs")))
+    assert _open_fds() - before <= safefs.DirOpener.KEEP
+    opener.close()
+    assert _open_fds() == before

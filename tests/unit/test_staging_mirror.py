@@ -155,13 +155,18 @@ def test_a_changed_live_file_or_directory_opened_needs_the_live_test(live: Path,
     ("Include ${{CONF}}/x.conf", False),
     ("IncludeOptional ../other/*.conf", False),
     ("Define \\\n  X {live}/y", False),                          # a continued line
-    ("DocumentRoot /srv/site", True)])
+    ("DocumentRoot /srv/site", True),
+    ("Define X {live}//sites-enabled", False),                     # // is /
+    ('"IncludeOptional" /etc/x/*.conf', False),                     # a quoted name
+    ("Include \\\r\n  /etc/x.conf", False),                     # a CRLF continuation
+    ("\x0bInclude /etc/x.conf", False),                            # a vertical tab first
+    ("<Macro Site $name>", False), ("Use Site blog", False)])      # mod_macro
 def test_a_file_that_names_live_or_absolute_paths_needs_the_live_test(
         live: Path, line: str, plain: bool) -> None:
     """Such a path is read as the live tree holds it before the writes, or only
     stat'ed, or not there yet: the watch cannot tell."""
     d = str(live)
-    (live / "conf-available/x.conf").write_text(line.format(live=d) + "\n")
+    (live / "conf-available/x.conf").write_text(line.format(live=d) + "\n", newline="")
     actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n")]
     assert staging.read_as_staged({f"{d}/conf-available/x.conf"}, actions) is plain
 
@@ -223,3 +228,15 @@ def test_the_watch_follows_the_trees_links_out_to_files_not_directories(
     with opened.watch(str(live)) as unknown:
         pass
     assert unknown.paths is None
+
+
+def test_an_alias_of_a_directory_in_the_tree_leads_to_the_staged_one(live: Path) -> None:
+    """conf.d -> conf-enabled: a glob over conf.d must list the plan's new link."""
+    os.symlink("conf-enabled", live / "conf.d")
+    d = str(live)
+    actions: list[A.Action] = [
+        A.WriteFile("t", f"{d}/conf-available/new.conf", "new\n"),
+        A.Symlink("t", f"{d}/conf-enabled/new.conf", "../conf-available/new.conf")]
+    staged = _stage(live, actions)
+    assert _view(staged)["conf.d/new.conf"] == "new\n"
+    assert not (live / "conf-enabled/new.conf").exists()

@@ -14,7 +14,7 @@ from typing import Any
 from phphost import layout, safefs
 from phphost.errors import PlanError
 from phphost.facts import cgroups, nftables
-from phphost.facts.accounts import accounts_db
+from phphost.facts.accounts import AccountsDb, accounts_db
 from phphost.facts.parse import (
     ProgramStatus,
     parse_apache_modules,
@@ -264,8 +264,10 @@ def group_exists(name: str) -> bool:
     return name in accounts_db().groups
 
 
-def _name(lookup: str, ident: int) -> str:
-    db = accounts_db()
+def _name(lookup: str, ident: int, db: AccountsDb | None = None) -> str:
+    """The user's or group's name (its number where it has none). db: one read of
+    the account files for many lookups (each accounts_db() stats both files)."""
+    db = db or accounts_db()
     if lookup == "user":
         pw = db.by_uid.get(ident)
         return pw.pw_name if pw is not None else str(ident)
@@ -277,24 +279,23 @@ def read_dirs(paths: Iterable[str], acl_paths: Iterable[str], unsafe: dict[str, 
               ) -> tuple[dict[str, DirFact | None], dict[str, frozenset[str]]]:
     """read_dir of each of paths, and read_acl of each of acl_paths that exists (a
     directory in both is walked to once)."""
-    dirs: dict[str, DirFact | None] = {}
-    acls: dict[str, frozenset[str]] = {}
     paths, acl_paths = list(paths), list(acl_paths)
-    want_dir, want_acl = set(paths), set(acl_paths)
-    for path in dict.fromkeys([*paths, *acl_paths]):
-        fact, acl = _read_dir_acl(path, path in want_acl, unsafe)
-        if path in want_dir:
-            dirs[path] = fact
-        if acl is not None and fact is not None:
-            acls[path] = acl
-    return dirs, {a: acls[a] for a in acl_paths if a in acls}
+    want_acl = set(acl_paths)
+    read: dict[str, tuple[DirFact | None, frozenset[str] | None]] = {}
+    db = accounts_db()
+    with safefs.DirOpener() as opener:      # in order: a home's walk serves its docroot
+        for path in sorted(set(paths) | want_acl):
+            read[path] = _read_dir_acl(opener, path, path in want_acl, unsafe, db)
+    acls = {a: acl for a in acl_paths if (acl := read[a][1]) is not None
+            and read[a][0] is not None}
+    return {p: read[p][0] for p in paths}, acls
 
 
-def _read_dir_acl(path: str, acl: bool, unsafe: dict[str, str]
-                  ) -> tuple[DirFact | None, frozenset[str] | None]:
+def _read_dir_acl(opener: safefs.DirOpener, path: str, acl: bool, unsafe: dict[str, str],
+                  db: AccountsDb) -> tuple[DirFact | None, frozenset[str] | None]:
     """read_dir and (acl: True) read_acl of one directory, through one descriptor."""
     try:
-        fd = safefs.open_dir(path)
+        fd = opener.open_dir(path)
     except FileNotFoundError:
         return None, None
     except safefs.UnsafePath as e:
@@ -302,15 +303,15 @@ def _read_dir_acl(path: str, acl: bool, unsafe: dict[str, str]
         return DirFact("?", "?", -1), frozenset() if acl else None
     try:
         st = safefs.dir_state_of(fd)
-        entries = _named_entries(fd) if acl else None
+        entries = _named_entries(fd, db) if acl else None
     finally:
         os.close(fd)
-    return DirFact(_name("user", st.uid), _name("group", st.gid), st.mode), entries
+    return DirFact(_name("user", st.uid, db), _name("group", st.gid, db), st.mode), entries
 
 
-def _named_entries(fd: int) -> frozenset[str]:
+def _named_entries(fd: int, db: AccountsDb) -> frozenset[str]:
     try:
-        return safefs.named_entries(fd)
+        return safefs.named_entries(fd, lambda kind, ident: _name(kind, ident, db))
     except OSError:
         return frozenset()
 

@@ -102,9 +102,12 @@ def _real_dirs(actions: Sequence[A.Action]) -> set[str]:
     directories of its own: those the plan changes, and (until nothing more is
     added) those whose relative symlinks point into one of them; through a link to
     the live directory, a relative symlink would resolve in the live tree."""
-    # a link to a directory counts as one: a write through a link to the live one
-    # would land in the live tree
-    top = [e.path for e in os.scandir(layout.APACHE_DIR) if e.is_dir()]
+    # a link to a directory outside the tree counts as one (a write through a link to
+    # it would land there); a link to another directory of the tree is staged as a
+    # link to the staged one (_mirror)
+    top = [e.path for e in os.scandir(layout.APACHE_DIR)
+           if e.is_dir(follow_symlinks=False)
+           or (e.is_dir() and _below_live(os.path.realpath(e.path)) is None)]
     real = {d for d in top if any(t == d or t.startswith(d + "/")
                                   for t in _touched_dirs(actions))}
     links = {d: _links_into(d) for d in top}
@@ -115,6 +118,15 @@ def _real_dirs(actions: Sequence[A.Action]) -> set[str]:
         real |= more
         grown = bool(more)
     return real
+
+
+def _below_live(real: str) -> str | None:
+    """A real path's part below the live tree ("" for the tree itself); None when it
+    is outside."""
+    top = os.path.realpath(layout.APACHE_DIR)
+    if real == top or real.startswith(top + "/"):
+        return real[len(top):]
+    return None
 
 
 def _mirror(staged: str, actions: Sequence[A.Action]) -> None:
@@ -133,7 +145,10 @@ def _mirror(staged: str, actions: Sequence[A.Action]) -> None:
         elif entry.path in real:
             _mirror_dir(entry.path, dest)
         elif entry.is_symlink():
-            os.symlink(os.readlink(entry.path), dest)
+            # a link to another directory of the tree (conf.d -> conf-enabled) leads to
+            # the staged one, which holds the plan's changes
+            rest = _below_live(os.path.realpath(entry.path)) if entry.is_dir() else None
+            os.symlink(os.readlink(entry.path) if rest is None else staged + rest, dest)
         else:
             os.symlink(entry.path, dest)
 
@@ -211,11 +226,13 @@ def _changed_live(actions: Sequence[A.Action]) -> set[str]:
             | {os.path.realpath(d) for d in _touched_dirs(actions)})
 
 
-# directives that name another configuration path (<IfFile> tests one exists)
-_PATH_DIRECTIVE = re.compile(rb"^[ \t]*<?[ \t]*(include|includeoptional|serverroot|iffile)\b",
+# directives that name another configuration path (<IfFile> tests one exists), and
+# mod_macro's, whose parameters can build any of them
+_DIRECTIVES = r"include|includeoptional|serverroot|iffile|macro|use"
+_PATH_DIRECTIVE = re.compile(rb"^\s*[\"']?<?\s*(" + _DIRECTIVES.encode() + rb")\b",
                              re.IGNORECASE | re.MULTILINE)
-_PATH_ARG = re.compile(r"^<?\s*(?:include|includeoptional|serverroot|iffile)\b\s*(.*)$",
-                       re.IGNORECASE)
+_PATH_ARG = re.compile(r"^[\"']?<?\s*(" + _DIRECTIVES + r")\b[\"']?\s*(.*)$", re.IGNORECASE)
+_SLASHES = re.compile(r"/(?:\.?/)+")        # // and /./ name the same directory as /
 
 
 def _names_live_paths(path: str, live: tuple[str, ...]) -> bool:
@@ -229,17 +246,20 @@ def _names_live_paths(path: str, live: tuple[str, ...]) -> bool:
             data = fh.read()
     except OSError:
         return True
-    if not _PATH_DIRECTIVE.search(data) and not any(x.encode() in data for x in live):
+    plain = re.sub(rb"/(?:\.?/)+", b"/", data)
+    if not _PATH_DIRECTIVE.search(data) and not any(x.encode() in plain for x in live):
         return False
-    for line in data.decode("utf-8", "replace").replace("\\\n", " ").splitlines():
+    for line in re.split(r"\r?\n", re.sub(r"\\\r?\n", " ", data.decode("utf-8", "replace"))):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        if any(x in text for x in live):
+        if any(x in _SLASHES.sub("/", text) for x in live):
             return True
         found = _PATH_ARG.match(text)
+        if found and found.group(1).lower() in ("macro", "use"):
+            return True
         if found:
-            arg = found.group(1).lstrip("!").strip().lstrip("\"'")
+            arg = found.group(2).lstrip("!").strip().lstrip("\"'")
             if arg.startswith("/") or "$" in arg or ".." in arg:
                 return True
     return False
@@ -256,7 +276,8 @@ def read_as_staged(opened: set[str] | None, actions: Sequence[A.Action]) -> bool
     it is before the writes; a glob there lists it as it is now), or when a file it
     opened names the live tree or an absolute, variable or `..` path to include, test
     or root (paths only stat'ed, or not there yet, are opened by neither test; `..`
-    leaves the staged tree for another place than the live tree's parent).
+    leaves the staged tree for another place than the live tree's parent), or holds a
+    mod_macro `<Macro>` or `Use` (its parameters can build any such path).
     Then apply tests the live tree after its writes."""
     if opened is None or any(isinstance(a, A.ApacheModule) for a in actions):
         return False
