@@ -132,7 +132,8 @@ def gather(wanted: Wanted, state: State, query: ProgramsQuery | None = None,
            early: Callable[[], dict[str, Any]] | None = None) -> Facts:
     """query: supervisord's answer asked for earlier (ProgramsQuery). early:
     read_early(wanted.limits) as read elsewhere meanwhile (the plan's child process),
-    asked for once the rest is read; its "dir_facts" (DirFacts), when they cover the
+    asked for once the files, links and programs are read (the checks of directories,
+    TLS files and sockets follow it); its "dir_facts" (DirFacts), when they cover the
     directories wanted, stand for gather's own read_dirs."""
     # the launcher binary is built from LAUNCHER_SOURCE, never read as a file
     paths = (set(wanted.files) | set(state.files)) - {layout.LAUNCHER} - wanted.leave
