@@ -165,12 +165,12 @@ def _kind(st: os.stat_result) -> str:
 
 class DirOpener:
     """open_dir for many paths in turn, as one process reading the host for a plan
-    does (2,000 homes and docroots at 1,000 tenants): the walk to a directory is kept
-    for the next paths below it (the last KEEP of them, each an fd), so a home below
-    /srv/tenants costs one step from there, not a walk from `/`. Each step is the same
-    as open_dir's; a kept walk is a directory already reached without following an
-    untrusted symlink, and every step below it refuses one again. close() (or `with`)
-    closes the kept fds."""
+    does (2,000 homes and docroots at 1,000 tenants): the walk to a trusted directory
+    (root's, writable by nobody else: no tenant can rename or swap anything in it) is
+    kept for the next paths below it, the last KEEP of them, each an fd of its own; a
+    home below /srv/tenants then costs one step from there, not a walk from `/`. Every
+    step below a kept walk is open_dir's, so each answer and refusal is open_dir's.
+    close() (or `with`) closes the kept fds."""
 
     KEEP = 64
 
@@ -189,31 +189,45 @@ class DirOpener:
         self._walks.clear()
 
     def open_dir(self, path: str) -> int:
-        parts = _components(path)
+        parts = tuple(_components(path))
         if not parts:
             raise UnsafePath(path, "is the root directory", "name a directory below /")
-        walk = self._walk(tuple(parts[:-1]), path)
-        return _open_dir_at(walk.fd, parts[-1], path)
+        walk = self._walk(parts[:-1], path)
+        try:
+            return _open_dir_at(walk.fd, parts[-1], path)
+        finally:
+            walk.close()
 
     def _walk(self, parts: tuple[str, ...], shown: str) -> _Walk:
-        kept = self._walks.get(parts)
-        if kept is not None:
-            self._walks[parts] = self._walks.pop(parts)      # most recently used last
-            return kept
-        if parts:
-            walk = self._walk(parts[:-1], shown).copy(shown)
-            try:
-                walk.step(parts[-1])
-            except BaseException:
-                walk.close()
-                raise
+        """A walk of its own to `parts`: from the longest kept prefix, then a step at a
+        time; each trusted directory on the way is kept (a copy) for later paths."""
+        n = len(parts)
+        while n and parts[:n] not in self._walks:
+            n -= 1
+        base = self._walks.pop(parts[:n], None)
+        if base is not None:
+            self._walks[parts[:n]] = base       # most recently used last
+            walk = base.copy(shown)
         else:
             walk = _Walk(shown)
-        self._walks[parts] = walk
-        while len(self._walks) > self.KEEP:
-            oldest = next(iter(self._walks))
-            self._walks.pop(oldest).close()
+            self._keep((), walk.copy(shown))
+        try:
+            for i in range(n, len(parts)):
+                walk.step(parts[i])
+                if walk.trusted:
+                    self._keep(parts[:i + 1], walk.copy(shown))
+        except BaseException:
+            walk.close()
+            raise
         return walk
+
+    def _keep(self, key: tuple[str, ...], walk: _Walk) -> None:
+        old = self._walks.pop(key, None)
+        if old is not None:
+            old.close()
+        self._walks[key] = walk
+        while len(self._walks) > max(self.KEEP, 1):
+            self._walks.pop(next(iter(self._walks))).close()
 
 
 @contextlib.contextmanager

@@ -290,3 +290,21 @@ def test_dir_opener_keeps_only_its_last_walks(root_tree: Path) -> None:
     assert _open_fds() - before <= safefs.DirOpener.KEEP
     opener.close()
     assert _open_fds() == before
+
+
+def test_dir_opener_keeps_no_walk_a_tenant_can_change(home: Path, root_tree: Path,
+                                                     secret: Path) -> None:
+    """A tenant renames its htdocs away and puts a symlink in its place: the next
+    answer is open_dir's refusal, not the directory a kept walk still holds."""
+    (home / "htdocs" / "pub").mkdir(parents=True)
+    _as_tenant(home / "htdocs", home / "htdocs" / "pub")
+    with safefs.DirOpener() as opener:
+        os.close(opener.open_dir(str(home / "htdocs" / "pub")))
+        (home / "htdocs").rename(home / "htdocs.old")
+        (home / "htdocs").symlink_to(secret.parent)
+        _as_tenant(home / "htdocs")
+        with pytest.raises(safefs.UnsafePath):
+            opener.open_dir(str(home / "htdocs" / "pub"))
+        deep = "/" + "/".join(["d"] * 2000)          # no recursion per component
+        with pytest.raises(FileNotFoundError):
+            opener.open_dir(deep)

@@ -160,7 +160,8 @@ def test_a_changed_live_file_or_directory_opened_needs_the_live_test(live: Path,
     ('"IncludeOptional" /etc/x/*.conf', False),                     # a quoted name
     ("Include \\\r\n  /etc/x.conf", False),                     # a CRLF continuation
     ("\x0bInclude /etc/x.conf", False),                            # a vertical tab first
-    ("<Macro Site $name>", False), ("Use Site blog", False)])      # mod_macro
+    ("<Macro Site $name>", False), ("Use Site blog", False),      # mod_macro
+    ("<IfF\\\nile !/etc/x.conf>", False)])                          # joined as is
 def test_a_file_that_names_live_or_absolute_paths_needs_the_live_test(
         live: Path, line: str, plain: bool) -> None:
     """Such a path is read as the live tree holds it before the writes, or only

@@ -16,6 +16,7 @@ import select
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -159,26 +160,31 @@ Memory = dict[str, PoolMemory]
 def _read_plan(model: Model, scope: Scope | None = None) -> tuple[A.Plan, Memory]:
     """The plan, and what each pool's processes use now (for the capacity report).
     The jails the cache trusts are checked on disk in a child process meanwhile,
-    which then reads the pools' cgroups, the live nftables table, the homes' and
-    docroots' owners, modes and ACLs, and the pools' memory (PendingJails, read_early,
-    _dir_facts); when a jail changed, the host is read again with its scan."""
+    which then reads the pools' cgroups, the live nftables table and the homes' and
+    docroots' owners, modes and ACLs (PendingJails, read_early, _dir_facts); when a
+    jail changed, the host is read again with its scan. The pools' memory (every
+    process's status in /proc) is read by a thread once the child is forked: the
+    report needs it only after the plan, and under load the child's work was what
+    the plan waited for."""
     state = read_state()
     check_accounts(model, state, read_model_accounts(model))
     limits = tuple((p.name, pool_limits(p)) for p in model.pools
                    if scope is None or p.name in scope.pools)
     users = {p.name: p.user for p in model.pools}
     jails = PendingJails(model, scope.pools if scope else None,      # forks: no thread yet
-                         also=lambda: (read_early(limits), pool_memory(users),
-                                       _dir_facts(model, scope)))
-    try:
-        desired, facts = _read_host(model, scope, state, jails.states,
-                                    lambda: _early(jails.settle())[0])
-        if not jails.held:
-            desired, facts = _read_host(model, scope, state, jails.states)
-    except BaseException:
-        jails.cancel()
-        raise
-    return make_plan(desired, facts, state, jails.states, scope), _early(jails.settle())[1]
+                         also=lambda: (read_early(limits), _dir_facts(model, scope)))
+    with ThreadPoolExecutor(max_workers=1) as other:    # ends before anything forks again
+        memory = other.submit(pool_memory, users)
+        try:
+            desired, facts = _read_host(model, scope, state, jails.states,
+                                        lambda: _early(jails.settle()))
+            if not jails.held:
+                desired, facts = _read_host(model, scope, state, jails.states)
+        except BaseException:
+            jails.cancel()
+            raise
+        plan = make_plan(desired, facts, state, jails.states, scope)
+    return plan, memory.result()
 
 
 def _read_host(model: Model, scope: Scope | None, state: State, jails: dict[str, JailState],
@@ -202,14 +208,13 @@ def _dir_facts(model: Model, scope: Scope | None) -> DirFacts:
     return read_dir_facts(dirs, acls)
 
 
-def _early(value: object) -> tuple[dict[str, Any], Memory]:
+def _early(value: object) -> dict[str, Any]:
     """What the plan's child read (PendingJails `also`), checked for its shape: the
-    Facts fields for gather (the directories' among them as "dir_facts") and the
-    pools' memory."""
-    if not (isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], dict)
-            and isinstance(value[1], dict) and isinstance(value[2], DirFacts)):
+    Facts fields for gather, the directories' among them as "dir_facts"."""
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict)
+            and isinstance(value[1], DirFacts)):
         raise TypeError(f"the plan's child gave {type(value).__name__}")
-    return {**value[0], "dir_facts": value[2]}, value[1]
+    return {**value[0], "dir_facts": value[1]}
 
 
 def _check_tenants(model: Model, applied: Model | None, tenants: list[str]) -> None:

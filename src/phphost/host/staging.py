@@ -246,10 +246,11 @@ def _names_live_paths(path: str, live: tuple[str, ...]) -> bool:
             data = fh.read()
     except OSError:
         return True
-    plain = re.sub(rb"/(?:\.?/)+", b"/", data)
-    if not _PATH_DIRECTIVE.search(data) and not any(x.encode() in plain for x in live):
+    joined = re.sub(rb"\\\r?\n", b"", data)     # apache2 joins a continued line as is
+    plain = re.sub(rb"/(?:\.?/)+", b"/", joined)
+    if not _PATH_DIRECTIVE.search(joined) and not any(x.encode() in plain for x in live):
         return False
-    for line in re.split(r"\r?\n", re.sub(r"\\\r?\n", " ", data.decode("utf-8", "replace"))):
+    for line in re.split(r"\r?\n", joined.decode("utf-8", "replace")):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
