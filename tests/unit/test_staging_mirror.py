@@ -241,3 +241,12 @@ def test_an_alias_of_a_directory_in_the_tree_leads_to_the_staged_one(live: Path)
     staged = _stage(live, actions)
     assert _view(staged)["conf.d/new.conf"] == "new\n"
     assert not (live / "conf-enabled/new.conf").exists()
+
+
+def test_a_file_that_is_no_regular_file_is_not_read_and_needs_the_live_test(
+        live: Path) -> None:
+    """A FIFO where a config file was opened: not read (no wait), the live test runs."""
+    os.mkfifo(live / "conf-available/fifo.conf")
+    d = str(live)
+    actions: list[A.Action] = [A.WriteFile("t", f"{d}/sites-available/a.conf", "site a new\n")]
+    assert not staging.read_as_staged({f"{d}/conf-available/fifo.conf"}, actions)

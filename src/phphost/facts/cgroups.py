@@ -41,7 +41,7 @@ def read_file(path: str) -> str | None:
     """A cgroup file's text (None: missing or unreadable). One open, read and close
     (limit files are a few bytes; a plan reads thousands of them at 1,000 pools)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:

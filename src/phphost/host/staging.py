@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from phphost.errors import HostError, ValidationFailed
 from phphost.host import opened
 from phphost.plan import actions as A
 from phphost.runner import run
+from phphost.safefs import FILE_FLAGS
 from phphost.spec import extensions
 
 _DEPENDS = re.compile(r"^#\s*Depends:\s*(.*)$", re.MULTILINE)
@@ -229,10 +231,23 @@ def _changed_live(actions: Sequence[A.Action]) -> set[str]:
 # directives that name another configuration path (<IfFile> tests one exists), and
 # mod_macro's, whose parameters can build any of them
 _DIRECTIVES = r"include|includeoptional|serverroot|iffile|macro|use"
-_PATH_DIRECTIVE = re.compile(rb"^\s*[\"']?<?\s*(" + _DIRECTIVES.encode() + rb")\b",
+_PATH_DIRECTIVE = re.compile(r"^\s*[\"']?<?\s*(" + _DIRECTIVES + r")\b",
                              re.IGNORECASE | re.MULTILINE)
 _PATH_ARG = re.compile(r"^[\"']?<?\s*(" + _DIRECTIVES + r")\b[\"']?\s*(.*)$", re.IGNORECASE)
 _SLASHES = re.compile(r"/(?:\.?/)+")        # // and /./ name the same directory as /
+
+
+def _config_text(path: str) -> str | None:
+    """A regular file's text, opened without following a link and without blocking
+    (a FIFO, a device: None, as a file that cannot be read)."""
+    try:
+        fd = os.open(path, FILE_FLAGS)
+    except OSError:
+        return None
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read().decode("utf-8", "replace")
 
 
 def _names_live_paths(path: str, live: tuple[str, ...]) -> bool:
@@ -241,16 +256,14 @@ def _names_live_paths(path: str, live: tuple[str, ...]) -> bool:
     live tree holds before the writes, or what a test watching opens cannot see (a
     path that is only stat'ed, or does not exist yet). A file that cannot be read
     counts as one that does."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
+    data = _config_text(path)
+    if data is None:
         return True
-    joined = re.sub(rb"\\\r?\n", b"", data)     # apache2 joins a continued line as is
-    plain = re.sub(rb"/(?:\.?/)+", b"/", joined)
-    if not _PATH_DIRECTIVE.search(joined) and not any(x.encode() in plain for x in live):
+    joined = re.sub(r"\\\r?\n", "", data)     # apache2 joins a continued line as is
+    if not _PATH_DIRECTIVE.search(joined) and not any(x in _SLASHES.sub("/", joined)
+                                                       for x in live):
         return False
-    for line in re.split(r"\r?\n", joined.decode("utf-8", "replace")):
+    for line in re.split(r"\r?\n", joined):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
