@@ -284,7 +284,7 @@ def read_dirs(paths: Iterable[str], acl_paths: Iterable[str], unsafe: dict[str, 
     want_acl = set(acl_paths)
     read: dict[str, tuple[DirFact | None, frozenset[str] | None]] = {}
     db = accounts_db()
-    with safefs.DirOpener() as opener:      # in order: a home's walk serves its docroot
+    with safefs.DirOpener() as opener:      # the homes share their root-owned parents
         for path in sorted(set(paths) | want_acl):
             read[path] = _read_dir_acl(opener, path, path in want_acl, unsafe, db)
     acls = {a: acl for a in acl_paths if (acl := read[a][1]) is not None
